@@ -1,0 +1,8 @@
+//! The Kubernetes API model: which resources exist, and the pure logic applied to objects on their way into the store.
+//!
+//! Objects travel as `serde_json::Value` (any kind, custom resources included); built-in kinds are
+//! checked through their `k8s-openapi` types. Nothing here does I/O.
+
+pub mod apply;
+pub mod patch;
+pub mod selector;
