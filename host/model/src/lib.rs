@@ -4,5 +4,10 @@
 //! checked through their `k8s-openapi` types. Nothing here does I/O.
 
 pub mod apply;
+pub mod defaults;
 pub mod patch;
+pub mod resource;
 pub mod selector;
+pub mod table;
+pub mod typed;
+pub mod validation;

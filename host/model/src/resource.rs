@@ -1,0 +1,360 @@
+//! The resource registry: every served resource with its group, version, kind, names, scope and subresources.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where the scale subresource finds its numbers (fixed for built-ins, declared by CRDs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// JSON path of the desired replicas, e.g. `.spec.replicas`.
+    pub spec_replicas: String,
+    /// JSON path of the observed replicas, e.g. `.status.replicas`.
+    pub status_replicas: String,
+    /// JSON path of the label selector string, if any.
+    pub label_selector: Option<String>,
+}
+
+/// One served resource (a `group/version` + plural name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceInfo {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub namespaced: bool,
+    /// Has a `status` subresource: writes to the main resource ignore `status` and writes to
+    /// `/status` change only `status`.
+    pub status: bool,
+    pub scale: Option<ScalePaths>,
+    /// Other subresources served (`binding`, `log`, `eviction`).
+    pub extra_subresources: Vec<&'static str>,
+    /// Served from a CustomResourceDefinition (generic JSON, no typed checks).
+    pub custom: bool,
+}
+
+impl ResourceInfo {
+    /// `apiVersion` as written in objects: `v1` for the core group, `group/version` otherwise.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `Kind.group` as Kubernetes names it in messages (`Deployment.apps`, `Pod`).
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// `plural.group` (`deployments.apps`, `pods`), as in "deployments.apps "web" not found".
+    pub fn qualified_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The verbs served on the main resource.
+    pub fn verbs(&self) -> [&'static str; 8] {
+        [
+            "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch",
+        ]
+    }
+
+    /// Every subresource served, with `status` and `scale` first.
+    pub fn subresources(&self) -> Vec<&'static str> {
+        let mut subs = Vec::new();
+        if self.status {
+            subs.push("status");
+        }
+        if self.scale.is_some() {
+            subs.push("scale");
+        }
+        subs.extend(self.extra_subresources.iter().copied());
+        subs
+    }
+
+    /// The store key prefix of this resource (all namespaces), e.g. `/registry/apps/deployments/`.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// The store key prefix of one namespace, or of everything when `namespace` is `None`.
+    pub fn list_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+}
+
+/// Builds a built-in [`ResourceInfo`]; the few fields that vary are set with the methods below.
+fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> ResourceInfo {
+    ResourceInfo {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        short_names: Vec::new(),
+        categories: Vec::new(),
+        namespaced,
+        status: false,
+        scale: None,
+        extra_subresources: Vec::new(),
+        custom: false,
+    }
+}
+
+impl ResourceInfo {
+    fn short(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn in_all(mut self) -> Self {
+        self.categories = vec!["all".into()];
+        self
+    }
+
+    fn with_status(mut self) -> Self {
+        self.status = true;
+        self
+    }
+
+    fn with_scale(mut self) -> Self {
+        self.scale = Some(ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".status.selector".into()),
+        });
+        self
+    }
+
+    fn with(mut self, subresources: &[&'static str]) -> Self {
+        self.extra_subresources = subresources.to_vec();
+        self
+    }
+}
+
+/// Every built-in resource this server serves.
+pub fn builtins() -> Vec<ResourceInfo> {
+    vec![
+        builtin("", "v1", "Namespace", "namespaces", false)
+            .short(&["ns"])
+            .with_status(),
+        builtin("", "v1", "Pod", "pods", true)
+            .short(&["po"])
+            .in_all()
+            .with_status()
+            .with(&["binding", "log", "eviction"]),
+        builtin("", "v1", "Service", "services", true)
+            .short(&["svc"])
+            .in_all()
+            .with_status(),
+        builtin("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
+        builtin("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
+        builtin("", "v1", "Secret", "secrets", true),
+        builtin("", "v1", "ServiceAccount", "serviceaccounts", true).short(&["sa"]),
+        builtin("", "v1", "Node", "nodes", false)
+            .short(&["no"])
+            .with_status(),
+        builtin("", "v1", "Event", "events", true).short(&["ev"]),
+        builtin("", "v1", "PersistentVolume", "persistentvolumes", false)
+            .short(&["pv"])
+            .with_status(),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+        )
+        .short(&["pvc"])
+        .with_status(),
+        builtin("apps", "v1", "Deployment", "deployments", true)
+            .short(&["deploy"])
+            .in_all()
+            .with_status()
+            .with_scale(),
+        builtin("apps", "v1", "ReplicaSet", "replicasets", true)
+            .short(&["rs"])
+            .in_all()
+            .with_status()
+            .with_scale(),
+        builtin("apps", "v1", "StatefulSet", "statefulsets", true)
+            .short(&["sts"])
+            .in_all()
+            .with_status()
+            .with_scale(),
+        builtin("apps", "v1", "DaemonSet", "daemonsets", true)
+            .short(&["ds"])
+            .in_all()
+            .with_status(),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+        ),
+        builtin("batch", "v1", "Job", "jobs", true)
+            .in_all()
+            .with_status(),
+        builtin("batch", "v1", "CronJob", "cronjobs", true)
+            .short(&["cj"])
+            .in_all()
+            .with_status(),
+        builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
+        builtin("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            true,
+        ),
+        builtin("storage.k8s.io", "v1", "StorageClass", "storageclasses", false).short(&["sc"]),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        )
+        .short(&["crd", "crds"])
+        .with_status(),
+    ]
+}
+
+/// The set of served resources at one moment: the built-ins plus those of established CRDs.
+/// Replaced whole (behind an `ArcSwap`) when a CRD changes.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    resources: Vec<Arc<ResourceInfo>>,
+    by_path: BTreeMap<(String, String, String), Arc<ResourceInfo>>,
+}
+
+impl Registry {
+    pub fn new(resources: impl IntoIterator<Item = ResourceInfo>) -> Self {
+        let mut registry = Registry::default();
+        for info in resources {
+            let info = Arc::new(info);
+            registry.by_path.insert(
+                (
+                    info.group.clone(),
+                    info.version.clone(),
+                    info.plural.clone(),
+                ),
+                info.clone(),
+            );
+            registry.resources.push(info);
+        }
+        registry
+    }
+
+    /// The resource at `/apis/{group}/{version}/{plural}`.
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceInfo>> {
+        self.by_path
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+    }
+
+    /// The resource of an `apiVersion` + `kind`.
+    pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&Arc<ResourceInfo>> {
+        let (group, version) = split_api_version(api_version);
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.kind == kind)
+    }
+
+    pub fn all(&self) -> &[Arc<ResourceInfo>] {
+        &self.resources
+    }
+
+    /// Served groups in discovery order (core first, then by first appearance), each with its
+    /// versions.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for info in &self.resources {
+            match groups.iter_mut().find(|(g, _)| *g == info.group) {
+                Some((_, versions)) => {
+                    if !versions.contains(&info.version) {
+                        versions.push(info.version.clone());
+                    }
+                }
+                None => groups.push((info.group.clone(), vec![info.version.clone()])),
+            }
+        }
+        groups
+    }
+
+    /// The resources of one group version.
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<ResourceInfo>> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+}
+
+/// Splits `apps/v1` into `("apps", "v1")` and `v1` into `("", "v1")`.
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", api_version),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_names() {
+        let registry = Registry::new(builtins());
+        let deploy = registry.get("apps", "v1", "deployments").expect("served");
+        assert_eq!(deploy.api_version(), "apps/v1");
+        assert_eq!(deploy.qualified_kind(), "Deployment.apps");
+        assert_eq!(
+            deploy.key(Some("default"), "web"),
+            "/registry/apps/deployments/default/web"
+        );
+        let ns = registry.by_kind("v1", "Namespace").expect("served");
+        assert_eq!(ns.key(Some("ignored"), "kube-system"), "/registry/core/namespaces/kube-system");
+        assert_eq!(ns.list_prefix(Some("x")), "/registry/core/namespaces/");
+        assert_eq!(deploy.subresources(), vec!["status", "scale"]);
+    }
+
+    #[test]
+    fn groups_start_with_core() {
+        let registry = Registry::new(builtins());
+        let groups = registry.groups();
+        assert_eq!(groups[0], ("".to_string(), vec!["v1".to_string()]));
+        assert!(groups.iter().any(|(g, _)| g == "apps"));
+    }
+}

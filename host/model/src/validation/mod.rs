@@ -1,0 +1,141 @@
+//! Validation of objects before they are stored: every bad field reported with its path, as Kubernetes words it.
+
+mod core;
+mod meta;
+mod workloads;
+
+use serde_json::Value;
+
+use crate::resource::ResourceInfo;
+
+/// Why a field is bad, with Kubernetes' `CauseType` and wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    Required(String),
+    Invalid { value: String, detail: String },
+    NotSupported { value: String, supported: Vec<&'static str> },
+    Duplicate(String),
+    NotFound(String),
+    TooLong(usize),
+    Forbidden(String),
+}
+
+/// One invalid field: its path (`spec.template.spec.containers[0].image`) and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub error: ErrorType,
+}
+
+impl FieldError {
+    /// The `reason` of a `StatusCause`.
+    pub fn reason(&self) -> &'static str {
+        match self.error {
+            ErrorType::Required(_) => "FieldValueRequired",
+            ErrorType::Invalid { .. } => "FieldValueInvalid",
+            ErrorType::NotSupported { .. } => "FieldValueNotSupported",
+            ErrorType::Duplicate(_) => "FieldValueDuplicate",
+            ErrorType::NotFound(_) => "FieldValueNotFound",
+            ErrorType::TooLong(_) => "FieldValueTooLong",
+            ErrorType::Forbidden(_) => "FieldValueForbidden",
+        }
+    }
+
+    /// The `message` of a `StatusCause`: the error without the field path.
+    pub fn detail(&self) -> String {
+        match &self.error {
+            ErrorType::Required(d) if d.is_empty() => "Required value".into(),
+            ErrorType::Required(d) => format!("Required value: {d}"),
+            ErrorType::Invalid { value, detail } => format!("Invalid value: {value}: {detail}"),
+            ErrorType::NotSupported { value, supported } => {
+                let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+                format!("Unsupported value: {value}: supported values: {}", list.join(", "))
+            }
+            ErrorType::Duplicate(v) => format!("Duplicate value: {v}"),
+            ErrorType::NotFound(v) => format!("Not found: {v}"),
+            ErrorType::TooLong(max) => format!("Too long: must have at most {max} bytes"),
+            ErrorType::Forbidden(d) => format!("Forbidden: {d}"),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.detail())
+    }
+}
+
+/// Collects field errors while walking an object.
+#[derive(Debug, Default)]
+pub struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    pub fn required(&mut self, field: impl Into<String>, detail: &str) {
+        self.push(field, ErrorType::Required(detail.into()));
+    }
+
+    /// `value` is shown as JSON: numbers bare, strings quoted.
+    pub fn invalid(&mut self, field: impl Into<String>, value: &Value, detail: impl Into<String>) {
+        self.push(
+            field,
+            ErrorType::Invalid {
+                value: value.to_string(),
+                detail: detail.into(),
+            },
+        );
+    }
+
+    pub fn not_supported(&mut self, field: impl Into<String>, value: &Value, supported: &[&'static str]) {
+        self.push(
+            field,
+            ErrorType::NotSupported {
+                value: value.to_string(),
+                supported: supported.to_vec(),
+            },
+        );
+    }
+
+    pub fn push(&mut self, field: impl Into<String>, error: ErrorType) {
+        self.0.push(FieldError {
+            field: field.into(),
+            error,
+        });
+    }
+
+    /// Checks that an optional integer field is ≥ `min`.
+    pub fn at_least(&mut self, obj: &Value, field: &str, path: &str, min: i64) {
+        if let Some(v) = obj.get(field).and_then(Value::as_i64) {
+            if v < min {
+                self.invalid(
+                    format!("{path}.{field}"),
+                    &Value::from(v),
+                    format!("must be greater than or equal to {min}"),
+                );
+            }
+        }
+    }
+}
+
+/// Validates an object about to be created (`old` = `None`) or to replace `old`.
+pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    meta::validate_object_meta(info, obj, &mut errs);
+    if !info.custom {
+        match (info.group.as_str(), info.kind.as_str()) {
+            ("", "Pod") => workloads::validate_pod(obj, old, &mut errs),
+            ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+                workloads::validate_workload(&info.kind, obj, old, &mut errs)
+            }
+            ("batch", "Job") => workloads::validate_job(obj, old, &mut errs),
+            ("batch", "CronJob") => workloads::validate_cronjob(obj, &mut errs),
+            ("", "Service") => core::validate_service(obj, old, &mut errs),
+            ("", "ConfigMap" | "Secret") => core::validate_data(&info.kind, obj, &mut errs),
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => core::validate_crd(obj, &mut errs),
+            _ => {}
+        }
+    }
+    errs.0
+}
+
+#[cfg(test)]
+mod tests;
