@@ -246,6 +246,7 @@ fn unescape(raw: &str) -> Result<String, SelectorError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

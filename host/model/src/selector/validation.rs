@@ -150,6 +150,7 @@ pub(crate) fn validate_value(key: &str, value: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
