@@ -1,0 +1,161 @@
+//! Tests of the embedded backend beyond the conformance suite: persistence, bounded file size,
+//! and the periodic compactor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::timeout;
+use wasmkube_store::embedded::EmbeddedStore;
+use wasmkube_store::{Op, Range, Store, StoreError, Txn, TxnResult, WatchItem, compactor};
+
+async fn put_all(
+    store: &Arc<EmbeddedStore>,
+    keys: impl Iterator<Item = String>,
+    value: &Bytes,
+) -> i64 {
+    let success = keys
+        .map(|key| Op::Put {
+            key,
+            value: value.clone(),
+        })
+        .collect();
+    let txn = Txn {
+        compare: vec![],
+        success,
+    };
+    match store.txn(txn).await.expect("txn") {
+        TxnResult::Succeeded { revision, .. } => revision,
+        failed => panic!("{failed:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let value = Bytes::from("v");
+    let (revisions, compacted) = {
+        let store = EmbeddedStore::open(&path).expect("open");
+        let mut revisions = Vec::new();
+        for i in 0..10 {
+            revisions.push(
+                put_all(
+                    &store,
+                    [format!("/r/{}", i % 3)].into_iter(),
+                    &Bytes::from(i.to_string()),
+                )
+                .await,
+            );
+        }
+        put_all(&store, ["/r/big".to_owned()].into_iter(), &value).await;
+        store.compact(revisions[4]).await.expect("compact");
+        let compacted = revisions[4];
+        (revisions, compacted)
+    };
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    let current = store.revision().await.expect("revision");
+    assert_eq!(current, revisions[9] + 1);
+    let all = store
+        .range(Range {
+            prefix: "/r/".into(),
+            ..Range::default()
+        })
+        .await
+        .expect("range");
+    assert_eq!(all.kvs.len(), 4);
+    assert_eq!(all.kvs[0].value, Bytes::from("9"));
+    assert_eq!(all.kvs[0].version, 4);
+    let old = Range {
+        prefix: "/r/".into(),
+        revision: revisions[5],
+        ..Range::default()
+    };
+    let old = store.range(old).await.expect("old range");
+    assert_eq!(
+        old.kvs
+            .iter()
+            .map(|kv| kv.value.clone())
+            .collect::<Vec<_>>(),
+        ["3", "4", "5"]
+    );
+    let below = Range {
+        prefix: "/r/".into(),
+        revision: compacted - 1,
+        ..Range::default()
+    };
+    assert!(matches!(
+        store.range(below).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    let mut watch = store
+        .watch("/r/", compacted, Duration::ZERO)
+        .await
+        .expect("watch");
+    for expected in compacted..=current {
+        match timeout(Duration::from_secs(10), watch.next()).await {
+            Ok(Some(Ok(WatchItem::Event(event)))) => assert_eq!(event.revision(), expected),
+            other => panic!("expected event {expected}, got {other:?}"),
+        }
+    }
+    let next = put_all(&store, ["/r/0".to_owned()].into_iter(), &value).await;
+    assert_eq!(next, current + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_size_stays_bounded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let store = EmbeddedStore::open(&path).expect("open");
+    let value = Bytes::from(vec![b'x'; 512]);
+    let keys = || (0..100).map(|k| format!("/f/{k:03}"));
+    let mut size_after_warmup = 0;
+    let rounds = 3000;
+    for round in 1..=rounds {
+        let revision = put_all(&store, keys(), &value).await;
+        if round % 100 == 0 {
+            store.compact(revision).await.expect("compact");
+        }
+        if round == 500 {
+            size_after_warmup = std::fs::metadata(&path).expect("size").len();
+        }
+    }
+    // Let the writer finish purging what the last compaction released.
+    for _ in 0..20 {
+        put_all(&store, keys().take(1), &value).await;
+    }
+    let size = std::fs::metadata(&path).expect("size").len();
+    println!("file size after 500 rounds: {size_after_warmup}, after {rounds}: {size}");
+    assert!(
+        size <= size_after_warmup * 2,
+        "file grew from {size_after_warmup} to {size} bytes"
+    );
+    assert_eq!(store.count("/f/").await.expect("count"), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactor_compacts_one_interval_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open");
+    let first = put_all(&store, ["/c/a".to_owned()].into_iter(), &Bytes::from("1")).await;
+    let handle = compactor::spawn(store.clone(), Duration::from_millis(200));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = put_all(&store, ["/c/a".to_owned()].into_iter(), &Bytes::from("2")).await;
+    // Ticks at 0 (sees `first`), 200 ms (compacts to `first`, sees `second`), 400 ms (compacts
+    // to `second`).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let at = |revision| Range {
+        prefix: "/c/".into(),
+        revision,
+        ..Range::default()
+    };
+    assert!(store.range(at(first)).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        store.range(at(first)).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    assert!(store.range(at(second)).await.is_ok());
+    handle.abort();
+}
