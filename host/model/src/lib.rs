@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod defaults;
+pub mod openapi;
 pub mod patch;
 pub mod resource;
 pub mod selector;

@@ -1,7 +1,11 @@
 //! Built-in kinds decoded through their `k8s-openapi` types: type errors, unknown fields and normal form.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, storage};
+use k8s_openapi::api::{
+    apps, autoscaling, batch, coordination, core, discovery, events, policy, storage,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+use schemars::JsonSchema;
+use schemars::r#gen::SchemaGenerator;
 use serde_json::Value;
 
 /// A built-in object after a round trip through its typed form.
@@ -24,13 +28,60 @@ pub enum DecodeError {
     },
 }
 
-macro_rules! dispatch {
-    ($group:expr, $kind:expr, $value:expr, { $(($g:literal, $k:literal) => $ty:ty,)* }) => {
-        match ($group, $kind) {
-            $(($g, $k) => Some(roundtrip::<$ty>($value)),)*
-            _ => None,
+/// The one table of built-in kinds with a `k8s-openapi` type, keyed by (group, kind). It emits
+/// [`roundtrip_for`] (used by [`decode`]) and [`schema_for`] (used by the OpenAPI documents).
+macro_rules! builtin_types {
+    ($(($g:literal, $k:literal) => $ty:ty,)*) => {
+        /// Round-trips `value` through the type of a built-in kind; `None` for kinds without one.
+        fn roundtrip_for(group: &str, kind: &str, value: &Value) -> Option<Result<Value, serde_json::Error>> {
+            match (group, kind) {
+                $(($g, $k) => Some(roundtrip::<$ty>(value)),)*
+                _ => None,
+            }
+        }
+
+        /// Adds the schema of a built-in kind and of everything it refers to to `generator`;
+        /// returns the kind's definition name (`io.k8s.api.apps.v1.Deployment`), `None` for kinds
+        /// without a type.
+        pub(crate) fn schema_for(group: &str, kind: &str, generator: &mut SchemaGenerator) -> Option<String> {
+            match (group, kind) {
+                $(($g, $k) => {
+                    generator.subschema_for::<$ty>();
+                    Some(<$ty as JsonSchema>::schema_name())
+                })*
+                _ => None,
+            }
         }
     };
+}
+
+builtin_types! {
+    ("", "Namespace") => core::v1::Namespace,
+    ("", "Pod") => core::v1::Pod,
+    ("", "Service") => core::v1::Service,
+    ("", "Endpoints") => core::v1::Endpoints,
+    ("", "ConfigMap") => core::v1::ConfigMap,
+    ("", "Secret") => core::v1::Secret,
+    ("", "ServiceAccount") => core::v1::ServiceAccount,
+    ("", "Node") => core::v1::Node,
+    ("", "Event") => core::v1::Event,
+    ("", "PersistentVolume") => core::v1::PersistentVolume,
+    ("", "PersistentVolumeClaim") => core::v1::PersistentVolumeClaim,
+    ("", "Binding") => core::v1::Binding,
+    ("apps", "Deployment") => apps::v1::Deployment,
+    ("apps", "ReplicaSet") => apps::v1::ReplicaSet,
+    ("apps", "StatefulSet") => apps::v1::StatefulSet,
+    ("apps", "DaemonSet") => apps::v1::DaemonSet,
+    ("apps", "ControllerRevision") => apps::v1::ControllerRevision,
+    ("batch", "Job") => batch::v1::Job,
+    ("batch", "CronJob") => batch::v1::CronJob,
+    ("coordination.k8s.io", "Lease") => coordination::v1::Lease,
+    ("events.k8s.io", "Event") => events::v1::Event,
+    ("discovery.k8s.io", "EndpointSlice") => discovery::v1::EndpointSlice,
+    ("storage.k8s.io", "StorageClass") => storage::v1::StorageClass,
+    ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::v1::CustomResourceDefinition,
+    ("autoscaling", "Scale") => autoscaling::v1::Scale,
+    ("policy", "Eviction") => policy::v1::Eviction,
 }
 
 fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
@@ -41,35 +92,13 @@ fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
 }
 
 /// Decodes a built-in kind; `None` for kinds without a type here (custom resources).
-pub fn decode(group: &str, version: &str, kind: &str, value: &Value) -> Option<Result<Decoded, DecodeError>> {
-    let result = dispatch!(group, kind, value, {
-        ("", "Namespace") => core::v1::Namespace,
-        ("", "Pod") => core::v1::Pod,
-        ("", "Service") => core::v1::Service,
-        ("", "Endpoints") => core::v1::Endpoints,
-        ("", "ConfigMap") => core::v1::ConfigMap,
-        ("", "Secret") => core::v1::Secret,
-        ("", "ServiceAccount") => core::v1::ServiceAccount,
-        ("", "Node") => core::v1::Node,
-        ("", "Event") => core::v1::Event,
-        ("", "PersistentVolume") => core::v1::PersistentVolume,
-        ("", "PersistentVolumeClaim") => core::v1::PersistentVolumeClaim,
-        ("", "Binding") => core::v1::Binding,
-        ("apps", "Deployment") => apps::v1::Deployment,
-        ("apps", "ReplicaSet") => apps::v1::ReplicaSet,
-        ("apps", "StatefulSet") => apps::v1::StatefulSet,
-        ("apps", "DaemonSet") => apps::v1::DaemonSet,
-        ("apps", "ControllerRevision") => apps::v1::ControllerRevision,
-        ("batch", "Job") => batch::v1::Job,
-        ("batch", "CronJob") => batch::v1::CronJob,
-        ("coordination.k8s.io", "Lease") => coordination::v1::Lease,
-        ("events.k8s.io", "Event") => events::v1::Event,
-        ("discovery.k8s.io", "EndpointSlice") => discovery::v1::EndpointSlice,
-        ("storage.k8s.io", "StorageClass") => storage::v1::StorageClass,
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::v1::CustomResourceDefinition,
-        ("autoscaling", "Scale") => k8s_openapi::api::autoscaling::v1::Scale,
-        ("policy", "Eviction") => k8s_openapi::api::policy::v1::Eviction,
-    })?;
+pub fn decode(
+    group: &str,
+    version: &str,
+    kind: &str,
+    value: &Value,
+) -> Option<Result<Decoded, DecodeError>> {
+    let result = roundtrip_for(group, kind, value)?;
     Some(
         result
             .map(|object| {
@@ -127,7 +156,9 @@ mod tests {
             "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
                 "template": {"spec": {"containers": [{"name": "c", "image": "i", "colour": "red"}]}}}
         });
-        let decoded = decode("apps", "v1", "Deployment", &input).expect("built-in").expect("decodes");
+        let decoded = decode("apps", "v1", "Deployment", &input)
+            .expect("built-in")
+            .expect("decodes");
         assert_eq!(
             decoded.unknown_fields,
             vec!["metadata.bogus", "spec.template.spec.containers[0].colour"]
@@ -138,9 +169,15 @@ mod tests {
 
     #[test]
     fn wrong_types_are_errors_naming_the_kind() {
-        let input = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": "x"}});
-        let err = decode("apps", "v1", "Deployment", &input).expect("built-in").expect_err("bad type");
-        assert!(err.to_string().starts_with("Deployment in version \"v1\" cannot be handled as a Deployment"));
+        let input =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": "x"}});
+        let err = decode("apps", "v1", "Deployment", &input)
+            .expect("built-in")
+            .expect_err("bad type");
+        assert!(
+            err.to_string()
+                .starts_with("Deployment in version \"v1\" cannot be handled as a Deployment")
+        );
     }
 
     #[test]
