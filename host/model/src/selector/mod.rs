@@ -2,6 +2,7 @@
 
 mod field;
 mod label;
+mod parser;
 mod validation;
 
 pub use field::{FieldOp, FieldRequirement, FieldSelector};
