@@ -29,7 +29,7 @@ use crate::{
 /// Transactions waiting for the writer before callers are made to wait.
 const QUEUE: usize = 4096;
 /// Committed batches kept for watchers that fall behind before they re-read the log.
-const LIVE_BUFFER: usize = 1024;
+const LIVE_BUFFER: usize = 256;
 
 /// The embedded store. See the module documentation.
 pub struct EmbeddedStore {

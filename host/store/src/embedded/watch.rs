@@ -94,16 +94,17 @@ impl Watch {
         }
     }
 
-    /// Delivers a live batch, reading the log first if revisions were missed before it.
+    /// Delivers a live batch, from the log if revisions were missed before it.
     async fn deliver(&mut self, batch: &Batch) -> Result<(), Stop> {
         if batch.last < self.next {
             return Ok(());
         }
-        if batch.first > self.next {
-            // Committed before the broadcast, so the log holds this batch too.
+        let Some(events) = batch.events.as_ref().filter(|_| batch.first <= self.next) else {
+            // Revisions were missed before this batch, or it was sent without its (big) values.
+            // It was committed before being sent, so the log holds it.
             return self.catch_up().await;
-        }
-        for event in &batch.events {
+        };
+        for event in events {
             if event.revision() >= self.next && event.kv.key.starts_with(&self.prefix) {
                 self.send(WatchItem::Event(event.clone())).await?;
             }

@@ -16,6 +16,9 @@ use crate::{Compare, Event, EventKind, KeyValue, Op, StoreError, Txn, TxnResult}
 const MAX_BATCH: usize = 1024;
 /// Most value bytes committed together (a batch always takes at least one request).
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// Most value bytes of a batch broadcast with its events; a bigger batch is broadcast without
+/// them and watchers read it from the log. Bounds the memory of the broadcast buffer.
+const MAX_INLINE_BYTES: usize = 1 << 20;
 /// Revisions of history purged per commit, so a big compaction does not stall writers.
 const PURGE_CHUNK: i64 = 256;
 
@@ -30,7 +33,8 @@ pub(super) enum Request {
 pub(super) struct Batch {
     pub first: i64,
     pub last: i64,
-    pub events: Vec<Event>,
+    /// `None` when the values are too big to keep in the broadcast buffer: read the log.
+    pub events: Option<Vec<Event>>,
 }
 
 /// Revision counters shared between the writer and readers, updated after each commit.
@@ -134,10 +138,14 @@ impl Writer {
             .revision
             .store(self.revision, Ordering::SeqCst);
         if before.0 < self.revision {
+            let bytes: usize = events
+                .iter()
+                .map(|e| e.kv.value.len() + e.prev.as_ref().map_or(0, |kv| kv.value.len()))
+                .sum();
             let batch = Batch {
                 first: before.0 + 1,
                 last: self.revision,
-                events,
+                events: (bytes <= MAX_INLINE_BYTES).then_some(events),
             };
             // No receiver is fine: nobody watches.
             let _ = self.events.send(Arc::new(batch));
