@@ -1,0 +1,210 @@
+//! `ApiError`: every failure of a request, turned into a Kubernetes `Status` with the right HTTP code.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+use wasmkube_model::resource::ResourceInfo;
+use wasmkube_model::validation::FieldError;
+use wasmkube_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{resource} \"{name}\" not found")]
+    NotFound { resource: String, name: String },
+    #[error("the server could not find the requested resource")]
+    UnknownResource,
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists { resource: String, name: String },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {reason}")]
+    Conflict {
+        resource: String,
+        name: String,
+        reason: String,
+    },
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Value> },
+    #[error("{kind} \"{name}\" is invalid: {}", join_errors(.errors))]
+    Invalid {
+        kind: String,
+        group: String,
+        name: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too old resource version: {requested} ({compacted})")]
+    Gone { requested: i64, compacted: i64 },
+    #[error(
+        "Timeout: Too large resource version: {requested}, current resource version: {current}"
+    )]
+    TooLargeResourceVersion { requested: i64, current: i64 },
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    )]
+    UnsupportedPatch,
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("store: {0}")]
+    Store(StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn join_errors(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Gone {
+                requested,
+                compacted,
+            },
+            StoreError::FutureRevision { requested, current } => {
+                ApiError::TooLargeResourceVersion { requested, current }
+            }
+            StoreError::TooLarge { .. } => ApiError::BodyTooLarge(3 * 1024 * 1024),
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        ApiError::NotFound {
+            resource: info.qualified_resource(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn conflict(info: &ResourceInfo, name: &str) -> Self {
+        ApiError::Conflict {
+            resource: info.qualified_resource(),
+            name: name.to_string(),
+            reason: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        }
+    }
+
+    pub fn invalid(info: &ResourceInfo, name: &str, errors: Vec<FieldError>) -> Self {
+        ApiError::Invalid {
+            kind: info.qualified_kind(),
+            group: info.group.clone(),
+            name: name.to_string(),
+            errors,
+        }
+    }
+
+    pub fn code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound { .. } | ApiError::UnknownResource => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Gone { .. } => StatusCode::GONE,
+            ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedPatch => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::UnknownResource => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Gone { .. } => "Expired",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
+            ApiError::BodyTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::UnsupportedPatch => "UnsupportedMediaType",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Store(_) | ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    fn details(&self) -> Option<Value> {
+        match self {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name, .. } => {
+                let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
+                Some(json!({"name": name, "group": group, "kind": kind}))
+            }
+            ApiError::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
+            ApiError::Invalid {
+                kind,
+                group,
+                name,
+                errors,
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": kind.split('.').next().unwrap_or(kind),
+                "causes": errors.iter().map(|e| json!({
+                    "reason": e.reason(),
+                    "message": e.detail(),
+                    "field": e.field,
+                })).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        }
+    }
+
+    /// The `Status` object of this error.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code().as_u16(),
+        });
+        if let Some(details) = self.details() {
+            status["details"] = details;
+        }
+        status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if matches!(self, ApiError::Store(_) | ApiError::Internal(_)) {
+            tracing::error!(error = %self, "request failed");
+        }
+        (self.code(), axum::Json(self.status())).into_response()
+    }
+}

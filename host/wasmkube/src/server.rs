@@ -1,0 +1,96 @@
+//! `wasmkube server`: opens the store, writes the kubeconfig, and serves the API over HTTPS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use wasmkube_apiserver::tls::Identity;
+use wasmkube_apiserver::{Server, app, gc, serve_tls};
+use wasmkube_store::embedded::EmbeddedStore;
+use wasmkube_store::etcd::EtcdStore;
+use wasmkube_store::{Store, compactor};
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Where the store, certificates and kubeconfig live.
+    #[arg(long, default_value = ".data")]
+    pub data_dir: PathBuf,
+    /// The HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
+    #[arg(long, default_value = "embedded")]
+    pub store: String,
+}
+
+/// Opens the store named by `--store`.
+pub async fn open_store(spec: &str, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    if spec == "embedded" {
+        let store = EmbeddedStore::open(&data_dir.join("store.redb"))
+            .context("opening the embedded store")?;
+        return Ok(store);
+    }
+    let endpoints: Vec<String> = spec
+        .strip_prefix("etcd://")
+        .context("--store must be `embedded` or `etcd://HOST:PORT`")?
+        .split(',')
+        .map(|e| format!("http://{e}"))
+        .collect();
+    let store = EtcdStore::connect(&endpoints)
+        .await
+        .context("connecting to etcd")?;
+    Ok(store)
+}
+
+/// Creates the namespaces every cluster has.
+async fn bootstrap(server: &Server) -> anyhow::Result<()> {
+    let registry = server.registry();
+    let info = registry
+        .by_kind("v1", "Namespace")
+        .context("namespaces are served")?;
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if server.objects.get(info, None, name).await?.is_none() {
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            wasmkube_apiserver::handlers::create_object(
+                server,
+                info,
+                None,
+                ns,
+                "Strict",
+                false,
+                None,
+                &mut Vec::new(),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store = open_store(&args.store, &args.data_dir).await?;
+    let identity = Identity::load_or_create(&args.data_dir.join("pki"))?;
+    let server = Server::new(store.clone(), Some(identity.token.clone())).await?;
+    bootstrap(&server).await?;
+    gc::spawn(server.clone());
+    compactor::spawn(store, Duration::from_secs(300));
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
+        .await
+        .with_context(|| format!("binding port {}", args.port))?;
+    let port = listener.local_addr()?.port();
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, identity.kubeconfig(port))
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
+    tracing::info!(port, store = %args.store, "serving the Kubernetes API");
+    println!(
+        "wasmkube is serving on https://127.0.0.1:{port}\n\n  export KUBECONFIG={}\n  kubectl get namespaces\n",
+        kubeconfig.display()
+    );
+    serve_tls(listener, identity.server_config()?, app(server)).await?;
+    Ok(())
+}
