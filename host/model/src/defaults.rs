@@ -1,7 +1,7 @@
 //! Defaulting: the fields Kubernetes fills in when a client leaves them out.
 
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Sets `obj[key]` to `value` when it is absent or null; creates `obj` as a map if needed.
 fn default(obj: &mut Value, key: &str, value: Value) {
@@ -35,7 +35,11 @@ pub fn image_pull_policy(image: &str) -> &'static str {
 }
 
 fn default_container(c: &mut Value) {
-    let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     default(c, "imagePullPolicy", json!(image_pull_policy(&image)));
     default(c, "terminationMessagePath", json!("/dev/termination-log"));
     default(c, "terminationMessagePolicy", json!("File"));
@@ -98,20 +102,34 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             default(spec, "replicas", json!(1));
             default(spec, "podManagementPolicy", json!("OrderedReady"));
             default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-            default(spec, "persistentVolumeClaimRetentionPolicy", json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
             default_template(obj, "/spec/template/spec", Some("Always"));
         }
         ("apps", "DaemonSet") => {
             let spec = &mut obj["spec"];
             default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
             default_template(obj, "/spec/template/spec", Some("Always"));
         }
         ("batch", "Job") => {
             let spec = &mut obj["spec"];
             default(spec, "parallelism", json!(1));
-            if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism") == Some(&json!(1)) {
+            if spec.get("completions").is_none_or(Value::is_null)
+                && spec.get("parallelism") == Some(&json!(1))
+            {
                 default(spec, "completions", json!(1));
             }
             default(spec, "backoffLimit", json!(6));
@@ -146,21 +164,27 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             default(&mut obj["spec"], "finalizers", json!(["kubernetes"]));
             default(&mut obj["status"], "phase", json!("Active"));
         }
-        ("", "PersistentVolumeClaim") => default(&mut obj["spec"], "volumeMode", json!("Filesystem")),
+        ("", "PersistentVolumeClaim") => {
+            default(&mut obj["spec"], "volumeMode", json!("Filesystem"))
+        }
         _ => {}
     }
 }
 
 /// Moves a Secret's `stringData` into `data` as base64, `stringData` winning on equal keys.
 fn fold_string_data(obj: &mut Value) {
-    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
         return;
     };
     default(obj, "data", json!({}));
     if let Some(data) = obj["data"].as_object_mut() {
         for (key, value) in strings {
             let text = value.as_str().unwrap_or_default();
-            data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+            data.insert(
+                key,
+                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
         }
     }
 }
@@ -194,7 +218,10 @@ mod tests {
         assert_eq!(image_pull_policy("busybox"), "Always");
         assert_eq!(image_pull_policy("busybox:latest"), "Always");
         assert_eq!(image_pull_policy("localhost:5000/busybox"), "Always");
-        assert_eq!(image_pull_policy("localhost:5000/busybox:1.36"), "IfNotPresent");
+        assert_eq!(
+            image_pull_policy("localhost:5000/busybox:1.36"),
+            "IfNotPresent"
+        );
         assert_eq!(image_pull_policy("busybox@sha256:abc"), "IfNotPresent");
     }
 
@@ -202,12 +229,16 @@ mod tests {
     fn secret_string_data_folds_into_data() {
         let mut s = json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "z"}});
         apply_defaults("", "Secret", &mut s);
-        assert_eq!(s, json!({"data": {"a": "eA==", "b": "eg=="}, "type": "Opaque"}));
+        assert_eq!(
+            s,
+            json!({"data": {"a": "eA==", "b": "eg=="}, "type": "Opaque"})
+        );
     }
 
     #[test]
     fn service_target_port_defaults_to_port() {
-        let mut s = json!({"spec": {"ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]}});
+        let mut s =
+            json!({"spec": {"ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]}});
         apply_defaults("", "Service", &mut s);
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["ports"][1]["targetPort"], "https");

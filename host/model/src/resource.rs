@@ -66,7 +66,14 @@ impl ResourceInfo {
     /// The verbs served on the main resource.
     pub fn verbs(&self) -> [&'static str; 8] {
         [
-            "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch",
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
         ]
     }
 
@@ -236,7 +243,14 @@ pub fn builtins() -> Vec<ResourceInfo> {
             "endpointslices",
             true,
         ),
-        builtin("storage.k8s.io", "v1", "StorageClass", "storageclasses", false).short(&["sc"]),
+        builtin(
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+            "storageclasses",
+            false,
+        )
+        .short(&["sc"]),
         builtin(
             "apiextensions.k8s.io",
             "v1",
@@ -345,7 +359,10 @@ mod tests {
             "/registry/apps/deployments/default/web"
         );
         let ns = registry.by_kind("v1", "Namespace").expect("served");
-        assert_eq!(ns.key(Some("ignored"), "kube-system"), "/registry/core/namespaces/kube-system");
+        assert_eq!(
+            ns.key(Some("ignored"), "kube-system"),
+            "/registry/core/namespaces/kube-system"
+        );
         assert_eq!(ns.list_prefix(Some("x")), "/registry/core/namespaces/");
         assert_eq!(deploy.subresources(), vec!["status", "scale"]);
     }

@@ -1,7 +1,7 @@
 //! Server-side printing: the columns and cells of `kubectl get` for every kind (`meta.k8s.io/v1` Table).
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::resource::ResourceInfo;
 
@@ -17,27 +17,132 @@ const SELECTOR: Column = ("Selector", "string", 1);
 fn columns_of(info: &ResourceInfo) -> Vec<Column> {
     let mut cols = vec![NAME];
     cols.extend_from_slice(match (info.group.as_str(), info.kind.as_str()) {
-        ("", "Pod") => &[("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0), AGE, ("IP", "string", 1), ("Node", "string", 1), ("Nominated Node", "string", 1), ("Readiness Gates", "string", 1)],
-        ("apps", "Deployment") => &[("Ready", "string", 0), ("Up-to-date", "integer", 0), ("Available", "integer", 0), AGE, CONTAINERS, IMAGES, SELECTOR],
-        ("apps", "ReplicaSet") => &[("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), AGE, CONTAINERS, IMAGES, SELECTOR],
+        ("", "Pod") => &[
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            AGE,
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
+        ],
+        ("apps", "Deployment") => &[
+            ("Ready", "string", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "ReplicaSet") => &[
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
         ("apps", "StatefulSet") => &[("Ready", "string", 0), AGE, CONTAINERS, IMAGES],
-        ("apps", "DaemonSet") => &[("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), ("Up-to-date", "integer", 0), ("Available", "integer", 0), ("Node Selector", "string", 0), AGE, CONTAINERS, IMAGES, SELECTOR],
-        ("apps", "ControllerRevision") => &[("Controller", "string", 0), ("Revision", "integer", 0), AGE],
-        ("batch", "Job") => &[("Status", "string", 0), ("Completions", "string", 0), ("Duration", "string", 0), AGE, CONTAINERS, IMAGES, SELECTOR],
-        ("batch", "CronJob") => &[("Schedule", "string", 0), ("Timezone", "string", 0), ("Suspend", "boolean", 0), ("Active", "integer", 0), ("Last Schedule", "string", 0), AGE, CONTAINERS, IMAGES, SELECTOR],
-        ("", "Service") => &[("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0), ("Port(s)", "string", 0), AGE, SELECTOR],
+        ("apps", "DaemonSet") => &[
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Node Selector", "string", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("apps", "ControllerRevision") => {
+            &[("Controller", "string", 0), ("Revision", "integer", 0), AGE]
+        }
+        ("batch", "Job") => &[
+            ("Status", "string", 0),
+            ("Completions", "string", 0),
+            ("Duration", "string", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("batch", "CronJob") => &[
+            ("Schedule", "string", 0),
+            ("Timezone", "string", 0),
+            ("Suspend", "boolean", 0),
+            ("Active", "integer", 0),
+            ("Last Schedule", "string", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("", "Service") => &[
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            AGE,
+            SELECTOR,
+        ],
         ("", "Endpoints") => &[("Endpoints", "string", 0), AGE],
         ("", "ConfigMap") => &[("Data", "integer", 0), AGE],
         ("", "Secret") => &[("Type", "string", 0), ("Data", "integer", 0), AGE],
         ("", "ServiceAccount") => &[("Secrets", "integer", 0), AGE],
         ("", "Namespace") => &[("Status", "string", 0), AGE],
-        ("", "Node") => &[("Status", "string", 0), ("Roles", "string", 0), AGE, ("Version", "string", 0), ("Internal-IP", "string", 1), ("External-IP", "string", 1), ("OS-Image", "string", 1), ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)],
-        ("", "Event") | ("events.k8s.io", "Event") => &[("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0), ("Object", "string", 0), ("Message", "string", 0)],
-        ("", "PersistentVolume") => &[("Capacity", "string", 0), ("Access Modes", "string", 0), ("Reclaim Policy", "string", 0), ("Status", "string", 0), ("Claim", "string", 0), ("StorageClass", "string", 0), AGE],
-        ("", "PersistentVolumeClaim") => &[("Status", "string", 0), ("Volume", "string", 0), ("Capacity", "string", 0), ("Access Modes", "string", 0), ("StorageClass", "string", 0), AGE],
-        ("storage.k8s.io", "StorageClass") => &[("Provisioner", "string", 0), ("ReclaimPolicy", "string", 0), ("VolumeBindingMode", "string", 0), ("AllowVolumeExpansion", "string", 0), AGE],
+        ("", "Node") => &[
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            AGE,
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+            ("External-IP", "string", 1),
+            ("OS-Image", "string", 1),
+            ("Kernel-Version", "string", 1),
+            ("Container-Runtime", "string", 1),
+        ],
+        ("", "Event") | ("events.k8s.io", "Event") => &[
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
+        ("", "PersistentVolume") => &[
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("Reclaim Policy", "string", 0),
+            ("Status", "string", 0),
+            ("Claim", "string", 0),
+            ("StorageClass", "string", 0),
+            AGE,
+        ],
+        ("", "PersistentVolumeClaim") => &[
+            ("Status", "string", 0),
+            ("Volume", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("StorageClass", "string", 0),
+            AGE,
+        ],
+        ("storage.k8s.io", "StorageClass") => &[
+            ("Provisioner", "string", 0),
+            ("ReclaimPolicy", "string", 0),
+            ("VolumeBindingMode", "string", 0),
+            ("AllowVolumeExpansion", "string", 0),
+            AGE,
+        ],
         ("coordination.k8s.io", "Lease") => &[("Holder", "string", 0), AGE],
-        ("discovery.k8s.io", "EndpointSlice") => &[("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
+        ("discovery.k8s.io", "EndpointSlice") => &[
+            ("AddressType", "string", 0),
+            ("Ports", "string", 0),
+            ("Endpoints", "string", 0),
+            AGE,
+        ],
         ("apiextensions.k8s.io", "CustomResourceDefinition") => &[("Created At", "date", 0)],
         _ => &[AGE],
     });
@@ -60,13 +165,25 @@ pub fn human_duration(seconds: i64) -> String {
     let (m, h, d) = (s / 60, s / 3600, s / 86400);
     match s {
         _ if s < 120 => format!("{s}s"),
-        _ if m < 10 => match s % 60 { 0 => format!("{m}m"), r => format!("{m}m{r}s") },
+        _ if m < 10 => match s % 60 {
+            0 => format!("{m}m"),
+            r => format!("{m}m{r}s"),
+        },
         _ if h < 3 => format!("{m}m"),
-        _ if h < 8 => match m % 60 { 0 => format!("{h}h"), r => format!("{h}h{r}m") },
+        _ if h < 8 => match m % 60 {
+            0 => format!("{h}h"),
+            r => format!("{h}h{r}m"),
+        },
         _ if h < 48 => format!("{h}h"),
-        _ if h < 24 * 8 => match h % 24 { 0 => format!("{d}d"), r => format!("{d}d{r}h") },
+        _ if h < 24 * 8 => match h % 24 {
+            0 => format!("{d}d"),
+            r => format!("{d}d{r}h"),
+        },
         _ if d < 365 * 2 => format!("{d}d"),
-        _ => match d % 365 { 0 => format!("{}y", d / 365), r => format!("{}y{r}d", d / 365) },
+        _ => match d % 365 {
+            0 => format!("{}y", d / 365),
+            r => format!("{}y{r}d", d / 365),
+        },
     }
 }
 
@@ -100,19 +217,46 @@ fn len_at(obj: &Value, pointer: &str) -> usize {
 
 /// `CONTAINERS`, `IMAGES` of a pod template at `pointer`.
 fn template_cells(obj: &Value, pointer: &str) -> [Value; 2] {
-    let containers = obj.pointer(pointer).and_then(Value::as_array).cloned().unwrap_or_default();
-    let join = |field: &str| containers.iter().map(|c| c[field].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join(",");
+    let containers = obj
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let join = |field: &str| {
+        containers
+            .iter()
+            .map(|c| c[field].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     [json!(join("name")), json!(join("image"))]
 }
 
 /// `matchLabels` and `matchExpressions` as `a=b,c in (d)`.
 fn selector_string(selector: Option<&Value>) -> String {
-    let Some(selector) = selector else { return "<none>".into() };
-    let mut parts: Vec<String> = selector.get("matchLabels").and_then(Value::as_object).into_iter().flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
-    for expr in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    let Some(selector) = selector else {
+        return "<none>".into();
+    };
+    let mut parts: Vec<String> = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for expr in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = expr["key"].as_str().unwrap_or("");
-        let values: Vec<&str> = expr["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = expr["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         parts.push(match expr["operator"].as_str().unwrap_or("") {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -124,8 +268,14 @@ fn selector_string(selector: Option<&Value>) -> String {
 }
 
 fn map_string(map: Option<&Value>) -> String {
-    or_none(map.and_then(Value::as_object).into_iter().flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+    or_none(
+        map.and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 mod cells;

@@ -4,11 +4,21 @@ use chrono::TimeZone;
 use serde_json::json;
 
 use super::*;
-use crate::resource::{builtins, Registry};
+use crate::resource::{Registry, builtins};
 
 #[test]
 fn human_durations_match_kubernetes() {
-    let cases = [(5, "5s"), (119, "119s"), (200, "3m20s"), (600, "10m"), (3 * 3600 + 1200, "3h20m"), (30 * 3600, "30h"), (2 * 86400 + 5 * 3600, "2d5h"), (120 * 86400, "120d"), (800 * 86400, "2y70d")];
+    let cases = [
+        (5, "5s"),
+        (119, "119s"),
+        (200, "3m20s"),
+        (600, "10m"),
+        (3 * 3600 + 1200, "3h20m"),
+        (30 * 3600, "30h"),
+        (2 * 86400 + 5 * 3600, "2d5h"),
+        (120 * 86400, "120d"),
+        (800 * 86400, "2y70d"),
+    ];
     for (secs, want) in cases {
         assert_eq!(human_duration(secs), want, "{secs}s");
     }
@@ -18,7 +28,10 @@ fn human_durations_match_kubernetes() {
 fn pod_rows() {
     let registry = Registry::new(builtins());
     let info = registry.by_kind("v1", "Pod").expect("built-in");
-    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).single().expect("valid");
+    let now = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 1, 0)
+        .single()
+        .expect("valid");
     let pod = json!({
         "metadata": {"name": "web-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
@@ -26,10 +39,20 @@ fn pod_rows() {
             {"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}}},
             {"name": "b", "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
     });
-    assert_eq!(row_cells(info, &pod, now), vec![
-        json!("web-1"), json!("1/2"), json!("CrashLoopBackOff"), json!(3), json!("60s"),
-        json!("10.0.0.5"), json!("n1"), json!("<none>"), json!("<none>")
-    ]);
+    assert_eq!(
+        row_cells(info, &pod, now),
+        vec![
+            json!("web-1"),
+            json!("1/2"),
+            json!("CrashLoopBackOff"),
+            json!(3),
+            json!("60s"),
+            json!("10.0.0.5"),
+            json!("n1"),
+            json!("<none>"),
+            json!("<none>")
+        ]
+    );
     assert_eq!(column_definitions(info).as_array().map(Vec::len), Some(9));
 }
 
@@ -38,6 +61,11 @@ fn every_kind_has_one_cell_per_column() {
     let registry = Registry::new(builtins());
     for info in registry.all() {
         let cells = row_cells(info, &json!({"metadata": {"name": "x"}}), Utc::now());
-        assert_eq!(Some(cells.len()), column_definitions(info).as_array().map(Vec::len), "{}", info.kind);
+        assert_eq!(
+            Some(cells.len()),
+            column_definitions(info).as_array().map(Vec::len),
+            "{}",
+            info.kind
+        );
     }
 }

@@ -12,7 +12,8 @@ const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -54,23 +55,24 @@ fn is_qualified_name(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    prefix.is_none_or(|p| is_dns1123_subdomain(p))
-        && is_label_value(name)
-        && !name.is_empty()
+    prefix.is_none_or(|p| is_dns1123_subdomain(p)) && is_label_value(name) && !name.is_empty()
 }
 
 /// Empty, or ≤ 63 alphanumerics with `-_.` inside.
 pub fn is_label_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && v.as_bytes()[0].is_ascii_alphanumeric()
             && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric())
 }
 
 /// Checks a `labels` map at `path`.
 pub fn validate_labels(labels: Option<&Value>, path: &str, errs: &mut Errors) {
-    let Some(Value::Object(labels)) = labels else { return };
+    let Some(Value::Object(labels)) = labels else {
+        return;
+    };
     for (key, value) in labels {
         if !is_qualified_name(key) {
             errs.invalid(path, &Value::from(key.as_str()), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
@@ -84,7 +86,10 @@ pub fn validate_labels(labels: Option<&Value>, path: &str, errs: &mut Errors) {
 
 pub fn validate_object_meta(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
     let meta = obj.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if name.is_empty() {
         errs.required("metadata.name", "name or generateName is required");
     } else if let Err(msg) = check_name(info, name) {
@@ -92,9 +97,15 @@ pub fn validate_object_meta(info: &ResourceInfo, obj: &Value, errs: &mut Errors)
     }
     validate_labels(meta.and_then(|m| m.get("labels")), "metadata.labels", errs);
     if let Some(Value::Object(annotations)) = meta.and_then(|m| m.get("annotations")) {
-        let total: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+        let total: usize = annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
         if total > 256 * 1024 {
-            errs.push("metadata.annotations", super::ErrorType::TooLong(256 * 1024));
+            errs.push(
+                "metadata.annotations",
+                super::ErrorType::TooLong(256 * 1024),
+            );
         }
         for key in annotations.keys() {
             if !is_qualified_name(key) {

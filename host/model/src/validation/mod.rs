@@ -12,8 +12,14 @@ use crate::resource::ResourceInfo;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorType {
     Required(String),
-    Invalid { value: String, detail: String },
-    NotSupported { value: String, supported: Vec<&'static str> },
+    Invalid {
+        value: String,
+        detail: String,
+    },
+    NotSupported {
+        value: String,
+        supported: Vec<&'static str>,
+    },
     Duplicate(String),
     NotFound(String),
     TooLong(usize),
@@ -49,7 +55,10 @@ impl FieldError {
             ErrorType::Invalid { value, detail } => format!("Invalid value: {value}: {detail}"),
             ErrorType::NotSupported { value, supported } => {
                 let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-                format!("Unsupported value: {value}: supported values: {}", list.join(", "))
+                format!(
+                    "Unsupported value: {value}: supported values: {}",
+                    list.join(", ")
+                )
             }
             ErrorType::Duplicate(v) => format!("Duplicate value: {v}"),
             ErrorType::NotFound(v) => format!("Not found: {v}"),
@@ -85,7 +94,12 @@ impl Errors {
         );
     }
 
-    pub fn not_supported(&mut self, field: impl Into<String>, value: &Value, supported: &[&'static str]) {
+    pub fn not_supported(
+        &mut self,
+        field: impl Into<String>,
+        value: &Value,
+        supported: &[&'static str],
+    ) {
         self.push(
             field,
             ErrorType::NotSupported {
@@ -130,7 +144,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fi
             ("batch", "CronJob") => workloads::validate_cronjob(obj, &mut errs),
             ("", "Service") => core::validate_service(obj, old, &mut errs),
             ("", "ConfigMap" | "Secret") => core::validate_data(&info.kind, obj, &mut errs),
-            ("apiextensions.k8s.io", "CustomResourceDefinition") => core::validate_crd(obj, &mut errs),
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                core::validate_crd(obj, &mut errs)
+            }
             _ => {}
         }
     }

@@ -37,7 +37,10 @@ fn validate_container(c: &Value, path: &str, volumes: &BTreeSet<&str>, errs: &mu
     if str_field(c, "image").is_none_or(|i| i.trim().is_empty()) {
         errs.required(format!("{path}.image"), "");
     }
-    if let Some(policy) = c.get("imagePullPolicy").filter(|p| !p.as_str().is_some_and(|p| PULL_POLICIES.contains(&p))) {
+    if let Some(policy) = c
+        .get("imagePullPolicy")
+        .filter(|p| !p.as_str().is_some_and(|p| PULL_POLICIES.contains(&p)))
+    {
         errs.not_supported(format!("{path}.imagePullPolicy"), policy, PULL_POLICIES);
     }
     for (i, port) in items(c, "ports") {
@@ -51,14 +54,20 @@ fn validate_container(c: &Value, path: &str, volumes: &BTreeSet<&str>, errs: &mu
             ),
             Some(_) => {}
         }
-        if let Some(proto) = port.get("protocol").filter(|p| !p.as_str().is_some_and(|p| PROTOCOLS.contains(&p))) {
+        if let Some(proto) = port
+            .get("protocol")
+            .filter(|p| !p.as_str().is_some_and(|p| PROTOCOLS.contains(&p)))
+        {
             errs.not_supported(format!("{ppath}.protocol"), proto, PROTOCOLS);
         }
     }
     for (i, mount) in items(c, "volumeMounts") {
         let name = str_field(mount, "name").unwrap_or("");
         if !volumes.contains(name) {
-            errs.push(format!("{path}.volumeMounts[{i}].name"), ErrorType::NotFound(format!("{name:?}")));
+            errs.push(
+                format!("{path}.volumeMounts[{i}].name"),
+                ErrorType::NotFound(format!("{name:?}")),
+            );
         }
         if str_field(mount, "mountPath").is_none_or(str::is_empty) {
             errs.required(format!("{path}.volumeMounts[{i}].mountPath"), "");
@@ -98,12 +107,18 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Errors) {
             validate_container(c, &cpath, &volumes, errs);
             if let Some(name) = str_field(c, "name").filter(|n| !n.is_empty()) {
                 if !names.insert(name) {
-                    errs.push(format!("{cpath}.name"), ErrorType::Duplicate(format!("{name:?}")));
+                    errs.push(
+                        format!("{cpath}.name"),
+                        ErrorType::Duplicate(format!("{name:?}")),
+                    );
                 }
             }
         }
     }
-    if let Some(policy) = spec.get("restartPolicy").filter(|p| !p.as_str().is_some_and(|p| RESTART_POLICIES.contains(&p))) {
+    if let Some(policy) = spec
+        .get("restartPolicy")
+        .filter(|p| !p.as_str().is_some_and(|p| RESTART_POLICIES.contains(&p)))
+    {
         errs.not_supported(format!("{path}.restartPolicy"), policy, RESTART_POLICIES);
     }
     errs.at_least(spec, "terminationGracePeriodSeconds", path, 0);
@@ -115,9 +130,15 @@ pub fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     if let Some(old) = old {
         // A pod's spec is immutable but for images, deadlines and tolerations; containers keep their names.
         let names = |v: &Value| -> Vec<Value> {
-            items(&v["spec"], "containers").map(|(_, c)| c["name"].clone()).collect()
+            items(&v["spec"], "containers")
+                .map(|(_, c)| c["name"].clone())
+                .collect()
         };
-        if names(obj) != names(old) || obj["spec"].get("nodeName").is_some_and(|n| Some(n) != old["spec"].get("nodeName") && old["spec"].get("nodeName").is_some()) {
+        if names(obj) != names(old)
+            || obj["spec"].get("nodeName").is_some_and(|n| {
+                Some(n) != old["spec"].get("nodeName") && old["spec"].get("nodeName").is_some()
+            })
+        {
             errs.push("spec", ErrorType::Forbidden("pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into()));
         }
     }
@@ -128,7 +149,10 @@ fn validate_selector_and_template(kind: &str, spec: &Value, errs: &mut Errors) {
     let template_labels = spec.pointer("/template/metadata/labels");
     match spec.get("selector") {
         None | Some(Value::Null) => errs.required("spec.selector", ""),
-        Some(selector) => match serde_json::from_value(selector.clone()).map_err(|e| e.to_string()).and_then(|s| LabelSelector::from_k8s(&s).map_err(|e| e.to_string())) {
+        Some(selector) => match serde_json::from_value(selector.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|s| LabelSelector::from_k8s(&s).map_err(|e| e.to_string()))
+        {
             Err(e) => errs.invalid("spec.selector", selector, e),
             Ok(parsed) if parsed.is_empty() => errs.invalid(
                 "spec.selector",
@@ -153,7 +177,10 @@ pub fn validate_workload(kind: &str, obj: &Value, old: Option<&Value>, errs: &mu
     errs.at_least(spec, "minReadySeconds", "spec", 0);
     errs.at_least(spec, "revisionHistoryLimit", "spec", 0);
     validate_selector_and_template(kind, spec, errs);
-    if let Some(policy) = spec.pointer("/template/spec/restartPolicy").filter(|p| p.as_str() != Some("Always")) {
+    if let Some(policy) = spec
+        .pointer("/template/spec/restartPolicy")
+        .filter(|p| p.as_str() != Some("Always"))
+    {
         errs.not_supported("spec.template.spec.restartPolicy", policy, &["Always"]);
     }
     if old.is_some_and(|old| old["spec"].get("selector") != spec.get("selector")) {
@@ -171,12 +198,20 @@ pub fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     validate_pod_spec(spec.pointer("/template/spec"), "spec.template.spec", errs);
     match spec.pointer("/template/spec/restartPolicy") {
         Some(p) if matches!(p.as_str(), Some("OnFailure" | "Never")) => {}
-        Some(p) => errs.not_supported("spec.template.spec.restartPolicy", p, &["OnFailure", "Never"]),
+        Some(p) => errs.not_supported(
+            "spec.template.spec.restartPolicy",
+            p,
+            &["OnFailure", "Never"],
+        ),
         None => errs.required("spec.template.spec.restartPolicy", ""),
     }
     if let Some(old) = old {
         if old.pointer("/spec/template") != spec.get("template") {
-            errs.invalid("spec.template", &Value::String("core.PodTemplateSpec{...}".into()), "field is immutable");
+            errs.invalid(
+                "spec.template",
+                &Value::String("core.PodTemplateSpec{...}".into()),
+                "field is immutable",
+            );
         }
     }
 }
@@ -186,9 +221,20 @@ pub fn validate_cronjob(obj: &Value, errs: &mut Errors) {
     if str_field(spec, "schedule").is_none_or(|s| s.trim().is_empty()) {
         errs.required("spec.schedule", "");
     }
-    if let Some(policy) = spec.get("concurrencyPolicy").filter(|p| !matches!(p.as_str(), Some("Allow" | "Forbid" | "Replace"))) {
-        errs.not_supported("spec.concurrencyPolicy", policy, &["Allow", "Forbid", "Replace"]);
+    if let Some(policy) = spec
+        .get("concurrencyPolicy")
+        .filter(|p| !matches!(p.as_str(), Some("Allow" | "Forbid" | "Replace")))
+    {
+        errs.not_supported(
+            "spec.concurrencyPolicy",
+            policy,
+            &["Allow", "Forbid", "Replace"],
+        );
     }
     errs.at_least(spec, "startingDeadlineSeconds", "spec", 0);
-    validate_pod_spec(spec.pointer("/jobTemplate/spec/template/spec"), "spec.jobTemplate.spec.template.spec", errs);
+    validate_pod_spec(
+        spec.pointer("/jobTemplate/spec/template/spec"),
+        "spec.jobTemplate.spec.template.spec",
+        errs,
+    );
 }
