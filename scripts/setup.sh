@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything wasmkube needs to build and test on a fresh Debian machine; safe to re-run.
+#   - apt: protobuf-compiler (etcd-client and containerd-client build with protoc), etcd-server
+#   - rustup: the wasm32-wasip2 target for plugins
+#   - cargo-nextest, when missing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "setup: installing ${missing[*]}"
+    if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
+        $SUDO apt-get update
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+}
+
+command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
+scripts/etcd.sh
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+fi
+
+command -v kubectl >/dev/null 2>&1 || echo "setup: warning: kubectl is not on PATH; the end-to-end tests need it" >&2

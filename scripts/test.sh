@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite: unit tests, the store conformance suite on
+# both backends (a real etcd), and the end-to-end tests that drive the real binary with kubectl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build -p wasmkube
+cargo nextest run --workspace --no-fail-fast "$@"
