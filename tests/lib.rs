@@ -1,0 +1,160 @@
+//! The end-to-end harness: a real `wasmkube server` process in a temporary directory, driven by the real kubectl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The `wasmkube` binary built by `cargo build -p wasmkube` (or `$WASMKUBE_BIN`).
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WASMKUBE_BIN") {
+        return bin.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/wasmkube")
+}
+
+/// The repository root, for manifests.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A running server with its data directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts a server on the embedded store and waits until it answers.
+    pub fn start() -> Result<Cluster> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`).
+    pub fn start_with(extra: &[&str]) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = Cluster { dir, port: 0, child: None, extra_args: extra.iter().map(|s| s.to_string()).collect() };
+        cluster.boot()?;
+        Ok(cluster)
+    }
+
+    fn boot(&mut self) -> Result<()> {
+        let bin = binary();
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo build -p wasmkube` first (scripts/test.sh does)", bin.display());
+        }
+        let kubeconfig = self.kubeconfig();
+        let _ = std::fs::remove_file(&kubeconfig);
+        let port = if self.port == 0 { "0".to_string() } else { self.port.to_string() };
+        let log = std::fs::File::create(self.dir.path().join("server.log"))?;
+        let child = Command::new(bin)
+            .args(["server", "--data-dir"])
+            .arg(self.dir.path())
+            .args(["--port", &port])
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting wasmkube server")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&kubeconfig) {
+                if let Some(p) = text.split("https://127.0.0.1:").nth(1).and_then(|rest| rest.split_whitespace().next()) {
+                    self.port = p.parse()?;
+                    if self.kubectl(&["get", "--raw", "/readyz"]).map(|o| o.status.success()).unwrap_or(false) {
+                        return Ok(());
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("server did not become ready; log:\n{}", self.log())
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("pki/token"))?.trim().to_string())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output> {
+        self.kubectl_stdin(args, None)
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("running kubectl (is it on PATH?)")?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use std::io::Write as _;
+            pipe.write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs kubectl, fails unless it succeeds, and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}{}\nserver log:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), self.log());
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Runs kubectl, fails unless it fails, and returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if out.status.success() {
+            bail!("kubectl {} succeeded but should have failed: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(String::from_utf8(out.stderr)?)
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush anything).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data directory and port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.boot()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
