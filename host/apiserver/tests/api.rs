@@ -1,0 +1,363 @@
+//! The HTTP API without a socket: `app()` driven with `oneshot`, on an embedded store in a temp dir.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wasmkube_apiserver::{Server, app};
+use wasmkube_store::embedded::EmbeddedStore;
+
+struct Api {
+    server: Arc<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
+        let server = Server::new(store, Some("secret".into()))
+            .await
+            .expect("server starts");
+        let api = Api { server, _dir: dir };
+        let (code, _) = api
+            .call(
+                "POST",
+                "/api/v1/namespaces",
+                Some(json!({"metadata": {"name": "default"}})),
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+        api
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = app(self.server.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let code = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.raw(
+            method,
+            path,
+            "application/json",
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )
+        .await
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", "Bearer secret")
+            .header("Content-Type", content_type)
+            .body(Body::from(body))
+            .expect("valid request");
+        self.send(request).await
+    }
+}
+
+fn configmap(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_unauthorized() {
+    let api = Api::new().await;
+    let request = Request::builder()
+        .uri("/api/v1/namespaces")
+        .body(Body::empty())
+        .expect("valid");
+    let (code, status) = api.send(request).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn create_get_conflict_and_stale_update() {
+    let api = Api::new().await;
+    let (code, created) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap("a")),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert!(created["metadata"]["uid"].is_string());
+    let (code, status) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap("a")),
+        )
+        .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (StatusCode::CONFLICT, Some("AlreadyExists"))
+    );
+    assert_eq!(status["message"], "configmaps \"a\" already exists");
+
+    let mut stale = created.clone();
+    let mut fresh = created.clone();
+    fresh["data"]["k"] = json!("v2");
+    let (code, _) = api
+        .call(
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/a",
+            Some(fresh),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    stale["data"]["k"] = json!("v3");
+    let (code, status) = api
+        .call(
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/a",
+            Some(stale),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the object has been modified")
+    );
+    let (_, got) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/a", None)
+        .await;
+    assert_eq!(got["data"]["k"], "v2");
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_status() {
+    let api = Api::new().await;
+    let (code, status) = api
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            "{not json".into(),
+        )
+        .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("BadRequest"))
+    );
+    let (code, _) = api
+        .call("GET", "/apis/nope.example.com/v1/things", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, status) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/missing", None)
+        .await;
+    assert_eq!(
+        (code, status["message"].as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            Some("configmaps \"missing\" not found")
+        )
+    );
+    let big = json!({"metadata": {"name": "big"}, "data": {"k": "x".repeat(4 * 1024 * 1024)}});
+    let (code, _) = api
+        .call("POST", "/api/v1/namespaces/default/configmaps", Some(big))
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    let too_much =
+        json!({"metadata": {"name": "toomuch"}, "data": {"k": "x".repeat(1024 * 1024 + 1)}});
+    let (code, status) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(too_much),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldValueTooLong"
+    );
+    let invalid = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": -1, "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}}});
+    let (code, status) = api
+        .call(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(invalid),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = status["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["spec.replicas", "spec.template.spec.containers[0].image"]
+    );
+    let (_, list) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps", None)
+        .await;
+    assert_eq!(list["items"], json!([]), "nothing half-written");
+}
+
+#[tokio::test]
+async fn pagination_and_too_old_continue() {
+    let api = Api::new().await;
+    for i in 0..5 {
+        api.call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(configmap(&format!("c{i}"))),
+        )
+        .await;
+    }
+    let (_, page) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps?limit=2", None)
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    let token = page["metadata"]["continue"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
+    let (_, rest) = api
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(3));
+    assert!(rest["metadata"].get("continue").is_none());
+
+    let rv: i64 = page["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("rv");
+    api.call(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(configmap("later")),
+    )
+    .await;
+    api.server
+        .objects
+        .store()
+        .compact(rv + 1)
+        .await
+        .expect("compacts");
+    let (code, status) = api
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (StatusCode::GONE, Some("Expired"))
+    );
+    let (code, _) = api
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={}",
+                rv - 1
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn generation_moves_on_spec_changes_only() {
+    let api = Api::new().await;
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+    let (code, created) = api
+        .call(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(deploy),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert_eq!(created["spec"]["replicas"], 1, "defaulted");
+    let label = r#"{"metadata":{"labels":{"x":"y"}}}"#;
+    let (_, labelled) = api
+        .raw(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/d",
+            "application/merge-patch+json",
+            label.into(),
+        )
+        .await;
+    assert_eq!(labelled["metadata"]["generation"], 1);
+    let scale = r#"{"spec":{"replicas":3}}"#;
+    let (code, scaled) = api
+        .raw(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/d/scale",
+            "application/merge-patch+json",
+            scale.into(),
+        )
+        .await;
+    assert_eq!(
+        (code, scaled["spec"]["replicas"].as_i64()),
+        (StatusCode::OK, Some(3))
+    );
+    let (_, got) = api
+        .call(
+            "GET",
+            "/apis/apps/v1/namespaces/default/deployments/d",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            got["spec"]["replicas"].as_i64(),
+            got["metadata"]["generation"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+    let status = r#"{"status":{"replicas":3}}"#;
+    let (_, after) = api
+        .raw(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/d/status",
+            "application/merge-patch+json",
+            status.into(),
+        )
+        .await;
+    assert_eq!(
+        (
+            after["status"]["replicas"].as_i64(),
+            after["metadata"]["generation"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+}
