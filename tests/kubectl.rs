@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use wasmkube_e2e::{eventually, repo, Cluster};
+use wasmkube_e2e::{Cluster, eventually, repo};
 
 fn demo_dir() -> String {
     repo().join("manifests/demo").display().to_string()
@@ -17,10 +17,20 @@ fn lines_with(text: &str, needle: &str) -> usize {
 fn apply_get_and_delete_a_directory() -> Result<()> {
     let c = Cluster::start()?;
     let dir = demo_dir();
-    assert!(c.ok(&["create", "namespace", "demo"])?.contains("namespace/demo created"));
+    assert!(
+        c.ok(&["create", "namespace", "demo"])?
+            .contains("namespace/demo created")
+    );
 
     let first = c.ok(&["apply", "-n", "demo", "-f", &dir])?;
-    for created in ["deployment.apps/web created", "service/web created", "configmap/web-config created", "secret/web-credentials created", "customresourcedefinition.apiextensions.k8s.io/staticsites.wasmkube.dev created", "staticsite.wasmkube.dev/hello created"] {
+    for created in [
+        "deployment.apps/web created",
+        "service/web created",
+        "configmap/web-config created",
+        "secret/web-credentials created",
+        "customresourcedefinition.apiextensions.k8s.io/staticsites.wasmkube.dev created",
+        "staticsite.wasmkube.dev/hello created",
+    ] {
         assert!(first.contains(created), "{created} missing from:\n{first}");
     }
     let again = c.ok(&["apply", "-n", "demo", "-f", &dir])?;
@@ -28,12 +38,23 @@ fn apply_get_and_delete_a_directory() -> Result<()> {
 
     // Tables with the columns kubectl users know.
     let deploy = c.ok(&["get", "deployments", "-n", "demo"])?;
-    assert!(deploy.starts_with("NAME   READY   UP-TO-DATE   AVAILABLE   AGE"), "{deploy}");
+    assert!(
+        deploy.starts_with("NAME   READY   UP-TO-DATE   AVAILABLE   AGE"),
+        "{deploy}"
+    );
     assert!(deploy.contains("web    0/2"), "{deploy}");
     let wide = c.ok(&["get", "deployments", "-n", "demo", "-o", "wide"])?;
-    assert!(wide.contains("CONTAINERS") && wide.contains("wasmkube.local/busybox:latest") && wide.contains("app=web"), "{wide}");
+    assert!(
+        wide.contains("CONTAINERS")
+            && wide.contains("wasmkube.local/busybox:latest")
+            && wide.contains("app=web"),
+        "{wide}"
+    );
     let svc = c.ok(&["get", "svc", "-n", "demo"])?;
-    assert!(svc.contains("TYPE") && svc.contains("ClusterIP") && svc.contains("80/TCP"), "{svc}");
+    assert!(
+        svc.contains("TYPE") && svc.contains("ClusterIP") && svc.contains("80/TCP"),
+        "{svc}"
+    );
     let cm = c.ok(&["get", "configmap", "web-config", "-n", "demo"])?;
     assert!(cm.contains("DATA") && cm.contains("web-config   2"), "{cm}");
     let secret = c.ok(&["get", "secret", "-n", "demo", "-o", "json"])?;
@@ -45,58 +66,180 @@ fn apply_get_and_delete_a_directory() -> Result<()> {
     assert!(pods.is_empty() || pods.contains("NOMINATED NODE"), "{pods}");
 
     // Selectors.
-    let labelled = c.ok(&["get", "deploy,svc,cm,secret", "-n", "demo", "-l", "app=web", "-o", "name"])?;
+    let labelled = c.ok(&[
+        "get",
+        "deploy,svc,cm,secret",
+        "-n",
+        "demo",
+        "-l",
+        "app=web",
+        "-o",
+        "name",
+    ])?;
     assert_eq!(labelled.lines().count(), 4, "{labelled}");
-    let set_based = c.ok(&["get", "deploy,svc", "-n", "demo", "-l", "tier in (a,b)", "-o", "name"])?;
-    assert_eq!(set_based.lines().collect::<Vec<_>>(), vec!["deployment.apps/web", "service/web"]);
-    let by_field = c.ok(&["get", "configmaps", "-n", "demo", "--field-selector", "metadata.name=web-config", "-o", "name"])?;
+    let set_based = c.ok(&[
+        "get",
+        "deploy,svc",
+        "-n",
+        "demo",
+        "-l",
+        "tier in (a,b)",
+        "-o",
+        "name",
+    ])?;
+    assert_eq!(
+        set_based.lines().collect::<Vec<_>>(),
+        vec!["deployment.apps/web", "service/web"]
+    );
+    let by_field = c.ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "demo",
+        "--field-selector",
+        "metadata.name=web-config",
+        "-o",
+        "name",
+    ])?;
     assert_eq!(by_field.trim(), "configmap/web-config");
 
     // Editing a field is "configured"; describe, label, annotate.
-    let edited = std::fs::read_to_string(repo().join("manifests/demo/configmap.yaml"))?.replace("greeting: hello", "greeting: bonjour");
+    let edited = std::fs::read_to_string(repo().join("manifests/demo/configmap.yaml"))?
+        .replace("greeting: hello", "greeting: bonjour");
     let out = c.kubectl_stdin(&["apply", "-n", "demo", "-f", "-"], Some(&edited))?;
     assert!(String::from_utf8(out.stdout)?.contains("configmap/web-config configured"));
     let described = c.ok(&["describe", "deployment", "web", "-n", "demo"])?;
-    assert!(described.contains("Replicas:") && described.contains("2 desired"), "{described}");
-    c.ok(&["label", "deployment", "web", "-n", "demo", "tier=z", "--overwrite"])?;
-    c.ok(&["annotate", "deployment", "web", "-n", "demo", "team=platform"])?;
-    let labels = c.ok(&["get", "deployment", "web", "-n", "demo", "-o", "jsonpath={.metadata.labels.tier} {.metadata.annotations.team}"])?;
+    assert!(
+        described.contains("Replicas:") && described.contains("2 desired"),
+        "{described}"
+    );
+    c.ok(&[
+        "label",
+        "deployment",
+        "web",
+        "-n",
+        "demo",
+        "tier=z",
+        "--overwrite",
+    ])?;
+    c.ok(&[
+        "annotate",
+        "deployment",
+        "web",
+        "-n",
+        "demo",
+        "team=platform",
+    ])?;
+    let labels = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.team}",
+    ])?;
     assert_eq!(labels, "z platform");
 
     // Delete the directory, then the namespace removes what was left in it.
-    c.ok(&["create", "configmap", "leftover", "-n", "demo", "--from-literal=a=b"])?;
+    c.ok(&[
+        "create",
+        "configmap",
+        "leftover",
+        "-n",
+        "demo",
+        "--from-literal=a=b",
+    ])?;
     let deleted = c.ok(&["delete", "-n", "demo", "-f", &dir])?;
     assert_eq!(lines_with(&deleted, "deleted"), 6, "{deleted}");
-    assert!(c.ok(&["get", "deploy,svc", "-n", "demo", "-o", "name"])?.is_empty());
+    assert!(
+        c.ok(&["get", "deploy,svc", "-n", "demo", "-o", "name"])?
+            .is_empty()
+    );
     c.ok(&["delete", "namespace", "demo"])?;
     let left = c.fails(&["get", "configmap", "leftover", "-n", "demo"])?;
     assert!(left.contains("not found"), "{left}");
-    assert!(c.fails(&["get", "namespace", "demo"])?.contains("not found"));
+    assert!(
+        c.fails(&["get", "namespace", "demo"])?
+            .contains("not found")
+    );
     Ok(())
 }
 
 #[test]
 fn scale_patch_server_side_apply_and_explain() -> Result<()> {
     let c = Cluster::start()?;
-    c.ok(&["apply", "-n", "default", "-f", &format!("{}/deployment.yaml", demo_dir())])?;
+    c.ok(&[
+        "apply",
+        "-n",
+        "default",
+        "-f",
+        &format!("{}/deployment.yaml", demo_dir()),
+    ])?;
     c.ok(&["scale", "deployment", "web", "--replicas=5"])?;
-    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])?, "5");
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])?,
+        "5"
+    );
 
-    c.ok(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:2"}]}}}}"#])?;
-    c.ok(&["patch", "deployment", "web", "--type", "merge", "-p", r#"{"metadata":{"labels":{"merged":"yes"}}}"#])?;
-    c.ok(&["patch", "deployment", "web", "--type", "json", "-p", r#"[{"op":"add","path":"/spec/minReadySeconds","value":7}]"#])?;
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:2"}]}}}}"#,
+    ])?;
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"merged":"yes"}}}"#,
+    ])?;
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/minReadySeconds","value":7}]"#,
+    ])?;
     let got = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.metadata.labels.merged} {.spec.minReadySeconds} {.metadata.generation}"])?;
     assert_eq!(got, "busybox:2 8080 yes 7 4");
 
     // Server-side apply conflicts with the replicas kubectl scale set, until forced.
-    let conflict = c.fails(&["apply", "--server-side", "-f", &format!("{}/deployment.yaml", demo_dir())])?;
-    assert!(conflict.contains("conflict") && conflict.contains(".spec.replicas"), "{conflict}");
-    let forced = c.ok(&["apply", "--server-side", "--force-conflicts", "-f", &format!("{}/deployment.yaml", demo_dir())])?;
+    let conflict = c.fails(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{}/deployment.yaml", demo_dir()),
+    ])?;
+    assert!(
+        conflict.contains("conflict") && conflict.contains(".spec.replicas"),
+        "{conflict}"
+    );
+    let forced = c.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &format!("{}/deployment.yaml", demo_dir()),
+    ])?;
     assert!(forced.contains("serverside-applied"), "{forced}");
-    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])?, "2");
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])?,
+        "2"
+    );
 
     let explained = c.ok(&["explain", "deployment.spec.replicas"])?;
-    assert!(explained.contains("FIELD: replicas <integer>") && explained.contains("Number of desired pods"), "{explained}");
+    assert!(
+        explained.contains("FIELD: replicas <integer>")
+            && explained.contains("Number of desired pods"),
+        "{explained}"
+    );
     Ok(())
 }
 
@@ -107,8 +250,14 @@ fn bad_manifests_are_refused_and_change_nothing() -> Result<()> {
     let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(invalid))?;
     let err = String::from_utf8(out.stderr)?;
     assert!(!out.status.success());
-    assert!(err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"), "{err}");
-    assert!(err.contains("spec.template.spec.containers[0].image: Required value"), "{err}");
+    assert!(
+        err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.template.spec.containers[0].image: Required value"),
+        "{err}"
+    );
     let malformed = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: [\n";
     let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(malformed))?;
     assert!(!out.status.success());
@@ -116,7 +265,11 @@ fn bad_manifests_are_refused_and_change_nothing() -> Result<()> {
     let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\nbogus: 1\n";
     let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(unknown))?;
     assert!(String::from_utf8(out.stderr)?.contains(r#"unknown field "bogus""#));
-    assert_eq!(c.ok(&["get", "deploy,cm", "-n", "default", "-o", "name"])?, "", "nothing was stored");
+    assert_eq!(
+        c.ok(&["get", "deploy,cm", "-n", "default", "-o", "name"])?,
+        "",
+        "nothing was stored"
+    );
     Ok(())
 }
 
@@ -132,10 +285,16 @@ fn get_watch_prints_new_pods() -> Result<()> {
     let stdout = watch.stdout.take().expect("stdout is piped");
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.starts_with("watched "))
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("watched "))
     });
     // Wait until kubectl's watch is open on the server, then create the pod from "another shell".
-    eventually(Duration::from_secs(10), || Ok(c.ok(&["get", "--raw", "/metrics"])?.contains("apiserver_registered_watchers 1")))?;
+    eventually(Duration::from_secs(10), || {
+        Ok(c.ok(&["get", "--raw", "/metrics"])?
+            .contains("apiserver_registered_watchers 1"))
+    })?;
     c.ok(&["run", "watched", "--image=busybox"])?;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !reader.is_finished() && std::time::Instant::now() < deadline {
@@ -143,6 +302,9 @@ fn get_watch_prints_new_pods() -> Result<()> {
     }
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(reader.join().unwrap_or(false), "kubectl get pods -w never printed the new pod");
+    assert!(
+        reader.join().unwrap_or(false),
+        "kubectl get pods -w never printed the new pod"
+    );
     Ok(())
 }

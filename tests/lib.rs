@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// The `wasmkube` binary built by `cargo build -p wasmkube` (or `$WASMKUBE_BIN`).
 pub fn binary() -> PathBuf {
@@ -39,7 +39,12 @@ impl Cluster {
     /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`).
     pub fn start_with(extra: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let mut cluster = Cluster { dir, port: 0, child: None, extra_args: extra.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Cluster {
+            dir,
+            port: 0,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
         cluster.boot()?;
         Ok(cluster)
     }
@@ -47,11 +52,18 @@ impl Cluster {
     fn boot(&mut self) -> Result<()> {
         let bin = binary();
         if !bin.exists() {
-            bail!("{} is missing: run `cargo build -p wasmkube` first (scripts/test.sh does)", bin.display());
+            bail!(
+                "{} is missing: run `cargo build -p wasmkube` first (scripts/test.sh does)",
+                bin.display()
+            );
         }
         let kubeconfig = self.kubeconfig();
         let _ = std::fs::remove_file(&kubeconfig);
-        let port = if self.port == 0 { "0".to_string() } else { self.port.to_string() };
+        let port = if self.port == 0 {
+            "0".to_string()
+        } else {
+            self.port.to_string()
+        };
         let log = std::fs::File::create(self.dir.path().join("server.log"))?;
         let child = Command::new(bin)
             .args(["server", "--data-dir"])
@@ -66,9 +78,17 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(text) = std::fs::read_to_string(&kubeconfig) {
-                if let Some(p) = text.split("https://127.0.0.1:").nth(1).and_then(|rest| rest.split_whitespace().next()) {
+                if let Some(p) = text
+                    .split("https://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                {
                     self.port = p.parse()?;
-                    if self.kubectl(&["get", "--raw", "/readyz"]).map(|o| o.status.success()).unwrap_or(false) {
+                    if self
+                        .kubectl(&["get", "--raw", "/readyz"])
+                        .map(|o| o.status.success())
+                        .unwrap_or(false)
+                    {
                         return Ok(());
                     }
                 }
@@ -83,7 +103,9 @@ impl Cluster {
     }
 
     pub fn token(&self) -> Result<String> {
-        Ok(std::fs::read_to_string(self.dir.path().join("pki/token"))?.trim().to_string())
+        Ok(std::fs::read_to_string(self.dir.path().join("pki/token"))?
+            .trim()
+            .to_string())
     }
 
     pub fn log(&self) -> String {
@@ -97,7 +119,15 @@ impl Cluster {
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let mut cmd = Command::new("kubectl");
-        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("running kubectl (is it on PATH?)")?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             use std::io::Write as _;
@@ -110,7 +140,13 @@ impl Cluster {
     pub fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;
         if !out.status.success() {
-            bail!("kubectl {} failed: {}{}\nserver log:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), self.log());
+            bail!(
+                "kubectl {} failed: {}{}\nserver log:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
         }
         Ok(String::from_utf8(out.stdout)?)
     }
@@ -119,7 +155,11 @@ impl Cluster {
     pub fn fails(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;
         if out.status.success() {
-            bail!("kubectl {} succeeded but should have failed: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+            bail!(
+                "kubectl {} succeeded but should have failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         Ok(String::from_utf8(out.stderr)?)
     }
