@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{any, get};
 use serde_json::Value;
-use wasmkube_model::resource::{Registry, ResourceInfo, ScalePaths, builtins};
+use wasmkube_model::resource::{PrinterColumn, Registry, ResourceInfo, ScalePaths, builtins};
 use wasmkube_store::Store;
 
 use crate::error::ApiError;
@@ -124,6 +124,13 @@ fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                 }),
                 extra_subresources: Vec::new(),
                 custom: true,
+                printer_columns: v["additionalPrinterColumns"].as_array().into_iter().flatten().map(|c| PrinterColumn {
+                    name: text(&c["name"]),
+                    kind: text(&c["type"]),
+                    json_path: text(&c["jsonPath"]),
+                    priority: c["priority"].as_i64().unwrap_or(0),
+                    description: text(&c["description"]),
+                }).collect(),
             }
         })
         .collect()

@@ -33,6 +33,20 @@ pub struct ResourceInfo {
     pub extra_subresources: Vec<&'static str>,
     /// Served from a CustomResourceDefinition (generic JSON, no typed checks).
     pub custom: bool,
+    /// The `additionalPrinterColumns` of a CRD version; empty for built-ins.
+    pub printer_columns: Vec<PrinterColumn>,
+}
+
+/// A column a CRD declares for `kubectl get`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrinterColumn {
+    pub name: String,
+    /// `integer`, `number`, `string`, `boolean` or `date`.
+    pub kind: String,
+    /// A simple JSONPath such as `.spec.replicas` or `.status.conditions[0].type`.
+    pub json_path: String,
+    pub priority: i64,
+    pub description: String,
 }
 
 impl ResourceInfo {
@@ -132,6 +146,7 @@ fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: boo
         scale: None,
         extra_subresources: Vec::new(),
         custom: false,
+        printer_columns: Vec::new(),
     }
 }
 

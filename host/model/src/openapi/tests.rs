@@ -18,6 +18,7 @@ fn registry() -> Registry {
         scale: None,
         extra_subresources: vec![],
         custom: true,
+        printer_columns: vec![],
     });
     Registry::new(resources)
 }

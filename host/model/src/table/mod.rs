@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::resource::ResourceInfo;
+use crate::resource::{PrinterColumn, ResourceInfo};
 
 /// A column: name, type, priority (0 = always shown, 1 = `-o wide`).
 type Column = (&'static str, &'static str, u8);
@@ -151,6 +151,13 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
 
 /// The `columnDefinitions` of a Table for this resource.
 pub fn column_definitions(info: &ResourceInfo) -> Value {
+    if !info.printer_columns.is_empty() {
+        let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0})];
+        cols.extend(info.printer_columns.iter().map(|c| {
+            json!({"name": c.name, "type": c.kind, "format": "", "description": c.description, "priority": c.priority})
+        }));
+        return Value::Array(cols);
+    }
     columns_of(info)
         .into_iter()
         .map(|(name, kind, priority)| {
@@ -283,9 +290,41 @@ mod cells;
 /// The cells of one row, in the order of [`column_definitions`].
 pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![json!(str_at(obj, "/metadata/name"))];
+    if !info.printer_columns.is_empty() {
+        row.extend(info.printer_columns.iter().map(|c| custom_cell(obj, c, now)));
+        return row;
+    }
     let age = json!(since(obj, "/metadata/creationTimestamp", now));
     row.extend(cells::cells(info, obj, now, age));
     row
+}
+
+/// Follows a simple JSONPath (`.a.b[0].c`) through `obj`.
+fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut current = obj;
+    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
+        let (field, indexes) = part.split_once('[').map_or((part, ""), |(f, rest)| (f, rest));
+        if !field.is_empty() {
+            current = current.get(field)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            current = current.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
+}
+
+/// A CRD column's cell: the value at its path, dates shown as an age.
+fn custom_cell(obj: &Value, column: &PrinterColumn, now: DateTime<Utc>) -> Value {
+    match json_path(obj, &column.json_path) {
+        None | Some(Value::Null) => Value::Null,
+        Some(Value::String(t)) if column.kind == "date" => match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => json!(human_duration((now - t.with_timezone(&Utc)).num_seconds())),
+            Err(_) => json!(t),
+        },
+        Some(v) if v.is_object() || v.is_array() => json!(v.to_string()),
+        Some(v) => v.clone(),
+    }
 }
 
 #[cfg(test)]
