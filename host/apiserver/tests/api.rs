@@ -361,3 +361,42 @@ async fn generation_moves_on_spec_changes_only() {
         (Some(3), Some(2))
     );
 }
+
+/// Arbitrary bodies, as JSON or not, never make the server fail with a 5xx or store anything
+/// but a valid object.
+#[test]
+fn arbitrary_bodies_get_4xx_not_5xx() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let api = runtime.block_on(Api::new());
+    let paths = [
+        "/api/v1/namespaces/default/configmaps",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "/api/v1/namespaces/default/services",
+        "/api/v1/namespaces/default/pods",
+        "/api/v1/namespaces",
+    ];
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        "\\{\"(metadata|spec|kind|apiVersion)\":(\\{\\}|\\[\\]|null|1|\"x\"|\\{\"name\":(1|\"ok\"|null)\\})\\}",
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 128,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&(body, 0..paths.len()), |(body, i)| {
+            let (code, status) =
+                runtime.block_on(api.raw("POST", paths[i], "application/json", body));
+            prop_assert!(
+                code.is_client_error() || code == StatusCode::CREATED,
+                "{code}: {status}"
+            );
+            if code.is_client_error() {
+                prop_assert_eq!(&status["kind"], "Status");
+            }
+            Ok(())
+        })
+        .expect("no 5xx");
+}
