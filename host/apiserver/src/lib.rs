@@ -124,13 +124,18 @@ fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                 }),
                 extra_subresources: Vec::new(),
                 custom: true,
-                printer_columns: v["additionalPrinterColumns"].as_array().into_iter().flatten().map(|c| PrinterColumn {
-                    name: text(&c["name"]),
-                    kind: text(&c["type"]),
-                    json_path: text(&c["jsonPath"]),
-                    priority: c["priority"].as_i64().unwrap_or(0),
-                    description: text(&c["description"]),
-                }).collect(),
+                printer_columns: v["additionalPrinterColumns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| PrinterColumn {
+                        name: text(&c["name"]),
+                        kind: text(&c["type"]),
+                        json_path: text(&c["jsonPath"]),
+                        priority: c["priority"].as_i64().unwrap_or(0),
+                        description: text(&c["description"]),
+                    })
+                    .collect(),
             }
         })
         .collect()

@@ -152,7 +152,9 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
 /// The `columnDefinitions` of a Table for this resource.
 pub fn column_definitions(info: &ResourceInfo) -> Value {
     if !info.printer_columns.is_empty() {
-        let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0})];
+        let mut cols = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}),
+        ];
         cols.extend(info.printer_columns.iter().map(|c| {
             json!({"name": c.name, "type": c.kind, "format": "", "description": c.description, "priority": c.priority})
         }));
@@ -291,7 +293,11 @@ mod cells;
 pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![json!(str_at(obj, "/metadata/name"))];
     if !info.printer_columns.is_empty() {
-        row.extend(info.printer_columns.iter().map(|c| custom_cell(obj, c, now)));
+        row.extend(
+            info.printer_columns
+                .iter()
+                .map(|c| custom_cell(obj, c, now)),
+        );
         return row;
     }
     let age = json!(since(obj, "/metadata/creationTimestamp", now));
@@ -302,8 +308,14 @@ pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Va
 /// Follows a simple JSONPath (`.a.b[0].c`) through `obj`.
 fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
     let mut current = obj;
-    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
-        let (field, indexes) = part.split_once('[').map_or((part, ""), |(f, rest)| (f, rest));
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
+        let (field, indexes) = part
+            .split_once('[')
+            .map_or((part, ""), |(f, rest)| (f, rest));
         if !field.is_empty() {
             current = current.get(field)?;
         }

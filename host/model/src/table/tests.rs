@@ -76,12 +76,36 @@ fn crd_printer_columns() {
     let mut info = (**registry.by_kind("v1", "ConfigMap").expect("built-in")).clone();
     info.custom = true;
     info.printer_columns = vec![
-        PrinterColumn { name: "Replicas".into(), kind: "integer".into(), json_path: ".spec.replicas".into(), priority: 0, description: String::new() },
-        PrinterColumn { name: "First".into(), kind: "string".into(), json_path: ".spec.items[0].name".into(), priority: 1, description: String::new() },
-        PrinterColumn { name: "Age".into(), kind: "date".into(), json_path: ".metadata.creationTimestamp".into(), priority: 0, description: String::new() },
+        PrinterColumn {
+            name: "Replicas".into(),
+            kind: "integer".into(),
+            json_path: ".spec.replicas".into(),
+            priority: 0,
+            description: String::new(),
+        },
+        PrinterColumn {
+            name: "First".into(),
+            kind: "string".into(),
+            json_path: ".spec.items[0].name".into(),
+            priority: 1,
+            description: String::new(),
+        },
+        PrinterColumn {
+            name: "Age".into(),
+            kind: "date".into(),
+            json_path: ".metadata.creationTimestamp".into(),
+            priority: 0,
+            description: String::new(),
+        },
     ];
-    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 30).single().expect("valid");
+    let now = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 30)
+        .single()
+        .expect("valid");
     let obj = json!({"metadata": {"name": "s", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"replicas": 3, "items": [{"name": "a"}]}});
-    assert_eq!(row_cells(&info, &obj, now), vec![json!("s"), json!(3), json!("a"), json!("30s")]);
+    assert_eq!(
+        row_cells(&info, &obj, now),
+        vec![json!("s"), json!(3), json!("a"), json!("30s")]
+    );
     assert_eq!(column_definitions(&info).as_array().map(Vec::len), Some(4));
 }
