@@ -129,7 +129,8 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
     let mut graph = Graph::default();
     let mut objects = Vec::new();
     for kv in &all.kvs {
-        let obj = decode(kv)?;
+        // Allocation claims (`/registry/ranges/…`) live beside the objects and are not objects.
+        let Ok(obj) = decode(kv) else { continue };
         let r = object_ref(&kv.key, &obj);
         graph.insert(&r, &obj);
         objects.push((r, obj));
@@ -146,7 +147,7 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
         };
         match event.kind {
             EventKind::Put => {
-                let obj = decode(&event.kv)?;
+                let Ok(obj) = decode(&event.kv) else { continue };
                 let r = object_ref(&event.kv.key, &obj);
                 if let Some(prev) = event.prev.as_ref().and_then(|kv| decode(kv).ok()) {
                     graph.remove(&r, &prev);

@@ -1,5 +1,6 @@
 //! The wasmkube apiserver: the Kubernetes REST API over the revisioned store, as `fn app() -> Router`.
 
+mod allocator;
 mod apply;
 mod discovery;
 pub mod error;
@@ -28,6 +29,7 @@ use wasmkube_store::Store;
 use crate::error::ApiError;
 use crate::objects::Objects;
 
+pub use crate::allocator::ServiceRange;
 pub use crate::metrics::Metrics;
 pub use crate::serve::serve_tls;
 
@@ -40,6 +42,8 @@ pub struct Server {
     crds: ArcSwap<Vec<Value>>,
     /// Generated OpenAPI documents by path, dropped when the registry changes.
     openapi_cache: Mutex<HashMap<String, Arc<Value>>>,
+    /// Where Services get their cluster IPs.
+    pub service_range: ServiceRange,
     /// The bearer token every request must carry; `None` disables authentication (tests).
     token: Option<String>,
 }
@@ -53,6 +57,7 @@ impl Server {
             metrics: Metrics::default(),
             crds: ArcSwap::from_pointee(Vec::new()),
             openapi_cache: Mutex::new(HashMap::new()),
+            service_range: ServiceRange::default(),
             token,
         });
         server.refresh_registry().await?;

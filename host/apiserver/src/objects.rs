@@ -152,35 +152,49 @@ impl Objects {
         }
     }
 
-    /// Writes `object` as a new key; 409 if it exists.
+    /// Writes `object` as a new key, taking `claims` (keys in the allocation ranges) with it;
+    /// 409 if the object or a claim exists.
     pub async fn create(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
         object: Value,
+        claims: &[String],
     ) -> Result<Value, ApiError> {
         let key = info.key(ns, name);
-        let txn = Txn {
-            compare: vec![Compare::ModRevision {
-                key: key.clone(),
+        let mut compare = vec![Compare::ModRevision {
+            key: key.clone(),
+            revision: 0,
+        }];
+        let mut success = vec![Op::Put {
+            key: key.clone(),
+            value: encode(&object)?,
+        }];
+        for claim in claims {
+            compare.push(Compare::ModRevision {
+                key: claim.clone(),
                 revision: 0,
-            }],
-            success: vec![Op::Put {
-                key,
-                value: encode(&object)?,
-            }],
-        };
-        match self.store.txn(txn).await? {
+            });
+            success.push(Op::Put {
+                key: claim.clone(),
+                value: Bytes::from(key.clone()),
+            });
+        }
+        match self.store.txn(Txn { compare, success }).await? {
             TxnResult::Succeeded { revision, .. } => Ok(with_revision(object, revision)),
-            TxnResult::Failed { .. } => Err(ApiError::AlreadyExists {
-                resource: info.qualified_resource(),
-                name: name.into(),
-            }),
+            TxnResult::Failed { current, .. } if current.first().is_some_and(Option::is_some) => {
+                Err(ApiError::AlreadyExists {
+                    resource: info.qualified_resource(),
+                    name: name.into(),
+                })
+            }
+            TxnResult::Failed { .. } => Err(ApiError::conflict(info, name)),
         }
     }
 
-    /// Replaces the object last written at `revision`; 409 if it changed since, 404 if gone.
+    /// Replaces the object last written at `revision`, moving its claims from `old_claims` to
+    /// `new_claims`; 409 if it changed since (or a new claim is taken), 404 if gone.
     pub async fn update(
         &self,
         info: &ResourceInfo,
@@ -188,19 +202,35 @@ impl Objects {
         name: &str,
         object: Value,
         revision: i64,
+        old_claims: &[String],
+        new_claims: &[String],
     ) -> Result<Value, ApiError> {
         let key = info.key(ns, name);
-        let txn = Txn {
-            compare: vec![Compare::ModRevision {
-                key: key.clone(),
-                revision,
-            }],
-            success: vec![Op::Put {
-                key,
-                value: encode(&object)?,
-            }],
-        };
-        match self.store.txn(txn).await? {
+        let mut compare = vec![Compare::ModRevision {
+            key: key.clone(),
+            revision,
+        }];
+        let mut success = vec![Op::Put {
+            key: key.clone(),
+            value: encode(&object)?,
+        }];
+        for claim in new_claims.iter().filter(|c| !old_claims.contains(c)) {
+            compare.push(Compare::ModRevision {
+                key: claim.clone(),
+                revision: 0,
+            });
+            success.push(Op::Put {
+                key: claim.clone(),
+                value: Bytes::from(key.clone()),
+            });
+        }
+        success.extend(
+            old_claims
+                .iter()
+                .filter(|c| !new_claims.contains(c))
+                .map(|c| Op::Delete { key: c.clone() }),
+        );
+        match self.store.txn(Txn { compare, success }).await? {
             TxnResult::Succeeded { revision, .. } => Ok(with_revision(object, revision)),
             TxnResult::Failed { current, .. } if current.first().is_some_and(Option::is_none) => {
                 Err(ApiError::not_found(info, name))
@@ -209,21 +239,22 @@ impl Objects {
         }
     }
 
-    /// Deletes the object last written at `revision`; returns the revision of the deletion.
+    /// Deletes the object last written at `revision` and releases its `claims`; returns the
+    /// revision of the deletion.
     pub async fn delete(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,
         name: &str,
         revision: i64,
+        claims: &[String],
     ) -> Result<i64, ApiError> {
         let key = info.key(ns, name);
+        let mut success = vec![Op::Delete { key: key.clone() }];
+        success.extend(claims.iter().map(|c| Op::Delete { key: c.clone() }));
         let txn = Txn {
-            compare: vec![Compare::ModRevision {
-                key: key.clone(),
-                revision,
-            }],
-            success: vec![Op::Delete { key }],
+            compare: vec![Compare::ModRevision { key, revision }],
+            success,
         };
         match self.store.txn(txn).await? {
             TxnResult::Succeeded { revision, .. } => Ok(revision),

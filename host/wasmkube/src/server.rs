@@ -44,8 +44,8 @@ pub async fn open_store(spec: &str, data_dir: &std::path::Path) -> anyhow::Resul
     Ok(store)
 }
 
-/// Creates the namespaces every cluster has.
-async fn bootstrap(server: &Server) -> anyhow::Result<()> {
+/// Creates the namespaces every cluster has, and the `kubernetes` Service of the apiserver.
+async fn bootstrap(server: &Server, port: u16) -> anyhow::Result<()> {
     let registry = server.registry();
     let info = registry
         .by_kind("v1", "Namespace")
@@ -66,6 +66,32 @@ async fn bootstrap(server: &Server) -> anyhow::Result<()> {
             .await?;
         }
     }
+    let info = registry
+        .by_kind("v1", "Service")
+        .context("services are served")?;
+    if server
+        .objects
+        .get(info, Some("default"), "kubernetes")
+        .await?
+        .is_none()
+    {
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": server.service_range.first().to_string(), "ports": [{"name": "https", "port": 443, "targetPort": port}]},
+        });
+        wasmkube_apiserver::handlers::create_object(
+            server,
+            info,
+            Some("default"),
+            svc,
+            "Strict",
+            false,
+            None,
+            &mut Vec::new(),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -75,13 +101,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store, &args.data_dir).await?;
     let identity = Identity::load_or_create(&args.data_dir.join("pki"))?;
     let server = Server::new(store.clone(), Some(identity.token.clone())).await?;
-    bootstrap(&server).await?;
-    gc::spawn(server.clone());
-    compactor::spawn(store, Duration::from_secs(300));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
         .await
         .with_context(|| format!("binding port {}", args.port))?;
     let port = listener.local_addr()?.port();
+    bootstrap(&server, port).await?;
+    gc::spawn(server.clone());
+    compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig, identity.kubeconfig(port))
         .with_context(|| format!("writing {}", kubeconfig.display()))?;

@@ -10,6 +10,7 @@ use wasmkube_model::resource::ResourceInfo;
 use super::read::Filter;
 use super::write::{Update, update_with};
 use crate::Server;
+use crate::allocator;
 use crate::error::ApiError;
 use crate::request::{Query, Target};
 use crate::response;
@@ -148,7 +149,13 @@ pub async fn delete_object(
             }
             match server
                 .objects
-                .delete(info, ns, name, current.revision)
+                .delete(
+                    info,
+                    ns,
+                    name,
+                    current.revision,
+                    &allocator::claims(info, &current.object),
+                )
                 .await
             {
                 Err(ApiError::Conflict { .. }) => continue,
@@ -177,7 +184,7 @@ pub async fn delete_object(
         }
         match server
             .objects
-            .update(info, ns, name, marked, current.revision)
+            .update(info, ns, name, marked, current.revision, &[], &[])
             .await
         {
             Err(ApiError::Conflict { .. }) => continue,

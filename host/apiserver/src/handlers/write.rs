@@ -9,6 +9,7 @@ use wasmkube_model::patch;
 use wasmkube_model::resource::ResourceInfo;
 
 use crate::Server;
+use crate::allocator;
 use crate::error::ApiError;
 use crate::request::{Query, Target, parse_revision};
 use crate::response::{self, Format};
@@ -50,7 +51,11 @@ pub async fn create_object(
     if dry_run {
         return Ok(obj);
     }
-    let created = server.objects.create(info, ns, &name, obj).await?;
+    allocator::allocate(&server.objects, &server.service_range, info, &mut obj, None).await?;
+    let created = server
+        .objects
+        .create(info, ns, &name, obj.clone(), &allocator::claims(info, &obj))
+        .await?;
     if info.kind == "CustomResourceDefinition" {
         server.refresh_registry().await?;
     }
@@ -133,6 +138,14 @@ pub async fn update_with(
         if precondition.is_some_and(|rv| rv != current.revision) {
             return Err(ApiError::conflict(u.info, u.name));
         }
+        allocator::allocate(
+            &server.objects,
+            &server.service_range,
+            u.info,
+            &mut new,
+            Some(&current.object),
+        )
+        .await?;
         strategy::prepare_update(
             u.info,
             &current.object,
@@ -161,13 +174,27 @@ pub async fn update_with(
         let result = if finalized {
             server
                 .objects
-                .delete(u.info, u.ns, u.name, current.revision)
+                .delete(
+                    u.info,
+                    u.ns,
+                    u.name,
+                    current.revision,
+                    &allocator::claims(u.info, &current.object),
+                )
                 .await
                 .map(|_| new)
         } else {
             server
                 .objects
-                .update(u.info, u.ns, u.name, new, current.revision)
+                .update(
+                    u.info,
+                    u.ns,
+                    u.name,
+                    new.clone(),
+                    current.revision,
+                    &allocator::claims(u.info, &current.object),
+                    &allocator::claims(u.info, &new),
+                )
                 .await
         };
         match result {
