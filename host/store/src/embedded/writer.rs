@@ -19,8 +19,8 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 /// Most value bytes of a batch broadcast with its events; a bigger batch is broadcast without
 /// them and watchers read it from the log. Bounds the memory of the broadcast buffer.
 const MAX_INLINE_BYTES: usize = 1 << 20;
-/// Revisions of history purged per commit, so a big compaction does not stall writers.
-const PURGE_CHUNK: i64 = 256;
+/// Log entries (changes) purged per commit, so a big compaction does not stall writers.
+const PURGE_CHUNK: usize = 1024;
 
 /// A request to the writer thread.
 pub(super) enum Request {
@@ -297,13 +297,21 @@ impl Writer {
     }
 
     /// Physically removes one chunk of the history older than the compacted revision: for every
-    /// key changed in the chunk, every version older than its newest one before `compacted`, and
-    /// that one too if it is a deletion; then the chunk of the log.
+    /// key changed in the chunk of the log, every version older than its newest one before
+    /// `compacted`, and that one too if it is a deletion; then the chunk of the log.
     fn purge(&mut self, t: &mut Tables<'_>) -> Result<(), StoreError> {
-        let end = self.compacted.min(self.purged + PURGE_CHUNK);
         let mut keys = BTreeSet::new();
-        for entry in t.log.range((self.purged, 0)..(end, 0)).map_err(db_err)? {
-            keys.insert(entry.map_err(db_err)?.1.value().to_owned());
+        let (mut last, mut taken) = (None, 0);
+        for entry in t
+            .log
+            .range((self.purged, 0)..(self.compacted, 0))
+            .map_err(db_err)?
+            .take(PURGE_CHUNK)
+        {
+            let (at, key) = entry.map_err(db_err)?;
+            keys.insert(key.value().to_owned());
+            last = Some(at.value());
+            taken += 1;
         }
         for key in &keys {
             let key = key.as_str();
@@ -328,10 +336,21 @@ impl Writer {
                 .retain_in((key, 0)..(key, upper), |_, _| false)
                 .map_err(db_err)?;
         }
-        t.log
-            .retain_in((self.purged, 0)..(end, 0), |_, _| false)
-            .map_err(db_err)?;
-        self.purged = end;
+        match last {
+            // A full chunk may end inside a revision: its remaining entries come next time.
+            Some(last) if taken == PURGE_CHUNK => {
+                t.log
+                    .retain_in((self.purged, 0)..=last, |_, _| false)
+                    .map_err(db_err)?;
+                self.purged = last.0;
+            }
+            _ => {
+                t.log
+                    .retain_in((self.purged, 0)..(self.compacted, 0), |_, _| false)
+                    .map_err(db_err)?;
+                self.purged = self.compacted;
+            }
+        }
         Ok(())
     }
 }
