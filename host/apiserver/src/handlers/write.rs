@@ -120,8 +120,8 @@ impl<'a> Update<'a> {
 }
 
 /// Applies `change` to the current object and stores the result with compare-and-swap, retrying
-/// when someone else wrote in between — unless the changed object names a `resourceVersion`
-/// other than the current one, which is a 409. An unchanged object is not written.
+/// when someone else wrote in between. A changed object naming a `resourceVersion` other than
+/// the current one is a 409. An unchanged object is not written.
 pub async fn update_with(
     server: &Server,
     u: &Update<'_>,
@@ -198,7 +198,9 @@ pub async fn update_with(
                 .await
         };
         match result {
-            Err(ApiError::Conflict { .. }) if precondition.is_none() => continue,
+            // Someone wrote in between: start again from the fresh object (a stale
+            // resourceVersion precondition then fails above).
+            Err(ApiError::Conflict { .. }) => continue,
             Ok(stored) => {
                 if u.info.kind == "CustomResourceDefinition" {
                     server.refresh_registry().await?;
