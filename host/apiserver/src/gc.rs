@@ -20,6 +20,8 @@ use crate::handlers::{
 use crate::objects::decode;
 
 const ROOT: &str = "/registry/";
+/// The finalizer that holds a CRD until its custom resources are gone.
+pub const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// An object the collector knows: where it is and whom it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -176,6 +178,30 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
                         }
                     }
                 }
+                // A CRD being deleted waits for its last custom resource to go.
+                if info_of(server, &r.key).is_some_and(|i| i.custom) {
+                    let crd_key = r
+                        .key
+                        .strip_prefix(ROOT)
+                        .and_then(|k| k.split_once('/'))
+                        .and_then(|(group, rest)| {
+                            rest.split('/')
+                                .next()
+                                .map(|plural| format!("{plural}.{group}"))
+                        });
+                    if let Some(crd_name) = crd_key {
+                        let crd_ref = ObjectRef {
+                            key: format!(
+                                "{ROOT}apiextensions.k8s.io/customresourcedefinitions/{crd_name}"
+                            ),
+                            namespace: None,
+                            name: crd_name,
+                        };
+                        if let Some(obj) = current(server, &crd_ref).await.filter(deleting) {
+                            settle(server, &graph, &crd_ref, &obj).await;
+                        }
+                    }
+                }
                 if let Some(ns) = &r.namespace {
                     let ns_ref = ObjectRef {
                         key: format!("{ROOT}core/namespaces/{ns}"),
@@ -259,6 +285,9 @@ async fn try_settle(
     }
     if info.kind == "Namespace" && info.group.is_empty() && deleting(obj) {
         return finish_namespace(server, &info, &r.name).await;
+    }
+    if info.kind == "CustomResourceDefinition" && deleting(obj) && has_finalizer(obj, CRD_CLEANUP) {
+        return finish_crd(server, &info, obj, &r.name).await;
     }
     let owners = owner_uids(obj);
     if owners.is_empty() || deleting(obj) {
@@ -370,4 +399,50 @@ async fn finish_namespace(
     )
     .await
     .map(|_| ())
+}
+
+/// Deletes every custom resource of a terminating CRD; once none is left, removes its cleanup
+/// finalizer so the CRD itself goes.
+async fn finish_crd(
+    server: &Server,
+    info: &ResourceInfo,
+    crd: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
+    let group = crd
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let plural = crd
+        .pointer("/spec/names/plural")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let registry = server.registry();
+    if let Some(resource) = registry
+        .all()
+        .iter()
+        .find(|r| r.custom && r.group == group && r.plural == plural)
+    {
+        let page = server
+            .objects
+            .list(resource, None, None, None, None, |_| true)
+            .await?;
+        if !page.items.is_empty() {
+            for obj in page.items.iter().filter(|o| !deleting(o)) {
+                let obj_name = obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+                match delete_object(server, resource, ns, obj_name, &DeleteOptions::background())
+                    .await
+                {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
+    }
+    remove_finalizer(server, info, None, name, CRD_CLEANUP).await
 }

@@ -245,6 +245,7 @@ fn initial_status(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)}),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            obj["metadata"]["finalizers"] = json!([crate::gc::CRD_CLEANUP]);
             let names = obj["spec"]["names"].clone();
             let now = now();
             obj["status"] = json!({
