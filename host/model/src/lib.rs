@@ -7,6 +7,7 @@ pub mod apply;
 pub mod defaults;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
 pub mod table;
