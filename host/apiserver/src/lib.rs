@@ -2,9 +2,9 @@
 
 mod allocator;
 mod apply;
+pub mod controllers;
 mod discovery;
 pub mod error;
-pub mod gc;
 pub mod handlers;
 mod metrics;
 pub mod objects;

@@ -21,7 +21,12 @@ pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::BodyTooLarge(MAX_BODY_BYTES));
     }
-    let value: Value = if content_type.contains("yaml") {
+    let value: Value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        // kubectl's typed commands (`create namespace`, `create deployment`, …) send protobuf.
+        wasmkube_model::protobuf::decode(body)
+            .map(|(_, _, object)| object)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?
+    } else if content_type.contains("yaml") {
         serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
     } else {
@@ -245,7 +250,7 @@ fn initial_status(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)}),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            obj["metadata"]["finalizers"] = json!([crate::gc::CRD_CLEANUP]);
+            obj["metadata"]["finalizers"] = json!([crate::controllers::CRD_CLEANUP]);
             let names = obj["spec"]["names"].clone();
             let now = now();
             obj["status"] = json!({

@@ -8,7 +8,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use wasmkube_apiserver::{Server, app, gc};
+use wasmkube_apiserver::{Server, app, controllers};
 use wasmkube_store::embedded::EmbeddedStore;
 
 async fn call(server: &Arc<Server>, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
@@ -40,7 +40,7 @@ async fn setup() -> (Arc<Server>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
     let server = Server::new(store, None).await.expect("server starts");
-    gc::spawn(server.clone());
+    controllers::spawn(server.clone());
     for ns in ["default", "team"] {
         call(
             &server,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::tls::Identity;
-use wasmkube_apiserver::{Server, app, gc, serve_tls};
+use wasmkube_apiserver::{Server, app, controllers, serve_tls};
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
 use wasmkube_store::{Store, compactor};
@@ -106,7 +106,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding port {}", args.port))?;
     let port = listener.local_addr()?.port();
     bootstrap(&server, port).await?;
-    gc::spawn(server.clone());
+    controllers::spawn(server.clone());
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig, identity.kubeconfig(port))

@@ -1,0 +1,95 @@
+//! The garbage collector: dependents follow their owners per the propagation policy (Background, Foreground, Orphan).
+
+use serde_json::Value;
+use wasmkube_model::resource::ResourceInfo;
+
+use super::graph::{self, Graph, ObjectRef};
+use super::{deleting, has_finalizer, info_of};
+use crate::Server;
+use crate::error::ApiError;
+use crate::handlers::{
+    DeleteOptions, Propagation, Update, delete_object, remove_finalizer, update_with,
+};
+
+/// - Orphan: the owner's references are removed from its dependents, then its `orphan` finalizer.
+/// - Foreground: dependents are deleted (in foreground too); with none left, the owner's
+///   `foregroundDeletion` finalizer goes.
+/// - Background: an object whose owners are all gone is deleted; references to gone owners are
+///   removed from objects that still have a live one.
+pub async fn settle(
+    server: &Server,
+    graph: &Graph,
+    info: &ResourceInfo,
+    r: &ObjectRef,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    let ns = r.namespace.as_deref();
+    let my_uid = graph::uid(obj).unwrap_or_default();
+    let dependents = graph.dependents_of(&my_uid);
+    if deleting(obj) && has_finalizer(obj, "orphan") {
+        for dependent in &dependents {
+            drop_owner(server, dependent, &my_uid).await?;
+        }
+        return remove_finalizer(server, info, ns, &r.name, "orphan").await;
+    }
+    if deleting(obj) && has_finalizer(obj, "foregroundDeletion") {
+        if dependents.is_empty() {
+            return remove_finalizer(server, info, ns, &r.name, "foregroundDeletion").await;
+        }
+        let opts = DeleteOptions {
+            propagation: Propagation::Foreground,
+            ..DeleteOptions::background()
+        };
+        for dependent in &dependents {
+            delete(server, dependent, &opts).await?;
+        }
+        return Ok(());
+    }
+    let owners = graph::owner_uids(obj);
+    if owners.is_empty() || deleting(obj) {
+        return Ok(());
+    }
+    let gone: Vec<&String> = owners
+        .iter()
+        .filter(|o| !graph.alive.contains_key(*o))
+        .collect();
+    if gone.len() == owners.len() {
+        return delete(server, r, &DeleteOptions::background()).await;
+    }
+    for owner in gone {
+        drop_owner(server, r, owner).await?;
+    }
+    Ok(())
+}
+
+async fn delete(server: &Server, r: &ObjectRef, opts: &DeleteOptions) -> Result<(), ApiError> {
+    let Some(info) = info_of(server, &r.key) else {
+        return Ok(());
+    };
+    match delete_object(server, &info, r.namespace.as_deref(), &r.name, opts).await {
+        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the owner reference to `owner_uid` from `r`.
+async fn drop_owner(server: &Server, r: &ObjectRef, owner_uid: &str) -> Result<(), ApiError> {
+    let Some(info) = info_of(server, &r.key) else {
+        return Ok(());
+    };
+    let update = Update::internal(&info, r.namespace.as_deref(), &r.name);
+    update_with(
+        server,
+        &update,
+        |cur| {
+            let mut new = cur.clone();
+            if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
+                refs.retain(|o| o["uid"] != owner_uid);
+            }
+            Ok(new)
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,180 @@
+//! Native controllers of the host: garbage collection, namespace lifecycle and CRD cleanup.
+//!
+//! They stay native rather than Wasm because they act on every kind at once through one watch
+//! of the whole store, and must keep working even when no plugin is loaded.
+
+mod crd;
+mod garbage;
+mod graph;
+mod namespace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use wasmkube_model::resource::ResourceInfo;
+use wasmkube_store::{EventKind, Range, WatchItem};
+
+use self::graph::{Graph, ObjectRef};
+use crate::Server;
+use crate::error::ApiError;
+use crate::objects::decode;
+
+pub use self::crd::CRD_CLEANUP;
+
+const ROOT: &str = "/registry/";
+
+fn deleting(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+fn has_finalizer(obj: &Value, f: &str) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|l| l.iter().any(|x| x == f))
+}
+
+/// The resource an object key belongs to (any served version of its group and plural).
+fn info_of(server: &Server, key: &str) -> Option<Arc<ResourceInfo>> {
+    let rest = key.strip_prefix(ROOT)?;
+    let mut parts = rest.splitn(3, '/');
+    let (group, plural) = (parts.next()?, parts.next()?);
+    let group = if group == "core" { "" } else { group };
+    server
+        .registry()
+        .all()
+        .iter()
+        .find(|i| i.group == group && i.plural == plural)
+        .cloned()
+}
+
+async fn current(server: &Server, r: &ObjectRef) -> Option<Value> {
+    let info = info_of(server, &r.key)?;
+    server
+        .objects
+        .get(&info, r.namespace.as_deref(), &r.name)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.object)
+}
+
+/// Runs the controllers until the store's watch ends; restarts them on errors.
+pub fn spawn(server: Arc<Server>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = run(&server).await {
+                tracing::warn!(error = %e, "host controllers restarting");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Reads every object at one revision, settles each, then follows the watch from there.
+async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
+    let store = server.objects.store().clone();
+    let revision = store.revision().await?;
+    let all = store
+        .range(Range {
+            prefix: ROOT.into(),
+            start: None,
+            limit: 0,
+            revision,
+        })
+        .await?;
+    let mut graph = Graph::default();
+    let mut objects = Vec::new();
+    for kv in &all.kvs {
+        // Allocation claims (`/registry/ranges/…`) live beside the objects and are not objects.
+        let Ok(obj) = decode(kv) else { continue };
+        let r = ObjectRef::of(&kv.key, &obj);
+        graph.insert(&r, &obj);
+        objects.push((r, obj));
+    }
+    for (r, obj) in &objects {
+        settle(server, &graph, r, obj).await;
+    }
+    let mut watch = store
+        .watch(ROOT, revision + 1, Duration::from_secs(60))
+        .await?;
+    while let Some(item) = watch.next().await {
+        let WatchItem::Event(event) = item? else {
+            continue;
+        };
+        let prev = event.prev.as_ref().and_then(|kv| decode(kv).ok());
+        match event.kind {
+            EventKind::Put => {
+                let Ok(obj) = decode(&event.kv) else { continue };
+                let r = ObjectRef::of(&event.kv.key, &obj);
+                if let Some(prev) = &prev {
+                    graph.remove(&r, prev);
+                }
+                graph.insert(&r, &obj);
+                settle(server, &graph, &r, &obj).await;
+            }
+            EventKind::Delete => {
+                let Some(prev) = prev else { continue };
+                let r = ObjectRef::of(&event.kv.key, &prev);
+                graph.remove(&r, &prev);
+                for waiting in waiting_on(server, &graph, &r, &prev) {
+                    if let Some(obj) = current(server, &waiting).await {
+                        settle(server, &graph, &waiting, &obj).await;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The objects a deletion may unblock: the gone object's dependents and owners, its terminating
+/// namespace, and the CRD of a custom resource.
+fn waiting_on(server: &Server, graph: &Graph, gone: &ObjectRef, prev: &Value) -> Vec<ObjectRef> {
+    let mut refs: Vec<ObjectRef> = graph::uid(prev)
+        .map(|uid| graph.dependents_of(&uid))
+        .unwrap_or_default();
+    refs.extend(
+        graph::owner_uids(prev)
+            .iter()
+            .filter_map(|owner| graph.alive.get(owner).cloned()),
+    );
+    if let Some(ns) = &gone.namespace {
+        refs.push(ObjectRef {
+            key: format!("{ROOT}core/namespaces/{ns}"),
+            namespace: None,
+            name: ns.clone(),
+        });
+    }
+    if info_of(server, &gone.key).is_some_and(|i| i.custom) {
+        refs.extend(crd::crd_of(&gone.key));
+    }
+    refs
+}
+
+/// Brings one object closer to where its owners and finalizers say it should be.
+async fn settle(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
+    let Some(info) = info_of(server, &r.key) else {
+        return;
+    };
+    let result = async {
+        match (info.group.as_str(), info.kind.as_str()) {
+            ("", "Namespace") => namespace::settle(server, &info, &r.name, obj).await?,
+            ("apiextensions.k8s.io", "CustomResourceDefinition")
+                if deleting(obj) && has_finalizer(obj, CRD_CLEANUP) =>
+            {
+                crd::finish(server, &info, obj, &r.name).await?
+            }
+            _ => {}
+        }
+        garbage::settle(server, graph, &info, r, obj).await
+    }
+    .await;
+    if let Err(e) = result {
+        if !matches!(e, ApiError::NotFound { .. } | ApiError::Conflict { .. }) {
+            tracing::warn!(key = %r.key, error = %e, "host controller step failed");
+        }
+    }
+}
