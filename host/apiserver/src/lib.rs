@@ -51,10 +51,11 @@ pub struct Server {
 impl Server {
     /// A server over `store`, serving the built-ins and every CRD already stored.
     pub async fn new(store: Arc<dyn Store>, token: Option<String>) -> Result<Arc<Self>, ApiError> {
+        let metrics = Metrics::default();
         let server = Arc::new(Server {
-            objects: Objects::new(store),
+            objects: Objects::new(metrics::MeteredStore::wrap(store, &metrics)),
             registry: ArcSwap::from_pointee(Registry::new(builtins())),
-            metrics: Metrics::default(),
+            metrics,
             crds: ArcSwap::from_pointee(Vec::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             service_range: ServiceRange::default(),

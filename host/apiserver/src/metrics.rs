@@ -4,11 +4,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+
+use wasmkube_store::{
+    KeyValue, Range, RangeResult, Store, StoreError, Txn, TxnResult, WatchStream,
+};
 
 use crate::Server;
 
@@ -44,6 +48,8 @@ pub struct Metrics {
     /// (verb, resource) → latency.
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
     watches: Arc<AtomicI64>,
+    /// store operation → latency, shared with the [`MeteredStore`] in front of the store.
+    store: Arc<Mutex<BTreeMap<&'static str, Histogram>>>,
 }
 
 /// Counts one open watch while alive.
@@ -90,26 +96,17 @@ impl Metrics {
         if let Ok(latency) = self.latency.lock() {
             for ((verb, resource), h) in latency.iter() {
                 let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");
-                for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                    let _ = writeln!(
-                        out,
-                        "apiserver_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_sum{{{labels}}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_count{{{labels}}} {}",
-                    h.count
+                write_histogram(&mut out, "apiserver_request_duration_seconds", &labels, h);
+            }
+        }
+        out.push_str("# TYPE etcd_request_duration_seconds histogram\n");
+        if let Ok(store) = self.store.lock() {
+            for (op, h) in store.iter() {
+                write_histogram(
+                    &mut out,
+                    "etcd_request_duration_seconds",
+                    &format!("operation=\"{op}\""),
+                    h,
                 );
             }
         }
@@ -119,6 +116,82 @@ impl Metrics {
             self.watches.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (bound, count) in BUCKETS.iter().zip(h.counts) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+/// A [`Store`] that times every operation of the store behind it into the server's metrics.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    latency: Arc<Mutex<BTreeMap<&'static str, Histogram>>>,
+}
+
+impl MeteredStore {
+    pub fn wrap(inner: Arc<dyn Store>, metrics: &Metrics) -> Arc<dyn Store> {
+        Arc::new(MeteredStore {
+            inner,
+            latency: metrics.store.clone(),
+        })
+    }
+
+    async fn timed<T>(&self, op: &'static str, f: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let result = f.await;
+        if let Ok(mut latency) = self.latency.lock() {
+            latency
+                .entry(op)
+                .or_default()
+                .observe(start.elapsed().as_secs_f64());
+        }
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MeteredStore {
+    async fn get(&self, key: &str) -> Result<(Option<KeyValue>, i64), StoreError> {
+        self.timed("get", self.inner.get(key)).await
+    }
+
+    async fn range(&self, range: Range) -> Result<RangeResult, StoreError> {
+        self.timed("range", self.inner.range(range)).await
+    }
+
+    async fn count(&self, prefix: &str) -> Result<i64, StoreError> {
+        self.timed("count", self.inner.count(prefix)).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult, StoreError> {
+        self.timed("txn", self.inner.txn(txn)).await
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+        progress_interval: Duration,
+    ) -> Result<WatchStream, StoreError> {
+        self.timed(
+            "watch",
+            self.inner.watch(prefix, start_revision, progress_interval),
+        )
+        .await
+    }
+
+    async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        self.timed("compact", self.inner.compact(revision)).await
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        self.timed("revision", self.inner.revision()).await
     }
 }
 
