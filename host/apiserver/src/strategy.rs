@@ -249,6 +249,7 @@ pub fn field_manager(query: Option<&str>, headers: &http::HeaderMap) -> String {
 fn initial_status(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)}),
+        ("batch", "Job") if obj["spec"]["manualSelector"] != true => generate_job_selector(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             obj["metadata"]["finalizers"] = json!([crate::controllers::CRD_CLEANUP]);
             let names = obj["spec"]["names"].clone();
@@ -263,6 +264,31 @@ fn initial_status(info: &ResourceInfo, obj: &mut Value) {
             });
         }
         _ => {}
+    }
+}
+
+/// A Job selects its pods by its uid, and labels its pod template to match (as Kubernetes does
+/// unless `manualSelector` is set).
+fn generate_job_selector(job: &mut Value) {
+    let uid = job["metadata"]["uid"].clone();
+    let name = job["metadata"]["name"].clone();
+    job["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let template = &mut job["spec"]["template"];
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = json!({});
+    }
+    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+        for (key, value) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.insert(key.into(), value.clone());
+        }
     }
 }
 
