@@ -1,6 +1,7 @@
 //! The OpenAPI documents kubectl reads (v3 per group version, and v2), generated from the resource types.
 
 mod paths;
+mod protobuf;
 mod schemas;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,8 @@ use serde_json::{Map, Value, json};
 use crate::resource::{Registry, ResourceInfo};
 use paths::{Dialect, Refs};
 use schemas::Components;
+
+pub use protobuf::v2_protobuf;
 
 /// Gives the `openAPIV3Schema` of a custom resource's version (from its CRD), if it has one.
 pub type CustomSchemas<'a> = dyn Fn(&ResourceInfo) -> Option<Value> + 'a;
