@@ -159,3 +159,28 @@ async fn compactor_compacts_one_interval_behind() {
     assert!(store.range(at(second)).await.is_ok());
     handle.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_big_values_is_chunked_and_complete() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open");
+    let mut revisions = Vec::new();
+    for i in 0..4u8 {
+        let value = Bytes::from(vec![i; 10 << 20]);
+        revisions.push(put_all(&store, [format!("/big/{i}")].into_iter(), &value).await);
+    }
+    let mut watch = store
+        .watch("/big/", revisions[0], Duration::ZERO)
+        .await
+        .expect("watch");
+    for (i, expected) in revisions.iter().enumerate() {
+        match timeout(Duration::from_secs(20), watch.next()).await {
+            Ok(Some(Ok(WatchItem::Event(event)))) => {
+                assert_eq!(event.revision(), *expected);
+                assert_eq!(event.kv.value.len(), 10 << 20);
+                assert!(event.kv.value.iter().all(|&b| usize::from(b) == i));
+            }
+            other => panic!("expected event {expected}, got {other:?}"),
+        }
+    }
+}

@@ -14,6 +14,8 @@ use crate::{Event, StoreError, WatchItem, WatchStream};
 
 /// Revisions read from the log per blocking read while catching up.
 const CATCH_UP_CHUNK: i64 = 512;
+/// Value bytes read from the log per blocking read while catching up (at least one revision).
+const CATCH_UP_BYTES: usize = 16 << 20;
 /// Items buffered between a watch task and its consumer.
 const STREAM_BUFFER: usize = 256;
 
@@ -158,15 +160,22 @@ fn read_log(db: &Database, prefix: &str, from: i64) -> Result<Chunk, StoreError>
         });
     }
     check_readable(&rtx, from)?;
-    let to = current.min(from + CATCH_UP_CHUNK - 1);
+    let mut to = current.min(from + CATCH_UP_CHUNK - 1);
     let log = rtx.open_table(LOG).map_err(db_err)?;
     let history = rtx.open_table(HISTORY).map_err(db_err)?;
-    let mut events = Vec::new();
+    let (mut events, mut bytes) = (Vec::new(), 0);
     for entry in log.range((from, 0)..=(to, u32::MAX)).map_err(db_err)? {
         let (at, key) = entry.map_err(db_err)?;
-        let key = key.value();
+        let (revision, key) = (at.value().0, key.value());
+        if bytes > CATCH_UP_BYTES && revision > events.last().map_or(from, Event::revision) {
+            // Enough for one read: stop at a revision boundary.
+            to = revision - 1;
+            break;
+        }
         if key.starts_with(prefix) {
-            events.push(event_at(&history, key, at.value().0)?);
+            let event = event_at(&history, key, revision)?;
+            bytes += event.kv.value.len() + event.prev.as_ref().map_or(0, |kv| kv.value.len());
+            events.push(event);
         }
     }
     Ok(Chunk {
