@@ -54,7 +54,8 @@ impl EtcdStore {
         Self::connect_with_prefix(endpoints, "").await
     }
 
-    /// Connects to etcd, keeping every key under `namespace` (e.g. `/test-123`).
+    /// Connects to etcd, keeping every key under `namespace` (e.g. `/test-123`). Namespaces
+    /// sharing one etcd must not be prefixes of one another (`/t1` and `/t12` overlap).
     pub async fn connect_with_prefix(
         endpoints: &[String],
         namespace: &str,

@@ -2,7 +2,9 @@
 //!
 //! One trait, [`Store`], and two backends: [`embedded::EmbeddedStore`] (redb on local disk, the
 //! default) and [`etcd::EtcdStore`] (a real etcd cluster through `etcd-client`). Both pass the same
-//! conformance suite (`tests/conformance.rs`).
+//! conformance suite (`tests/conformance.rs`). Also: [`compactor`] (periodic compaction),
+//! [`bench`](mod@bench) (a benchmark of any backend) and [`etcd::testing`] (a throwaway etcd for tests).
+//! Design notes: `docs/store.md`.
 //!
 //! Semantics, as in etcd:
 //! - every successful write transaction bumps one global revision (`i64`, starting at 1 for the
