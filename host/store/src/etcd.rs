@@ -99,24 +99,43 @@ impl EtcdStore {
 
     /// Maps etcd's revision errors to ours.
     async fn map_err(&self, err: etcd_client::Error, requested: i64) -> StoreError {
-        let message = match &err {
-            etcd_client::Error::GRpcStatus(status) => status.message(),
-            _ => return err.into(),
-        };
-        if message.contains("required revision has been compacted") {
-            let compacted = self.compacted.load(Ordering::SeqCst);
-            return StoreError::Compacted {
+        match revision_error(&err) {
+            Some(RevisionError::Compacted) => StoreError::Compacted {
                 requested,
-                compacted,
-            };
-        }
-        if message.contains("required revision is a future revision") {
-            return match crate::Store::revision(self).await {
+                compacted: self.compacted.load(Ordering::SeqCst),
+            },
+            Some(RevisionError::Future) => match crate::Store::revision(self).await {
                 Ok(current) => StoreError::FutureRevision { requested, current },
                 Err(other) => other,
-            };
+            },
+            None => err.into(),
         }
-        err.into()
+    }
+}
+
+/// The revision errors etcd reports only as a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RevisionError {
+    Compacted,
+    Future,
+}
+
+fn revision_error(err: &etcd_client::Error) -> Option<RevisionError> {
+    let etcd_client::Error::GRpcStatus(status) = err else {
+        return None;
+    };
+    if status
+        .message()
+        .contains("required revision has been compacted")
+    {
+        Some(RevisionError::Compacted)
+    } else if status
+        .message()
+        .contains("required revision is a future revision")
+    {
+        Some(RevisionError::Future)
+    } else {
+        None
     }
 }
 
@@ -277,14 +296,11 @@ impl crate::Store for EtcdStore {
             } else {
                 prefix.clone()
             };
-            match self.kv.clone().get(key, Some(options)).await {
-                Ok(_) => {}
-                Err(err) => match self.map_err(err, start_revision).await {
-                    err @ StoreError::Compacted { .. } => return Err(err),
-                    // Watching from a future revision is fine: it waits.
-                    StoreError::FutureRevision { .. } => {}
-                    err => return Err(err),
-                },
+            if let Err(err) = self.kv.clone().get(key, Some(options)).await {
+                // Watching from a future revision is fine: it waits.
+                if revision_error(&err) != Some(RevisionError::Future) {
+                    return Err(self.map_err(err, start_revision).await);
+                }
             }
         }
         let mut options = WatchOptions::new().with_prefix().with_prev_key();
@@ -305,13 +321,11 @@ impl crate::Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        match self.kv.clone().compact(revision, None).await {
-            Ok(_) => {}
-            Err(err) => match self.map_err(err, revision).await {
-                // Already compacted at or past it.
-                StoreError::Compacted { .. } => {}
-                err => return Err(err),
-            },
+        if let Err(err) = self.kv.clone().compact(revision, None).await {
+            // Already compacted at or past it is fine.
+            if revision_error(&err) != Some(RevisionError::Compacted) {
+                return Err(self.map_err(err, revision).await);
+            }
         }
         self.compacted.fetch_max(revision, Ordering::SeqCst);
         Ok(())
