@@ -1,5 +1,6 @@
 //! The `wasmkube` command: `server` runs the control plane; `bench` measures it.
 
+mod bench;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the apiserver (and the host's native controllers) over a store.
     Server(server::ServerArgs),
+    /// Measure the control plane: the store alone, then the API over HTTPS.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }
