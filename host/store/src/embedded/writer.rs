@@ -55,24 +55,31 @@ pub(super) struct Writer {
     pub purged: i64,
 }
 
-/// What a request will be answered once its batch is committed.
-enum Outcome {
-    Txn(
-        oneshot::Sender<Result<TxnResult, StoreError>>,
-        Result<TxnResult, StoreError>,
-    ),
-    Compact(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
+/// The answer to a request, sent once its batch is committed.
+enum Answer {
+    Txn(Result<TxnResult, StoreError>),
+    Compact(Result<(), StoreError>),
 }
 
-impl Outcome {
-    /// A request of a batch that failed before reaching it.
-    fn aborted(request: Request) -> Self {
-        match request {
-            Request::Txn(_, reply) => Outcome::Txn(reply, Err(StoreError::Closed)),
-            Request::Compact(_, reply) => Outcome::Compact(reply, Err(StoreError::Closed)),
+impl Request {
+    fn answer(self, answer: Answer) {
+        // A caller that gave up waiting is not an error.
+        match (self, answer) {
+            (Request::Txn(_, reply), Answer::Txn(result)) => drop(reply.send(result)),
+            (Request::Compact(_, reply), Answer::Compact(result)) => drop(reply.send(result)),
+            // `write` answers each request in kind; this cannot happen.
+            (request, _) => request.fail(&StoreError::Embedded("answer of the wrong kind".into())),
+        }
+    }
+
+    fn fail(self, err: &StoreError) {
+        let err = StoreError::Embedded(match err {
+            StoreError::Embedded(message) => message.clone(),
+            other => other.to_string(),
+        });
+        match self {
+            Request::Txn(_, reply) => drop(reply.send(Err(err))),
+            Request::Compact(_, reply) => drop(reply.send(Err(err))),
         }
     }
 }
@@ -117,20 +124,16 @@ impl Writer {
     fn commit(&mut self, batch: Vec<Request>) {
         let before = (self.revision, self.compacted, self.purged);
         let mut events = Vec::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let result = self.write(batch, &mut events, &mut outcomes);
-        if let Err(err) = result {
-            tracing::error!(error = %err, "embedded store commit failed");
-            (self.revision, self.compacted, self.purged) = before;
-            for outcome in outcomes {
-                let err = StoreError::Embedded(err.to_string());
-                match outcome {
-                    Outcome::Txn(reply, _) => drop(reply.send(Err(err))),
-                    Outcome::Compact(reply, _) => drop(reply.send(Err(err))),
-                }
+        let answers = match self.write(&batch, &mut events) {
+            Ok(answers) => answers,
+            Err(err) => {
+                // Nothing of the batch was committed: every request fails with the error.
+                tracing::error!(error = %err, "embedded store commit failed");
+                (self.revision, self.compacted, self.purged) = before;
+                batch.into_iter().for_each(|request| request.fail(&err));
+                return;
             }
-            return;
-        }
+        };
         self.counters
             .compacted
             .store(self.compacted, Ordering::SeqCst);
@@ -150,60 +153,54 @@ impl Writer {
             // No receiver is fine: nobody watches.
             let _ = self.events.send(Arc::new(batch));
         }
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Txn(reply, result) => drop(reply.send(result)),
-                Outcome::Compact(reply, result) => drop(reply.send(result)),
-            }
+        for (request, answer) in batch.into_iter().zip(answers) {
+            request.answer(answer);
         }
     }
 
+    /// Applies a batch in one redb write transaction and commits it durably.
     fn write(
         &mut self,
-        batch: Vec<Request>,
+        batch: &[Request],
         events: &mut Vec<Event>,
-        outcomes: &mut Vec<Outcome>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Answer>, StoreError> {
         let mut wtx = self.db.begin_write().map_err(db_err)?;
         wtx.set_durability(Durability::Immediate).map_err(db_err)?;
+        let mut answers = Vec::with_capacity(batch.len());
         {
             let mut tables = Tables {
                 latest: wtx.open_table(LATEST).map_err(db_err)?,
                 history: wtx.open_table(HISTORY).map_err(db_err)?,
                 log: wtx.open_table(LOG).map_err(db_err)?,
             };
-            let mut requests = batch.into_iter();
-            while let Some(request) = requests.next() {
-                match request {
-                    Request::Txn(txn, reply) => match self.apply(&mut tables, &txn, events) {
-                        Ok(result) => outcomes.push(Outcome::Txn(reply, Ok(result))),
-                        Err(err) => {
-                            // A storage error aborts the whole batch: all are answered with it.
-                            outcomes.push(Outcome::Txn(reply, Err(StoreError::Closed)));
-                            outcomes.extend(requests.map(Outcome::aborted));
-                            return Err(err);
-                        }
-                    },
-                    Request::Compact(revision, reply) => {
-                        let result = if revision > self.revision {
-                            Err(StoreError::FutureRevision {
-                                requested: revision,
-                                current: self.revision,
-                            })
-                        } else {
-                            self.compacted = self.compacted.max(revision);
-                            Ok(())
-                        };
-                        outcomes.push(Outcome::Compact(reply, result));
+            for request in batch {
+                answers.push(match request {
+                    // A storage error aborts the whole batch.
+                    Request::Txn(txn, _) => {
+                        Answer::Txn(Ok(self.apply(&mut tables, txn, events)?))
                     }
-                }
+                    Request::Compact(revision, _) => Answer::Compact(self.compact(*revision)),
+                });
             }
             if self.purged < self.compacted {
                 self.purge(&mut tables)?;
             }
         }
         self.save_meta(&wtx)?;
-        wtx.commit().map_err(db_err)
+        wtx.commit().map_err(db_err)?;
+        Ok(answers)
+    }
+
+    /// Records a compaction; the history is purged in the background.
+    fn compact(&mut self, revision: i64) -> Result<(), StoreError> {
+        if revision > self.revision {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current: self.revision,
+            });
+        }
+        self.compacted = self.compacted.max(revision);
+        Ok(())
     }
 
     fn save_meta(&self, wtx: &WriteTransaction) -> Result<(), StoreError> {
