@@ -19,6 +19,8 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 /// Most value bytes of a batch broadcast with its events; a bigger batch is broadcast without
 /// them and watchers read it from the log. Bounds the memory of the broadcast buffer.
 const MAX_INLINE_BYTES: usize = 1 << 20;
+/// Pause after a failed commit.
+const FAILURE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 /// Log entries (changes) purged per commit, so a big compaction does not stall writers.
 const PURGE_CHUNK: usize = 1024;
 
@@ -116,12 +118,15 @@ impl Writer {
                 bytes += request_bytes(&request);
                 batch.push(request);
             }
-            self.commit(batch);
+            if !self.commit(batch) {
+                // Do not spin on a failing disk (the purge would retry at once).
+                std::thread::sleep(FAILURE_BACKOFF);
+            }
         }
     }
 
-    /// Applies a batch in one redb commit, then publishes and answers it.
-    fn commit(&mut self, batch: Vec<Request>) {
+    /// Applies a batch in one redb commit, then publishes and answers it. False if it failed.
+    fn commit(&mut self, batch: Vec<Request>) -> bool {
         let before = (self.revision, self.compacted, self.purged);
         let mut events = Vec::new();
         let answers = match self.write(&batch, &mut events) {
@@ -131,7 +136,7 @@ impl Writer {
                 tracing::error!(error = %err, "embedded store commit failed");
                 (self.revision, self.compacted, self.purged) = before;
                 batch.into_iter().for_each(|request| request.fail(&err));
-                return;
+                return false;
             }
         };
         self.counters
@@ -156,6 +161,7 @@ impl Writer {
         for (request, answer) in batch.into_iter().zip(answers) {
             request.answer(answer);
         }
+        true
     }
 
     /// Applies a batch in one redb write transaction and commits it durably.
