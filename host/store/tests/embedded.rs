@@ -186,3 +186,40 @@ async fn replay_of_big_values_is_chunked_and_complete() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_watch_ends_with_compacted_when_its_history_is_gone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open");
+    let value = Bytes::from("v");
+    let first = put_all(&store, ["/l/0".to_owned()].into_iter(), &value).await;
+    for i in 1..2000 {
+        put_all(&store, [format!("/l/{}", i % 7)].into_iter(), &value).await;
+    }
+    // The watch replays part of the history into its buffer, then waits for the consumer.
+    let mut watch = store
+        .watch("/l/", first, Duration::ZERO)
+        .await
+        .expect("watch");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let current = store.revision().await.expect("revision");
+    store.compact(current).await.expect("compact");
+    let mut next = first;
+    loop {
+        match timeout(Duration::from_secs(10), watch.next()).await {
+            Ok(Some(Ok(WatchItem::Event(event)))) => {
+                assert_eq!(event.revision(), next, "no gap before the error");
+                next += 1;
+            }
+            Ok(Some(Err(StoreError::Compacted { requested, .. }))) => {
+                assert_eq!(requested, next);
+                break;
+            }
+            other => panic!("expected events then Compacted, got {other:?}"),
+        }
+    }
+    assert!(
+        next < current,
+        "the watch could not have delivered everything"
+    );
+}
