@@ -42,6 +42,8 @@ pub struct Server {
     crds: ArcSwap<Vec<Value>>,
     /// Generated OpenAPI documents by path, dropped when the registry changes.
     openapi_cache: Mutex<HashMap<String, Arc<Value>>>,
+    /// `/openapi/v2` in protobuf, dropped with the rest of the cache.
+    openapi_v2_protobuf: Mutex<Option<Arc<Vec<u8>>>>,
     /// Where Services get their cluster IPs.
     pub service_range: ServiceRange,
     /// The bearer token every request must carry; `None` disables authentication (tests).
@@ -58,6 +60,7 @@ impl Server {
             metrics,
             crds: ArcSwap::from_pointee(Vec::new()),
             openapi_cache: Mutex::new(HashMap::new()),
+            openapi_v2_protobuf: Mutex::new(None),
             service_range: ServiceRange::default(),
             token,
         });
@@ -86,6 +89,9 @@ impl Server {
         self.crds.store(Arc::new(crds.items));
         if let Ok(mut cache) = self.openapi_cache.lock() {
             cache.clear();
+        }
+        if let Ok(mut cache) = self.openapi_v2_protobuf.lock() {
+            *cache = None;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use serde_json::Value;
 use wasmkube_model::openapi;
 use wasmkube_model::resource::ResourceInfo;
@@ -51,10 +52,37 @@ fn respond(doc: Option<Arc<Value>>) -> Response {
     }
 }
 
-pub async fn v2(State(server): State<Arc<Server>>) -> Response {
-    respond(cached(&server, "v2", || {
-        Some(openapi::v2(&server.registry()))
-    }))
+/// What kubectl asks for (`…spec.v2@v1.0+protobuf`), and the Content-Type kube-openapi answers
+/// with (Go cannot parse the `@` form back).
+const V2_PROTOBUF_ACCEPT: [&str; 2] = [
+    "com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+const V2_PROTOBUF_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: gnostic protobuf when asked for (kubectl's client-side validation), else JSON.
+pub async fn v2(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    let doc = cached(&server, "v2", || Some(openapi::v2(&server.registry())));
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match doc {
+        Some(doc) if V2_PROTOBUF_ACCEPT.iter().any(|t| accept.contains(t)) => {
+            let bytes = match server.openapi_v2_protobuf.lock() {
+                Ok(mut cache) => cache
+                    .get_or_insert_with(|| Arc::new(openapi::v2_protobuf(&doc)))
+                    .clone(),
+                Err(_) => Arc::new(openapi::v2_protobuf(&doc)),
+            };
+            (
+                [(http::header::CONTENT_TYPE, V2_PROTOBUF_TYPE)],
+                bytes.as_ref().clone(),
+            )
+                .into_response()
+        }
+        doc => respond(doc),
+    }
 }
 
 pub async fn v3_root(State(server): State<Arc<Server>>) -> Response {
