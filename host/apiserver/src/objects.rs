@@ -5,6 +5,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
+use wasmkube_model::convert;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_store::{Compare, KeyValue, Op, Range, Store, Txn, TxnResult};
 
@@ -23,6 +24,11 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Internal(format!("corrupt object at {}: {e}", kv.key)))?;
     set_resource_version(&mut object, kv.mod_revision);
     Ok(object)
+}
+
+/// Decodes a stored value into the form of `info` (see `wasmkube_model::convert`).
+pub fn decode_as(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
+    Ok(convert::from_storage(info, decode(kv)?))
 }
 
 pub fn set_resource_version(object: &mut Value, revision: i64) {
@@ -73,7 +79,7 @@ impl Objects {
         let (kv, _) = self.store.get(&info.key(ns, name)).await?;
         kv.map(|kv| {
             Ok(Stored {
-                object: decode(&kv)?,
+                object: decode_as(info, &kv)?,
                 revision: kv.mod_revision,
             })
         })
@@ -125,7 +131,7 @@ impl Objects {
             revision = page.revision;
             let last_key = page.kvs.last().map(|kv| kv.key.clone());
             for kv in &page.kvs {
-                let object = decode(kv)?;
+                let object = decode_as(info, kv)?;
                 if keep(&object) {
                     items.push(object);
                 }
@@ -169,7 +175,7 @@ impl Objects {
         }];
         let mut success = vec![Op::Put {
             key: key.clone(),
-            value: encode(&object)?,
+            value: encode(&convert::to_storage(info, object.clone()))?,
         }];
         for claim in claims {
             compare.push(Compare::ModRevision {
@@ -212,7 +218,7 @@ impl Objects {
         }];
         let mut success = vec![Op::Put {
             key: key.clone(),
-            value: encode(&object)?,
+            value: encode(&convert::to_storage(info, object.clone()))?,
         }];
         for claim in new_claims.iter().filter(|c| !old_claims.contains(c)) {
             compare.push(Compare::ModRevision {

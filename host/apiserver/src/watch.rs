@@ -14,7 +14,7 @@ use wasmkube_store::{EventKind, WatchItem};
 use crate::Server;
 use crate::error::ApiError;
 use crate::handlers::Filter;
-use crate::objects::{decode, set_resource_version};
+use crate::objects::{decode_as, set_resource_version};
 use crate::request::{Query, Target};
 use crate::response::{self, Format};
 
@@ -117,11 +117,11 @@ fn translate(
     e: wasmkube_store::Event,
     format: Format,
 ) -> Option<Vec<u8>> {
-    let old = e.prev.as_ref().and_then(|kv| decode(kv).ok());
+    let old = e.prev.as_ref().and_then(|kv| decode_as(info, kv).ok());
     let old_matches = old.as_ref().is_some_and(|o| filter.matches(o));
     match e.kind {
         EventKind::Put => {
-            let new = decode(&e.kv).ok()?;
+            let new = decode_as(info, &e.kv).ok()?;
             match (old_matches, filter.matches(&new)) {
                 (false, true) => Some(event(info, "ADDED", new, format)),
                 (true, true) => Some(event(info, "MODIFIED", new, format)),

@@ -106,10 +106,10 @@ impl ResourceInfo {
 
     /// The store key prefix of this resource (all namespaces), e.g. `/registry/apps/deployments/`.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            &self.group
+        // events.k8s.io/v1 Events are stored with the core ones (see `convert`).
+        let group = match self.group.as_str() {
+            "" | "events.k8s.io" => "core",
+            group => group,
         };
         format!("/registry/{group}/{}/", self.plural)
     }

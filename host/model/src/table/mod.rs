@@ -15,7 +15,12 @@ const IMAGES: Column = ("Images", "string", 1);
 const SELECTOR: Column = ("Selector", "string", 1);
 
 fn columns_of(info: &ResourceInfo) -> Vec<Column> {
-    let mut cols = vec![NAME];
+    // Events list their name last, and only with `-o wide`, as kubectl users know them.
+    let mut cols = if is_event(info) {
+        Vec::new()
+    } else {
+        vec![NAME]
+    };
     cols.extend_from_slice(match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => &[
             ("Ready", "string", 0),
@@ -111,6 +116,7 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
             ("Reason", "string", 0),
             ("Object", "string", 0),
             ("Message", "string", 0),
+            ("Name", "string", 1),
         ],
         ("", "PersistentVolume") => &[
             ("Capacity", "string", 0),
@@ -290,8 +296,18 @@ fn map_string(map: Option<&Value>) -> String {
 mod cells;
 
 /// The cells of one row, in the order of [`column_definitions`].
+fn is_event(info: &ResourceInfo) -> bool {
+    info.kind == "Event" && matches!(info.group.as_str(), "" | "events.k8s.io")
+}
+
 pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut row = vec![json!(str_at(obj, "/metadata/name"))];
+    let name = json!(str_at(obj, "/metadata/name"));
+    if is_event(info) {
+        let mut row = cells::cells(info, obj, now, Value::Null);
+        row.push(name);
+        return row;
+    }
+    let mut row = vec![name];
     if !info.printer_columns.is_empty() {
         row.extend(
             info.printer_columns
