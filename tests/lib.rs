@@ -77,20 +77,19 @@ impl Cluster {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(text) = std::fs::read_to_string(&kubeconfig) {
-                if let Some(p) = text
+            if let Ok(text) = std::fs::read_to_string(&kubeconfig)
+                && let Some(p) = text
                     .split("https://127.0.0.1:")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
+            {
+                self.port = p.parse()?;
+                if self
+                    .kubectl(&["get", "--raw", "/readyz"])
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
                 {
-                    self.port = p.parse()?;
-                    if self
-                        .kubectl(&["get", "--raw", "/readyz"])
-                        .map(|o| o.status.success())
-                        .unwrap_or(false)
-                    {
-                        return Ok(());
-                    }
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(50));

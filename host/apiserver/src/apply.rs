@@ -9,7 +9,7 @@ use wasmkube_model::patch;
 
 use crate::Server;
 use crate::error::ApiError;
-use crate::handlers::{Update, update_with};
+use crate::handlers::{Update, WriteOptions, update_with};
 use crate::request::{Query, Target};
 use crate::strategy::{self, parse_body};
 
@@ -59,8 +59,12 @@ pub async fn server_side_apply(
         ));
     }
     let schema = patch::schema_for(&info.group, &info.kind).filter(|_| !info.custom);
-    let validation = query.field_validation()?;
-    let dry_run = query.dry_run()?;
+    // Applies record their managed fields themselves (`apply::apply`), so no manager here.
+    let opts = WriteOptions {
+        validation: query.field_validation()?,
+        dry_run: query.dry_run()?,
+        manager: None,
+    };
     if server.objects.get(info, target.ns(), name).await?.is_none() {
         let created = apply::apply(
             None,
@@ -71,23 +75,14 @@ pub async fn server_side_apply(
             &strategy::now(),
         )
         .map_err(conflict_error)?;
-        let object = crate::handlers::create_object(
-            server,
-            info,
-            target.ns(),
-            created,
-            validation,
-            dry_run,
-            None,
-            warnings,
-        )
-        .await?;
+        let object =
+            crate::handlers::create_object(server, info, target.ns(), created, opts, warnings)
+                .await?;
         return Ok((object, StatusCode::CREATED));
     }
     let update = Update {
         subresource: target.subresource.as_deref(),
-        validation,
-        dry_run,
+        opts,
         ..Update::internal(info, target.ns(), name)
     };
     let object = update_with(

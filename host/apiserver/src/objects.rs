@@ -47,6 +47,13 @@ fn encode(object: &Value) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// The allocation claims an update moves: from those the object `held` to those it `wanted`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClaimMove<'a> {
+    pub held: &'a [String],
+    pub wanted: &'a [String],
+}
+
 /// A page of a list.
 #[derive(Debug)]
 pub struct Page {
@@ -208,9 +215,9 @@ impl Objects {
         name: &str,
         object: Value,
         revision: i64,
-        old_claims: &[String],
-        new_claims: &[String],
+        claims: ClaimMove<'_>,
     ) -> Result<Value, ApiError> {
+        let (old_claims, new_claims) = (claims.held, claims.wanted);
         let key = info.key(ns, name);
         let mut compare = vec![Compare::ModRevision {
             key: key.clone(),

@@ -181,15 +181,13 @@ pub fn prepare_create(
     if m.get("name")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
-    {
-        if let Some(prefix) = m
+        && let Some(prefix) = m
             .get("generateName")
             .and_then(Value::as_str)
             .filter(|p| !p.is_empty())
-        {
-            let name = format!("{prefix}{}", random_suffix());
-            m.insert("name".into(), json!(name));
-        }
+    {
+        let name = format!("{prefix}{}", random_suffix());
+        m.insert("name".into(), json!(name));
     }
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
@@ -202,10 +200,11 @@ pub fn prepare_create(
     ] {
         m.remove(field);
     }
-    if info.status && !keeps_status_on_create(info) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if info.status
+        && !keeps_status_on_create(info)
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     if !info.custom {
         defaults::apply_defaults(&info.group, &info.kind, obj);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
+use wasmkube_apiserver::handlers::WriteOptions;
 use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{Server, app, controllers, serve_tls};
 use wasmkube_store::embedded::EmbeddedStore;
@@ -58,9 +59,7 @@ async fn bootstrap(server: &Server, port: u16) -> anyhow::Result<()> {
                 info,
                 None,
                 ns,
-                "Strict",
-                false,
-                None,
+                WriteOptions::INTERNAL,
                 &mut Vec::new(),
             )
             .await?;
@@ -85,9 +84,7 @@ async fn bootstrap(server: &Server, port: u16) -> anyhow::Result<()> {
             info,
             Some("default"),
             svc,
-            "Strict",
-            false,
-            None,
+            WriteOptions::INTERNAL,
             &mut Vec::new(),
         )
         .await?;

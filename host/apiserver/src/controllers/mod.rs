@@ -172,9 +172,9 @@ async fn settle(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
         garbage::settle(server, graph, &info, r, obj).await
     }
     .await;
-    if let Err(e) = result {
-        if !matches!(e, ApiError::NotFound { .. } | ApiError::Conflict { .. }) {
-            tracing::warn!(key = %r.key, error = %e, "host controller step failed");
-        }
+    if let Err(e) = result
+        && !matches!(e, ApiError::NotFound { .. } | ApiError::Conflict { .. })
+    {
+        tracing::warn!(key = %r.key, error = %e, "host controller step failed");
     }
 }

@@ -8,7 +8,9 @@ use wasmkube_model::resource::ResourceInfo;
 use super::deleting;
 use crate::Server;
 use crate::error::ApiError;
-use crate::handlers::{DeleteOptions, Update, create_object, delete_object, update_with};
+use crate::handlers::{
+    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
+};
 
 pub async fn settle(
     server: &Server,
@@ -42,9 +44,7 @@ async fn ensure_default_service_account(server: &Server, ns: &str) -> Result<(),
         info,
         Some(ns),
         sa,
-        "Strict",
-        false,
-        None,
+        WriteOptions::INTERNAL,
         &mut Vec::new(),
     )
     .await

@@ -12,6 +12,7 @@ use super::write::{Update, update_with};
 use crate::Server;
 use crate::allocator;
 use crate::error::ApiError;
+use crate::objects::ClaimMove;
 use crate::request::{Query, Target};
 use crate::response;
 use crate::strategy::{self, parse_body};
@@ -184,7 +185,14 @@ pub async fn delete_object(
         }
         match server
             .objects
-            .update(info, ns, name, marked, current.revision, &[], &[])
+            .update(
+                info,
+                ns,
+                name,
+                marked,
+                current.revision,
+                ClaimMove::default(),
+            )
             .await
         {
             Err(ApiError::Conflict { .. }) => continue,

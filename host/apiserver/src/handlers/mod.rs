@@ -19,7 +19,7 @@ use crate::request::{self, Query, Target};
 
 pub use delete::{DeleteOptions, Propagation, delete_object, remove_finalizer};
 pub use read::Filter;
-pub use write::{Update, create_object, update_with};
+pub use write::{Update, WriteOptions, create_object, update_with};
 
 /// Everything under `/api/` and `/apis/`.
 pub async fn handle(

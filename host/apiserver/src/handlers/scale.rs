@@ -7,7 +7,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use wasmkube_model::resource::{ResourceInfo, ScalePaths};
 
-use super::write::{Update, apply_patch, update_with};
+use super::write::{Update, WriteOptions, apply_patch, update_with};
 use crate::Server;
 use crate::error::ApiError;
 use crate::request::{Query, Target};
@@ -105,8 +105,11 @@ async fn write_scale(
     let paths = paths(info)?;
     let manager = strategy::field_manager(query.field_manager.as_deref(), headers);
     let update = Update {
-        dry_run: query.dry_run()?,
-        manager: Some(&manager),
+        opts: WriteOptions {
+            validation: "Ignore",
+            dry_run: query.dry_run()?,
+            manager: Some(&manager),
+        },
         ..Update::internal(info, target.ns(), target.name()?)
     };
     let updated = update_with(

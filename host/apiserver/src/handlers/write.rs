@@ -11,6 +11,7 @@ use wasmkube_model::resource::ResourceInfo;
 use crate::Server;
 use crate::allocator;
 use crate::error::ApiError;
+use crate::objects::ClaimMove;
 use crate::request::{Query, Target, parse_revision};
 use crate::response::{self, Format};
 use crate::strategy::{self, parse_body};
@@ -35,20 +36,38 @@ pub async fn check_namespace(server: &Server, ns: Option<&str>) -> Result<(), Ap
     Ok(())
 }
 
+/// How a write is checked and recorded.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOptions<'a> {
+    /// `Strict`, `Warn` or `Ignore` for unknown fields.
+    pub validation: &'a str,
+    pub dry_run: bool,
+    /// Who gets the changed fields in `managedFields`; `None` for server-internal writes and applies.
+    pub manager: Option<&'a str>,
+}
+
+impl WriteOptions<'static> {
+    /// A write by the server itself: no field validation, no manager, never a dry run.
+    pub const INTERNAL: WriteOptions<'static> = WriteOptions {
+        validation: "Ignore",
+        dry_run: false,
+        manager: None,
+    };
+}
+
 /// Stores a new object prepared from `obj`; returns it as stored (or as it would be, on dry run).
 pub async fn create_object(
     server: &Server,
     info: &ResourceInfo,
     ns: Option<&str>,
     mut obj: Value,
-    validation: &str,
-    dry_run: bool,
-    manager: Option<&str>,
+    opts: WriteOptions<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
     check_namespace(server, ns.filter(|_| info.namespaced)).await?;
-    let name = strategy::prepare_create(info, ns, &mut obj, validation, manager, warnings)?;
-    if dry_run {
+    let name =
+        strategy::prepare_create(info, ns, &mut obj, opts.validation, opts.manager, warnings)?;
+    if opts.dry_run {
         return Ok(obj);
     }
     allocator::allocate(&server.objects, &server.service_range, info, &mut obj, None).await?;
@@ -73,17 +92,13 @@ pub async fn create(
     let obj = parse_body(body, content_type)?;
     let mut warnings = Vec::new();
     let manager = strategy::field_manager(query.field_manager.as_deref(), headers);
-    let created = create_object(
-        server,
-        &target.info,
-        target.ns(),
-        obj,
-        query.field_validation()?,
-        query.dry_run()?,
-        Some(&manager),
-        &mut warnings,
-    )
-    .await?;
+    let opts = WriteOptions {
+        validation: query.field_validation()?,
+        dry_run: query.dry_run()?,
+        manager: Some(&manager),
+    };
+    let created =
+        create_object(server, &target.info, target.ns(), obj, opts, &mut warnings).await?;
     let format = Format::negotiate(headers, query.include_object.as_deref());
     Ok(response::json(
         StatusCode::CREATED,
@@ -98,23 +113,18 @@ pub struct Update<'a> {
     pub ns: Option<&'a str>,
     pub name: &'a str,
     pub subresource: Option<&'a str>,
-    pub validation: &'a str,
-    pub dry_run: bool,
-    /// Who gets the changed fields in `managedFields`; `None` for server-internal writes and applies.
-    pub manager: Option<&'a str>,
+    pub opts: WriteOptions<'a>,
 }
 
 impl<'a> Update<'a> {
-    /// A write by the server itself: no field validation, no manager, never a dry run.
+    /// A write of the main resource by the server itself ([`WriteOptions::INTERNAL`]).
     pub fn internal(info: &'a ResourceInfo, ns: Option<&'a str>, name: &'a str) -> Self {
         Update {
             info,
             ns,
             name,
             subresource: None,
-            validation: "Ignore",
-            dry_run: false,
-            manager: None,
+            opts: WriteOptions::INTERNAL,
         }
     }
 }
@@ -151,14 +161,14 @@ pub async fn update_with(
             &current.object,
             &mut new,
             u.subresource,
-            u.validation,
-            u.manager,
+            u.opts.validation,
+            u.opts.manager,
             warnings,
         )?;
         if !strategy::differs(&current.object, &new) {
             return Ok(current.object);
         }
-        if u.dry_run {
+        if u.opts.dry_run {
             return Ok(new);
         }
         let empty = |pointer: &str| {
@@ -192,8 +202,10 @@ pub async fn update_with(
                     u.name,
                     new.clone(),
                     current.revision,
-                    &allocator::claims(u.info, &current.object),
-                    &allocator::claims(u.info, &new),
+                    ClaimMove {
+                        held: &allocator::claims(u.info, &current.object),
+                        wanted: &allocator::claims(u.info, &new),
+                    },
                 )
                 .await
         };
@@ -218,13 +230,15 @@ fn update_of<'a>(
     manager: &'a str,
 ) -> Result<Update<'a>, ApiError> {
     Ok(Update {
-        manager: Some(manager),
         info: &target.info,
         ns: target.ns(),
         name: target.name()?,
         subresource: target.subresource.as_deref(),
-        validation: query.field_validation()?,
-        dry_run: query.dry_run()?,
+        opts: WriteOptions {
+            validation: query.field_validation()?,
+            dry_run: query.dry_run()?,
+            manager: Some(manager),
+        },
     })
 }
 

@@ -90,10 +90,9 @@ pub fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     if let Some(old_ip) = old
         .and_then(|o| o.pointer("/spec/clusterIP"))
         .filter(|ip| ip.as_str().is_some_and(|s| !s.is_empty()))
+        && spec.get("clusterIP").is_some_and(|ip| ip != old_ip)
     {
-        if spec.get("clusterIP").is_some_and(|ip| ip != old_ip) {
-            errs.invalid("spec.clusterIP", &spec["clusterIP"], "field is immutable");
-        }
+        errs.invalid("spec.clusterIP", &spec["clusterIP"], "field is immutable");
     }
 }
 

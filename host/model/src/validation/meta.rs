@@ -55,7 +55,7 @@ fn is_qualified_name(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    prefix.is_none_or(|p| is_dns1123_subdomain(p)) && is_label_value(name) && !name.is_empty()
+    prefix.is_none_or(is_dns1123_subdomain) && is_label_value(name) && !name.is_empty()
 }
 
 /// Empty, or ≤ 63 alphanumerics with `-_.` inside.

@@ -118,14 +118,14 @@ impl Errors {
 
     /// Checks that an optional integer field is ≥ `min`.
     pub fn at_least(&mut self, obj: &Value, field: &str, path: &str, min: i64) {
-        if let Some(v) = obj.get(field).and_then(Value::as_i64) {
-            if v < min {
-                self.invalid(
-                    format!("{path}.{field}"),
-                    &Value::from(v),
-                    format!("must be greater than or equal to {min}"),
-                );
-            }
+        if let Some(v) = obj.get(field).and_then(Value::as_i64)
+            && v < min
+        {
+            self.invalid(
+                format!("{path}.{field}"),
+                &Value::from(v),
+                format!("must be greater than or equal to {min}"),
+            );
         }
     }
 }

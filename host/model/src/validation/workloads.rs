@@ -105,13 +105,13 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Errors) {
         for (i, c) in items(spec, field) {
             let cpath = format!("{path}.{field}[{i}]");
             validate_container(c, &cpath, &volumes, errs);
-            if let Some(name) = str_field(c, "name").filter(|n| !n.is_empty()) {
-                if !names.insert(name) {
-                    errs.push(
-                        format!("{cpath}.name"),
-                        ErrorType::Duplicate(format!("{name:?}")),
-                    );
-                }
+            if let Some(name) = str_field(c, "name").filter(|n| !n.is_empty())
+                && !names.insert(name)
+            {
+                errs.push(
+                    format!("{cpath}.name"),
+                    ErrorType::Duplicate(format!("{name:?}")),
+                );
             }
         }
     }
@@ -205,14 +205,14 @@ pub fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
         ),
         None => errs.required("spec.template.spec.restartPolicy", ""),
     }
-    if let Some(old) = old {
-        if old.pointer("/spec/template") != spec.get("template") {
-            errs.invalid(
-                "spec.template",
-                &Value::String("core.PodTemplateSpec{...}".into()),
-                "field is immutable",
-            );
-        }
+    if let Some(old) = old
+        && old.pointer("/spec/template") != spec.get("template")
+    {
+        errs.invalid(
+            "spec.template",
+            &Value::String("core.PodTemplateSpec{...}".into()),
+            "field is immutable",
+        );
     }
 }
 
