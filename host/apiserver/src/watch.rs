@@ -1,21 +1,18 @@
 //! Watch: a chunked stream of `{"type": ..., "object": ...}` lines from a resourceVersion, with bookmarks.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
 use futures::StreamExt;
-use http::HeaderMap;
 use serde_json::{Value, json};
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_store::{EventKind, WatchItem};
 
-use crate::Server;
 use crate::error::ApiError;
+use crate::handlers::Call;
 use crate::handlers::Filter;
 use crate::objects::{decode_as, set_resource_version};
-use crate::request::{Query, Target};
 use crate::response::{self, Format};
 
 /// How often a quiet watch gets a bookmark.
@@ -32,12 +29,13 @@ fn event(info: &ResourceInfo, kind: &str, object: Value, format: Format) -> Vec<
     line
 }
 
-pub async fn serve(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn serve(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        ..
+    } = call;
     let info = target.info.clone();
     let mut filter_query = query.clone();
     if let Some(name) = &target.name {
@@ -49,7 +47,7 @@ pub async fn serve(
         });
     }
     let filter = Filter::new(target, &filter_query)?;
-    let format = Format::negotiate(headers, query.include_object.as_deref());
+    let format = call.format();
     let prefix = info.list_prefix(target.ns());
     // Without a resourceVersion (or "0"), the watch starts with the current objects as ADDED.
     let (initial, start) = match query.revision()? {

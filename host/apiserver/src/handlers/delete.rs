@@ -1,19 +1,18 @@
 //! delete, deletecollection and pods/eviction: finalizers, deletionTimestamp and propagation policies.
 
-use std::sync::Arc;
-
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::{Value, json};
 use wasmkube_model::resource::ResourceInfo;
 
+use super::Call;
 use super::read::Filter;
 use super::write::{Update, update_with};
 use crate::Server;
 use crate::allocator;
 use crate::error::ApiError;
 use crate::objects::ClaimMove;
-use crate::request::{Query, Target};
+use crate::request::Query;
 use crate::response;
 use crate::strategy::{self, parse_body};
 
@@ -201,13 +200,15 @@ pub async fn delete_object(
     }
 }
 
-pub async fn delete(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn delete(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        content_type,
+        body,
+        ..
+    } = call;
     let opts = DeleteOptions::parse(query, content_type, body)?;
     let object = delete_object(server, &target.info, target.ns(), target.name()?, &opts).await?;
     let code = if object
@@ -221,13 +222,15 @@ pub async fn delete(
     Ok(response::json(code, &object, &[]))
 }
 
-pub async fn delete_collection(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn delete_collection(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        content_type,
+        body,
+        ..
+    } = call;
     let opts = DeleteOptions::parse(query, content_type, body)?;
     let filter = Filter::new(target, query)?;
     let page = server
@@ -262,7 +265,8 @@ pub async fn delete_collection(
 }
 
 /// `POST pods/NAME/eviction`: deletes the pod (no disruption budgets yet).
-pub async fn evict(server: &Arc<Server>, target: &Target) -> Result<Response, ApiError> {
+pub async fn evict(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call { server, target, .. } = call;
     delete_object(
         server,
         &target.info,

@@ -12,10 +12,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 
+use serde_json::Value;
+
 use crate::Server;
 use crate::discovery;
 use crate::error::ApiError;
 use crate::request::{self, Query, Target};
+use crate::response::Format;
+use crate::strategy;
 
 pub use delete::{DeleteOptions, Propagation, delete_object, remove_finalizer};
 pub use read::Filter;
@@ -39,6 +43,33 @@ pub async fn handle(
     }
 }
 
+/// One resource request, parsed: what every endpoint gets.
+pub struct Call<'a> {
+    pub server: &'a Arc<Server>,
+    pub target: Target,
+    pub query: Query,
+    pub headers: &'a HeaderMap,
+    pub content_type: &'a str,
+    pub body: Bytes,
+}
+
+impl Call<'_> {
+    /// JSON or a Table, as the client accepts.
+    pub fn format(&self) -> Format {
+        Format::negotiate(self.headers, self.query.include_object.as_deref())
+    }
+
+    /// The field manager of this write.
+    pub fn manager(&self) -> String {
+        strategy::field_manager(self.query.field_manager.as_deref(), self.headers)
+    }
+
+    /// The body as an object.
+    pub fn object(&self) -> Result<Value, ApiError> {
+        strategy::parse_body(&self.body, self.content_type)
+    }
+}
+
 async fn route(
     server: &Arc<Server>,
     method: &Method,
@@ -55,43 +86,35 @@ async fn route(
         .get(http::header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("application/json");
-    let sub = target.subresource.as_deref();
     check_subresource(&target)?;
-    match (method.clone(), target.name.is_some(), sub) {
-        (Method::GET, false, None) if query.is_watch() => {
-            crate::watch::serve(server, &target, &query, headers).await
-        }
-        (Method::GET, false, None) => read::list(server, &target, &query, headers).await,
-        (Method::GET, true, Some("scale")) => scale::get(server, &target).await,
-        (Method::GET, true, _) if query.is_watch() => {
-            crate::watch::serve(server, &target, &query, headers).await
-        }
-        (Method::GET, true, _) => read::get(server, &target, &query, headers).await,
-        (Method::POST, false, None) => {
-            write::create(server, &target, &query, headers, content_type, &body).await
-        }
-        (Method::POST, true, Some("binding")) => {
-            write::bind(server, &target, content_type, &body).await
-        }
-        (Method::POST, true, Some("eviction")) => delete::evict(server, &target).await,
-        (Method::PUT, true, Some("scale")) => {
-            scale::update(server, &target, &query, headers, content_type, &body).await
-        }
-        (Method::PUT, true, _) => {
-            write::replace(server, &target, &query, headers, content_type, &body).await
-        }
-        (Method::PATCH, true, Some("scale")) => {
-            scale::patch(server, &target, &query, headers, content_type, &body).await
-        }
-        (Method::PATCH, true, _) => {
-            write::patch(server, &target, &query, headers, content_type, &body).await
-        }
-        (Method::DELETE, true, None) => {
-            delete::delete(server, &target, &query, content_type, &body).await
-        }
-        (Method::DELETE, false, None) => {
-            delete::delete_collection(server, &target, &query, content_type, &body).await
-        }
+    let call = Call {
+        server,
+        target,
+        query,
+        headers,
+        content_type,
+        body,
+    };
+    let (named, sub, watch) = (
+        call.target.name.is_some(),
+        call.target.subresource.as_deref(),
+        call.query.is_watch(),
+    );
+    match (method.clone(), named, sub) {
+        (Method::GET, false, None) if watch => crate::watch::serve(&call).await,
+        (Method::GET, false, None) => read::list(&call).await,
+        (Method::GET, true, Some("scale")) => scale::get(&call).await,
+        (Method::GET, true, _) if watch => crate::watch::serve(&call).await,
+        (Method::GET, true, _) => read::get(&call).await,
+        (Method::POST, false, None) => write::create(&call).await,
+        (Method::POST, true, Some("binding")) => write::bind(&call).await,
+        (Method::POST, true, Some("eviction")) => delete::evict(&call).await,
+        (Method::PUT, true, Some("scale")) => scale::update(&call).await,
+        (Method::PUT, true, _) => write::replace(&call).await,
+        (Method::PATCH, true, Some("scale")) => scale::patch(&call).await,
+        (Method::PATCH, true, _) => write::patch(&call).await,
+        (Method::DELETE, true, None) => delete::delete(&call).await,
+        (Method::DELETE, false, None) => delete::delete_collection(&call).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

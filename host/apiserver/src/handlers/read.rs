@@ -1,16 +1,14 @@
 //! get and list, with label and field selectors, pagination and Table output.
 
-use std::sync::Arc;
-
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 use wasmkube_model::selector::{FieldSelector, LabelSelector};
 
-use crate::Server;
+use super::Call;
 use crate::error::ApiError;
 use crate::request::{Query, Target};
-use crate::response::{self, Format};
+use crate::response::{self};
 
 /// The label and field selectors of a request, checked against the kind.
 pub struct Filter {
@@ -66,17 +64,13 @@ impl Filter {
     }
 }
 
-pub async fn get(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn get(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call { server, target, .. } = call;
     let stored = server
         .objects
         .must_get(&target.info, target.ns(), target.name()?)
         .await?;
-    let format = Format::negotiate(headers, query.include_object.as_deref());
+    let format = call.format();
     Ok(response::json(
         StatusCode::OK,
         &response::object(&target.info, stored.object, format),
@@ -84,12 +78,13 @@ pub async fn get(
     ))
 }
 
-pub async fn list(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn list(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        ..
+    } = call;
     let filter = Filter::new(target, query)?;
     let revision = match query.resource_version_match.as_deref() {
         Some("Exact") => query.revision()?,
@@ -106,7 +101,7 @@ pub async fn list(
             |o| filter.matches(o),
         )
         .await?;
-    let format = Format::negotiate(headers, query.include_object.as_deref());
+    let format = call.format();
     let body = response::list(
         &target.info,
         page.items,

@@ -1,18 +1,14 @@
 //! The `scale` subresource: an `autoscaling/v1` Scale view of a workload's replicas.
 
-use std::sync::Arc;
-
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
 use wasmkube_model::resource::{ResourceInfo, ScalePaths};
 
+use super::Call;
 use super::write::{Update, WriteOptions, apply_patch, update_with};
-use crate::Server;
 use crate::error::ApiError;
-use crate::request::{Query, Target};
 use crate::response;
-use crate::strategy::{self, parse_body};
 
 /// `.spec.replicas` as a JSON pointer, `/spec/replicas`.
 fn pointer(path: &str) -> String {
@@ -81,7 +77,8 @@ fn to_scale(info: &ResourceInfo, object: &Value) -> Result<Value, ApiError> {
     }))
 }
 
-pub async fn get(server: &Arc<Server>, target: &Target) -> Result<Response, ApiError> {
+pub async fn get(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call { server, target, .. } = call;
     let stored = server
         .objects
         .must_get(&target.info, target.ns(), target.name()?)
@@ -95,15 +92,18 @@ pub async fn get(server: &Arc<Server>, target: &Target) -> Result<Response, ApiE
 
 /// Writes `spec.replicas` of a (possibly patched) Scale back into the workload.
 async fn write_scale(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
+    call: &Call<'_>,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        ..
+    } = call;
     let info = &target.info;
     let paths = paths(info)?;
-    let manager = strategy::field_manager(query.field_manager.as_deref(), headers);
+    let manager = call.manager();
     let update = Update {
         opts: WriteOptions {
             validation: "Ignore",
@@ -153,33 +153,25 @@ async fn write_scale(
     ))
 }
 
-pub async fn update(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let scale = parse_body(body, content_type)?;
-    write_scale(server, target, query, headers, |_| Ok(scale.clone())).await
+pub async fn update(call: &Call<'_>) -> Result<Response, ApiError> {
+    let scale = call.object()?;
+    write_scale(call, |_| Ok(scale.clone())).await
 }
 
-pub async fn patch(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn patch(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        target,
+        content_type,
+        body,
+        ..
+    } = call;
     let scale_info = ResourceInfo {
         group: "autoscaling".into(),
         kind: "Scale".into(),
         custom: true,
         ..(*target.info).clone()
     };
-    write_scale(server, target, query, headers, |scale| {
+    write_scale(call, |scale| {
         apply_patch(&scale_info, scale, content_type, body)
     })
     .await

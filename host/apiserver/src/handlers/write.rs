@@ -1,20 +1,19 @@
 //! create, update (PUT), patch and pods/binding: every write goes through strategy, then a compare-and-swap.
 
-use std::sync::Arc;
-
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
 use wasmkube_model::patch;
 use wasmkube_model::resource::ResourceInfo;
 
+use super::Call;
 use crate::Server;
 use crate::allocator;
 use crate::error::ApiError;
 use crate::objects::ClaimMove;
 use crate::request::{Query, Target, parse_revision};
-use crate::response::{self, Format};
-use crate::strategy::{self, parse_body};
+use crate::response::{self};
+use crate::strategy::{self};
 
 /// Fails unless `ns` exists and is not being deleted (creating content in it).
 pub async fn check_namespace(server: &Server, ns: Option<&str>) -> Result<(), ApiError> {
@@ -81,17 +80,16 @@ pub async fn create_object(
     Ok(created)
 }
 
-pub async fn create(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let obj = parse_body(body, content_type)?;
+pub async fn create(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        ..
+    } = call;
+    let obj = call.object()?;
     let mut warnings = Vec::new();
-    let manager = strategy::field_manager(query.field_manager.as_deref(), headers);
+    let manager = call.manager();
     let opts = WriteOptions {
         validation: query.field_validation()?,
         dry_run: query.dry_run()?,
@@ -99,7 +97,7 @@ pub async fn create(
     };
     let created =
         create_object(server, &target.info, target.ns(), obj, opts, &mut warnings).await?;
-    let format = Format::negotiate(headers, query.include_object.as_deref());
+    let format = call.format();
     Ok(response::json(
         StatusCode::CREATED,
         &response::object(&target.info, created, format),
@@ -242,17 +240,16 @@ fn update_of<'a>(
     })
 }
 
-pub async fn replace(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let obj = parse_body(body, content_type)?;
+pub async fn replace(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        ..
+    } = call;
+    let obj = call.object()?;
     let mut warnings = Vec::new();
-    let manager = strategy::field_manager(query.field_manager.as_deref(), headers);
+    let manager = call.manager();
     if target.subresource.as_deref() == Some("finalize") {
         // Namespace finalize: only spec.finalizers may change.
         let finalizers = obj
@@ -279,7 +276,7 @@ pub async fn replace(
         &mut warnings,
     )
     .await?;
-    let format = Format::negotiate(headers, query.include_object.as_deref());
+    let format = call.format();
     Ok(response::json(
         StatusCode::OK,
         &response::object(&target.info, updated, format),
@@ -312,19 +309,20 @@ pub fn apply_patch(
     })
 }
 
-pub async fn patch(
-    server: &Arc<Server>,
-    target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn patch(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        server,
+        target,
+        query,
+        content_type,
+        body,
+        ..
+    } = call;
     if body.len() > strategy::MAX_BODY_BYTES {
         return Err(ApiError::BodyTooLarge(strategy::MAX_BODY_BYTES));
     }
     let mut warnings = Vec::new();
-    let format = Format::negotiate(headers, query.include_object.as_deref());
+    let format = call.format();
     if content_type.starts_with("application/apply-patch") {
         let (object, status) =
             crate::apply::server_side_apply(server, target, query, body, &mut warnings).await?;
@@ -334,7 +332,7 @@ pub async fn patch(
             &warnings,
         ));
     }
-    let manager = strategy::field_manager(query.field_manager.as_deref(), headers);
+    let manager = call.manager();
     let patched = update_with(
         server,
         &update_of(target, query, &manager)?,
@@ -350,13 +348,9 @@ pub async fn patch(
 }
 
 /// `POST pods/NAME/binding`: assigns the pod to a node, once.
-pub async fn bind(
-    server: &Arc<Server>,
-    target: &Target,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let binding = parse_body(body, content_type)?;
+pub async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call { server, target, .. } = call;
+    let binding = call.object()?;
     let node = binding
         .pointer("/target/name")
         .and_then(Value::as_str)
