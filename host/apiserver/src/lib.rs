@@ -136,6 +136,7 @@ fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                 }),
                 extra_subresources: Vec::new(),
                 custom: true,
+                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 printer_columns: v["additionalPrinterColumns"]
                     .as_array()
                     .into_iter()

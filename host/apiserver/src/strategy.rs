@@ -4,7 +4,7 @@ use chrono::{SecondsFormat, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
 use wasmkube_model::resource::ResourceInfo;
-use wasmkube_model::{apply, defaults, patch, typed, validation};
+use wasmkube_model::{apply, defaults, patch, schema, typed, validation};
 
 use crate::error::ApiError;
 
@@ -72,40 +72,46 @@ fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Round-trips built-in kinds through their types. Unknown fields fail under `Strict` and come
-/// back as warnings under `Warn`.
-fn decode_typed(
+/// Brings a body into the form the server stores: built-in kinds round-trip through their types,
+/// custom resources are pruned to (and defaulted by) their CRD's structural schema. Unknown fields
+/// fail under `Strict` and come back as warnings under `Warn`.
+fn decode(
     info: &ResourceInfo,
     obj: &mut Value,
     validation: &str,
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
-    let Some(decoded) = typed::decode(&info.group, &info.version, &info.kind, obj) else {
+    let unknown_fields =
+        if let Some(decoded) = typed::decode(&info.group, &info.version, &info.kind, obj) {
+            let decoded = decoded.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            *obj = decoded.object;
+            decoded.unknown_fields
+        } else if let Some(structural) = &info.schema {
+            schema::prune_and_default(structural, obj)
+        } else {
+            Vec::new()
+        };
+    if unknown_fields.is_empty() {
         return Ok(());
-    };
-    let decoded = decoded.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !decoded.unknown_fields.is_empty() {
-        let fields: Vec<String> = decoded
-            .unknown_fields
-            .iter()
-            .map(|f| format!("unknown field {f:?}"))
-            .collect();
-        match validation {
-            "Strict" => {
-                return Err(ApiError::BadRequest(format!(
-                    "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
-                    info.kind,
-                    info.version,
-                    info.kind,
-                    fields.join(", ")
-                )));
-            }
-            "Warn" => warnings.extend(fields),
-            _ => {}
-        }
     }
-    *obj = decoded.object;
-    Ok(())
+    let fields: Vec<String> = unknown_fields
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match validation {
+        "Strict" => Err(ApiError::BadRequest(format!(
+            "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+            info.kind,
+            info.version,
+            info.kind,
+            fields.join(", ")
+        ))),
+        "Warn" => {
+            warnings.extend(fields);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn meta(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
@@ -156,7 +162,7 @@ pub fn prepare_create(
     warnings: &mut Vec<String>,
 ) -> Result<String, ApiError> {
     check_type(info, obj)?;
-    decode_typed(info, obj, validation, warnings)?;
+    decode(info, obj, validation, warnings)?;
     let m = meta(obj);
     match (
         info.namespaced,
@@ -335,7 +341,7 @@ pub fn prepare_update(
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     check_type(info, obj)?;
-    decode_typed(info, obj, validation, warnings)?;
+    decode(info, obj, validation, warnings)?;
     let old_meta = old["metadata"].clone();
     let m = meta(obj);
     for field in [

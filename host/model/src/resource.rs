@@ -35,6 +35,8 @@ pub struct ResourceInfo {
     pub custom: bool,
     /// The `additionalPrinterColumns` of a CRD version; empty for built-ins.
     pub printer_columns: Vec<PrinterColumn>,
+    /// The `openAPIV3Schema` of a CRD version (structural: pruning, defaults, validation).
+    pub schema: Option<serde_json::Value>,
 }
 
 /// A column a CRD declares for `kubectl get`.
@@ -147,6 +149,7 @@ fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: boo
         extra_subresources: Vec::new(),
         custom: false,
         printer_columns: Vec::new(),
+        schema: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn registry() -> Registry {
         extra_subresources: vec![],
         custom: true,
         printer_columns: vec![],
+        schema: None,
     });
     Registry::new(resources)
 }

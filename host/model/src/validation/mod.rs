@@ -18,7 +18,7 @@ pub enum ErrorType {
     },
     NotSupported {
         value: String,
-        supported: Vec<&'static str>,
+        supported: Vec<String>,
     },
     Duplicate(String),
     NotFound(String),
@@ -104,7 +104,7 @@ impl Errors {
             field,
             ErrorType::NotSupported {
                 value: value.to_string(),
-                supported: supported.to_vec(),
+                supported: supported.iter().map(|s| s.to_string()).collect(),
             },
         );
     }
@@ -134,6 +134,9 @@ impl Errors {
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Errors::default();
     meta::validate_object_meta(info, obj, &mut errs);
+    if let Some(structural) = &info.schema {
+        crate::schema::validate(structural, obj, &mut errs);
+    }
     if !info.custom {
         match (info.group.as_str(), info.kind.as_str()) {
             ("", "Pod") => workloads::validate_pod(obj, old, &mut errs),
