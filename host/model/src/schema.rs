@@ -210,14 +210,14 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Errors) {
                 },
             );
         }
-        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-            if regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(s)) {
-                errs.invalid(
-                    field,
-                    v,
-                    format!("{field} in body should match '{pattern}'"),
-                );
-            }
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+            && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
+        {
+            errs.invalid(
+                field,
+                v,
+                format!("{field} in body should match '{pattern}'"),
+            );
         }
     }
     match v {
