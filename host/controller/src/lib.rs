@@ -1,0 +1,7 @@
+//! The controller manager: shared informers over the apiserver's store, work queues with backoff, and workers that call reconcilers.
+
+pub mod informer;
+pub mod manager;
+pub mod queue;
+
+pub use manager::{Controller, Manager, ObjectKey, Outcome, Reconciler, Running};

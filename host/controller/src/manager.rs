@@ -1,0 +1,213 @@
+//! The manager: runs controllers over shared informers, one work queue each, and swaps a controller's reconciler without losing its queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use wasmkube_apiserver::Server;
+use wasmkube_model::resource::ResourceInfo;
+
+use crate::informer::{Change, Informer};
+use crate::queue::WorkQueue;
+
+/// The object a reconcile is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn of(obj: &Value) -> ObjectKey {
+        let text = |p: &str| {
+            obj.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        ObjectKey {
+            namespace: text("/metadata/namespace"),
+            name: text("/metadata/name"),
+        }
+    }
+}
+
+/// What a reconcile asks for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    RequeueAfter(Duration),
+}
+
+/// Anything that reconciles one key at a time: a Wasm controller, or a native one in tests.
+#[async_trait::async_trait]
+pub trait Reconciler: Send + Sync + 'static {
+    async fn reconcile(&self, key: ObjectKey) -> Result<Outcome, String>;
+}
+
+/// What a controller reconciles and watches.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    pub name: String,
+    pub primary: Arc<ResourceInfo>,
+    /// Changes to these enqueue their controlling owner of the primary kind.
+    pub owns: Vec<Arc<ResourceInfo>>,
+    /// Cached for reads, enqueue nothing.
+    pub reads: Vec<Arc<ResourceInfo>>,
+    /// Keys reconciled at once (never the same key twice).
+    pub workers: usize,
+}
+
+/// A running controller.
+pub struct Running {
+    pub queue: Arc<WorkQueue<ObjectKey>>,
+    reconciler: Arc<ArcSwap<Box<dyn Reconciler>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Puts `reconciler` in place of the current one: reconciles in flight finish on the old
+    /// one, every key still queued goes to the new one.
+    pub fn swap(&self, reconciler: Box<dyn Reconciler>) {
+        self.reconciler.store(Arc::new(reconciler));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.queue.shut_down();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Runs controllers over informers shared by all of them.
+pub struct Manager {
+    server: Arc<Server>,
+    informers: Mutex<HashMap<(String, String), (Arc<Informer>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        for (_, task) in self
+            .informers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The key of the controlling owner of `obj` if that owner is of `owner`'s kind.
+fn controller_of(obj: &Value, owner: &ResourceInfo) -> Option<ObjectKey> {
+    let refs = obj.pointer("/metadata/ownerReferences")?.as_array()?;
+    let owner_ref = refs.iter().find(|r| r["controller"] == true)?;
+    let api_version = owner_ref["apiVersion"].as_str().unwrap_or_default();
+    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    (owner_ref["kind"] == owner.kind.as_str() && group == owner.group).then(|| ObjectKey {
+        namespace: obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        name: owner_ref["name"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+impl Manager {
+    pub fn new(server: Arc<Server>) -> Arc<Self> {
+        Arc::new(Manager {
+            server,
+            informers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The shared informer of a resource, started on first use.
+    pub fn informer(&self, info: &Arc<ResourceInfo>) -> Arc<Informer> {
+        let mut informers = self.informers.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = informers
+            .entry((info.group.clone(), info.plural.clone()))
+            .or_insert_with(|| {
+                let informer = Informer::new(info.clone());
+                let task = tokio::spawn(informer.clone().run(self.server.clone()));
+                (informer, task)
+            });
+        entry.0.clone()
+    }
+
+    /// Starts a controller; its informers are synced before the first reconcile.
+    pub async fn start(&self, controller: Controller, reconciler: Box<dyn Reconciler>) -> Running {
+        let queue: Arc<WorkQueue<ObjectKey>> = WorkQueue::new();
+        let primary = self.informer(&controller.primary);
+        let owned: Vec<Arc<Informer>> = controller
+            .owns
+            .iter()
+            .map(|info| self.informer(info))
+            .collect();
+        for info in &controller.reads {
+            self.informer(info);
+        }
+        for informer in std::iter::once(&primary).chain(&owned) {
+            informer.wait_synced().await;
+        }
+        let q = queue.clone();
+        primary.add_handler(Arc::new(move |change: &Change| {
+            q.add(ObjectKey::of(&change.object))
+        }));
+        for informer in owned {
+            let (q, owner) = (queue.clone(), controller.primary.clone());
+            informer.add_handler(Arc::new(move |change: &Change| {
+                // A dependent that changed owner enqueues both owners.
+                for obj in std::iter::once(&change.object).chain(change.old.as_ref()) {
+                    if let Some(key) = controller_of(obj, &owner) {
+                        q.add(key);
+                    }
+                }
+            }));
+        }
+        let reconciler = Arc::new(ArcSwap::from_pointee(reconciler));
+        let tasks = (0..controller.workers.max(1))
+            .map(|_| {
+                tokio::spawn(work(
+                    controller.name.clone(),
+                    queue.clone(),
+                    reconciler.clone(),
+                ))
+            })
+            .collect();
+        Running {
+            queue,
+            reconciler,
+            tasks,
+        }
+    }
+}
+
+/// One worker: takes keys off the queue until it shuts down.
+async fn work(
+    name: String,
+    queue: Arc<WorkQueue<ObjectKey>>,
+    reconciler: Arc<ArcSwap<Box<dyn Reconciler>>>,
+) {
+    while let Some(key) = queue.get().await {
+        let current = reconciler.load_full();
+        match current.reconcile(key.clone()).await {
+            Ok(Outcome::Done) => queue.forget(&key),
+            Ok(Outcome::RequeueAfter(delay)) => {
+                queue.forget(&key);
+                queue.add_after(key.clone(), delay);
+            }
+            Err(error) => {
+                tracing::warn!(controller = %name, namespace = %key.namespace, name = %key.name, %error, "reconcile failed");
+                queue.add_rate_limited(key.clone());
+            }
+        }
+        queue.done(&key);
+    }
+}
