@@ -1,0 +1,248 @@
+//! The [`Runtime`]: one wasmtime engine, its epoch ticker, the linker and a cache of compiled plugins by digest.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::bindings::{ControllerPlugin, ControllerPluginPre};
+use crate::host::StoreData;
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why the runtime could not start, or could not load a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("configuring the wasmtime engine: {0}")]
+    Engine(String),
+    #[error("setting up the host imports: {0}")]
+    Linker(String),
+    #[error("plugin cache {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not a valid controller plugin component: {0}")]
+    Invalid(String),
+    #[error("plugin {digest} does not fit the controller-plugin world: {reason}")]
+    Incompatible { digest: String, reason: String },
+    #[error("instantiating plugin {digest}: {reason}")]
+    Instantiate { digest: String, reason: String },
+}
+
+/// The process's plugin runtime: one engine for every plugin, compiled plugins cached on disk and
+/// in memory by the sha256 of their bytes.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    linker: Linker<StoreData>,
+    cache_dir: PathBuf,
+    modules: Mutex<HashMap<String, Arc<Module>>>,
+    compilations: AtomicU64,
+}
+
+/// What a runtime and its modules share: the engine and the ticker that drives its epoch, which
+/// stops when the last of them is dropped.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    ticker: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// A compiled plugin, ready to instantiate: its component pre-linked against the host imports.
+pub struct Module {
+    digest: String,
+    pub(crate) pre: ControllerPluginPre<StoreData>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Module {
+    /// The hex sha256 of the component's bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts the engine and its epoch ticker; compiled plugins are kept in `cache_dir` (created
+    /// if missing), which must be private to the host: its files are loaded as trusted code.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let cache_dir = cache_dir.into();
+        std::fs::create_dir_all(&cache_dir).map_err(|source| RuntimeError::Cache {
+            path: cache_dir.clone(),
+            source,
+        })?;
+
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Linker(format!("WASI: {e:#}")))?;
+        ControllerPlugin::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)
+            .map_err(|e| RuntimeError::Linker(format!("host-api: {e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker: {e}")))?
+        };
+
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                engine,
+                ticker: Some(ticker),
+                stop,
+            }),
+            linker,
+            cache_dir,
+            modules: Mutex::new(HashMap::new()),
+            compilations: AtomicU64::new(0),
+        })
+    }
+
+    /// Validates, compiles (or finds in the cache) and pre-links a plugin component.
+    ///
+    /// Compiled code is cached in memory and in `cache_dir/<sha256>.cwasm`, so loading the same
+    /// bytes again, in this process or after a restart, does not compile them again.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Module>, RuntimeError> {
+        let digest = hex_sha256(bytes);
+        if let Some(module) = self.lock_modules().get(&digest) {
+            return Ok(Arc::clone(module));
+        }
+
+        let component = self.component(&digest, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ControllerPluginPre::new)
+            .map_err(|e| RuntimeError::Incompatible {
+                digest: digest.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let module = Arc::new(Module {
+            digest: digest.clone(),
+            pre,
+            shared: Arc::clone(&self.shared),
+        });
+        // Another caller may have loaded the same bytes meanwhile: keep the first.
+        Ok(Arc::clone(
+            self.lock_modules().entry(digest).or_insert(module),
+        ))
+    }
+
+    /// How many components this runtime compiled (rather than found in its cache).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    /// Where compiled plugins are cached.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// The component for `bytes`, from `cache_dir` when a usable artifact is there, else compiled
+    /// and written there.
+    fn component(&self, digest: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        let engine = &self.shared.engine;
+        let path = self.cache_dir.join(format!("{digest}.cwasm"));
+        if path.exists() {
+            match deserialize(engine, &path) {
+                Ok(component) => return Ok(component),
+                // Written by another wasmtime version or configuration: compile it again.
+                Err(e) => {
+                    tracing::info!(path = %path.display(), "recompiling cached plugin: {e:#}")
+                }
+            }
+        }
+
+        let artifact = engine
+            .precompile_component(bytes)
+            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        let cache_err = |source| RuntimeError::Cache {
+            path: path.clone(),
+            source,
+        };
+        let tmp = self
+            .cache_dir
+            .join(format!("{digest}.cwasm.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &artifact).map_err(cache_err)?;
+        std::fs::rename(&tmp, &path).map_err(cache_err)?;
+        deserialize(engine, &path).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))
+    }
+
+    fn lock_modules(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Module>>> {
+        self.modules.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Loads a compiled artifact from the cache directory.
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: `Component::deserialize_file` trusts its input to be an artifact that
+    // `Engine::precompile_component` produced: it runs its machine code. The cache directory is
+    // the host's own (documented on `Runtime::new`) and only this module writes there, atomically
+    // by rename; wasmtime itself rejects artifacts of another version or engine configuration.
+    #[allow(unsafe_code)]
+    unsafe {
+        Component::deserialize_file(engine, path)
+    }
+}
+
+/// The hex sha256 of `bytes`.
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in hash {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_hex_sha256() {
+        assert_eq!(
+            hex_sha256(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
