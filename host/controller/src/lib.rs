@@ -2,6 +2,9 @@
 
 pub mod informer;
 pub mod manager;
+pub mod plugin;
+pub mod plugin_host;
 pub mod queue;
+pub mod wasm;
 
 pub use manager::{Controller, Manager, ObjectKey, Outcome, Reconciler, Running};

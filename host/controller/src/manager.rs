@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_model::resource::ResourceInfo;
+use wasmkube_model::selector::LabelSelector;
 
 use crate::informer::{Change, Informer};
 use crate::queue::WorkQueue;
@@ -120,6 +121,25 @@ fn controller_of(obj: &Value, owner: &ResourceInfo) -> Option<ObjectKey> {
     })
 }
 
+/// The primaries in `obj`'s namespace whose `spec.selector` selects it.
+fn selecting(primaries: &Informer, obj: &Value) -> Vec<ObjectKey> {
+    let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+    let labels = obj.pointer("/metadata/labels");
+    primaries
+        .list(namespace)
+        .iter()
+        .filter(|p| {
+            let selector = p
+                .pointer("/spec/selector")
+                .and_then(|s| serde_json::from_value(s.clone()).ok());
+            selector
+                .and_then(|s| LabelSelector::from_k8s(&s).ok())
+                .is_some_and(|s| !s.is_empty() && s.matches_value(labels))
+        })
+        .map(|p| ObjectKey::of(p))
+        .collect()
+}
+
 impl Manager {
     pub fn new(server: Arc<Server>) -> Arc<Self> {
         Arc::new(Manager {
@@ -161,12 +181,17 @@ impl Manager {
             q.add(ObjectKey::of(&change.object))
         }));
         for informer in owned {
-            let (q, owner) = (queue.clone(), controller.primary.clone());
+            let (q, owner, primaries) =
+                (queue.clone(), controller.primary.clone(), primary.clone());
             informer.add_handler(Arc::new(move |change: &Change| {
-                // A dependent that changed owner enqueues both owners.
+                // A dependent that changed owner enqueues both owners; an orphan enqueues every
+                // owner whose selector matches it, which may adopt it.
                 for obj in std::iter::once(&change.object).chain(change.old.as_ref()) {
-                    if let Some(key) = controller_of(obj, &owner) {
-                        q.add(key);
+                    match controller_of(obj, &owner) {
+                        Some(key) => q.add(key),
+                        None => selecting(&primaries, obj)
+                            .into_iter()
+                            .for_each(|key| q.add(key)),
                     }
                 }
             }));

@@ -9,6 +9,8 @@ use serde_json::json;
 use wasmkube_apiserver::handlers::WriteOptions;
 use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{Server, app, controllers, serve_tls};
+use wasmkube_controller::{Manager, plugin};
+use wasmkube_runtime::{Limits, Runtime};
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
 use wasmkube_store::{Store, compactor};
@@ -24,6 +26,34 @@ pub struct ServerArgs {
     /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
     #[arg(long, default_value = "embedded")]
     pub store: String,
+    /// A controller plugin (a `.wasm` component) to run; repeat for several.
+    #[arg(long = "plugin")]
+    pub plugins: Vec<PathBuf>,
+}
+
+/// Loads and starts every `--plugin`; the returned handles keep them running.
+async fn start_plugins(
+    server: &Arc<Server>,
+    args: &ServerArgs,
+) -> anyhow::Result<Vec<plugin::RunningPlugin>> {
+    if args.plugins.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = Runtime::new(args.data_dir.join("plugin-cache"))?;
+    let manager = Manager::new(server.clone());
+    let mut running = Vec::new();
+    for file in &args.plugins {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let module = runtime
+            .load(&bytes)
+            .with_context(|| format!("loading {}", file.display()))?;
+        let started = plugin::start(server, &manager, module, Limits::default(), 2)
+            .await
+            .with_context(|| format!("starting {}", file.display()))?;
+        tracing::info!(plugin = %started.registration.name, file = %file.display(), "controller plugin running");
+        running.push(started);
+    }
+    Ok(running)
 }
 
 /// Opens the store named by `--store`.
@@ -104,6 +134,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     bootstrap(&server, port).await?;
     controllers::spawn(server.clone());
+    let _plugins = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig, identity.kubeconfig(port))

@@ -1,0 +1,102 @@
+//! Wasm controllers as reconcilers: a pool of plugin instances, a trapped instance replaced by a fresh one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmkube_runtime::{
+    CallError, ControllerInstance, HostApi, Limits, Module, ObjectKey as GuestKey,
+    Outcome as GuestOutcome,
+};
+
+use crate::manager::{ObjectKey, Outcome, Reconciler};
+
+/// How a plugin's instances have fared, for its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub reconciles: u64,
+    pub failures: u64,
+    /// Traps, deadlines and memory-limit hits: each cost an instance.
+    pub traps: u64,
+    pub last_trap: Option<String>,
+}
+
+/// Reconciles by calling a Wasm controller; each concurrent reconcile uses its own instance.
+pub struct WasmReconciler {
+    module: Arc<Module>,
+    host: Arc<dyn HostApi>,
+    limits: Limits,
+    idle: Mutex<Vec<ControllerInstance>>,
+    health: Arc<Mutex<Health>>,
+}
+
+impl WasmReconciler {
+    pub fn new(module: Arc<Module>, host: Arc<dyn HostApi>, limits: Limits) -> Self {
+        WasmReconciler {
+            module,
+            host,
+            limits,
+            idle: Mutex::new(Vec::new()),
+            health: Arc::default(),
+        }
+    }
+
+    pub fn health(&self) -> Arc<Mutex<Health>> {
+        self.health.clone()
+    }
+
+    fn record(&self, f: impl FnOnce(&mut Health)) {
+        f(&mut self.health.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconciler for WasmReconciler {
+    async fn reconcile(&self, key: ObjectKey) -> Result<Outcome, String> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => ControllerInstance::new(&self.module, self.host.clone(), self.limits)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let result = instance
+            .reconcile(GuestKey {
+                namespace: key.namespace,
+                name: key.name,
+            })
+            .await;
+        self.record(|h| h.reconciles += 1);
+        match result {
+            Ok(outcome) => {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(instance);
+                Ok(match outcome {
+                    GuestOutcome::Done => Outcome::Done,
+                    GuestOutcome::RequeueAfter(ms) => {
+                        Outcome::RequeueAfter(Duration::from_millis(ms))
+                    }
+                })
+            }
+            Err(CallError::Failed(message)) => {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(instance);
+                self.record(|h| h.failures += 1);
+                Err(message)
+            }
+            // The instance is poisoned: drop it; the next reconcile gets a fresh one, and the
+            // work queue retries this key with backoff.
+            Err(trap) => {
+                let reason = trap.to_string();
+                self.record(|h| {
+                    h.traps += 1;
+                    h.last_trap = Some(reason.clone());
+                });
+                Err(reason)
+            }
+        }
+    }
+}
