@@ -45,6 +45,9 @@ pub struct Runtime {
     linker: Linker<StoreData>,
     cache_dir: PathBuf,
     modules: Mutex<HashMap<String, Arc<Module>>>,
+    /// Held while a component is compiled or read from disk, so that concurrent loads of the same
+    /// bytes compile once (compilation uses every core anyway).
+    loading: Mutex<()>,
     compilations: AtomicU64,
 }
 
@@ -132,6 +135,7 @@ impl Runtime {
             linker,
             cache_dir,
             modules: Mutex::new(HashMap::new()),
+            loading: Mutex::new(()),
             compilations: AtomicU64::new(0),
         })
     }
@@ -139,9 +143,15 @@ impl Runtime {
     /// Validates, compiles (or finds in the cache) and pre-links a plugin component.
     ///
     /// Compiled code is cached in memory and in `cache_dir/<sha256>.cwasm`, so loading the same
-    /// bytes again, in this process or after a restart, does not compile them again.
+    /// bytes again, in this process or after a restart, does not compile them again. It blocks
+    /// while compiling (up to seconds for a large plugin): in async code, call it from
+    /// `tokio::task::spawn_blocking`.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Module>, RuntimeError> {
         let digest = hex_sha256(bytes);
+        if let Some(module) = self.lock_modules().get(&digest) {
+            return Ok(Arc::clone(module));
+        }
+        let _loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(module) = self.lock_modules().get(&digest) {
             return Ok(Arc::clone(module));
         }
@@ -160,10 +170,8 @@ impl Runtime {
             pre,
             shared: Arc::clone(&self.shared),
         });
-        // Another caller may have loaded the same bytes meanwhile: keep the first.
-        Ok(Arc::clone(
-            self.lock_modules().entry(digest).or_insert(module),
-        ))
+        self.lock_modules().insert(digest, Arc::clone(&module));
+        Ok(module)
     }
 
     /// How many components this runtime compiled (rather than found in its cache).

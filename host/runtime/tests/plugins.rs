@@ -336,3 +336,29 @@ async fn invalid_bytes_are_refused_with_a_clear_error() {
     assert!(matches!(error, RuntimeError::Invalid(_)), "{error}");
     assert_eq!(runtime.compilations(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_are_shared_and_instances_move_between_tasks() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    let (runtime, _dir) = runtime();
+    shared(&runtime);
+    let runtime = Arc::new(runtime);
+    let tasks: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let runtime = Arc::clone(&runtime);
+            tokio::spawn(async move {
+                let (mut echo, host) = instance(&runtime, "test_echo", Limits::default()).await;
+                echo.reconcile(key("default", name))
+                    .await
+                    .expect("reconcile");
+                host.calls()
+            })
+        })
+        .collect();
+    for (task, name) in tasks.into_iter().zip(["a", "b"]) {
+        let calls = task.await.expect("task");
+        assert_eq!(calls[1], format!("get /v1/configmaps default/{name}"));
+    }
+    assert_eq!(runtime.compilations(), 1);
+}
