@@ -326,3 +326,38 @@ fn get_watch_prints_new_pods() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn replicaset_controller_runs_as_wasm() -> Result<()> {
+    let plugin =
+        wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_plugin_replicaset.wasm");
+    assert!(
+        plugin.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        plugin.display()
+    );
+    let c = Cluster::start_with(&["--plugin", &plugin.display().to_string()])?;
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: busybox\n";
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(rs))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = || -> Result<usize> {
+        Ok(c.ok(&["get", "pods", "-l", "app=web", "-o", "name"])?
+            .lines()
+            .count())
+    };
+    eventually(Duration::from_secs(20), || Ok(pods()? == 3))?;
+    let table = c.ok(&["get", "rs", "web"])?;
+    assert!(
+        table.contains("DESIRED") && table.contains("web    3         3"),
+        "{table}"
+    );
+    c.ok(&["scale", "rs", "web", "--replicas=1"])?;
+    eventually(Duration::from_secs(20), || Ok(pods()? == 1))?;
+    c.ok(&["delete", "rs", "web"])?;
+    eventually(Duration::from_secs(20), || Ok(pods()? == 0))?;
+    Ok(())
+}

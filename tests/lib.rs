@@ -6,15 +6,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
 /// The `wasmkube` binary built by `cargo build -p wasmkube` (or `$WASMKUBE_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("WASMKUBE_BIN") {
         return bin.into();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug/wasmkube")
+    target_dir().join("debug/wasmkube")
 }
 
 /// The repository root, for manifests.
