@@ -47,4 +47,6 @@ impl Guest for Echo {
     }
 }
 
+// Only Wasm has component exports (natively, the export symbols' names do not even link).
+#[cfg(target_arch = "wasm32")]
 export!(Echo);

@@ -43,4 +43,6 @@ impl Guest for Forbidden {
     }
 }
 
+// Only Wasm has component exports (natively, the export symbols' names do not even link).
+#[cfg(target_arch = "wasm32")]
 export!(Forbidden);

@@ -29,4 +29,6 @@ impl Guest for Spin {
     }
 }
 
+// Only Wasm has component exports (natively, the export symbols' names do not even link).
+#[cfg(target_arch = "wasm32")]
 export!(Spin);

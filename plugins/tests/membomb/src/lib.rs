@@ -32,4 +32,6 @@ impl Guest for Bomb {
     }
 }
 
+// Only Wasm has component exports (natively, the export symbols' names do not even link).
+#[cfg(target_arch = "wasm32")]
 export!(Bomb);

@@ -27,4 +27,6 @@ impl Guest for Panic {
     }
 }
 
+// Only Wasm has component exports (natively, the export symbols' names do not even link).
+#[cfg(target_arch = "wasm32")]
 export!(Panic);
