@@ -2,9 +2,11 @@
 
 pub mod informer;
 pub mod manager;
+pub mod module;
 pub mod plugin;
 pub mod plugin_host;
 pub mod queue;
+pub mod supervisor;
 pub mod wasm;
 
 pub use manager::{Controller, Manager, ObjectKey, Outcome, Reconciler, Running};

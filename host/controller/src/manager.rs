@@ -86,10 +86,13 @@ impl Drop for Running {
     }
 }
 
+/// An informer and the task that feeds it.
+type RunningInformer = (Arc<Informer>, tokio::task::JoinHandle<()>);
+
 /// Runs controllers over informers shared by all of them.
 pub struct Manager {
     server: Arc<Server>,
-    informers: Mutex<HashMap<(String, String), (Arc<Informer>, tokio::task::JoinHandle<()>)>>,
+    informers: Mutex<HashMap<(String, String), RunningInformer>>,
 }
 
 impl Drop for Manager {
@@ -128,16 +131,24 @@ fn selecting(primaries: &Informer, obj: &Value) -> Vec<ObjectKey> {
     primaries
         .list(namespace)
         .iter()
-        .filter(|p| {
-            let selector = p
-                .pointer("/spec/selector")
-                .and_then(|s| serde_json::from_value(s.clone()).ok());
-            selector
-                .and_then(|s| LabelSelector::from_k8s(&s).ok())
-                .is_some_and(|s| !s.is_empty() && s.matches_value(labels))
-        })
+        .filter(|p| spec_selector(p).is_some_and(|s| !s.is_empty() && s.matches_value(labels)))
         .map(|p| ObjectKey::of(p))
         .collect()
+}
+
+/// A primary's `spec.selector`: a structured `LabelSelector` (`matchLabels`, `matchExpressions`)
+/// or, as a Service has it, a plain map of labels (every value a string).
+fn spec_selector(primary: &Value) -> Option<LabelSelector> {
+    let selector = primary.pointer("/spec/selector")?;
+    let plain = selector
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.values().all(Value::is_string));
+    let structured = if plain {
+        serde_json::json!({ "matchLabels": selector })
+    } else {
+        selector.clone()
+    };
+    LabelSelector::from_k8s(&serde_json::from_value(structured).ok()?).ok()
 }
 
 impl Manager {
@@ -234,5 +245,31 @@ async fn work(
             }
         }
         queue.done(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn selects(primary: Value, labels: Value) -> bool {
+        spec_selector(&primary).is_some_and(|s| !s.is_empty() && s.matches_value(Some(&labels)))
+    }
+
+    #[test]
+    fn structured_and_plain_map_selectors_select() {
+        let web = json!({"app": "web", "tier": "front"});
+        let rs = json!({"spec": {"selector": {"matchLabels": {"app": "web"}}}});
+        assert!(selects(rs, web.clone()));
+        let expr = json!({"spec": {"selector": {"matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["front"]}]}}});
+        assert!(selects(expr, web.clone()));
+        let service = json!({"spec": {"selector": {"app": "web"}}});
+        assert!(selects(service.clone(), web.clone()));
+        assert!(!selects(service, json!({"app": "db"})));
+        // No selector, or an empty one, selects nothing.
+        assert!(!selects(json!({"spec": {}}), web.clone()));
+        assert!(!selects(json!({"spec": {"selector": {}}}), web));
     }
 }

@@ -1,14 +1,15 @@
-//! Starting a Wasm controller: ask it what it reconciles, grant exactly that, run it in the manager.
+//! Preparing a Wasm controller: ask it what it reconciles, check that against what it is allowed, build its reconciler.
 
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_runtime::{
     CallError, ControllerInstance, Gvr, Limits, Module, Registration, RuntimeError,
 };
 
-use crate::plugin_host::{Grants, PluginHost};
+use crate::plugin_host::{Grants, PluginHost, grant};
 use crate::wasm::{Health, WasmReconciler};
 use crate::{Controller, Manager, Running};
 
@@ -27,6 +28,17 @@ pub enum PluginError {
         version: String,
         resource: String,
     },
+    #[error(
+        "plugin {plugin:?} reconciles or watches {resource}, which its Plugin object does not permit"
+    )]
+    NotPermitted { plugin: String, resource: String },
+}
+
+/// A plugin ready to run: what it said about itself, and its reconciler.
+pub struct Prepared {
+    pub registration: Registration,
+    pub controller: Controller,
+    pub reconciler: WasmReconciler,
 }
 
 /// A Wasm controller running in the manager.
@@ -49,15 +61,38 @@ fn resource(server: &Server, plugin: &str, gvr: &Gvr) -> Result<Arc<ResourceInfo
         })
 }
 
-/// Asks the module what it reconciles (from an instance that may touch nothing), then starts it
-/// with access to exactly the resources it named, plus Events to report with.
-pub async fn start(
+/// The grants a `spec.permissions` list declares: `[{group, resources: [...], verbs: [...]}]`.
+pub fn declared_grants(permissions: &Value) -> Grants {
+    let mut grants = Grants::new();
+    for p in permissions.as_array().into_iter().flatten() {
+        let group = p["group"].as_str().unwrap_or_default();
+        let verbs: Vec<&str> = p["verbs"]
+            .as_array()
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_else(|| vec!["*"]);
+        for plural in p["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            grant(&mut grants, group, plural, &verbs);
+        }
+    }
+    grants
+}
+
+/// Instantiates the module once (with access to nothing) to learn what it reconciles, then
+/// builds its reconciler with `permissions` — or, when `None`, exactly what it named: every verb on
+/// its primary and owned resources, get/list on those it reads, and creating Events.
+pub async fn prepare(
     server: &Arc<Server>,
     manager: &Arc<Manager>,
     module: Arc<Module>,
     limits: Limits,
     workers: usize,
-) -> Result<RunningPlugin, PluginError> {
+    permissions: Option<Grants>,
+) -> Result<Prepared, PluginError> {
     let probe = Arc::new(PluginHost::new(
         format!("plugin-{}", &module.digest()[..12]),
         server.clone(),
@@ -80,12 +115,30 @@ pub async fn start(
         .iter()
         .map(|g| resource(server, &name, g))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut grants: Grants = std::iter::once(&primary)
-        .chain(&owns)
-        .chain(&reads)
-        .map(|i| (i.group.clone(), i.plural.clone()))
-        .collect();
-    grants.insert((String::new(), "events".into()));
+    let grants = match permissions {
+        Some(grants) => {
+            for info in std::iter::once(&primary).chain(&owns).chain(&reads) {
+                if !grants.contains_key(&(info.group.clone(), info.plural.clone())) {
+                    return Err(PluginError::NotPermitted {
+                        plugin: name,
+                        resource: info.qualified_resource(),
+                    });
+                }
+            }
+            grants
+        }
+        None => {
+            let mut grants = Grants::new();
+            for info in std::iter::once(&primary).chain(&owns) {
+                grant(&mut grants, &info.group, &info.plural, &["*"]);
+            }
+            for info in &reads {
+                grant(&mut grants, &info.group, &info.plural, &["get", "list"]);
+            }
+            grant(&mut grants, "", "events", &["create"]);
+            grants
+        }
+    };
     let host = Arc::new(PluginHost::new(
         name.clone(),
         server.clone(),
@@ -93,7 +146,6 @@ pub async fn start(
         grants,
     ));
     let reconciler = WasmReconciler::new(module, host, limits);
-    let health = reconciler.health();
     let controller = Controller {
         name,
         primary,
@@ -101,10 +153,34 @@ pub async fn start(
         reads,
         workers,
     };
-    let running = manager.start(controller, Box::new(reconciler)).await;
-    Ok(RunningPlugin {
+    Ok(Prepared {
         registration,
+        controller,
+        reconciler,
+    })
+}
+
+/// Prepares the module with the permissions it names and runs it in the manager.
+pub async fn start(
+    server: &Arc<Server>,
+    manager: &Arc<Manager>,
+    module: Arc<Module>,
+    limits: Limits,
+    workers: usize,
+) -> Result<RunningPlugin, PluginError> {
+    let prepared = prepare(server, manager, module, limits, workers, None).await?;
+    Ok(run(manager, prepared).await)
+}
+
+/// Runs a prepared plugin in the manager.
+pub async fn run(manager: &Arc<Manager>, prepared: Prepared) -> RunningPlugin {
+    let health = prepared.reconciler.health();
+    let running = manager
+        .start(prepared.controller, Box::new(prepared.reconciler))
+        .await;
+    RunningPlugin {
+        registration: prepared.registration,
         running,
         health,
-    })
+    }
 }

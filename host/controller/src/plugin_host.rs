@@ -1,6 +1,6 @@
 //! The host API a plugin sees, backed by the apiserver: reads from the shared informers, writes through validation, confined to what the plugin declared.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
@@ -19,8 +19,17 @@ use wasmkube_runtime::{
 
 use crate::Manager;
 
-/// The resources a plugin may use, by (group, plural).
-pub type Grants = BTreeSet<(String, String)>;
+/// What a plugin may do: verbs (`get`, `list`, `create`, `update`, `patch`, `delete`, or `*`)
+/// by resource (group, plural).
+pub type Grants = BTreeMap<(String, String), BTreeSet<String>>;
+
+/// Grants `verbs` on a resource, adding to what was granted before.
+pub fn grant(grants: &mut Grants, group: &str, plural: &str, verbs: &[&str]) {
+    grants
+        .entry((group.to_string(), plural.to_string()))
+        .or_default()
+        .extend(verbs.iter().map(|v| v.to_string()));
+}
 
 /// One plugin's view of the cluster.
 pub struct PluginHost {
@@ -41,11 +50,9 @@ impl PluginHost {
     }
 
     /// The resource of `gvr`, if served and granted; a 403 or 404 `api-error` otherwise.
-    fn resource(&self, gvr: &Gvr) -> Result<Arc<ResourceInfo>, ApiError> {
-        if !self
-            .grants
-            .contains(&(gvr.group.clone(), gvr.resource.clone()))
-        {
+    fn resource(&self, gvr: &Gvr, verb: &str) -> Result<Arc<ResourceInfo>, ApiError> {
+        let verbs = self.grants.get(&(gvr.group.clone(), gvr.resource.clone()));
+        if !verbs.is_some_and(|v| v.contains(verb) || v.contains("*")) {
             let qualified = if gvr.group.is_empty() {
                 gvr.resource.clone()
             } else {
@@ -54,7 +61,10 @@ impl PluginHost {
             return Err(ApiError {
                 code: 403,
                 reason: "Forbidden".into(),
-                message: format!("plugin {:?} did not declare {qualified}", self.plugin),
+                message: format!(
+                    "plugin {:?} may not {verb} {qualified}: not declared",
+                    self.plugin
+                ),
             });
         }
         self.server
@@ -126,7 +136,7 @@ impl PluginHost {
         obj: String,
         subresource: Option<&str>,
     ) -> Result<String, ApiError> {
-        let info = self.resource(&gvr)?;
+        let info = self.resource(&gvr, "update")?;
         let obj = parse(&obj)?;
         let (name, namespace) = (name_of(&obj), namespace_of(&obj));
         let update = Update {
@@ -146,7 +156,7 @@ impl PluginHost {
 #[async_trait::async_trait]
 impl HostApi for PluginHost {
     async fn get(&self, resource: Gvr, key: ObjectKey) -> Result<Option<String>, ApiError> {
-        let info = self.resource(&resource)?;
+        let info = self.resource(&resource, "get")?;
         Ok(self
             .manager
             .informer(&info)
@@ -160,7 +170,7 @@ impl HostApi for PluginHost {
         namespace: String,
         label_selector: String,
     ) -> Result<Vec<String>, ApiError> {
-        let info = self.resource(&resource)?;
+        let info = self.resource(&resource, "list")?;
         let selector = LabelSelector::parse(&label_selector).map_err(|e| ApiError {
             code: 400,
             reason: "BadRequest".into(),
@@ -175,7 +185,7 @@ impl HostApi for PluginHost {
     }
 
     async fn create(&self, resource: Gvr, obj: String) -> Result<String, ApiError> {
-        let info = self.resource(&resource)?;
+        let info = self.resource(&resource, "create")?;
         let obj = parse(&obj)?;
         let namespace = namespace_of(&obj);
         create_object(
@@ -206,7 +216,7 @@ impl HostApi for PluginHost {
         kind: PatchType,
         patch: String,
     ) -> Result<String, ApiError> {
-        let info = self.resource(&resource)?;
+        let info = self.resource(&resource, "patch")?;
         let content_type = match kind {
             PatchType::Json => "application/json-patch+json",
             PatchType::Merge => "application/merge-patch+json",
@@ -236,7 +246,7 @@ impl HostApi for PluginHost {
         key: ObjectKey,
         propagation: Propagation,
     ) -> Result<(), ApiError> {
-        let info = self.resource(&resource)?;
+        let info = self.resource(&resource, "delete")?;
         let propagation = match propagation {
             Propagation::Background => DeletePropagation::Background,
             Propagation::Foreground => DeletePropagation::Foreground,

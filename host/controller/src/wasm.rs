@@ -40,6 +40,10 @@ impl WasmReconciler {
         }
     }
 
+    pub fn module(&self) -> &Arc<Module> {
+        &self.module
+    }
+
     pub fn health(&self) -> Arc<Mutex<Health>> {
         self.health.clone()
     }

@@ -133,6 +133,9 @@ impl ResourceInfo {
     }
 }
 
+/// The API group of wasmkube's own resources.
+pub const PLUGIN_GROUP: &str = "wasmkube.dev";
+
 /// Builds a built-in [`ResourceInfo`]; the few fields that vary are set with the methods below.
 fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> ResourceInfo {
     ResourceInfo {
@@ -278,6 +281,15 @@ pub fn builtins() -> Vec<ResourceInfo> {
         )
         .short(&["crd", "crds"])
         .with_status(),
+        // The project's own: Wasm plugins and the module bytes they run (see docs/plugins.md).
+        builtin(PLUGIN_GROUP, "v1alpha1", "Plugin", "plugins", false).with_status(),
+        builtin(
+            PLUGIN_GROUP,
+            "v1alpha1",
+            "PluginModule",
+            "pluginmodules",
+            false,
+        ),
     ]
 }
 

@@ -9,8 +9,8 @@ use serde_json::json;
 use wasmkube_apiserver::handlers::WriteOptions;
 use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{Server, app, controllers, serve_tls};
-use wasmkube_controller::{Manager, plugin};
-use wasmkube_runtime::{Limits, Runtime};
+use wasmkube_controller::{Manager, module, supervisor};
+use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
 use wasmkube_store::{Store, compactor};
@@ -31,29 +31,29 @@ pub struct ServerArgs {
     pub plugins: Vec<PathBuf>,
 }
 
-/// Loads and starts every `--plugin`; the returned handles keep them running.
+/// Starts the plugin supervisor and installs every `--plugin` as a `Plugin` object (a changed
+/// file replaces the running module in place). The handle keeps them running.
 async fn start_plugins(
     server: &Arc<Server>,
     args: &ServerArgs,
-) -> anyhow::Result<Vec<plugin::RunningPlugin>> {
-    if args.plugins.is_empty() {
-        return Ok(Vec::new());
-    }
-    let runtime = Runtime::new(args.data_dir.join("plugin-cache"))?;
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let runtime = Arc::new(Runtime::new(args.data_dir.join("plugin-cache"))?);
     let manager = Manager::new(server.clone());
-    let mut running = Vec::new();
     for file in &args.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let module = runtime
-            .load(&bytes)
-            .with_context(|| format!("loading {}", file.display()))?;
-        let started = plugin::start(server, &manager, module, Limits::default(), 2)
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let name = stem
+            .trim_start_matches("wasmkube_plugin_")
+            .replace('_', "-");
+        module::install(server, &name, &bytes)
             .await
-            .with_context(|| format!("starting {}", file.display()))?;
-        tracing::info!(plugin = %started.registration.name, file = %file.display(), "controller plugin running");
-        running.push(started);
+            .with_context(|| format!("installing {}", file.display()))?;
+        tracing::info!(plugin = %name, file = %file.display(), "controller plugin installed");
     }
-    Ok(running)
+    Ok(supervisor::spawn(server.clone(), manager, runtime))
 }
 
 /// Opens the store named by `--store`.

@@ -485,6 +485,35 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>, age: Value) -
                 age,
             ]
         }
+        ("wasmkube.dev", "Plugin") => {
+            let digest = str_at(o, "/status/activeDigest");
+            let digest = if digest.is_empty() {
+                str_at(o, "/spec/module/digest")
+            } else {
+                digest
+            };
+            vec![
+                json!(str_at(o, "/spec/kind")),
+                json!(
+                    digest
+                        .strip_prefix("sha256:")
+                        .map_or(digest, |d| &d[..d.len().min(12)])
+                ),
+                json!(or_none(str_at(o, "/status/phase").into())),
+                json!(int_at(o, "/status/traps")),
+                age,
+                json!(str_at(o, "/status/message")),
+            ]
+        }
+        ("wasmkube.dev", "PluginModule") => vec![
+            json!(str_at(o, "/digest")),
+            json!(format!(
+                "{}/{}",
+                int_at(o, "/index") + 1,
+                int_at(o, "/count")
+            )),
+            age,
+        ],
         ("apiextensions.k8s.io", "CustomResourceDefinition") => vec![
             o.pointer("/metadata/creationTimestamp")
                 .cloned()

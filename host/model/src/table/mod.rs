@@ -150,6 +150,15 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
             AGE,
         ],
         ("apiextensions.k8s.io", "CustomResourceDefinition") => &[("Created At", "date", 0)],
+        ("wasmkube.dev", "Plugin") => &[
+            ("Kind", "string", 0),
+            ("Digest", "string", 0),
+            ("Phase", "string", 0),
+            ("Traps", "integer", 0),
+            AGE,
+            ("Message", "string", 1),
+        ],
+        ("wasmkube.dev", "PluginModule") => &[("Digest", "string", 0), ("Chunk", "string", 0), AGE],
         _ => &[AGE],
     });
     cols

@@ -1,0 +1,197 @@
+//! Plugin modules as API objects: a `.wasm` split into `PluginModule` chunks small enough for any store, and reassembled by digest.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
+use wasmkube_model::resource::PLUGIN_GROUP;
+
+/// Bytes per chunk: with base64 and the object around it, well under etcd's default 1.5 MiB request limit.
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("module chunk {name} is missing")]
+    Missing { name: String },
+    #[error("module chunk {name} is not valid base64")]
+    Corrupt { name: String },
+    #[error("module bytes have digest {actual}, not {expected}")]
+    Digest { expected: String, actual: String },
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// The name of chunk `index` of the module with `digest`: a DNS label, so the digest is cut to
+/// 48 hex digits (the chunks carry the whole digest, checked on assembly).
+pub fn chunk_name(digest: &str, index: usize) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    format!("sha256-{}-{index}", &hex[..hex.len().min(48)])
+}
+
+/// The `PluginModule` objects holding `bytes`.
+pub fn chunks(bytes: &[u8]) -> Vec<Value> {
+    let digest = digest(bytes);
+    let count = bytes.len().div_ceil(CHUNK_BYTES).max(1);
+    (0..count)
+        .map(|i| {
+            let part = &bytes
+                [(i * CHUNK_BYTES).min(bytes.len())..((i + 1) * CHUNK_BYTES).min(bytes.len())];
+            json!({
+                "apiVersion": "wasmkube.dev/v1alpha1",
+                "kind": "PluginModule",
+                "metadata": {"name": chunk_name(&digest, i)},
+                "digest": digest,
+                "index": i,
+                "count": count,
+                "data": base64::engine::general_purpose::STANDARD.encode(part),
+            })
+        })
+        .collect()
+}
+
+/// A `Plugin` running the module with `bytes` as a controller.
+pub fn plugin(name: &str, bytes: &[u8]) -> Value {
+    json!({
+        "apiVersion": "wasmkube.dev/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": {"kind": "Controller", "module": {"digest": digest(bytes), "chunks": bytes.len().div_ceil(CHUNK_BYTES).max(1)}},
+    })
+}
+
+/// Puts the chunks back together (fetched by name with `get`) and checks the digest.
+pub fn assemble(
+    digest_wanted: &str,
+    count: usize,
+    mut get: impl FnMut(&str) -> Option<Value>,
+) -> Result<Vec<u8>, ModuleError> {
+    let mut bytes = Vec::new();
+    for i in 0..count {
+        let name = chunk_name(digest_wanted, i);
+        let chunk = get(&name).ok_or_else(|| ModuleError::Missing { name: name.clone() })?;
+        let data = chunk["data"].as_str().unwrap_or_default();
+        bytes.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|_| ModuleError::Corrupt { name })?,
+        );
+    }
+    let actual = digest(&bytes);
+    if actual != digest_wanted {
+        return Err(ModuleError::Digest {
+            expected: digest_wanted.to_string(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Stores a module's chunks and points the Plugin `name` at it, as `wasmkube plugin install` does.
+pub async fn install(server: &Server, name: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    let registry = server.registry();
+    let modules = registry
+        .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
+        .ok_or_else(|| ApiError::Internal("plugin modules are not served".into()))?;
+    for chunk in chunks(bytes) {
+        let chunk_name = chunk["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if server
+            .objects
+            .get(modules, None, &chunk_name)
+            .await?
+            .is_none()
+        {
+            create_object(
+                server,
+                modules,
+                None,
+                chunk,
+                WriteOptions::INTERNAL,
+                &mut Vec::new(),
+            )
+            .await?;
+        }
+    }
+    let plugins = registry
+        .get(PLUGIN_GROUP, "v1alpha1", "plugins")
+        .ok_or_else(|| ApiError::Internal("plugins are not served".into()))?;
+    let wanted = plugin(name, bytes);
+    if server.objects.get(plugins, None, name).await?.is_none() {
+        create_object(
+            server,
+            plugins,
+            None,
+            wanted,
+            WriteOptions::INTERNAL,
+            &mut Vec::new(),
+        )
+        .await?;
+    } else {
+        let update = Update::internal(plugins, None, name);
+        update_with(
+            server,
+            &update,
+            |cur| {
+                let mut new = cur.clone();
+                new["spec"]["module"] = wanted["spec"]["module"].clone();
+                Ok(new)
+            },
+            &mut Vec::new(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn chunks_round_trip_and_are_checked() {
+        let bytes: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let parts = chunks(&bytes);
+        assert_eq!(parts.len(), 3);
+        let by_name: HashMap<String, Value> = parts
+            .iter()
+            .map(|c| {
+                (
+                    c["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    c.clone(),
+                )
+            })
+            .collect();
+        let d = digest(&bytes);
+        assert_eq!(plugin("p", &bytes)["spec"]["module"]["chunks"], 3);
+        assert_eq!(
+            assemble(&d, 3, |n| by_name.get(n).cloned()).expect("assembles"),
+            bytes
+        );
+        assert!(matches!(
+            assemble(&d, 2, |n| by_name.get(n).cloned()),
+            Err(ModuleError::Digest { .. })
+        ));
+        assert!(matches!(
+            assemble(&d, 4, |n| by_name.get(n).cloned()),
+            Err(ModuleError::Missing { .. })
+        ));
+    }
+}

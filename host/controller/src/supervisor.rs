@@ -1,0 +1,401 @@
+//! Plugins as API objects: each `Plugin` is loaded and run; a new module is swapped in while running, rolled back if it keeps trapping, and reported in the Plugin's status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::handlers::{Update, update_with};
+use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
+use wasmkube_runtime::{EventType, Limits, Module, Registration, Runtime};
+
+use crate::Manager;
+use crate::module::{ModuleError, assemble};
+use crate::plugin::{self, PluginError, Prepared, RunningPlugin};
+use crate::plugin_host::record_event;
+
+/// A new module that traps this often soon after it took over is rolled back.
+const TRAPS_TO_ROLL_BACK: u64 = 3;
+/// How long a new module is watched for that.
+const PROBATION: Duration = Duration::from_secs(60);
+/// How often statuses are refreshed (counters move without object changes).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error("compiling: {0}")]
+    Compile(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
+
+/// What runs for one Plugin.
+struct Slot {
+    plugin: RunningPlugin,
+    active: Arc<Module>,
+    /// The module before the last swap, kept for a rollback while on probation.
+    previous: Option<Arc<Module>>,
+    swapped_at: Option<Instant>,
+    /// A digest that failed to load, or was rolled back, and why.
+    failed: Option<(String, String)>,
+}
+
+/// Runs every Plugin object's module.
+pub struct Supervisor {
+    server: Arc<Server>,
+    manager: Arc<Manager>,
+    runtime: Arc<Runtime>,
+    info: Arc<ResourceInfo>,
+    slots: HashMap<String, Slot>,
+}
+
+fn limits(spec: &Value) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        memory_bytes: spec
+            .pointer("/limits/memoryBytes")
+            .and_then(Value::as_u64)
+            .map_or(defaults.memory_bytes, |b| b as usize),
+        call_timeout: spec
+            .pointer("/limits/callTimeoutMillis")
+            .and_then(Value::as_u64)
+            .map_or(defaults.call_timeout, Duration::from_millis),
+    }
+}
+
+/// Starts the supervisor: it follows Plugin objects until the task is dropped.
+pub fn spawn(
+    server: Arc<Server>,
+    manager: Arc<Manager>,
+    runtime: Arc<Runtime>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(info) = server
+            .registry()
+            .get(PLUGIN_GROUP, "v1alpha1", "plugins")
+            .cloned()
+        else {
+            return;
+        };
+        let informer = manager.informer(&info);
+        informer.wait_synced().await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        informer.add_handler(Arc::new(move |change: &crate::informer::Change| {
+            let _ = tx.send(
+                change
+                    .object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }));
+        let mut supervisor = Supervisor {
+            server,
+            manager,
+            runtime,
+            info,
+            slots: HashMap::new(),
+        };
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        loop {
+            tokio::select! {
+                Some(name) = rx.recv() => supervisor.sync(&name, informer.get(None, &name).as_deref()).await,
+                _ = tick.tick() => supervisor.check_all().await,
+            }
+        }
+    })
+}
+
+/// Whether two versions reconcile and watch the same resources (then one can take over the
+/// other's queue).
+fn same_resources(a: &Registration, b: &Registration) -> bool {
+    a.primary == b.primary && a.owns == b.owns && a.reads == b.reads
+}
+
+impl Supervisor {
+    async fn event(&self, plugin: &Value, kind: EventType, reason: &str, message: &str) {
+        let mut regarding = plugin.clone();
+        regarding["metadata"]["namespace"] = json!("default");
+        if let Err(e) = record_event(
+            &self.server,
+            "wasmkube-plugins",
+            &regarding,
+            kind,
+            reason,
+            message,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "could not record a plugin event");
+        }
+    }
+
+    async fn load(&self, spec: &Value, digest: &str) -> Result<Prepared, LoadError> {
+        let registry = self.server.registry();
+        let chunks = registry
+            .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
+            .cloned()
+            .ok_or_else(|| LoadError::Compile("plugin modules are not served".into()))?;
+        let count = spec
+            .pointer("/module/chunks")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize;
+        let mut stored = HashMap::new();
+        for i in 0..count {
+            let name = crate::module::chunk_name(digest, i);
+            if let Ok(Some(chunk)) = self.server.objects.get(&chunks, None, &name).await {
+                stored.insert(name, chunk.object);
+            }
+        }
+        let bytes = assemble(digest, count, |name| stored.remove(name))?;
+        let runtime = self.runtime.clone();
+        let module = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| LoadError::Compile(e.to_string()))?;
+        let workers = spec.get("workers").and_then(Value::as_u64).unwrap_or(2) as usize;
+        let permissions = spec
+            .get("permissions")
+            .filter(|p| p.is_array())
+            .map(plugin::declared_grants);
+        Ok(plugin::prepare(
+            &self.server,
+            &self.manager,
+            module,
+            limits(spec),
+            workers,
+            permissions,
+        )
+        .await?)
+    }
+
+    /// Brings what runs for Plugin `name` in line with its object (`None`: deleted).
+    async fn sync(&mut self, name: &str, object: Option<&Value>) {
+        let Some(object) = object else {
+            self.slots.remove(name);
+            return;
+        };
+        let spec = &object["spec"];
+        let digest = spec
+            .pointer("/module/digest")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let slot = self.slots.get(name);
+        let current = slot.map(|s| s.active.digest().to_string());
+        let known_bad = slot
+            .and_then(|s| s.failed.as_ref())
+            .is_some_and(|(d, _)| *d == digest);
+        if current.as_deref() == Some(digest.strip_prefix("sha256:").unwrap_or(&digest))
+            || known_bad
+        {
+            return self.write_status(name, object).await;
+        }
+        match self.load(spec, &digest).await {
+            Ok(prepared) => self.take_over(name, object, prepared).await,
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(plugin = %name, %digest, error = %reason, "plugin module failed to load");
+                self.event(
+                    object,
+                    EventType::Warning,
+                    "LoadFailed",
+                    &format!("module {digest}: {reason}"),
+                )
+                .await;
+                match self.slots.get_mut(name) {
+                    Some(slot) => slot.failed = Some((digest, reason)),
+                    None => {
+                        self.write_failed(name, &digest, &reason).await;
+                        return;
+                    }
+                }
+            }
+        }
+        self.write_status(name, object).await;
+    }
+
+    /// Starts the prepared module, or swaps it in for the running one: when both reconcile the
+    /// same resources, reconciles in flight finish on the old module and every queued key goes to
+    /// the new one; otherwise the old one stops and the new one starts afresh. The old module is
+    /// kept for a rollback either way.
+    async fn take_over(&mut self, name: &str, object: &Value, prepared: Prepared) {
+        let module = prepared.reconciler.module().clone();
+        let previous = self.replace(name, prepared).await;
+        if let Some(slot) = self.slots.get_mut(name) {
+            slot.active = module;
+            slot.swapped_at = previous.is_some().then(Instant::now);
+            slot.previous = previous;
+            slot.failed = None;
+        }
+        let message = format!("module {} is running", object["spec"]["module"]["digest"]);
+        self.event(object, EventType::Normal, "Started", &message)
+            .await;
+    }
+
+    /// Puts a prepared module in the slot of `name`; returns the module it replaced.
+    async fn replace(&mut self, name: &str, prepared: Prepared) -> Option<Arc<Module>> {
+        let module = prepared.reconciler.module().clone();
+        if let Some(slot) = self
+            .slots
+            .get_mut(name)
+            .filter(|s| same_resources(&s.plugin.registration, &prepared.registration))
+        {
+            slot.plugin.health = prepared.reconciler.health();
+            slot.plugin.registration = prepared.registration.clone();
+            slot.plugin.running.swap(Box::new(prepared.reconciler));
+            return Some(std::mem::replace(&mut slot.active, module));
+        }
+        let old = self.slots.remove(name);
+        let plugin = plugin::run(&self.manager, prepared).await;
+        self.slots.insert(
+            name.to_string(),
+            Slot {
+                plugin,
+                active: module,
+                previous: None,
+                swapped_at: None,
+                failed: None,
+            },
+        );
+        old.map(|slot| slot.active)
+    }
+
+    /// Rolls back modules that keep trapping on probation, and refreshes every status.
+    async fn check_all(&mut self) {
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            let Ok(Some(stored)) = self.server.objects.get(&self.info, None, &name).await else {
+                continue;
+            };
+            let object = stored.object;
+            let rollback = self.slots.get(&name).and_then(|slot| {
+                let on_probation = slot.swapped_at.is_some_and(|t| t.elapsed() < PROBATION);
+                let health = slot
+                    .plugin
+                    .health
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                (on_probation && health.traps >= TRAPS_TO_ROLL_BACK)
+                    .then(|| (slot.previous.clone(), health))
+            });
+            if let Some((Some(previous), health)) = rollback {
+                let spec = &object["spec"];
+                let workers = spec.get("workers").and_then(Value::as_u64).unwrap_or(2) as usize;
+                let permissions = spec
+                    .get("permissions")
+                    .filter(|p| p.is_array())
+                    .map(plugin::declared_grants);
+                if let Ok(prepared) = plugin::prepare(
+                    &self.server,
+                    &self.manager,
+                    previous,
+                    limits(spec),
+                    workers,
+                    permissions,
+                )
+                .await
+                {
+                    let bad = self.replace(&name, prepared).await;
+                    let reason = format!(
+                        "rolled back: {} traps since it took over (last: {})",
+                        health.traps,
+                        health.last_trap.unwrap_or_default()
+                    );
+                    if let Some(slot) = self.slots.get_mut(&name) {
+                        slot.previous = None;
+                        slot.swapped_at = None;
+                        slot.failed =
+                            bad.map(|m| (format!("sha256:{}", m.digest()), reason.clone()));
+                    }
+                    self.event(&object, EventType::Warning, "RolledBack", &reason)
+                        .await;
+                }
+            }
+            self.write_status(&name, &object).await;
+        }
+    }
+
+    async fn write_failed(&self, name: &str, digest: &str, reason: &str) {
+        let status = json!({"phase": "Failed", "message": format!("module {digest} failed to load: {reason}"),
+            "conditions": [{"type": "Ready", "status": "False", "reason": "LoadFailed", "message": reason}]});
+        self.patch_status(name, status).await;
+    }
+
+    async fn write_status(&self, name: &str, object: &Value) {
+        let Some(slot) = self.slots.get(name) else {
+            return;
+        };
+        let health = slot
+            .plugin
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let active = format!("sha256:{}", slot.active.digest());
+        let wanted = object
+            .pointer("/spec/module/digest")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (phase, message, ready) = match &slot.failed {
+            Some((digest, reason)) if digest == wanted => (
+                "RolledBack",
+                format!("{digest} is not running: {reason}; {active} still is"),
+                "False",
+            ),
+            _ if active == wanted => ("Running", String::new(), "True"),
+            _ => (
+                "Pending",
+                format!("{wanted} is not loaded yet; {active} is running"),
+                "False",
+            ),
+        };
+        let mut status = json!({
+            "phase": phase,
+            "activeDigest": active,
+            "controller": slot.plugin.registration.name,
+            "reconciles": health.reconciles,
+            "failures": health.failures,
+            "traps": health.traps,
+            "conditions": [{"type": "Ready", "status": ready, "reason": phase, "message": message}],
+        });
+        if !message.is_empty() {
+            status["message"] = json!(message);
+        }
+        if let Some(previous) = &slot.previous {
+            status["previousDigest"] = json!(format!("sha256:{}", previous.digest()));
+        }
+        if let Some(trap) = health.last_trap {
+            status["lastTrap"] = json!(trap);
+        }
+        self.patch_status(name, status).await;
+    }
+
+    async fn patch_status(&self, name: &str, status: Value) {
+        let update = Update {
+            subresource: Some("status"),
+            ..Update::internal(&self.info, None, name)
+        };
+        let result = update_with(
+            &self.server,
+            &update,
+            |cur| {
+                let mut new = cur.clone();
+                new["status"] = status.clone();
+                Ok(new)
+            },
+            &mut Vec::new(),
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(plugin = %name, error = %e, "plugin status not written");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Plugins as API objects: installed, swapped while running, rolled back when the new module keeps trapping, a broken module refused.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::handlers::{WriteOptions, create_object};
+use wasmkube_controller::{Manager, module, supervisor};
+use wasmkube_runtime::Runtime;
+use wasmkube_store::embedded::EmbeddedStore;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-plugins.sh first",
+            path.display()
+        )
+    })
+}
+
+async fn plugin(server: &Server) -> Value {
+    let info = server
+        .registry()
+        .get("wasmkube.dev", "v1alpha1", "plugins")
+        .expect("served")
+        .clone();
+    server
+        .objects
+        .must_get(&info, None, "p")
+        .await
+        .expect("exists")
+        .object
+}
+
+async fn until(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..400 {
+        let p = plugin(server).await;
+        if check(&p) {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: never happened; plugin {:#}", plugin(server).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_swap_roll_back_and_refuse_a_broken_module() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
+    let server = Server::new(store, None).await.expect("server starts");
+    let ns = server
+        .registry()
+        .by_kind("v1", "Namespace")
+        .expect("served")
+        .clone();
+    create_object(
+        &server,
+        &ns,
+        None,
+        json!({"metadata": {"name": "default"}}),
+        WriteOptions::INTERNAL,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("namespace");
+    let cm = server
+        .registry()
+        .by_kind("v1", "ConfigMap")
+        .expect("served")
+        .clone();
+    create_object(
+        &server,
+        &cm,
+        Some("default"),
+        json!({"metadata": {"name": "c"}}),
+        WriteOptions::INTERNAL,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("configmap");
+    let runtime = Arc::new(Runtime::new(dir.path().join("cache")).expect("runtime"));
+    let _supervisor = supervisor::spawn(server.clone(), Manager::new(server.clone()), runtime);
+
+    // echo reconciles config maps (and requeues them every 5 ms, so it is called constantly).
+    let echo = wasm("test_echo");
+    module::install(&server, "p", &echo)
+        .await
+        .expect("installed");
+    let running = until(&server, "echo running", |p| {
+        p["status"]["phase"] == "Running" && p["status"]["reconciles"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(running["status"]["activeDigest"], module::digest(&echo));
+
+    // panic reconciles the same resources but traps every time: it takes over, then is rolled back.
+    let panic = wasm("test_panic");
+    module::install(&server, "p", &panic)
+        .await
+        .expect("installed");
+    let rolled = until(&server, "rolled back", |p| {
+        p["status"]["phase"] == "RolledBack"
+    })
+    .await;
+    assert_eq!(
+        rolled["status"]["activeDigest"],
+        module::digest(&echo),
+        "{rolled:#}"
+    );
+    assert!(
+        rolled["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("traps")),
+        "{rolled:#}"
+    );
+
+    // The old module is back at work.
+    let before = rolled["status"]["reconciles"].as_u64().unwrap_or(0);
+    until(&server, "echo reconciling again", |p| {
+        p["status"]["reconciles"].as_u64().unwrap_or(0) > before && p["status"]["traps"] == 0
+    })
+    .await;
+
+    // Bytes that are no component never replace the running module.
+    module::install(&server, "p", b"not wasm at all")
+        .await
+        .expect("stored");
+    let refused = until(&server, "refused", |p| {
+        p["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not running"))
+    })
+    .await;
+    assert_eq!(
+        refused["status"]["activeDigest"],
+        module::digest(&echo),
+        "{refused:#}"
+    );
+}
