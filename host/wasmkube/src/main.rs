@@ -1,6 +1,7 @@
 //! The `wasmkube` command: `server` runs the control plane; `bench` measures it.
 
 mod bench;
+mod plugin_cli;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Measure the control plane: the store alone, then the API over HTTPS.
     Bench(bench::BenchArgs),
+    /// Install and list Wasm plugins in a running cluster.
+    #[command(subcommand)]
+    Plugin(plugin_cli::PluginCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Plugin(command) => plugin_cli::run(command).await,
         }
     })
 }
