@@ -361,3 +361,137 @@ fn replicaset_controller_runs_as_wasm() -> Result<()> {
     eventually(Duration::from_secs(20), || Ok(pods()? == 0))?;
     Ok(())
 }
+
+/// Acts as a node until dropped: every pod that is not ready yet is reported Running and Ready
+/// through the status subresource, the way a node agent would.
+struct SimulatedNode {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimulatedNode {
+    fn start(kubeconfig: std::path::PathBuf) -> SimulatedNode {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let kubectl = |args: &[&str]| {
+                std::process::Command::new("kubectl")
+                    .args(args)
+                    .env("KUBECONFIG", &kubeconfig)
+                    .output()
+            };
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let pending = kubectl(&[
+                    "get",
+                    "pods",
+                    "-o",
+                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {end}",
+                ]);
+                for name in pending
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    let status = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+                    let _ = kubectl(&[
+                        "patch",
+                        "pod",
+                        name,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        status,
+                    ]);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        SimulatedNode {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SimulatedNode {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> Result<()> {
+    let c = Cluster::start()?;
+    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    for name in ["replicaset", "deployment"] {
+        let file = release.join(format!("wasmkube_plugin_{name}.wasm"));
+        let out = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "install"])
+            .arg(&file)
+            .args(["--name", name])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually(Duration::from_secs(20), || {
+        let list = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "list"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        Ok(String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .filter(|l| l.contains("Running"))
+            .count()
+            == 2)
+    })?;
+    let _node = SimulatedNode::start(c.kubeconfig());
+
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1",
+        "--replicas=3",
+    ])?;
+    let status = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert!(
+        c.ok(&["get", "deployment", "web"])?
+            .contains("3/3     3            3")
+    );
+
+    c.ok(&["set", "image", "deployment/web", "busybox=busybox:2"])?;
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    let history = c.ok(&["rollout", "history", "deployment/web"])?;
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    assert_eq!(c.ok(&["get", "rs", "-o", "name"])?.lines().count(), 2);
+
+    c.ok(&["rollout", "undo", "deployment/web"])?;
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    let image = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])?;
+    assert_eq!(image, "busybox:1");
+    assert_eq!(
+        c.ok(&["get", "rs", "-o", "name"])?.lines().count(),
+        2,
+        "undo reuses the first ReplicaSet"
+    );
+
+    c.ok(&["delete", "deployment", "web"])?;
+    eventually(Duration::from_secs(20), || {
+        Ok(c.ok(&["get", "rs,pods", "-o", "name"])?.trim().is_empty())
+    })?;
+    Ok(())
+}
