@@ -1,0 +1,278 @@
+//! The Endpoints and EndpointSlice controller as a Wasm component in the real host: Services follow their pods.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wasmkube_apiserver::handlers::{
+    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
+};
+use wasmkube_apiserver::{Server, controllers};
+use wasmkube_controller::{Manager, plugin};
+use wasmkube_model::resource::ResourceInfo;
+use wasmkube_runtime::{Limits, Runtime};
+use wasmkube_store::embedded::EmbeddedStore;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-plugins.sh first",
+            path.display()
+        )
+    })
+}
+
+struct Cluster {
+    server: Arc<Server>,
+    _manager: Arc<Manager>,
+    _plugin: plugin::RunningPlugin,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
+    let server = Server::new(store, None).await.expect("server starts");
+    controllers::spawn(server.clone());
+    let manager = Manager::new(server.clone());
+    let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
+    let module = runtime
+        .load(&wasm("wasmkube_plugin_endpoints"))
+        .expect("module loads");
+    let plugin = plugin::start(&server, &manager, module, Limits::default(), 2)
+        .await
+        .expect("plugin starts");
+    let c = Cluster {
+        server,
+        _manager: manager,
+        _plugin: plugin,
+        _dir: dir,
+    };
+    c.create("v1", "Namespace", json!({"metadata": {"name": "default"}}))
+        .await;
+    c
+}
+
+impl Cluster {
+    fn info(&self, api_version: &str, kind: &str) -> Arc<ResourceInfo> {
+        self.server
+            .registry()
+            .by_kind(api_version, kind)
+            .expect("served")
+            .clone()
+    }
+
+    async fn create(&self, api_version: &str, kind: &str, obj: Value) {
+        let info = self.info(api_version, kind);
+        let ns = info.namespaced.then_some("default");
+        create_object(
+            &self.server,
+            &info,
+            ns,
+            obj,
+            WriteOptions::INTERNAL,
+            &mut Vec::new(),
+        )
+        .await
+        .expect("created");
+    }
+
+    async fn delete(&self, api_version: &str, kind: &str, name: &str) {
+        let info = self.info(api_version, kind);
+        delete_object(
+            &self.server,
+            &info,
+            Some("default"),
+            name,
+            &DeleteOptions::background(),
+        )
+        .await
+        .expect("deleted");
+    }
+
+    async fn endpoints(&self) -> Option<Value> {
+        let info = self.info("v1", "Endpoints");
+        self.server
+            .objects
+            .must_get(&info, Some("default"), "web")
+            .await
+            .ok()
+            .map(|o| o.object)
+    }
+
+    async fn slices(&self) -> Vec<Value> {
+        let info = self.info("discovery.k8s.io/v1", "EndpointSlice");
+        let page = self
+            .server
+            .objects
+            .list(&info, Some("default"), None, None, None, |s| {
+                s.pointer("/metadata/deletionTimestamp").is_none()
+            })
+            .await
+            .expect("lists");
+        page.items
+    }
+
+    /// The Endpoints' ready and not-ready IPs, and those of the one slice by its `ready` condition.
+    async fn state(&self) -> (Vec<String>, Vec<String>, Option<(Vec<String>, Vec<String>)>) {
+        let ep = self.endpoints().await.unwrap_or_default();
+        let ips = |field: &str| -> Vec<String> {
+            let mut ips: Vec<String> = ep["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a["ip"].as_str().map(String::from))
+                .collect();
+            ips.sort();
+            ips
+        };
+        let slices = self.slices().await;
+        let slice = (slices.len() == 1).then(|| {
+            let by_ready = |ready: bool| -> Vec<String> {
+                let mut ips: Vec<String> = slices[0]["endpoints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["conditions"]["ready"] == ready)
+                    .filter_map(|e| e["addresses"][0].as_str().map(String::from))
+                    .collect();
+                ips.sort();
+                ips
+            };
+            (by_ready(true), by_ready(false))
+        });
+        (ips("addresses"), ips("notReadyAddresses"), slice)
+    }
+
+    async fn until_state(&self, ready: &[&str], not_ready: &[&str]) {
+        let ready: Vec<String> = ready.iter().map(|s| s.to_string()).collect();
+        let not_ready: Vec<String> = not_ready.iter().map(|s| s.to_string()).collect();
+        let want = (
+            ready.clone(),
+            not_ready.clone(),
+            Some((ready.clone(), not_ready.clone())),
+        );
+        for _ in 0..300 {
+            if self.state().await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "never reached {want:?}; endpoints {:#?}\nslices {:#?}",
+            self.endpoints().await,
+            self.slices().await
+        );
+    }
+
+    /// What a node would report: the pod running with an IP, ready or not.
+    async fn report(&self, name: &str, ip: &str, ready: bool) {
+        let info = self.info("v1", "Pod");
+        let update = Update {
+            subresource: Some("status"),
+            ..Update::internal(&info, Some("default"), name)
+        };
+        let status = if ready { "True" } else { "False" };
+        update_with(&self.server, &update, |cur| {
+            let mut new = cur.clone();
+            new["status"] = json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": status, "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
+            Ok(new)
+        }, &mut Vec::new()).await.expect("status written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_and_slices_follow_the_pods() {
+    let c = cluster().await;
+    c.create("v1", "Service", json!({"metadata": {"name": "web", "labels": {"team": "blue"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}))
+        .await;
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        c.create(
+            "v1",
+            "Pod",
+            json!({"metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox",
+                "ports": [{"name": "http", "containerPort": 8080}]}]}}),
+        )
+        .await;
+        c.report(name, &format!("10.0.0.{}", i + 1), name != "c")
+            .await;
+    }
+    c.until_state(&["10.0.0.1", "10.0.0.2"], &["10.0.0.3"])
+        .await;
+
+    let ep = c.endpoints().await.expect("endpoints");
+    assert_eq!(ep["metadata"]["labels"]["team"], "blue");
+    let subset = &ep["subsets"][0];
+    assert_eq!(
+        subset["ports"],
+        json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(subset["addresses"][0]["nodeName"], "node-1");
+    assert_eq!(subset["addresses"][0]["targetRef"]["name"], "a");
+    let slice = &c.slices().await[0];
+    assert!(
+        slice["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("web-"))
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "web"
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["ports"][0]["port"], 8080);
+
+    // Readiness flips: a ready pod becomes not ready, the not-ready one ready.
+    c.report("a", "10.0.0.1", false).await;
+    c.report("c", "10.0.0.3", true).await;
+    c.until_state(&["10.0.0.2", "10.0.0.3"], &["10.0.0.1"])
+        .await;
+
+    c.delete("v1", "Pod", "b").await;
+    c.until_state(&["10.0.0.3"], &["10.0.0.1"]).await;
+
+    // Converged: no further writes.
+    let versions = async || {
+        let ep = c.endpoints().await.unwrap_or_default();
+        let slices = c.slices().await;
+        (
+            ep["metadata"]["resourceVersion"].clone(),
+            slices
+                .iter()
+                .map(|s| s["metadata"]["resourceVersion"].clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let before = versions().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(versions().await, before);
+
+    c.delete("v1", "Service", "web").await;
+    for _ in 0..300 {
+        if c.endpoints().await.is_none() && c.slices().await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "endpoints {:#?} and slices {:#?} outlived the Service",
+        c.endpoints().await,
+        c.slices().await
+    );
+}
