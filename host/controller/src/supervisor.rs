@@ -43,6 +43,8 @@ struct Slot {
     swapped_at: Option<Instant>,
     /// A digest that failed to load, or was rolled back, and why.
     failed: Option<(String, String)>,
+    /// Traps already reported in an Event.
+    reported_traps: u64,
 }
 
 /// Runs every Plugin object's module.
@@ -248,6 +250,7 @@ impl Supervisor {
             .filter(|s| same_resources(&s.plugin.registration, &prepared.registration))
         {
             slot.plugin.health = prepared.reconciler.health();
+            slot.reported_traps = 0;
             slot.plugin.registration = prepared.registration.clone();
             slot.plugin.running.swap(Box::new(prepared.reconciler));
             return Some(std::mem::replace(&mut slot.active, module));
@@ -262,6 +265,7 @@ impl Supervisor {
                 previous: None,
                 swapped_at: None,
                 failed: None,
+                reported_traps: 0,
             },
         );
         old.map(|slot| slot.active)
@@ -286,6 +290,7 @@ impl Supervisor {
                 (on_probation && health.traps >= TRAPS_TO_ROLL_BACK)
                     .then(|| (slot.previous.clone(), health))
             });
+            self.report_traps(&name, &object).await;
             if let Some((Some(previous), health)) = rollback {
                 let spec = &object["spec"];
                 let workers = spec.get("workers").and_then(Value::as_u64).unwrap_or(2) as usize;
@@ -321,6 +326,30 @@ impl Supervisor {
             }
             self.write_status(&name, &object).await;
         }
+    }
+
+    /// One Warning Event for the traps since the last report (each cost an instance).
+    async fn report_traps(&mut self, name: &str, object: &Value) {
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let health = slot
+            .plugin
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if health.traps <= slot.reported_traps {
+            return;
+        }
+        let new = health.traps - slot.reported_traps;
+        slot.reported_traps = health.traps;
+        let message = format!(
+            "{new} instance(s) trapped and were replaced; last: {}",
+            health.last_trap.unwrap_or_default()
+        );
+        self.event(object, EventType::Warning, "Trapped", &message)
+            .await;
     }
 
     async fn write_failed(&self, name: &str, digest: &str, reason: &str) {
