@@ -1,81 +1,11 @@
 //! The HTTP API without a socket: `app()` driven with `oneshot`, on an embedded store in a temp dir.
 
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
+use common::Api;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use wasmkube_apiserver::{Server, app};
-use wasmkube_store::embedded::EmbeddedStore;
-
-struct Api {
-    server: Arc<Server>,
-    _dir: tempfile::TempDir,
-}
-
-impl Api {
-    async fn new() -> Api {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-        let server = Server::new(store, Some("secret".into()))
-            .await
-            .expect("server starts");
-        let api = Api { server, _dir: dir };
-        let (code, _) = api
-            .call(
-                "POST",
-                "/api/v1/namespaces",
-                Some(json!({"metadata": {"name": "default"}})),
-            )
-            .await;
-        assert_eq!(code, StatusCode::CREATED);
-        api
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = app(self.server.clone())
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let code = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.raw(
-            method,
-            path,
-            "application/json",
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )
-        .await
-    }
-
-    async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: String,
-    ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("Authorization", "Bearer secret")
-            .header("Content-Type", content_type)
-            .body(Body::from(body))
-            .expect("valid request");
-        self.send(request).await
-    }
-}
 
 fn configmap(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
