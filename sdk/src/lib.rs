@@ -11,6 +11,7 @@ pub mod conditions;
 mod context;
 mod controller;
 mod error;
+pub mod expectations;
 pub mod hash;
 mod host;
 pub mod owner;

@@ -1,6 +1,5 @@
 //! The Job controller as a wasmkube plugin: runs pods until enough succeed, or the Job fails.
 
-mod expectations;
 mod indexes;
 mod pods;
 mod status;
@@ -10,6 +9,7 @@ mod tests;
 use std::collections::BTreeSet;
 
 use wasmkube_sdk::chrono::{DateTime, TimeDelta, Utc};
+use wasmkube_sdk::expectations;
 use wasmkube_sdk::k8s_openapi::api::batch::v1::Job;
 use wasmkube_sdk::k8s_openapi::api::core::v1::Pod;
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -1,6 +1,5 @@
 //! The ReplicaSet controller as a wasmkube plugin: keeps `spec.replicas` pods matching the selector.
 
-mod expectations;
 mod ranking;
 mod status;
 #[cfg(test)]
@@ -10,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use wasmkube_sdk::chrono::{DateTime, Utc};
+use wasmkube_sdk::expectations;
 use wasmkube_sdk::k8s_openapi::api::apps::v1::ReplicaSet;
 use wasmkube_sdk::k8s_openapi::api::core::v1::Pod;
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -1,21 +1,23 @@
-//! Expectations: the creates and deletes a sync made, so the next sync waits for the host's cache.
+//! Expectations: the pod creates and deletes a sync made, so the next sync waits for the host's cache.
 //!
 //! Reads come from the host's informer cache, which may not show a sync's own writes yet; like
-//! Kubernetes' `ControllerExpectations`, a ReplicaSet is not scaled again until its last creates
-//! and deletes are visible (or five minutes have passed). They live in the instance's memory: a
-//! host that recreates the instance between calls only loses that protection.
+//! Kubernetes' `ControllerExpectations`, an owner (a ReplicaSet, a Job, …) does not create or
+//! delete pods again until its last creates and deletes are visible (or five minutes have passed).
+//! They live in the instance's memory: a host that recreates the instance between calls only
+//! loses that protection.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use wasmkube_sdk::ObjectKey;
-use wasmkube_sdk::chrono::{DateTime, TimeDelta, Utc};
-use wasmkube_sdk::k8s_openapi::api::core::v1::Pod;
+use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::ObjectKey;
 
 /// How long unmet expectations block a sync, as Kubernetes' `ExpectationsTimeout`.
 const TIMEOUT: TimeDelta = TimeDelta::minutes(5);
 
-/// What one ReplicaSet (by uid) is waiting to see.
+/// What one owner (by uid) is waiting to see.
 struct Pending {
     uid: String,
     created: BTreeSet<String>,
@@ -27,7 +29,7 @@ thread_local! {
     static PENDING: RefCell<BTreeMap<ObjectKey, Pending>> = const { RefCell::new(BTreeMap::new()) };
 }
 
-/// Whether the ReplicaSet at `key` (with `uid`) may be scaled: its last creates are all listed
+/// Whether the owner at `key` (with `uid`) may create or delete pods: its last creates are all listed
 /// in `pods` and its last deletes are gone or terminating. Forgets met expectations.
 pub fn satisfied(key: &ObjectKey, uid: &str, pods: &[Pod], now: DateTime<Utc>) -> bool {
     PENDING.with_borrow_mut(|pending| {
@@ -51,7 +53,7 @@ pub fn satisfied(key: &ObjectKey, uid: &str, pods: &[Pod], now: DateTime<Utc>) -
     })
 }
 
-/// Records what a sync of the ReplicaSet at `key` created (pod names) and deleted (pod uids).
+/// Records what a sync of the owner at `key` created (pod names) and deleted (pod uids).
 pub fn expect(
     key: &ObjectKey,
     uid: &str,
@@ -73,7 +75,7 @@ pub fn expect(
     });
 }
 
-/// Forgets a ReplicaSet that no longer exists.
+/// Forgets an owner that no longer exists.
 pub fn forget(key: &ObjectKey) {
     PENDING.with_borrow_mut(|pending| pending.remove(key));
 }
