@@ -2,6 +2,7 @@
 
 mod api;
 mod client;
+mod controllers;
 mod report;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct BenchArgs {
 enum BenchTarget {
     /// The store alone, then the Kubernetes API over HTTPS, on the embedded store and on etcd.
     Api(ApiArgs),
+    /// A large Deployment run by the Wasm controllers over simulated nodes, with a hot swap.
+    Controllers(controllers::ControllersArgs),
 }
 
 #[derive(clap::Args)]
@@ -103,6 +106,7 @@ impl Backing {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Api(args) => run_api(args).await,
+        BenchTarget::Controllers(args) => controllers::run(args).await,
     }
 }
 
