@@ -1,0 +1,186 @@
+//! The DaemonSet controller as a Wasm component in the real host: nodes joining, tainted and leaving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wasmkube_apiserver::handlers::{DeleteOptions, WriteOptions, create_object, delete_object};
+use wasmkube_apiserver::{Server, controllers};
+use wasmkube_controller::{Manager, plugin};
+use wasmkube_runtime::{Limits, Runtime};
+use wasmkube_store::embedded::EmbeddedStore;
+
+fn wasm(name: &str) -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-plugins.sh first",
+            path.display()
+        )
+    })
+}
+
+struct Cluster {
+    server: Arc<Server>,
+    _manager: Arc<Manager>,
+    _plugin: plugin::RunningPlugin,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
+    let server = Server::new(store, None).await.expect("server starts");
+    controllers::spawn(server.clone());
+    let manager = Manager::new(server.clone());
+    let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
+    let module = runtime
+        .load(&wasm("wasmkube_plugin_daemonset"))
+        .expect("module loads");
+    let plugin = plugin::start(&server, &manager, module, Limits::default(), 2)
+        .await
+        .expect("plugin starts");
+    let c = Cluster {
+        server,
+        _manager: manager,
+        _plugin: plugin,
+        _dir: dir,
+    };
+    c.create(
+        "v1",
+        "Namespace",
+        None,
+        json!({"metadata": {"name": "default"}}),
+    )
+    .await;
+    c
+}
+
+impl Cluster {
+    async fn create(&self, api_version: &str, kind: &str, namespace: Option<&str>, obj: Value) {
+        let info = self
+            .server
+            .registry()
+            .by_kind(api_version, kind)
+            .expect("served")
+            .clone();
+        create_object(
+            &self.server,
+            &info,
+            namespace,
+            obj,
+            WriteOptions::INTERNAL,
+            &mut Vec::new(),
+        )
+        .await
+        .expect("created");
+    }
+
+    async fn add_node(&self, name: &str, taints: Value) {
+        let node = json!({"metadata": {"name": name}, "spec": {"taints": taints}});
+        self.create("v1", "Node", None, node).await;
+    }
+
+    /// The nodes of the live pods, sorted.
+    async fn pod_nodes(&self) -> Vec<String> {
+        let info = self
+            .server
+            .registry()
+            .by_kind("v1", "Pod")
+            .expect("served")
+            .clone();
+        let page = self
+            .server
+            .objects
+            .list(&info, Some("default"), None, None, None, |p| {
+                p.pointer("/metadata/deletionTimestamp").is_none()
+            })
+            .await
+            .expect("lists");
+        let mut nodes: Vec<String> = page
+            .items
+            .iter()
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("-").to_string())
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    async fn daemonset(&self) -> Value {
+        let info = self
+            .server
+            .registry()
+            .by_kind("apps/v1", "DaemonSet")
+            .expect("served")
+            .clone();
+        self.server
+            .objects
+            .must_get(&info, Some("default"), "agent")
+            .await
+            .expect("exists")
+            .object
+    }
+
+    /// Waits up to 15 s: node changes are picked up by the controller's 10 s resync.
+    async fn until(&self, what: &str, check: impl AsyncFn(&Cluster) -> bool) {
+        for _ in 0..750 {
+            if check(self).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "{what}: never happened; pods on {:?}\ndaemonset {:#}",
+            self.pod_nodes().await,
+            self.daemonset().await
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_nodes_and_taints() {
+    let c = cluster().await;
+    c.add_node("n1", json!([])).await;
+    c.add_node("n2", json!([])).await;
+    c.add_node("n3", json!([{"key": "dedicated", "effect": "NoSchedule"}]))
+        .await;
+    let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"}, "spec": {
+        "selector": {"matchLabels": {"app": "agent"}},
+        "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    c.create("apps/v1", "DaemonSet", Some("default"), ds).await;
+    c.until("pods on n1 and n2", async |c| {
+        c.pod_nodes().await == ["n1", "n2"]
+    })
+    .await;
+    c.until("status", async |c| {
+        let status = &c.daemonset().await["status"];
+        status["desiredNumberScheduled"] == 2 && status["currentNumberScheduled"] == 2
+    })
+    .await;
+
+    c.add_node("n4", json!([])).await;
+    c.until("a pod on the new node", async |c| {
+        c.pod_nodes().await == ["n1", "n2", "n4"]
+    })
+    .await;
+
+    let info = c
+        .server
+        .registry()
+        .by_kind("v1", "Node")
+        .expect("served")
+        .clone();
+    delete_object(&c.server, &info, None, "n1", &DeleteOptions::background())
+        .await
+        .expect("deleted");
+    c.until("the pod of the removed node gone", async |c| {
+        c.pod_nodes().await == ["n2", "n4"]
+    })
+    .await;
+}
