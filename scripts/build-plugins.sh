@@ -11,7 +11,7 @@ fi
 
 packages=()
 shopt -s nullglob
-for manifest in plugins/*/Cargo.toml plugins/tests/*/Cargo.toml; do
+for manifest in plugins/*/Cargo.toml plugins/tests/*/Cargo.toml plugins/examples/*/Cargo.toml; do
     grep -Eq '^crate-type *=.*"cdylib"' "$manifest" || continue
     name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n1)
     [ -n "$name" ] && packages+=(-p "$name")

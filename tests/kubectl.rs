@@ -495,3 +495,190 @@ fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> R
     })?;
     Ok(())
 }
+
+#[test]
+fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> Result<()> {
+    let c = Cluster::start()?;
+    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    let plugin = |file: &std::path::Path, name: &str| -> Result<String> {
+        let out = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "install"])
+            .arg(file)
+            .args(["--name", name])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "plugin.wasmkube.dev/N installed: sha256:<hex> (N bytes)"
+        Ok(stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .unwrap_or_default()
+            .to_string())
+    };
+    let list = || -> Result<String> {
+        let out = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "list"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let staticsite = release.join("wasmkube_plugin_staticsite.wasm");
+    assert!(
+        staticsite.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        staticsite.display()
+    );
+    // The CRD first: a plugin naming a resource the server does not serve fails to load.
+    let crd = format!("{}/staticsite-crd.yaml", demo_dir());
+    c.ok(&["apply", "-f", &crd])?;
+    eventually(Duration::from_secs(20), || {
+        Ok(c.kubectl(&["get", "staticsites"])?.status.success())
+    })?;
+    for name in ["replicaset", "deployment"] {
+        plugin(&release.join(format!("wasmkube_plugin_{name}.wasm")), name)?;
+    }
+    let v1 = plugin(&staticsite, "staticsite")?;
+    assert!(v1.starts_with("sha256:"), "{v1}");
+    eventually(Duration::from_secs(30), || {
+        Ok(lines_with(&list()?, "Running") == 3)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: plugins:\n{}", list().unwrap_or_default()))?;
+    let _node = SimulatedNode::start(c.kubeconfig());
+
+    let site = "apiVersion: wasmkube.dev/v1\nkind: StaticSite\nmetadata:\n  name: docs\nspec:\n  content: \"<h1>docs</h1>\"\n  replicas: 2\n";
+    eventually(Duration::from_secs(20), || {
+        Ok(c.kubectl_stdin(&["apply", "-f", "-"], Some(site))?
+            .status
+            .success())
+    })?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.kubectl(&[
+            "get",
+            "configmap/docs-content",
+            "deployment/docs",
+            "service/docs",
+        ])?
+        .status
+        .success())
+    })?;
+    let content = c.ok(&[
+        "get",
+        "configmap",
+        "docs-content",
+        "-o",
+        "jsonpath={.data.index\\.html}",
+    ])?;
+    assert_eq!(content, "<h1>docs</h1>");
+    let owner = c.ok(&[
+        "get",
+        "deployment",
+        "docs",
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ])?;
+    assert_eq!(owner, "StaticSite/docs");
+    let port = c.ok(&[
+        "get",
+        "service",
+        "docs",
+        "-o",
+        "jsonpath={.spec.ports[0].port}->{.spec.ports[0].targetPort}",
+    ])?;
+    assert_eq!(port, "80->8080");
+    let status = |path: &str| -> Result<String> {
+        c.ok(&[
+            "get",
+            "staticsite",
+            "docs",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    eventually(Duration::from_secs(60), || {
+        Ok(status("{.status.availableReplicas}")? == "2")
+    })?;
+    assert_eq!(status("{.status.url}")?, "http://docs.default.svc");
+    assert_eq!(
+        status("{.status.conditions[?(@.type==\"Ready\")].status}")?,
+        "True"
+    );
+
+    // Upgrade: the same component with a trailing custom section, so a different digest.
+    let mut bytes = std::fs::read(&staticsite)?;
+    bytes.extend_from_slice(&[0x00, 10, 7]);
+    bytes.extend_from_slice(b"upgradev2");
+    let upgraded = c.dir.path().join("staticsite-v2.wasm");
+    std::fs::write(&upgraded, &bytes)?;
+    let v2 = plugin(&upgraded, "staticsite")?;
+    assert_ne!(v1, v2);
+    let active = || -> Result<String> {
+        c.ok(&[
+            "get",
+            "plugin",
+            "staticsite",
+            "-o",
+            "jsonpath={.status.phase} {.status.activeDigest}",
+        ])
+    };
+    eventually(Duration::from_secs(30), || {
+        Ok(active()? == format!("Running {v2}"))
+    })?;
+    let short = |d: &str| d.trim_start_matches("sha256:")[..12].to_string();
+    assert!(
+        list()?.lines().any(|l| l.starts_with("staticsite")
+            && l.contains(&short(&v2))
+            && l.contains("Running")),
+        "{}",
+        list()?
+    );
+    // The new version reconciles: a replicas change still reaches the Deployment.
+    c.ok(&[
+        "patch",
+        "staticsite",
+        "docs",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":1}}"#,
+    ])?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.ok(&[
+            "get",
+            "deployment",
+            "docs",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])? == "1")
+    })?;
+
+    // Roll back: install the previous file again.
+    assert_eq!(plugin(&staticsite, "staticsite")?, v1);
+    eventually(Duration::from_secs(30), || {
+        Ok(active()? == format!("Running {v1}"))
+    })?;
+    assert!(list()?.contains(&short(&v1)), "{}", list()?);
+    assert!(
+        !c.log().contains("panicked"),
+        "the server restarted or panicked:\n{}",
+        c.log()
+    );
+
+    c.ok(&["delete", "staticsite", "docs"])?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.ok(&[
+            "get",
+            "configmap,deployment,service,rs,pods",
+            "-l",
+            "wasmkube.dev/staticsite=docs",
+            "-o",
+            "name",
+        ])?
+        .trim()
+        .is_empty())
+    })?;
+    Ok(())
+}
