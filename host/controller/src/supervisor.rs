@@ -54,6 +54,9 @@ pub struct Supervisor {
     runtime: Arc<Runtime>,
     info: Arc<ResourceInfo>,
     slots: HashMap<String, Slot>,
+    /// Plugins that could not start because they name a resource not served yet (say, before
+    /// their CRD is created): retried on every status tick.
+    waiting: HashMap<String, String>,
 }
 
 fn limits(spec: &Value) -> Limits {
@@ -103,6 +106,7 @@ pub fn spawn(
             runtime,
             info,
             slots: HashMap::new(),
+            waiting: HashMap::new(),
         };
         let mut tick = tokio::time::interval(STATUS_EVERY);
         loop {
@@ -179,6 +183,7 @@ impl Supervisor {
 
     /// Brings what runs for Plugin `name` in line with its object (`None`: deleted).
     async fn sync(&mut self, name: &str, object: Option<&Value>) {
+        self.waiting.remove(name);
         let Some(object) = object else {
             self.slots.remove(name);
             return;
@@ -214,6 +219,9 @@ impl Supervisor {
                 match self.slots.get_mut(name) {
                     Some(slot) => slot.failed = Some((digest, reason)),
                     None => {
+                        if matches!(e, LoadError::Plugin(PluginError::UnknownResource { .. })) {
+                            self.waiting.insert(name.to_string(), digest.clone());
+                        }
                         self.write_failed(name, &digest, &reason).await;
                         return;
                     }
@@ -273,6 +281,11 @@ impl Supervisor {
 
     /// Rolls back modules that keep trapping on probation, and refreshes every status.
     async fn check_all(&mut self) {
+        for name in self.waiting.keys().cloned().collect::<Vec<_>>() {
+            if let Ok(Some(stored)) = self.server.objects.get(&self.info, None, &name).await {
+                self.sync(&name, Some(&stored.object)).await;
+            }
+        }
         let names: Vec<String> = self.slots.keys().cloned().collect();
         for name in names {
             let Ok(Some(stored)) = self.server.objects.get(&self.info, None, &name).await else {

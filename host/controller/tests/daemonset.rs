@@ -1,30 +1,16 @@
 //! The DaemonSet controller as a Wasm component in the real host: nodes joining, tainted and leaving.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::wasm;
 use serde_json::{Value, json};
+use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{DeleteOptions, WriteOptions, create_object, delete_object};
-use wasmkube_apiserver::{Server, controllers};
 use wasmkube_controller::{Manager, plugin};
 use wasmkube_runtime::{Limits, Runtime};
-use wasmkube_store::embedded::EmbeddedStore;
-
-fn wasm(name: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-plugins.sh first",
-            path.display()
-        )
-    })
-}
 
 struct Cluster {
     server: Arc<Server>,
@@ -35,9 +21,7 @@ struct Cluster {
 
 async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-    let server = Server::new(store, None).await.expect("server starts");
-    controllers::spawn(server.clone());
+    let server = common::server(&dir).await;
     let manager = Manager::new(server.clone());
     let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
     let module = runtime
@@ -52,13 +36,6 @@ async fn cluster() -> Cluster {
         _plugin: plugin,
         _dir: dir,
     };
-    c.create(
-        "v1",
-        "Namespace",
-        None,
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await;
     c
 }
 

@@ -1,34 +1,20 @@
 //! The Deployment and ReplicaSet controllers as Wasm components in the real host, with a simulated node.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::wasm;
 use serde_json::{Value, json};
+use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
-use wasmkube_apiserver::{Server, controllers};
 use wasmkube_controller::{Manager, plugin};
 use wasmkube_runtime::{Limits, Runtime};
-use wasmkube_store::embedded::EmbeddedStore;
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
-
-fn wasm(name: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-plugins.sh first",
-            path.display()
-        )
-    })
-}
 
 struct Cluster {
     server: Arc<Server>,
@@ -46,25 +32,7 @@ impl Drop for Cluster {
 
 async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-    let server = Server::new(store, None).await.expect("server starts");
-    controllers::spawn(server.clone());
-    let ns = json!({"metadata": {"name": "default"}});
-    let info = server
-        .registry()
-        .by_kind("v1", "Namespace")
-        .expect("served")
-        .clone();
-    create_object(
-        &server,
-        &info,
-        None,
-        ns,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("namespace");
+    let server = common::server(&dir).await;
     let manager = Manager::new(server.clone());
     let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
     let mut plugins = Vec::new();

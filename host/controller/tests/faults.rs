@@ -1,30 +1,15 @@
 //! Fault plugins installed beside the ReplicaSet controller: each is contained, reported in its status, and the ReplicaSet controller keeps working.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{create, wasm};
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{WriteOptions, create_object};
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::Server;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
-use wasmkube_store::embedded::EmbeddedStore;
-
-fn wasm(name: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-plugins.sh first",
-            path.display()
-        )
-    })
-}
 
 async fn get(
     server: &Server,
@@ -47,38 +32,10 @@ async fn get(
         .map(|s| s.object)
 }
 
-async fn create(server: &Server, api_version: &str, kind: &str, ns: Option<&str>, obj: Value) {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .expect("served")
-        .clone();
-    create_object(
-        server,
-        &info,
-        ns,
-        obj,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("created");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_contained_and_the_builtins_keep_working() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-    let server: Arc<Server> = Server::new(store, None).await.expect("server starts");
-    controllers::spawn(server.clone());
-    create(
-        &server,
-        "v1",
-        "Namespace",
-        None,
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await;
+    let server = common::server(&dir).await;
     // Every fault plugin reconciles config maps; this one gives them work.
     create(
         &server,

@@ -1,5 +1,7 @@
 //! The manager over a real apiserver and store: keys reach the reconciler, owned objects enqueue their owner, swaps lose nothing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +10,6 @@ use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{WriteOptions, create_object};
 use wasmkube_controller::{Controller, Manager, ObjectKey, Outcome, Reconciler};
-use wasmkube_store::embedded::EmbeddedStore;
 
 /// Records every key it is asked about, under a label.
 struct Recorder {
@@ -31,15 +32,7 @@ impl Reconciler for Recorder {
 
 async fn server() -> (Arc<Server>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-    let server = Server::new(store, None).await.expect("server starts");
-    create(
-        &server,
-        "Namespace",
-        None,
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await;
+    let server = common::server(&dir).await;
     (server, dir)
 }
 

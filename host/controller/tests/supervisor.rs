@@ -1,30 +1,16 @@
 //! Plugins as API objects: installed, swapped while running, rolled back when the new module keeps trapping, a broken module refused.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::wasm;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{WriteOptions, create_object};
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
-use wasmkube_store::embedded::EmbeddedStore;
-
-fn wasm(name: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-plugins.sh first",
-            path.display()
-        )
-    })
-}
 
 async fn plugin(server: &Server) -> Value {
     let info = server
@@ -54,23 +40,7 @@ async fn until(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_swap_roll_back_and_refuse_a_broken_module() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-    let server = Server::new(store, None).await.expect("server starts");
-    let ns = server
-        .registry()
-        .by_kind("v1", "Namespace")
-        .expect("served")
-        .clone();
-    create_object(
-        &server,
-        &ns,
-        None,
-        json!({"metadata": {"name": "default"}}),
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("namespace");
+    let server = common::server(&dir).await;
     let cm = server
         .registry()
         .by_kind("v1", "ConfigMap")
@@ -143,4 +113,39 @@ async fn install_swap_roll_back_and_refuse_a_broken_module() {
         module::digest(&echo),
         "{refused:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_waits_for_the_crd_it_reconciles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = common::server(&dir).await;
+    let runtime = Arc::new(Runtime::new(dir.path().join("cache")).expect("runtime"));
+    let _supervisor = supervisor::spawn(server.clone(), Manager::new(server.clone()), runtime);
+    module::install(&server, "p", &wasm("wasmkube_plugin_staticsite"))
+        .await
+        .expect("installed");
+    until(&server, "refused while staticsites are not served", |p| {
+        p["status"]["phase"] == "Failed"
+    })
+    .await;
+    let crd: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../manifests/demo/staticsite-crd.yaml"
+        ))
+        .expect("manifest"),
+    )
+    .expect("yaml");
+    common::create(
+        &server,
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        None,
+        crd,
+    )
+    .await;
+    until(&server, "started once the CRD exists", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await;
 }
