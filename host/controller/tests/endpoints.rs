@@ -33,13 +33,13 @@ async fn cluster() -> Cluster {
     let plugin = plugin::start(&server, &manager, module, Limits::default(), 2)
         .await
         .expect("plugin starts");
-    let c = Cluster {
+
+    Cluster {
         server,
         _manager: manager,
         _plugin: plugin,
         _dir: dir,
-    };
-    c
+    }
 }
 
 impl Cluster {

@@ -34,13 +34,13 @@ async fn cluster(plugins: &[&str]) -> Cluster {
             .expect("plugin starts");
         running.push(plugin);
     }
-    let c = Cluster {
+
+    Cluster {
         server,
         _manager: manager,
         _plugins: running,
         _dir: dir,
-    };
-    c
+    }
 }
 
 fn job_spec(extra: Value) -> Value {
