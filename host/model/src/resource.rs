@@ -181,10 +181,54 @@ impl ResourceInfo {
         self
     }
 
+    fn with_schema(mut self, schema: serde_json::Value) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
     fn with(mut self, subresources: &[&'static str]) -> Self {
         self.extra_subresources = subresources.to_vec();
         self
     }
+}
+
+fn described(kind: &str, description: &str) -> serde_json::Value {
+    serde_json::json!({"type": kind, "description": description})
+}
+
+/// The structural schema of `Plugin` (see docs/plugins.md).
+fn plugin_schema() -> serde_json::Value {
+    use serde_json::json;
+    json!({"type": "object", "description": "A WebAssembly component the host runs, and what it may touch.", "properties": {
+        "spec": {"type": "object", "required": ["kind", "module"], "properties": {
+            "kind": {"type": "string", "enum": ["Controller"], "description": "What the component is: a Controller."},
+            "module": {"type": "object", "required": ["digest", "chunks"], "description": "The module, stored as PluginModule chunks.", "properties": {
+                "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "sha256:<hex> of the module's bytes."},
+                "chunks": {"type": "integer", "minimum": 1, "description": "How many PluginModule chunks hold it."},
+            }},
+            "limits": {"type": "object", "description": "What each instance may use.", "properties": {
+                "memoryBytes": {"type": "integer", "minimum": 1_048_576, "description": "Linear memory an instance may grow to (default 64 MiB)."},
+                "callTimeoutMillis": {"type": "integer", "minimum": 1, "description": "Guest time one call may take (default 1000)."},
+            }},
+            "workers": {"type": "integer", "minimum": 1, "description": "Keys reconciled at once (default 2)."},
+            "permissions": {"type": "array", "description": "What the plugin may do; without it, exactly what its registration names.", "items": {"type": "object", "properties": {
+                "group": described("string", "API group, empty for the core group."),
+                "resources": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "Plural resource names."},
+                "verbs": {"type": "array", "items": {"type": "string", "enum": ["*", "create", "delete", "get", "list", "patch", "update"]}, "description": "What may be done to them."},
+            }}},
+        }},
+        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "description": "What runs and how it fares."},
+    }})
+}
+
+/// The structural schema of `PluginModule`.
+fn plugin_module_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "description": "One chunk of a plugin module.", "required": ["digest", "index", "count", "data"], "properties": {
+        "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "sha256:<hex> of the whole module."},
+        "index": {"type": "integer", "minimum": 0, "description": "This chunk's position, from 0."},
+        "count": {"type": "integer", "minimum": 1, "description": "How many chunks the module has."},
+        "data": described("string", "The chunk's bytes, base64."),
+    }})
 }
 
 /// Every built-in resource this server serves.
@@ -282,14 +326,17 @@ pub fn builtins() -> Vec<ResourceInfo> {
         .short(&["crd", "crds"])
         .with_status(),
         // The project's own: Wasm plugins and the module bytes they run (see docs/plugins.md).
-        builtin(PLUGIN_GROUP, "v1alpha1", "Plugin", "plugins", false).with_status(),
+        builtin(PLUGIN_GROUP, "v1alpha1", "Plugin", "plugins", false)
+            .with_status()
+            .with_schema(plugin_schema()),
         builtin(
             PLUGIN_GROUP,
             "v1alpha1",
             "PluginModule",
             "pluginmodules",
             false,
-        ),
+        )
+        .with_schema(plugin_module_schema()),
     ]
 }
 

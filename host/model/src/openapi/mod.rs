@@ -127,8 +127,9 @@ fn add_resources<'a>(
         } else {
             match components.typed(&info.group, &info.version, &info.kind) {
                 Some(refs) => refs,
-                // A built-in without a type has no schema to publish.
-                None => continue,
+                // A built-in without a k8s-openapi type (the project's own kinds) publishes the
+                // structural schema it is served with.
+                None => components.custom(info, info.schema.clone()),
             }
         };
         let scale = info.scale.as_ref().map(|_| components.scale());

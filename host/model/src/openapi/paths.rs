@@ -165,11 +165,13 @@ pub(super) fn add_resource(
     };
     let item = format!("{collection}/{{name}}");
     let kind_gvk = gvk(&info.group, &info.version, &info.kind);
-    let patch_types: &[&str] = if info.custom {
-        &[JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
-    } else {
-        &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH]
-    };
+    // Strategic merge patch only where the server knows the kind's merge keys.
+    let patch_types: &[&str] =
+        if info.custom || crate::patch::schema_for(&info.group, &info.kind).is_none() {
+            &[JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
+        } else {
+            &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH]
+        };
 
     paths.insert(
         collection.clone(),

@@ -151,7 +151,6 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fi
             ("apiextensions.k8s.io", "CustomResourceDefinition") => {
                 core::validate_crd(obj, &mut errs)
             }
-            ("wasmkube.dev", "Plugin") => plugin::validate_plugin(obj, &mut errs),
             ("wasmkube.dev", "PluginModule") => plugin::validate_module(obj, &mut errs),
             _ => {}
         }
