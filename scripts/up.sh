@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo build --release -p wasmkube
+# The built-in controllers: plugins/<name>/ (not the examples, nor the runtime's test plugins).
 plugins=()
-for wasm in target/wasm32-wasip2/release/wasmkube_plugin_*.wasm; do
-    plugins+=(--plugin "$wasm")
+for manifest in plugins/*/Cargo.toml; do
+    crate=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n1)
+    plugins+=(--plugin "target/wasm32-wasip2/release/${crate//-/_}.wasm")
 done
 exec ./target/release/wasmkube server --data-dir .data "${plugins[@]}" "$@"

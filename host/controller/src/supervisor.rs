@@ -183,7 +183,7 @@ impl Supervisor {
 
     /// Brings what runs for Plugin `name` in line with its object (`None`: deleted).
     async fn sync(&mut self, name: &str, object: Option<&Value>) {
-        self.waiting.remove(name);
+        let retry = self.waiting.remove(name);
         let Some(object) = object else {
             self.slots.remove(name);
             return;
@@ -208,14 +208,13 @@ impl Supervisor {
             Ok(prepared) => self.take_over(name, object, prepared).await,
             Err(e) => {
                 let reason = e.to_string();
-                tracing::warn!(plugin = %name, %digest, error = %reason, "plugin module failed to load");
-                self.event(
-                    object,
-                    EventType::Warning,
-                    "LoadFailed",
-                    &format!("module {digest}: {reason}"),
-                )
-                .await;
+                // A retry that fails the same way was already reported.
+                if retry.as_deref() != Some(digest.as_str()) {
+                    tracing::warn!(plugin = %name, %digest, error = %reason, "plugin module failed to load");
+                    let message = format!("module {digest}: {reason}");
+                    self.event(object, EventType::Warning, "LoadFailed", &message)
+                        .await;
+                }
                 match self.slots.get_mut(name) {
                     Some(slot) => slot.failed = Some((digest, reason)),
                     None => {
