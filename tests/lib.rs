@@ -26,6 +26,16 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// `manifests/demo`, as a path for kubectl.
+pub fn demo_dir() -> String {
+    repo().join("manifests/demo").display().to_string()
+}
+
+/// How many lines of `text` contain `needle`.
+pub fn lines_with(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
 /// A running server with its data directory.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -199,5 +209,65 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> Result<bool>) ->
             bail!("condition not met within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Acts as a node until dropped: every pod that is not ready yet is reported Running and Ready
+/// through the status subresource, the way a node agent would.
+pub struct SimulatedNode {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimulatedNode {
+    pub fn start(kubeconfig: std::path::PathBuf) -> SimulatedNode {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let kubectl = |args: &[&str]| {
+                std::process::Command::new("kubectl")
+                    .args(args)
+                    .env("KUBECONFIG", &kubeconfig)
+                    .output()
+            };
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let pending = kubectl(&[
+                    "get",
+                    "pods",
+                    "-o",
+                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {end}",
+                ]);
+                for name in pending
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    let status = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+                    let _ = kubectl(&[
+                        "patch",
+                        "pod",
+                        name,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        status,
+                    ]);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        SimulatedNode {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SimulatedNode {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -1,0 +1,302 @@
+//! The real kubectl against a real server running the built-in controllers as Wasm plugins, with a simulated node.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use wasmkube_e2e::{Cluster, SimulatedNode, demo_dir, eventually, lines_with};
+
+#[test]
+fn replicaset_controller_runs_as_wasm() -> Result<()> {
+    let plugin =
+        wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_plugin_replicaset.wasm");
+    assert!(
+        plugin.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        plugin.display()
+    );
+    let c = Cluster::start_with(&["--plugin", &plugin.display().to_string()])?;
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: busybox\n";
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(rs))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = || -> Result<usize> {
+        Ok(c.ok(&["get", "pods", "-l", "app=web", "-o", "name"])?
+            .lines()
+            .count())
+    };
+    eventually(Duration::from_secs(20), || Ok(pods()? == 3))?;
+    let table = c.ok(&["get", "rs", "web"])?;
+    assert!(
+        table.contains("DESIRED") && table.contains("web    3         3"),
+        "{table}"
+    );
+    c.ok(&["scale", "rs", "web", "--replicas=1"])?;
+    eventually(Duration::from_secs(20), || Ok(pods()? == 1))?;
+    c.ok(&["delete", "rs", "web"])?;
+    eventually(Duration::from_secs(20), || Ok(pods()? == 0))?;
+    Ok(())
+}
+
+#[test]
+fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> Result<()> {
+    let c = Cluster::start()?;
+    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    for name in ["replicaset", "deployment"] {
+        let file = release.join(format!("wasmkube_plugin_{name}.wasm"));
+        let out = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "install"])
+            .arg(&file)
+            .args(["--name", name])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually(Duration::from_secs(20), || {
+        let list = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "list"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        Ok(String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .filter(|l| l.contains("Running"))
+            .count()
+            == 2)
+    })?;
+    let _node = SimulatedNode::start(c.kubeconfig());
+
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1",
+        "--replicas=3",
+    ])?;
+    let status = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert!(
+        c.ok(&["get", "deployment", "web"])?
+            .contains("3/3     3            3")
+    );
+
+    c.ok(&["set", "image", "deployment/web", "busybox=busybox:2"])?;
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    let history = c.ok(&["rollout", "history", "deployment/web"])?;
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    assert_eq!(c.ok(&["get", "rs", "-o", "name"])?.lines().count(), 2);
+
+    c.ok(&["rollout", "undo", "deployment/web"])?;
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])?;
+    let image = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])?;
+    assert_eq!(image, "busybox:1");
+    assert_eq!(
+        c.ok(&["get", "rs", "-o", "name"])?.lines().count(),
+        2,
+        "undo reuses the first ReplicaSet"
+    );
+
+    c.ok(&["delete", "deployment", "web"])?;
+    eventually(Duration::from_secs(20), || {
+        Ok(c.ok(&["get", "rs,pods", "-o", "name"])?.trim().is_empty())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> Result<()> {
+    let c = Cluster::start()?;
+    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    let plugin = |file: &std::path::Path, name: &str| -> Result<String> {
+        let out = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "install"])
+            .arg(file)
+            .args(["--name", name])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "plugin.wasmkube.dev/N installed: sha256:<hex> (N bytes)"
+        Ok(stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .unwrap_or_default()
+            .to_string())
+    };
+    let list = || -> Result<String> {
+        let out = std::process::Command::new(wasmkube_e2e::binary())
+            .args(["plugin", "list"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let staticsite = release.join("wasmkube_plugin_staticsite.wasm");
+    assert!(
+        staticsite.exists(),
+        "{} is missing: run scripts/build-plugins.sh",
+        staticsite.display()
+    );
+    // The CRD first: a plugin naming a resource the server does not serve fails to load.
+    let crd = format!("{}/staticsite-crd.yaml", demo_dir());
+    c.ok(&["apply", "-f", &crd])?;
+    eventually(Duration::from_secs(20), || {
+        Ok(c.kubectl(&["get", "staticsites"])?.status.success())
+    })?;
+    for name in ["replicaset", "deployment"] {
+        plugin(&release.join(format!("wasmkube_plugin_{name}.wasm")), name)?;
+    }
+    let v1 = plugin(&staticsite, "staticsite")?;
+    assert!(v1.starts_with("sha256:"), "{v1}");
+    eventually(Duration::from_secs(30), || {
+        Ok(lines_with(&list()?, "Running") == 3)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: plugins:\n{}", list().unwrap_or_default()))?;
+    let _node = SimulatedNode::start(c.kubeconfig());
+
+    let site = "apiVersion: wasmkube.dev/v1\nkind: StaticSite\nmetadata:\n  name: docs\nspec:\n  content: \"<h1>docs</h1>\"\n  replicas: 2\n";
+    eventually(Duration::from_secs(20), || {
+        Ok(c.kubectl_stdin(&["apply", "-f", "-"], Some(site))?
+            .status
+            .success())
+    })?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.kubectl(&[
+            "get",
+            "configmap/docs-content",
+            "deployment/docs",
+            "service/docs",
+        ])?
+        .status
+        .success())
+    })?;
+    let content = c.ok(&[
+        "get",
+        "configmap",
+        "docs-content",
+        "-o",
+        "jsonpath={.data.index\\.html}",
+    ])?;
+    assert_eq!(content, "<h1>docs</h1>");
+    let owner = c.ok(&[
+        "get",
+        "deployment",
+        "docs",
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ])?;
+    assert_eq!(owner, "StaticSite/docs");
+    let port = c.ok(&[
+        "get",
+        "service",
+        "docs",
+        "-o",
+        "jsonpath={.spec.ports[0].port}->{.spec.ports[0].targetPort}",
+    ])?;
+    assert_eq!(port, "80->8080");
+    let status = |path: &str| -> Result<String> {
+        c.ok(&[
+            "get",
+            "staticsite",
+            "docs",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    eventually(Duration::from_secs(60), || {
+        Ok(status("{.status.availableReplicas}")? == "2")
+    })?;
+    assert_eq!(status("{.status.url}")?, "http://docs.default.svc");
+    assert_eq!(
+        status("{.status.conditions[?(@.type==\"Ready\")].status}")?,
+        "True"
+    );
+
+    // Upgrade: the same component with a trailing custom section, so a different digest.
+    let mut bytes = std::fs::read(&staticsite)?;
+    bytes.extend_from_slice(&[0x00, 10, 7]);
+    bytes.extend_from_slice(b"upgradev2");
+    let upgraded = c.dir.path().join("staticsite-v2.wasm");
+    std::fs::write(&upgraded, &bytes)?;
+    let v2 = plugin(&upgraded, "staticsite")?;
+    assert_ne!(v1, v2);
+    let active = || -> Result<String> {
+        c.ok(&[
+            "get",
+            "plugin",
+            "staticsite",
+            "-o",
+            "jsonpath={.status.phase} {.status.activeDigest}",
+        ])
+    };
+    eventually(Duration::from_secs(30), || {
+        Ok(active()? == format!("Running {v2}"))
+    })?;
+    let short = |d: &str| d.trim_start_matches("sha256:")[..12].to_string();
+    assert!(
+        list()?.lines().any(|l| l.starts_with("staticsite")
+            && l.contains(&short(&v2))
+            && l.contains("Running")),
+        "{}",
+        list()?
+    );
+    // The new version reconciles: a replicas change still reaches the Deployment.
+    c.ok(&[
+        "patch",
+        "staticsite",
+        "docs",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":1}}"#,
+    ])?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.ok(&[
+            "get",
+            "deployment",
+            "docs",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])? == "1")
+    })?;
+
+    // Roll back: install the previous file again.
+    assert_eq!(plugin(&staticsite, "staticsite")?, v1);
+    eventually(Duration::from_secs(30), || {
+        Ok(active()? == format!("Running {v1}"))
+    })?;
+    assert!(list()?.contains(&short(&v1)), "{}", list()?);
+    assert!(
+        !c.log().contains("panicked"),
+        "the server restarted or panicked:\n{}",
+        c.log()
+    );
+
+    c.ok(&["delete", "staticsite", "docs"])?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.ok(&[
+            "get",
+            "configmap,deployment,service,rs,pods",
+            "-l",
+            "wasmkube.dev/staticsite=docs",
+            "-o",
+            "name",
+        ])?
+        .trim()
+        .is_empty())
+    })?;
+    Ok(())
+}
