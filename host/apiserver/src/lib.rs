@@ -6,7 +6,7 @@ pub mod controllers;
 mod discovery;
 pub mod error;
 pub mod handlers;
-mod metrics;
+pub mod metrics;
 pub mod objects;
 mod openapi;
 pub mod request;

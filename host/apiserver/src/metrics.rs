@@ -21,15 +21,16 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
+/// A latency histogram in the buckets above.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
+    pub fn observe(&mut self, seconds: f64) {
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 self.counts[i] += 1;
@@ -50,7 +51,12 @@ pub struct Metrics {
     watches: Arc<AtomicI64>,
     /// store operation → latency, shared with the [`MeteredStore`] in front of the store.
     store: Arc<Mutex<BTreeMap<&'static str, Histogram>>>,
+    /// Metrics of other parts of the host (the plugins), appended to every scrape.
+    collectors: Mutex<Vec<Collector>>,
 }
+
+/// Writes more metrics, in the Prometheus text format.
+pub type Collector = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// Counts one open watch while alive.
 pub struct WatchGuard(Arc<AtomicI64>);
@@ -115,11 +121,28 @@ impl Metrics {
             "# TYPE apiserver_registered_watchers gauge\napiserver_registered_watchers {}",
             self.watches.load(Ordering::Relaxed)
         );
+        for collector in self
+            .collectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            collector(&mut out);
+        }
         out
+    }
+
+    /// Adds metrics written by `collector` to every scrape.
+    pub fn add_collector(&self, collector: Collector) {
+        self.collectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(collector);
     }
 }
 
-fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+/// Writes `h` as the histogram `name` with `labels` (`key="value",…`).
+pub fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     for (bound, count) in BUCKETS.iter().zip(h.counts) {
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
     }

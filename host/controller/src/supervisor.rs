@@ -1,6 +1,7 @@
 //! Plugins as API objects: each `Plugin` is loaded and run; a new module is swapped in while running, rolled back if it keeps trapping, and reported in the Plugin's status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{Update, update_with};
+use wasmkube_apiserver::metrics::{Collector, write_histogram};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 use wasmkube_runtime::{EventType, Limits, Module, Registration, Runtime};
 
@@ -16,6 +18,7 @@ use crate::Manager;
 use crate::module::{ModuleError, assemble};
 use crate::plugin::{self, PluginError, Prepared, RunningPlugin};
 use crate::plugin_host::record_event;
+use crate::wasm::Health;
 
 /// A new module that traps this often soon after it took over is rolled back.
 const TRAPS_TO_ROLL_BACK: u64 = 3;
@@ -57,6 +60,57 @@ pub struct Supervisor {
     /// Plugins that could not start because they name a resource not served yet (say, before
     /// their CRD is created): retried on every status tick.
     waiting: HashMap<String, String>,
+    /// Each running plugin's health, as `/metrics` reads it.
+    published: Published,
+}
+
+/// The health of the running plugins, shared with the metrics collector.
+type Published = Arc<std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<Health>>>>>;
+
+/// Writes every running plugin's counters and reconcile latency.
+fn collector(published: Published) -> Collector {
+    Box::new(move |out: &mut String| {
+        let plugins = published.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (metric, help) in [
+            ("reconciles", "reconcile calls"),
+            ("failures", "reconciles the plugin failed"),
+            (
+                "traps",
+                "instances lost to traps, deadlines or memory limits",
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP wasmkube_plugin_{metric}_total Wasm controller {help}.\n# TYPE wasmkube_plugin_{metric}_total counter"
+            );
+            for (name, health) in &plugins {
+                let h = health.lock().unwrap_or_else(|p| p.into_inner());
+                let value = match metric {
+                    "reconciles" => h.reconciles,
+                    "failures" => h.failures,
+                    _ => h.traps,
+                };
+                let _ = writeln!(
+                    out,
+                    "wasmkube_plugin_{metric}_total{{plugin=\"{name}\"}} {value}"
+                );
+            }
+        }
+        out.push_str("# TYPE wasmkube_plugin_reconcile_duration_seconds histogram\n");
+        for (name, health) in &plugins {
+            let latency = health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .latency
+                .clone();
+            write_histogram(
+                out,
+                "wasmkube_plugin_reconcile_duration_seconds",
+                &format!("plugin=\"{name}\""),
+                &latency,
+            );
+        }
+    })
 }
 
 fn limits(spec: &Value) -> Limits {
@@ -107,13 +161,19 @@ pub fn spawn(
             info,
             slots: HashMap::new(),
             waiting: HashMap::new(),
+            published: Published::default(),
         };
+        supervisor
+            .server
+            .metrics
+            .add_collector(collector(supervisor.published.clone()));
         let mut tick = tokio::time::interval(STATUS_EVERY);
         loop {
             tokio::select! {
                 Some(name) = rx.recv() => supervisor.sync(&name, informer.get(None, &name).as_deref()).await,
                 _ = tick.tick() => supervisor.check_all().await,
             }
+            supervisor.publish();
         }
     })
 }
@@ -125,6 +185,16 @@ fn same_resources(a: &Registration, b: &Registration) -> bool {
 }
 
 impl Supervisor {
+    /// Shows the running plugins' health to the metrics collector.
+    fn publish(&self) {
+        let current = self
+            .slots
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.plugin.health.clone()))
+            .collect();
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = current;
+    }
+
     async fn event(&self, plugin: &Value, kind: EventType, reason: &str, message: &str) {
         let mut regarding = plugin.clone();
         regarding["metadata"]["namespace"] = json!("default");

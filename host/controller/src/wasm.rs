@@ -8,12 +8,16 @@ use wasmkube_runtime::{
     Outcome as GuestOutcome,
 };
 
+use wasmkube_apiserver::metrics::Histogram;
+
 use crate::manager::{ObjectKey, Outcome, Reconciler};
 
 /// How a plugin's instances have fared, for its status.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Health {
     pub reconciles: u64,
+    /// How long reconciles took, guest and host calls together.
+    pub latency: Histogram,
     pub failures: u64,
     /// Traps, deadlines and memory-limit hits: each cost an instance.
     pub traps: u64,
@@ -63,13 +67,17 @@ impl Reconciler for WasmReconciler {
                 .await
                 .map_err(|e| e.to_string())?,
         };
+        let started = std::time::Instant::now();
         let result = instance
             .reconcile(GuestKey {
                 namespace: key.namespace,
                 name: key.name,
             })
             .await;
-        self.record(|h| h.reconciles += 1);
+        self.record(|h| {
+            h.reconciles += 1;
+            h.latency.observe(started.elapsed().as_secs_f64());
+        });
         match result {
             Ok(outcome) => {
                 self.idle

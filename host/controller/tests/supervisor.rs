@@ -69,6 +69,15 @@ async fn install_swap_roll_back_and_refuse_a_broken_module() {
     })
     .await;
     assert_eq!(running["status"]["activeDigest"], module::digest(&echo));
+    let metrics = server.metrics.render();
+    assert!(
+        metrics.contains("wasmkube_plugin_reconciles_total{plugin=\"p\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wasmkube_plugin_reconcile_duration_seconds_count{plugin=\"p\"}"),
+        "{metrics}"
+    );
 
     // panic reconciles the same resources but traps every time: it takes over, then is rolled back.
     let panic = wasm("test_panic");
