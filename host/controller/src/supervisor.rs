@@ -50,6 +50,17 @@ struct Slot {
     reported_traps: u64,
 }
 
+impl Slot {
+    /// A snapshot of the running version's health.
+    fn health(&self) -> Health {
+        self.plugin
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Runs every Plugin object's module.
 pub struct Supervisor {
     server: Arc<Server>,
@@ -363,12 +374,7 @@ impl Supervisor {
             let object = stored.object;
             let rollback = self.slots.get(&name).and_then(|slot| {
                 let on_probation = slot.swapped_at.is_some_and(|t| t.elapsed() < PROBATION);
-                let health = slot
-                    .plugin
-                    .health
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let health = slot.health();
                 (on_probation && health.traps >= TRAPS_TO_ROLL_BACK)
                     .then(|| (slot.previous.clone(), health))
             });
@@ -415,12 +421,7 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
-        let health = slot
-            .plugin
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let health = slot.health();
         if health.traps <= slot.reported_traps {
             return;
         }
@@ -444,12 +445,7 @@ impl Supervisor {
         let Some(slot) = self.slots.get(name) else {
             return;
         };
-        let health = slot
-            .plugin
-            .health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let health = slot.health();
         let active = format!("sha256:{}", slot.active.digest());
         let wanted = object
             .pointer("/spec/module/digest")

@@ -5,41 +5,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::wasm;
+use common::Cluster;
 use serde_json::{Value, json};
-use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
-use wasmkube_controller::{Manager, plugin};
 use wasmkube_model::resource::ResourceInfo;
-use wasmkube_runtime::{Limits, Runtime};
-
-struct Cluster {
-    server: Arc<Server>,
-    _manager: Arc<Manager>,
-    _plugin: plugin::RunningPlugin,
-    _dir: tempfile::TempDir,
-}
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
-    let manager = Manager::new(server.clone());
-    let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
-    let module = runtime
-        .load(&wasm("wasmkube_plugin_endpoints"))
-        .expect("module loads");
-    let plugin = plugin::start(&server, &manager, module, Limits::default(), 2)
-        .await
-        .expect("plugin starts");
-
-    Cluster {
-        server,
-        _manager: manager,
-        _plugin: plugin,
-        _dir: dir,
-    }
+    common::with_plugins(&["wasmkube_plugin_endpoints"]).await
 }
 
 impl Cluster {

@@ -5,42 +5,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::wasm;
+use common::Cluster;
 use serde_json::{Value, json};
-use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
-use wasmkube_controller::{Manager, plugin};
 use wasmkube_model::resource::ResourceInfo;
-use wasmkube_runtime::{Limits, Runtime};
-
-struct Cluster {
-    server: Arc<Server>,
-    _manager: Arc<Manager>,
-    _plugins: Vec<plugin::RunningPlugin>,
-    _dir: tempfile::TempDir,
-}
 
 /// A server with the garbage collector and the named plugins running.
 async fn cluster(plugins: &[&str]) -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
-    let manager = Manager::new(server.clone());
-    let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
-    let mut running = Vec::new();
-    for name in plugins {
-        let module = runtime.load(&wasm(name)).expect("module loads");
-        let plugin = plugin::start(&server, &manager, module, Limits::default(), 2)
-            .await
-            .expect("plugin starts");
-        running.push(plugin);
-    }
-
-    Cluster {
-        server,
-        _manager: manager,
-        _plugins: running,
-        _dir: dir,
-    }
+    common::with_plugins(plugins).await
 }
 
 fn job_spec(extra: Value) -> Value {

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use wasmkube_apiserver::handlers::{WriteOptions, create_object};
 use wasmkube_apiserver::{Server, controllers};
+use wasmkube_controller::Manager;
+use wasmkube_controller::plugin::{self, RunningPlugin};
+use wasmkube_runtime::{Limits, Runtime};
 use wasmkube_store::embedded::EmbeddedStore;
 
 /// The bytes of a plugin built by `scripts/build-plugins.sh` (`test_echo`, `wasmkube_plugin_job`, …).
@@ -67,4 +70,35 @@ pub async fn create(
     )
     .await
     .expect("created")
+}
+
+/// A server with some of the built plugins running in a controller manager.
+pub struct Cluster {
+    pub server: Arc<Server>,
+    _manager: Arc<Manager>,
+    _plugins: Vec<RunningPlugin>,
+    _dir: tempfile::TempDir,
+}
+
+/// A [`server`] running the plugins `names` (`wasmkube_plugin_replicaset`, …).
+pub async fn with_plugins(names: &[&str]) -> Cluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(&dir).await;
+    let manager = Manager::new(server.clone());
+    let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
+    let mut plugins = Vec::new();
+    for name in names {
+        let module = runtime.load(&wasm(name)).expect("module loads");
+        plugins.push(
+            plugin::start(&server, &manager, module, Limits::default(), 2)
+                .await
+                .expect("plugin starts"),
+        );
+    }
+    Cluster {
+        server,
+        _manager: manager,
+        _plugins: plugins,
+        _dir: dir,
+    }
 }
