@@ -212,8 +212,10 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> Result<bool>) ->
     }
 }
 
-/// Acts as a node until dropped: every pod that is not ready yet is reported Running and Ready
-/// through the status subresource, the way a node agent would.
+/// Acts as a node until dropped, through the status subresource as a node agent would: a
+/// pending pod whose `restartPolicy` is `Always` (the default) is reported Running and Ready; one
+/// that runs to completion (`Never`, `OnFailure`) is reported Succeeded, as if its containers
+/// exited 0.
 pub struct SimulatedNode {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -235,14 +237,18 @@ impl SimulatedNode {
                     "get",
                     "pods",
                     "-o",
-                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {end}",
+                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {.spec.restartPolicy}{\"\\n\"}{end}",
                 ]);
-                for name in pending
+                let listed = pending
                     .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default()
-                    .split_whitespace()
-                {
-                    let status = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
+                    .unwrap_or_default();
+                for (name, policy) in listed.lines().filter_map(|l| l.split_once(' ')) {
+                    let status = match policy {
+                        "Never" | "OnFailure" => r#"{"status":{"phase":"Succeeded"}}"#,
+                        _ => {
+                            r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#
+                        }
+                    };
                     let _ = kubectl(&[
                         "patch",
                         "pod",

@@ -300,3 +300,174 @@ fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> R
     })?;
     Ok(())
 }
+
+/// The server with the built-in plugins `names`, loaded from the release build.
+fn cluster_with(names: &[&str]) -> Result<Cluster> {
+    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    let files: Vec<String> = names
+        .iter()
+        .map(|n| {
+            release
+                .join(format!("wasmkube_plugin_{n}.wasm"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let args: Vec<&str> = files
+        .iter()
+        .flat_map(|f| ["--plugin", f.as_str()])
+        .collect();
+    Cluster::start_with(&args)
+}
+
+#[test]
+fn statefulset_daemonset_and_job_with_kubectl() -> Result<()> {
+    let c = cluster_with(&["statefulset", "daemonset", "job"])?;
+    let _node = SimulatedNode::start(c.kubeconfig());
+    let manifests = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {disk: ssd}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {disk: ssd}
+      containers: [{name: agent, image: "busybox:1"}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "busybox:1"}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  completions: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: busybox}]
+"#;
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifests))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The Job: pods run to completion on the simulated node; kubectl waits for the condition.
+    let waited = c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/once",
+        "--timeout=60s",
+    ])?;
+    assert!(waited.contains("job.batch/once condition met"), "{waited}");
+    assert!(c.ok(&["get", "job", "once"])?.contains("2/2"));
+
+    // The StatefulSet: ordinal pods and their claims, `rollout status`, `scale`.
+    let status = c.ok(&["rollout", "status", "statefulset/db", "--timeout=60s"])?;
+    assert!(
+        status.contains("partitioned roll out complete") || status.contains("roll out complete"),
+        "{status}"
+    );
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "app=db", "-o", "name"])?,
+        "pod/db-0\npod/db-1\n"
+    );
+    assert_eq!(
+        c.ok(&["get", "pvc", "-o", "name"])?,
+        "persistentvolumeclaim/data-db-0\npersistentvolumeclaim/data-db-1\n"
+    );
+    c.ok(&["set", "image", "statefulset/db", "db=busybox:2"])?;
+    c.ok(&["rollout", "status", "statefulset/db", "--timeout=60s"])?;
+    let history = c.ok(&["rollout", "history", "statefulset/db"])?;
+    assert_eq!(lines_with(&history, "<none>"), 2, "{history}");
+    c.ok(&["rollout", "undo", "statefulset/db"])?;
+    c.ok(&["rollout", "status", "statefulset/db", "--timeout=60s"])?;
+    eventually(Duration::from_secs(30), || {
+        let images = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ])?;
+        Ok(images == "busybox:1 busybox:1")
+    })?;
+    c.ok(&["scale", "statefulset/db", "--replicas=1"])?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.ok(&["get", "pods", "-l", "app=db", "-o", "name"])? == "pod/db-0\n")
+    })?;
+    assert_eq!(
+        c.ok(&["get", "pvc", "-o", "name"])?.lines().count(),
+        2,
+        "claims survive scale-down"
+    );
+
+    // The DaemonSet: a pod on the labelled node only, then on a node labelled later;
+    // `rollout status`, `history` and `undo` through its ControllerRevisions.
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])?;
+    let on = || {
+        c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+    };
+    assert_eq!(on()?, "node-1");
+    c.ok(&["label", "node", "node-2", "disk=ssd"])?;
+    eventually(
+        Duration::from_secs(10),
+        || Ok(on()?.split(' ').count() == 2),
+    )?;
+    c.ok(&["set", "image", "daemonset/agent", "agent=busybox:2"])?;
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])?;
+    let history = c.ok(&["rollout", "history", "daemonset/agent"])?;
+    assert_eq!(lines_with(&history, "<none>"), 2, "{history}");
+    c.ok(&["rollout", "undo", "daemonset/agent"])?;
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])?;
+    let image = c.ok(&[
+        "get",
+        "daemonset",
+        "agent",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])?;
+    assert_eq!(image, "busybox:1");
+
+    c.ok(&["delete", "daemonset/agent", "statefulset/db", "job/once"])?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.ok(&["get", "pods,controllerrevisions", "-o", "name"])?
+            .trim()
+            .is_empty())
+    })?;
+    Ok(())
+}

@@ -128,6 +128,7 @@ pub fn describe<C: Controller>() -> WitRegistration {
         primary: gvr(&r.primary),
         owns: r.owns.iter().map(gvr).collect(),
         reads: r.reads.iter().map(gvr).collect(),
+        triggers: r.triggers.iter().map(gvr).collect(),
     }
 }
 

@@ -21,7 +21,7 @@ pub trait Controller {
 }
 
 /// What a controller reconciles (`primary`), which resources enqueue their controlling owner
-/// (`owns`) and which others it reads (`reads`).
+/// (`owns`), which others it reads (`reads`) and which enqueue every primary (`triggers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     /// The controller's name, used in logs, metrics and Events.
@@ -32,6 +32,9 @@ pub struct Registration {
     pub owns: Vec<Gvr>,
     /// Other resources the controller reads; their changes do not enqueue anything.
     pub reads: Vec<Gvr>,
+    /// Resources the controller reads whose creation, deletion, or change of labels or spec
+    /// enqueues every primary object.
+    pub triggers: Vec<Gvr>,
 }
 
 impl Registration {
@@ -47,6 +50,7 @@ impl Registration {
             primary,
             owns: Vec::new(),
             reads: Vec::new(),
+            triggers: Vec::new(),
         }
     }
 
@@ -69,6 +73,17 @@ impl Registration {
     /// Adds a resource the controller reads.
     pub fn reads_resource(mut self, resource: Gvr) -> Registration {
         self.reads.push(resource);
+        self
+    }
+
+    /// Adds a typed resource whose changes enqueue every primary object.
+    pub fn triggered_by<K: Resource>(self) -> Registration {
+        self.triggered_by_resource(Gvr::of::<K>())
+    }
+
+    /// Adds a resource whose changes enqueue every primary object.
+    pub fn triggered_by_resource(mut self, resource: Gvr) -> Registration {
+        self.triggers.push(resource);
         self
     }
 }

@@ -16,6 +16,7 @@ pub mod hash;
 mod host;
 pub mod owner;
 pub mod pod;
+pub mod revision;
 pub mod selector;
 pub mod testing;
 mod types;

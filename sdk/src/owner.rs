@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::selector::{Selector, matches};
 use crate::types::PatchType;
 
 /// A controller reference to `owner` (`controller: true`, `blockOwnerDeletion: true`), as
@@ -43,6 +44,44 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 pub fn is_controlled_by<K: Metadata<Ty = ObjectMeta>>(child: &ObjectMeta, owner: &K) -> bool {
     let uid = owner.metadata().uid.as_deref();
     controller_of(child).is_some_and(|r| uid == Some(r.uid.as_str()))
+}
+
+/// Kubernetes' `ClaimObjects`: the children `owner` controls that match `selector`, plus the
+/// matching orphans it adopts; controlled children that stopped matching are released. Nothing
+/// is adopted or released while `owner` is being deleted, and terminating orphans are left
+/// alone. A child that vanished meanwhile is skipped.
+pub fn claim<O, C>(
+    ctx: &Context<'_>,
+    owner: &O,
+    selector: &Selector,
+    children: Vec<C>,
+) -> Result<Vec<C>, Error>
+where
+    O: Resource + Metadata<Ty = ObjectMeta>,
+    C: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned,
+{
+    let deleting = owner.metadata().deletion_timestamp.is_some();
+    let mut owned = Vec::new();
+    for child in children {
+        let meta = child.metadata();
+        let matching = matches(selector, meta);
+        let result = match controller_of(meta) {
+            Some(r) if Some(&r.uid) != owner.metadata().uid.as_ref() => continue,
+            Some(_) if matching => {
+                owned.push(child);
+                continue;
+            }
+            Some(_) if deleting => continue,
+            Some(_) => release(ctx, owner, &child).map(drop),
+            None if !matching || deleting || meta.deletion_timestamp.is_some() => continue,
+            None => adopt(ctx, owner, &child).map(|adopted| owned.push(adopted)),
+        };
+        match result {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(owned)
 }
 
 /// Makes `owner` the controller of the orphan `child` and returns the patched child.

@@ -58,6 +58,9 @@ pub struct Controller {
     pub owns: Vec<Arc<ResourceInfo>>,
     /// Cached for reads, enqueue nothing.
     pub reads: Vec<Arc<ResourceInfo>>,
+    /// Cached for reads; their creation, deletion, or change of labels or spec enqueues every
+    /// primary object.
+    pub triggers: Vec<Arc<ResourceInfo>>,
     /// Keys reconciled at once (never the same key twice).
     pub workers: usize,
 }
@@ -136,6 +139,18 @@ fn selecting(primaries: &Informer, obj: &Value) -> Vec<ObjectKey> {
         .collect()
 }
 
+/// Whether a change of a trigger resource matters: a creation, a deletion, or a change of
+/// labels or spec (heartbeats and other status-only updates do not).
+fn triggers_all(change: &Change) -> bool {
+    let Some(old) = &change.old else {
+        return true;
+    };
+    change.deleted
+        || ["/metadata/labels", "/spec"]
+            .iter()
+            .any(|p| old.pointer(p) != change.object.pointer(p))
+}
+
 /// A primary's `spec.selector`: a structured `LabelSelector` (`matchLabels`, `matchExpressions`)
 /// or, as a Service has it, a plain map of labels (every value a string).
 fn spec_selector(primary: &Value) -> Option<LabelSelector> {
@@ -181,10 +196,15 @@ impl Manager {
             .iter()
             .map(|info| self.informer(info))
             .collect();
+        let triggers: Vec<Arc<Informer>> = controller
+            .triggers
+            .iter()
+            .map(|info| self.informer(info))
+            .collect();
         for info in &controller.reads {
             self.informer(info);
         }
-        for informer in std::iter::once(&primary).chain(&owned) {
+        for informer in std::iter::once(&primary).chain(&owned).chain(&triggers) {
             informer.wait_synced().await;
         }
         let q = queue.clone();
@@ -203,6 +223,16 @@ impl Manager {
                         None => selecting(&primaries, obj)
                             .into_iter()
                             .for_each(|key| q.add(key)),
+                    }
+                }
+            }));
+        }
+        for informer in triggers {
+            let (q, primaries) = (queue.clone(), primary.clone());
+            informer.add_handler(Arc::new(move |change: &Change| {
+                if triggers_all(change) {
+                    for p in primaries.list(None) {
+                        q.add(ObjectKey::of(&p));
                     }
                 }
             }));
@@ -255,6 +285,27 @@ mod tests {
 
     fn selects(primary: Value, labels: Value) -> bool {
         spec_selector(&primary).is_some_and(|s| !s.is_empty() && s.matches_value(Some(&labels)))
+    }
+
+    #[test]
+    fn triggers_ignore_status_only_changes() {
+        let node = json!({"metadata": {"name": "n", "labels": {"a": "1"}}, "spec": {}});
+        let change = |old: Option<Value>, new: Value, deleted: bool| Change {
+            object: Arc::new(new),
+            old: old.map(Arc::new),
+            deleted,
+        };
+        assert!(triggers_all(&change(None, node.clone(), false)));
+        let mut heartbeat = node.clone();
+        heartbeat["status"] = json!({"conditions": []});
+        assert!(!triggers_all(&change(Some(node.clone()), heartbeat, false)));
+        let mut relabelled = node.clone();
+        relabelled["metadata"]["labels"]["a"] = json!("2");
+        assert!(triggers_all(&change(Some(node.clone()), relabelled, false)));
+        let mut tainted = node.clone();
+        tainted["spec"]["taints"] = json!([{"key": "k", "effect": "NoSchedule"}]);
+        assert!(triggers_all(&change(Some(node.clone()), tainted, false)));
+        assert!(triggers_all(&change(Some(node.clone()), node, true)));
     }
 
     #[test]

@@ -105,19 +105,21 @@ pub async fn prepare(
         .await?;
     let name = registration.name.clone();
     let primary = resource(server, &name, &registration.primary)?;
-    let owns = registration
-        .owns
-        .iter()
-        .map(|g| resource(server, &name, g))
-        .collect::<Result<Vec<_>, _>>()?;
-    let reads = registration
-        .reads
-        .iter()
-        .map(|g| resource(server, &name, g))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resources = |list: &[Gvr]| {
+        list.iter()
+            .map(|g| resource(server, &name, g))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let owns = resources(&registration.owns)?;
+    let reads = resources(&registration.reads)?;
+    let triggers = resources(&registration.triggers)?;
     let grants = match permissions {
         Some(grants) => {
-            for info in std::iter::once(&primary).chain(&owns).chain(&reads) {
+            for info in std::iter::once(&primary)
+                .chain(&owns)
+                .chain(&reads)
+                .chain(&triggers)
+            {
                 if !grants.contains_key(&(info.group.clone(), info.plural.clone())) {
                     return Err(PluginError::NotPermitted {
                         plugin: name,
@@ -132,7 +134,7 @@ pub async fn prepare(
             for info in std::iter::once(&primary).chain(&owns) {
                 grant(&mut grants, &info.group, &info.plural, &["*"]);
             }
-            for info in &reads {
+            for info in reads.iter().chain(&triggers) {
                 grant(&mut grants, &info.group, &info.plural, &["get", "list"]);
             }
             grant(&mut grants, "", "events", &["create"]);
@@ -151,6 +153,7 @@ pub async fn prepare(
         primary,
         owns,
         reads,
+        triggers,
         workers,
     };
     Ok(Prepared {

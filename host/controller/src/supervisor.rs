@@ -192,7 +192,7 @@ pub fn spawn(
 /// Whether two versions reconcile and watch the same resources (then one can take over the
 /// other's queue).
 fn same_resources(a: &Registration, b: &Registration) -> bool {
-    a.primary == b.primary && a.owns == b.owns && a.reads == b.reads
+    a.primary == b.primary && a.owns == b.owns && a.reads == b.reads && a.triggers == b.triggers
 }
 
 impl Supervisor {

@@ -2,102 +2,17 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use common::wasm;
+use common::Cluster;
 use serde_json::{Value, json};
-use wasmkube_apiserver::Server;
-use wasmkube_apiserver::handlers::{
-    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
-};
-use wasmkube_controller::{Manager, plugin};
-use wasmkube_runtime::{Limits, Runtime};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
-struct Cluster {
-    server: Arc<Server>,
-    _manager: Arc<Manager>,
-    _plugins: Vec<plugin::RunningPlugin>,
-    node: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.node.abort();
-    }
-}
-
+/// The two controllers, and a simulated node running every pod.
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
-    let manager = Manager::new(server.clone());
-    let runtime = Runtime::new(dir.path().join("cache")).expect("runtime");
-    let mut plugins = Vec::new();
-    for name in ["wasmkube_plugin_replicaset", "wasmkube_plugin_deployment"] {
-        let module = runtime.load(&wasm(name)).expect("module loads");
-        let plugin = plugin::start(&server, &manager, module, Limits::default(), 2)
-            .await
-            .expect("plugin starts");
-        plugins.push(plugin);
-    }
-    let node = tokio::spawn(run_node(server.clone()));
-    Cluster {
-        server,
-        _manager: manager,
-        _plugins: plugins,
-        node,
-        _dir: dir,
-    }
-}
-
-/// Objects of a kind in `default`, those being deleted left out.
-async fn list(server: &Server, api_version: &str, kind: &str) -> Vec<Value> {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .expect("served")
-        .clone();
-    let page = server
-        .objects
-        .list(&info, Some("default"), None, None, None, |o| {
-            o.pointer("/metadata/deletionTimestamp").is_none()
-        })
-        .await
-        .expect("lists");
-    page.items
-}
-
-/// What a node would report: every pod running and ready (a status subresource update).
-async fn run_node(server: Arc<Server>) {
-    let info = server
-        .registry()
-        .by_kind("v1", "Pod")
-        .expect("served")
-        .clone();
-    loop {
-        for pod in list(&server, "v1", "Pod").await {
-            if pod["status"]["phase"] == "Running" {
-                continue;
-            }
-            let Some(name) = pod["metadata"]["name"].as_str() else {
-                continue;
-            };
-            let update = Update {
-                subresource: Some("status"),
-                ..Update::internal(&info, Some("default"), name)
-            };
-            // A pod deleted meanwhile needs no status.
-            let _ = update_with(&server, &update, |cur| {
-                let mut new = cur.clone();
-                new["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
-                Ok(new)
-            }, &mut Vec::new()).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut c =
+        common::with_plugins(&["wasmkube_plugin_replicaset", "wasmkube_plugin_deployment"]).await;
+    c.start_node();
+    c
 }
 
 fn image(obj: &Value, template: &str) -> String {
@@ -113,15 +28,15 @@ fn revision(obj: &Value) -> Option<&str> {
 
 impl Cluster {
     async fn pods(&self) -> Vec<Value> {
-        list(&self.server, "v1", "Pod").await
+        self.list("v1", "Pod").await
     }
 
     async fn replica_sets(&self) -> Vec<Value> {
-        list(&self.server, "apps/v1", "ReplicaSet").await
+        self.list("apps/v1", "ReplicaSet").await
     }
 
     async fn deployment(&self) -> Value {
-        let mut all = list(&self.server, "apps/v1", "Deployment").await;
+        let mut all = self.list("apps/v1", "Deployment").await;
         all.pop().unwrap_or_default()
     }
 
@@ -146,43 +61,6 @@ impl Cluster {
                 .iter()
                 .all(|p| image(p, "/spec") == image_ && p["status"]["phase"] == "Running")
     }
-
-    async fn until(&self, what: &str, check: impl AsyncFn(&Cluster) -> bool) {
-        for _ in 0..1500 {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "{what}: never happened; deployment {:#}\nreplicasets {:#?}\npods {:#?}",
-            self.deployment().await,
-            self.replica_sets().await,
-            self.pods().await
-        );
-    }
-
-    async fn update_deployment(&self, change: impl Fn(&mut Value)) {
-        let info = self
-            .server
-            .registry()
-            .by_kind("apps/v1", "Deployment")
-            .expect("served")
-            .clone();
-        let update = Update::internal(&info, Some("default"), "web");
-        update_with(
-            &self.server,
-            &update,
-            |cur| {
-                let mut new = cur.clone();
-                change(&mut new);
-                Ok(new)
-            },
-            &mut Vec::new(),
-        )
-        .await
-        .expect("updated");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,22 +69,7 @@ async fn rolls_out_rolls_back_and_collects() {
     let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3,
         "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}});
-    let info = c
-        .server
-        .registry()
-        .by_kind("apps/v1", "Deployment")
-        .expect("served")
-        .clone();
-    create_object(
-        &c.server,
-        &info,
-        Some("default"),
-        d,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("created");
+    c.create("apps/v1", "Deployment", d).await;
     c.until("three ready pods, three available", async |c| {
         c.rolled_out("busybox:1").await
     })
@@ -236,7 +99,7 @@ async fn rolls_out_rolls_back_and_collects() {
     assert_eq!(reason("Available"), Some(json!("MinimumReplicasAvailable")));
     assert_eq!(reason("Progressing"), Some(json!("NewReplicaSetAvailable")));
 
-    c.update_deployment(|d| {
+    c.update("apps/v1", "Deployment", "web", None, |d| {
         d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2")
     })
     .await;
@@ -259,8 +122,10 @@ async fn rolls_out_rolls_back_and_collects() {
     if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
         labels.remove("pod-template-hash");
     }
-    c.update_deployment(|d| d["spec"]["template"] = template.clone())
-        .await;
+    c.update("apps/v1", "Deployment", "web", None, |d| {
+        d["spec"]["template"] = template.clone()
+    })
+    .await;
     c.until("back on busybox:1", async |c| {
         c.rolled_out("busybox:1").await
     })
@@ -274,15 +139,7 @@ async fn rolls_out_rolls_back_and_collects() {
     .await;
     assert_eq!(c.replica_sets().await.len(), 2, "no third replica set");
 
-    delete_object(
-        &c.server,
-        &info,
-        Some("default"),
-        "web",
-        &DeleteOptions::background(),
-    )
-    .await
-    .expect("deleted");
+    c.delete("apps/v1", "Deployment", "web").await;
     c.until("replica sets and pods collected", async |c| {
         c.replica_sets().await.is_empty() && c.pods().await.is_empty()
     })

@@ -2,78 +2,22 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{
-    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
-};
-use wasmkube_model::resource::ResourceInfo;
 
 async fn cluster() -> Cluster {
     common::with_plugins(&["wasmkube_plugin_endpoints"]).await
 }
 
 impl Cluster {
-    fn info(&self, api_version: &str, kind: &str) -> Arc<ResourceInfo> {
-        self.server
-            .registry()
-            .by_kind(api_version, kind)
-            .expect("served")
-            .clone()
-    }
-
-    async fn create(&self, api_version: &str, kind: &str, obj: Value) {
-        let info = self.info(api_version, kind);
-        let ns = info.namespaced.then_some("default");
-        create_object(
-            &self.server,
-            &info,
-            ns,
-            obj,
-            WriteOptions::INTERNAL,
-            &mut Vec::new(),
-        )
-        .await
-        .expect("created");
-    }
-
-    async fn delete(&self, api_version: &str, kind: &str, name: &str) {
-        let info = self.info(api_version, kind);
-        delete_object(
-            &self.server,
-            &info,
-            Some("default"),
-            name,
-            &DeleteOptions::background(),
-        )
-        .await
-        .expect("deleted");
-    }
-
     async fn endpoints(&self) -> Option<Value> {
-        let info = self.info("v1", "Endpoints");
-        self.server
-            .objects
-            .must_get(&info, Some("default"), "web")
-            .await
-            .ok()
-            .map(|o| o.object)
+        self.find("v1", "Endpoints", "web").await
     }
 
     async fn slices(&self) -> Vec<Value> {
-        let info = self.info("discovery.k8s.io/v1", "EndpointSlice");
-        let page = self
-            .server
-            .objects
-            .list(&info, Some("default"), None, None, None, |s| {
-                s.pointer("/metadata/deletionTimestamp").is_none()
-            })
-            .await
-            .expect("lists");
-        page.items
+        self.list("discovery.k8s.io/v1", "EndpointSlice").await
     }
 
     /// The Endpoints' ready and not-ready IPs, and those of the one slice by its `ready` condition.
@@ -131,18 +75,10 @@ impl Cluster {
 
     /// What a node would report: the pod running with an IP, ready or not.
     async fn report(&self, name: &str, ip: &str, ready: bool) {
-        let info = self.info("v1", "Pod");
-        let update = Update {
-            subresource: Some("status"),
-            ..Update::internal(&info, Some("default"), name)
-        };
-        let status = if ready { "True" } else { "False" };
-        update_with(&self.server, &update, |cur| {
-            let mut new = cur.clone();
-            new["status"] = json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                "conditions": [{"type": "Ready", "status": status, "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
-            Ok(new)
-        }, &mut Vec::new()).await.expect("status written");
+        let ready = if ready { "True" } else { "False" };
+        let status = json!({"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
+        self.set_status("v1", "Pod", name, status).await;
     }
 }
 

@@ -2,13 +2,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
-use wasmkube_model::resource::ResourceInfo;
 
 /// A server with the garbage collector and the named plugins running.
 async fn cluster(plugins: &[&str]) -> Cluster {
@@ -25,88 +22,6 @@ fn job_spec(extra: Value) -> Value {
 }
 
 impl Cluster {
-    fn info(&self, api_version: &str, kind: &str) -> Arc<ResourceInfo> {
-        self.server
-            .registry()
-            .by_kind(api_version, kind)
-            .expect("served")
-            .clone()
-    }
-
-    async fn create(&self, api_version: &str, kind: &str, obj: Value) -> Value {
-        let info = self.info(api_version, kind);
-        let ns = info.namespaced.then_some("default");
-        create_object(
-            &self.server,
-            &info,
-            ns,
-            obj,
-            WriteOptions::INTERNAL,
-            &mut Vec::new(),
-        )
-        .await
-        .expect("created")
-    }
-
-    async fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
-        let info = self.info(api_version, kind);
-        let page = self
-            .server
-            .objects
-            .list(&info, Some("default"), None, None, None, |o| {
-                o.pointer("/metadata/deletionTimestamp").is_none()
-            })
-            .await
-            .expect("lists");
-        page.items
-    }
-
-    async fn get(&self, api_version: &str, kind: &str, name: &str) -> Value {
-        let info = self.info(api_version, kind);
-        self.server
-            .objects
-            .must_get(&info, Some("default"), name)
-            .await
-            .expect("exists")
-            .object
-    }
-
-    /// Replaces an object's status, as a kubelet or another controller would.
-    async fn set_status(&self, api_version: &str, kind: &str, name: &str, status: Value) {
-        let info = self.info(api_version, kind);
-        let update = Update {
-            subresource: Some("status"),
-            ..Update::internal(&info, Some("default"), name)
-        };
-        update_with(
-            &self.server,
-            &update,
-            |cur| {
-                let mut new = cur.clone();
-                new["status"] = status.clone();
-                Ok(new)
-            },
-            &mut Vec::new(),
-        )
-        .await
-        .expect("status written");
-    }
-
-    /// Polls `check` for up to 10 s.
-    async fn until(&self, what: &str, check: impl AsyncFn(&Cluster) -> bool) {
-        for _ in 0..500 {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "{what}: never happened; pods {:#?}\njobs {:#?}",
-            self.list("v1", "Pod").await,
-            self.list("batch/v1", "Job").await
-        );
-    }
-
     /// The simulated node: every pod not yet finished gets phase `phase`; returns how many
     /// pods were running.
     async fn finish_running_pods(&self, phase: &str) -> usize {

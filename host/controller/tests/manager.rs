@@ -70,6 +70,7 @@ fn controller(server: &Server) -> Controller {
             .clone(),
         owns: vec![registry.by_kind("v1", "Pod").expect("served").clone()],
         reads: vec![],
+        triggers: vec![],
         workers: 2,
     }
 }

@@ -2,13 +2,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Cluster;
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{
-    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
-};
 
 async fn cluster() -> Cluster {
     common::with_plugins(&["wasmkube_plugin_replicaset"]).await
@@ -16,91 +11,18 @@ async fn cluster() -> Cluster {
 
 impl Cluster {
     async fn pods(&self) -> Vec<Value> {
-        let info = self
-            .server
-            .registry()
-            .by_kind("v1", "Pod")
-            .expect("served")
-            .clone();
-        let page = self
-            .server
-            .objects
-            .list(&info, Some("default"), None, None, None, |p| {
-                p.pointer("/metadata/deletionTimestamp").is_none()
-            })
-            .await
-            .expect("lists");
-        page.items
+        self.list("v1", "Pod").await
     }
 
     async fn replicaset(&self) -> Value {
-        let info = self
-            .server
-            .registry()
-            .by_kind("apps/v1", "ReplicaSet")
-            .expect("served")
-            .clone();
-        self.server
-            .objects
-            .must_get(&info, Some("default"), "web")
-            .await
-            .expect("exists")
-            .object
-    }
-
-    async fn until(&self, what: &str, check: impl AsyncFn(&Cluster) -> bool) {
-        for _ in 0..300 {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "{what}: never happened; pods {:#?}\nreplicaset {:#}",
-            self.pods().await,
-            self.replicaset().await
-        );
-    }
-
-    async fn set_replicas(&self, n: i64) {
-        let info = self
-            .server
-            .registry()
-            .by_kind("apps/v1", "ReplicaSet")
-            .expect("served")
-            .clone();
-        let update = Update::internal(&info, Some("default"), "web");
-        update_with(
-            &self.server,
-            &update,
-            |cur| {
-                let mut new = cur.clone();
-                new["spec"]["replicas"] = json!(n);
-                Ok(new)
-            },
-            &mut Vec::new(),
-        )
-        .await
-        .expect("scaled");
+        self.get("apps/v1", "ReplicaSet", "web").await
     }
 
     /// What a node would report: the pod running and ready.
     async fn make_ready(&self, name: &str) {
-        let info = self
-            .server
-            .registry()
-            .by_kind("v1", "Pod")
-            .expect("served")
-            .clone();
-        let update = Update {
-            subresource: Some("status"),
-            ..Update::internal(&info, Some("default"), name)
-        };
-        update_with(&self.server, &update, |cur| {
-            let mut new = cur.clone();
-            new["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
-            Ok(new)
-        }, &mut Vec::new()).await.expect("status written");
+        let status = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
+            "lastTransitionTime": "2020-01-01T00:00:00Z"}]});
+        self.set_status("v1", "Pod", name, status).await;
     }
 }
 
@@ -110,22 +32,7 @@ async fn keeps_replicas_adopts_counts_and_scales() {
     let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"}, "spec": {"replicas": 3,
         "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
-    let info = c
-        .server
-        .registry()
-        .by_kind("apps/v1", "ReplicaSet")
-        .expect("served")
-        .clone();
-    create_object(
-        &c.server,
-        &info,
-        Some("default"),
-        rs,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("created");
+    c.create("apps/v1", "ReplicaSet", rs).await;
     c.until("three pods", async |c| c.pods().await.len() == 3)
         .await;
     for pod in c.pods().await {
@@ -158,21 +65,7 @@ async fn keeps_replicas_adopts_counts_and_scales() {
     })
     .await;
 
-    let pod_info = c
-        .server
-        .registry()
-        .by_kind("v1", "Pod")
-        .expect("served")
-        .clone();
-    delete_object(
-        &c.server,
-        &pod_info,
-        Some("default"),
-        &names[2],
-        &DeleteOptions::background(),
-    )
-    .await
-    .expect("deleted");
+    c.delete("v1", "Pod", &names[2]).await;
     c.until("a replacement", async |c| {
         let pods = c.pods().await;
         pods.len() == 3
@@ -182,7 +75,10 @@ async fn keeps_replicas_adopts_counts_and_scales() {
     })
     .await;
 
-    c.set_replicas(1).await;
+    c.update("apps/v1", "ReplicaSet", "web", None, |rs| {
+        rs["spec"]["replicas"] = json!(1);
+    })
+    .await;
     c.until("one pod left", async |c| c.pods().await.len() == 1)
         .await;
     let left = c.pods().await;
@@ -194,28 +90,11 @@ async fn keeps_replicas_adopts_counts_and_scales() {
 
     // An orphan matching the selector is adopted (and, being one too many, removed).
     let orphan = json!({"metadata": {"name": "stray", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
-    create_object(
-        &c.server,
-        &pod_info,
-        Some("default"),
-        orphan,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("created");
+    c.create("v1", "Pod", orphan).await;
     c.until("back to one", async |c| c.pods().await.len() == 1)
         .await;
 
-    delete_object(
-        &c.server,
-        &info,
-        Some("default"),
-        "web",
-        &DeleteOptions::background(),
-    )
-    .await
-    .expect("deleted");
+    c.delete("apps/v1", "ReplicaSet", "web").await;
     c.until("pods collected", async |c| c.pods().await.is_empty())
         .await;
 }

@@ -1,7 +1,7 @@
 //! The DaemonSet controller as a wasmkube plugin: one pod on every eligible node.
 //!
-//! Node changes do not enqueue DaemonSets in the host (nodes are only read), so every reconcile
-//! asks to run again after [`RESYNC`]: nodes joining or leaving are followed within that time.
+//! Nodes trigger the controller: a node joining, leaving or changing its labels, taints or spec
+//! enqueues every DaemonSet. Template history is kept in ControllerRevisions.
 
 mod nodes;
 mod pods;
@@ -14,22 +14,19 @@ use std::time::Duration;
 
 use wasmkube_sdk::chrono::{DateTime, Utc};
 use wasmkube_sdk::expectations;
-use wasmkube_sdk::hash::pod_template_hash;
-use wasmkube_sdk::k8s_openapi::api::apps::v1::DaemonSet;
+use wasmkube_sdk::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use wasmkube_sdk::k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use wasmkube_sdk::owner::{adopt, controller_of};
+use wasmkube_sdk::owner::claim;
 use wasmkube_sdk::pod::{is_pod_available, is_terminating, phase};
-use wasmkube_sdk::selector::{Selector, matches, selector};
+use wasmkube_sdk::revision::{self, History};
+use wasmkube_sdk::selector::selector;
 use wasmkube_sdk::{
     Context, Controller, Error, EventType, LogLevel, ObjectKey, Outcome, Propagation, Registration,
 };
 
 use crate::nodes::{Placement, placement};
-use crate::pods::{is_updated, node_of, pod_for_node};
-
-/// How often a DaemonSet is reconciled even when nothing it owns changed, to follow nodes.
-pub const RESYNC: Duration = Duration::from_secs(10);
+use crate::pods::{is_updated, node_of, pod_for_node, revision_hash};
 
 /// The DaemonSet controller.
 pub struct DaemonSetController;
@@ -49,7 +46,8 @@ impl Controller for DaemonSetController {
     fn registration() -> Registration {
         Registration::new::<DaemonSet>("daemonset-controller")
             .owns::<Pod>()
-            .reads::<Node>()
+            .owns::<ControllerRevision>()
+            .triggered_by::<Node>()
     }
 
     fn reconcile(ctx: &Context<'_>, key: ObjectKey) -> Result<Outcome, Error> {
@@ -69,12 +67,13 @@ impl Controller for DaemonSetController {
             }
         };
         let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
-        let hash = pod_template_hash(&spec.template, collision_count)?;
+        let history = revision::sync(ctx, &ds, &spec.template, collision_count)?;
+        let hash = history.hash.clone();
         let now = ctx.now()?;
         let uid = ds.metadata.uid.clone().unwrap_or_default();
         let all = ctx.list::<Pod>(&key.namespace, "")?;
         let needs_sync = expectations::satisfied(&key, &uid, &all, now);
-        let owned = claim_pods(ctx, &ds, &selector, all)?;
+        let owned = claim(ctx, &ds, &selector, all)?;
         let nodes = ctx.list::<Node>("", "")?;
         let template = spec.template.spec.clone().unwrap_or_default();
         let (states, mut plan) = plan(&nodes, &template, owned);
@@ -95,34 +94,35 @@ impl Controller for DaemonSetController {
             Ok(())
         };
         let new_status = status::calculate(&ds, &states, &hash, now);
+        prune_history(ctx, &ds, &history, &states)?;
         status::update(ctx, ds, new_status)?;
         result?;
-        Ok(Outcome::RequeueAfter(RESYNC))
+        // Nodes enqueue the set when they change; only availability after minReadySeconds
+        // needs a timer.
+        Ok(match min_ready {
+            0 => Outcome::Done,
+            s => Outcome::RequeueAfter(Duration::from_secs(u64::try_from(s).unwrap_or(0))),
+        })
     }
 }
 
-/// Kubernetes' `ClaimPods` for a DaemonSet: the live pods it controls, and matching orphans it
-/// adopts. (Controlled pods that stopped matching are left alone; Kubernetes releases them.)
-fn claim_pods(
+/// Kubernetes' `cleanupHistory`: deletes revisions beyond `revisionHistoryLimit` that no live
+/// daemon pod runs.
+fn prune_history(
     ctx: &Context<'_>,
     ds: &DaemonSet,
-    selector: &Selector,
-    pods: Vec<Pod>,
-) -> Result<Vec<Pod>, Error> {
-    let mut owned = Vec::new();
-    for pod in pods {
-        match controller_of(&pod.metadata) {
-            Some(r) if Some(&r.uid) == ds.metadata.uid.as_ref() => owned.push(pod),
-            Some(_) => {}
-            None if !matches(selector, &pod.metadata) || is_terminating(&pod) => {}
-            None => match adopt(ctx, ds, &pod) {
-                Ok(adopted) => owned.push(adopted),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            },
-        }
-    }
-    Ok(owned)
+    history: &History,
+    states: &[NodeState],
+) -> Result<(), Error> {
+    let name = ds.metadata.name.as_deref().unwrap_or_default();
+    let keep: BTreeSet<String> = states
+        .iter()
+        .filter_map(|s| s.pod.as_ref())
+        .filter_map(revision_hash)
+        .map(|hash| format!("{name}-{hash}"))
+        .collect();
+    let limit = ds.spec.as_ref().and_then(|s| s.revision_history_limit);
+    revision::prune(ctx, ds, history, &keep, limit)
 }
 
 /// What a sync changes: nodes needing a pod, pods to delete.

@@ -9,11 +9,9 @@ use wasmkube_sdk::k8s_openapi::api::core::v1::{
 };
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use wasmkube_sdk::owner::controller_ref;
+use wasmkube_sdk::revision::REVISION_HASH_LABEL;
 
 use crate::nodes::daemon_tolerations;
-
-/// The label carrying the template hash on daemon pods, as in Kubernetes.
-pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
 
 /// The node a daemon pod is bound to (empty when none).
 pub fn node_of(pod: &Pod) -> &str {
@@ -23,13 +21,18 @@ pub fn node_of(pod: &Pod) -> &str {
         .unwrap_or_default()
 }
 
-/// Whether the pod was made from the template whose hash is `hash`.
-pub fn is_updated(pod: &Pod, hash: &str) -> bool {
+/// The hash of the template a daemon pod was made from.
+pub fn revision_hash(pod: &Pod) -> Option<&str> {
     pod.metadata
         .labels
-        .as_ref()
-        .and_then(|l| l.get(REVISION_HASH_LABEL))
-        .is_some_and(|h| h == hash)
+        .as_ref()?
+        .get(REVISION_HASH_LABEL)
+        .map(String::as_str)
+}
+
+/// Whether the pod was made from the template whose hash is `hash`.
+pub fn is_updated(pod: &Pod, hash: &str) -> bool {
+    revision_hash(pod) == Some(hash)
 }
 
 /// A pod for `node` from the DaemonSet's template: `generateName: <ds>-`, a controller

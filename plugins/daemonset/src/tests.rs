@@ -15,11 +15,11 @@ use wasmkube_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, Time,
 };
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use wasmkube_sdk::revision::REVISION_HASH_LABEL;
 use wasmkube_sdk::testing::FakeHost;
 use wasmkube_sdk::{Gvr, ObjectKey, Outcome};
 
-use crate::pods::REVISION_HASH_LABEL;
-use crate::{DaemonSetController, RESYNC};
+use crate::DaemonSetController;
 
 fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
     Some(
@@ -93,7 +93,7 @@ fn taint(key: &str, effect: &str) -> Taint {
 
 fn sync(fake: &FakeHost) {
     let outcome = fake.reconcile::<DaemonSetController>(&key()).unwrap();
-    assert_eq!(outcome, Outcome::RequeueAfter(RESYNC));
+    assert_eq!(outcome, Outcome::Done);
 }
 
 fn pods(fake: &FakeHost) -> Vec<Pod> {

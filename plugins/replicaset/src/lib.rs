@@ -13,9 +13,9 @@ use wasmkube_sdk::expectations;
 use wasmkube_sdk::k8s_openapi::api::apps::v1::ReplicaSet;
 use wasmkube_sdk::k8s_openapi::api::core::v1::Pod;
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use wasmkube_sdk::owner::{adopt, controller_of, controller_ref, release};
+use wasmkube_sdk::owner::{claim, controller_ref};
 use wasmkube_sdk::pod::{available_at, is_active};
-use wasmkube_sdk::selector::{Selector, matches, selector};
+use wasmkube_sdk::selector::selector;
 use wasmkube_sdk::{
     Context, Controller, Error, EventType, LogLevel, ObjectKey, Outcome, Propagation, Registration,
 };
@@ -51,7 +51,7 @@ impl Controller for ReplicaSetController {
         let all = ctx.list::<Pod>(&key.namespace, "")?;
         let needs_sync = expectations::satisfied(&key, &uid, &all, now);
         let active: Vec<Pod> = all.into_iter().filter(is_active).collect();
-        let owned = claim_pods(ctx, &rs, &selector, active)?;
+        let owned = claim(ctx, &rs, &selector, active)?;
 
         let scaling = if needs_sync && rs.metadata.deletion_timestamp.is_none() {
             let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
@@ -75,38 +75,6 @@ impl Controller for ReplicaSetController {
             None => Outcome::Done,
         })
     }
-}
-
-/// Kubernetes' `ClaimPods`: keeps the pods this ReplicaSet controls that still match, adopts
-/// matching orphans (unless either side is being deleted) and releases controlled pods that no
-/// longer match. Returns the pods the ReplicaSet owns afterwards.
-fn claim_pods(
-    ctx: &Context<'_>,
-    rs: &ReplicaSet,
-    selector: &Selector,
-    pods: Vec<Pod>,
-) -> Result<Vec<Pod>, Error> {
-    let deleting = rs.metadata.deletion_timestamp.is_some();
-    let mut owned = Vec::new();
-    for pod in pods {
-        let matching = matches(selector, &pod.metadata);
-        let result = match controller_of(&pod.metadata) {
-            Some(r) if Some(&r.uid) != rs.metadata.uid.as_ref() => continue,
-            Some(_) if matching => {
-                owned.push(pod);
-                continue;
-            }
-            Some(_) if deleting => continue,
-            Some(_) => release(ctx, rs, &pod).map(drop),
-            None if !matching || deleting || pod.metadata.deletion_timestamp.is_some() => continue,
-            None => adopt(ctx, rs, &pod).map(|adopted| owned.push(adopted)),
-        };
-        match result {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(owned)
 }
 
 /// Kubernetes' `manageReplicas`: creates or deletes pods (at most [`BURST_REPLICAS`]) towards

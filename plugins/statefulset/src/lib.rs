@@ -10,15 +10,15 @@ use std::collections::BTreeMap;
 
 use wasmkube_sdk::k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use wasmkube_sdk::k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use wasmkube_sdk::owner::is_controlled_by;
+use wasmkube_sdk::owner::claim;
 use wasmkube_sdk::pod::{is_terminating, phase};
+use wasmkube_sdk::revision::REVISION_HASH_LABEL;
+use wasmkube_sdk::selector::selector;
 use wasmkube_sdk::{
-    Context, Controller, Error, EventType, ObjectKey, Outcome, Propagation, Registration,
+    Context, Controller, Error, EventType, LogLevel, ObjectKey, Outcome, Propagation, Registration,
 };
 
-use crate::pods::{
-    REVISION_LABEL, ensure_claims, is_running_and_ready, ordinal, pod_for_ordinal, revision,
-};
+use crate::pods::{ensure_claims, is_running_and_ready, ordinal, pod_for_ordinal, revision};
 use crate::revisions::Revisions;
 
 /// The StatefulSet controller.
@@ -41,11 +41,23 @@ impl Controller for StatefulSetController {
         if set.metadata.deletion_timestamp.is_some() {
             return Ok(Outcome::Done); // the garbage collector removes the pods
         }
+        let spec = set.spec.clone().unwrap_or_default();
+        let selector = match selector(&spec.selector) {
+            Ok(selector) => selector,
+            Err(e) => {
+                ctx.log(LogLevel::Error, &format!("statefulset {key}: {e}"));
+                return Ok(Outcome::Done);
+            }
+        };
         let revisions = revisions::sync(ctx, &set)?;
-        let pods: BTreeMap<usize, Pod> = ctx
+        // Members are the pods named `<set>-<ordinal>`; matching orphans among them are adopted.
+        let members: Vec<Pod> = ctx
             .list::<Pod>(&key.namespace, "")?
             .into_iter()
-            .filter(|p| is_controlled_by(&p.metadata, &set))
+            .filter(|p| ordinal(&key.name, p).is_some())
+            .collect();
+        let pods: BTreeMap<usize, Pod> = claim(ctx, &set, &selector, members)?
+            .into_iter()
             .filter_map(|p| ordinal(&key.name, &p).map(|o| (o, p)))
             .collect();
         let now = ctx.now()?;
@@ -57,6 +69,7 @@ impl Controller for StatefulSetController {
             revisions: &revisions,
         }
         .run();
+        revisions::prune(ctx, &set, &revisions, &pods)?;
         status::update(ctx, set, new_status)?;
         result?;
         Ok(Outcome::Done)
@@ -179,6 +192,6 @@ fn has_revision(pod: &Pod, revision: &str) -> bool {
     pod.metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(REVISION_LABEL))
+        .and_then(|l| l.get(REVISION_HASH_LABEL))
         .is_some_and(|r| r == revision)
 }

@@ -9,10 +9,8 @@ use wasmkube_sdk::k8s_openapi::api::core::v1::{
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use wasmkube_sdk::owner::controller_ref;
 use wasmkube_sdk::pod::{is_pod_ready, phase};
+use wasmkube_sdk::revision::REVISION_HASH_LABEL;
 use wasmkube_sdk::{Context, Error};
-
-/// The label carrying a pod's revision name, as in Kubernetes.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 /// The ordinal of a pod of the set named `set` (`<set>-<ordinal>`).
 pub fn ordinal(set: &str, pod: &Pod) -> Option<usize> {
@@ -29,7 +27,7 @@ pub fn revision(pod: &Pod) -> Option<&str> {
     pod.metadata
         .labels
         .as_ref()?
-        .get(REVISION_LABEL)
+        .get(REVISION_HASH_LABEL)
         .map(String::as_str)
 }
 
@@ -92,7 +90,7 @@ pub fn pod_for_ordinal(
     let spec = set.spec.clone().unwrap_or_default();
     let meta = template.metadata.clone().unwrap_or_default();
     let mut labels: BTreeMap<String, String> = meta.labels.unwrap_or_default();
-    labels.insert(REVISION_LABEL.to_string(), revision.to_string());
+    labels.insert(REVISION_HASH_LABEL.to_string(), revision.to_string());
     labels.insert(
         "statefulset.kubernetes.io/pod-name".to_string(),
         pod_name.clone(),

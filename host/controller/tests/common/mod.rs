@@ -5,12 +5,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{WriteOptions, create_object};
+use wasmkube_apiserver::handlers::{
+    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
+};
 use wasmkube_apiserver::{Server, controllers};
 use wasmkube_controller::Manager;
 use wasmkube_controller::plugin::{self, RunningPlugin};
+use wasmkube_model::resource::ResourceInfo;
 use wasmkube_runtime::{Limits, Runtime};
 use wasmkube_store::embedded::EmbeddedStore;
 
@@ -77,7 +81,16 @@ pub struct Cluster {
     pub server: Arc<Server>,
     _manager: Arc<Manager>,
     _plugins: Vec<RunningPlugin>,
+    node: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(node) = &self.node {
+            node.abort();
+        }
+    }
 }
 
 /// A [`server`] running the plugins `names` (`wasmkube_plugin_replicaset`, …).
@@ -99,6 +112,206 @@ pub async fn with_plugins(names: &[&str]) -> Cluster {
         server,
         _manager: manager,
         _plugins: plugins,
+        node: None,
         _dir: dir,
+    }
+}
+
+/// What a node reports for a pod it runs: Running and Ready.
+fn running() -> Value {
+    json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
+        "lastTransitionTime": "2020-01-01T00:00:00Z"}]})
+}
+
+/// Marks every live pod in `default` that is not Running as Running and Ready, as a node
+/// would; returns how many it marked. A pod deleted meanwhile is skipped.
+async fn run_pods(server: &Server) -> usize {
+    let info = server
+        .registry()
+        .by_kind("v1", "Pod")
+        .expect("served")
+        .clone();
+    let page = server
+        .objects
+        .list(&info, Some("default"), None, None, None, |p| {
+            p.pointer("/metadata/deletionTimestamp").is_none() && p["status"]["phase"] != "Running"
+        })
+        .await
+        .expect("lists");
+    let mut marked = 0;
+    for pod in page.items {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let update = Update {
+            subresource: Some("status"),
+            ..Update::internal(&info, Some("default"), name)
+        };
+        let written = update_with(
+            server,
+            &update,
+            |cur| {
+                let mut new = cur.clone();
+                new["status"] = running();
+                Ok(new)
+            },
+            &mut Vec::new(),
+        )
+        .await;
+        marked += usize::from(written.is_ok());
+    }
+    marked
+}
+
+/// Reads and writes as the server itself would, in the `default` namespace for namespaced kinds.
+impl Cluster {
+    pub fn info(&self, api_version: &str, kind: &str) -> Arc<ResourceInfo> {
+        self.server
+            .registry()
+            .by_kind(api_version, kind)
+            .expect("served")
+            .clone()
+    }
+
+    fn namespace(info: &ResourceInfo) -> Option<&'static str> {
+        info.namespaced.then_some("default")
+    }
+
+    pub async fn create(&self, api_version: &str, kind: &str, obj: Value) -> Value {
+        let info = self.info(api_version, kind);
+        create_object(
+            &self.server,
+            &info,
+            Self::namespace(&info),
+            obj,
+            WriteOptions::INTERNAL,
+            &mut Vec::new(),
+        )
+        .await
+        .expect("created")
+    }
+
+    /// The live (not terminating) objects of a kind.
+    pub async fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let info = self.info(api_version, kind);
+        let page = self
+            .server
+            .objects
+            .list(&info, Self::namespace(&info), None, None, None, |o| {
+                o.pointer("/metadata/deletionTimestamp").is_none()
+            })
+            .await
+            .expect("lists");
+        page.items
+    }
+
+    /// `field` of each live pod, sorted: a pod's `"/spec/nodeName"`, `"/metadata/name"`, ...
+    /// (`-` where unset).
+    pub async fn pod_fields(&self, field: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .list("v1", "Pod")
+            .await
+            .iter()
+            .map(|p| {
+                p.pointer(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            })
+            .collect();
+        values.sort();
+        values
+    }
+
+    pub async fn get(&self, api_version: &str, kind: &str, name: &str) -> Value {
+        self.find(api_version, kind, name).await.expect("exists")
+    }
+
+    pub async fn find(&self, api_version: &str, kind: &str, name: &str) -> Option<Value> {
+        let info = self.info(api_version, kind);
+        let found = self
+            .server
+            .objects
+            .get(&info, Self::namespace(&info), name)
+            .await
+            .expect("reads");
+        found.map(|stored| stored.object)
+    }
+
+    /// Changes an object (or, with `subresource: Some("status")`, its status) with `change`.
+    pub async fn update(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        subresource: Option<&'static str>,
+        change: impl Fn(&mut Value),
+    ) {
+        let info = self.info(api_version, kind);
+        let update = Update {
+            subresource,
+            ..Update::internal(&info, Self::namespace(&info), name)
+        };
+        update_with(
+            &self.server,
+            &update,
+            |cur| {
+                let mut new = cur.clone();
+                change(&mut new);
+                Ok(new)
+            },
+            &mut Vec::new(),
+        )
+        .await
+        .expect("updated");
+    }
+
+    /// Replaces an object's status, as a kubelet or another controller would.
+    pub async fn set_status(&self, api_version: &str, kind: &str, name: &str, status: Value) {
+        self.update(api_version, kind, name, Some("status"), |obj| {
+            obj["status"] = status.clone();
+        })
+        .await;
+    }
+
+    pub async fn delete(&self, api_version: &str, kind: &str, name: &str) {
+        let info = self.info(api_version, kind);
+        delete_object(
+            &self.server,
+            &info,
+            Self::namespace(&info),
+            name,
+            &DeleteOptions::background(),
+        )
+        .await
+        .expect("deleted");
+    }
+
+    /// Marks the pods that are not Running yet as Running and Ready, once.
+    pub async fn run_pods(&self) -> usize {
+        run_pods(&self.server).await
+    }
+
+    /// A simulated node from now on: pods are marked Running and Ready within 20 ms.
+    pub fn start_node(&mut self) {
+        let server = self.server.clone();
+        self.node = Some(tokio::spawn(async move {
+            loop {
+                run_pods(&server).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+
+    /// Polls `check` every 20 ms for up to 15 s; panics naming `what`, with the pods.
+    pub async fn until(&self, what: &str, check: impl AsyncFn(&Cluster) -> bool) {
+        for _ in 0..750 {
+            if check(self).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "{what}: never happened; pods {:#?}",
+            self.list("v1", "Pod").await
+        );
     }
 }

@@ -28,6 +28,7 @@ impl Guest for Echo {
                 version: "v1".into(),
                 resource: "secrets".into(),
             }],
+            triggers: vec![],
         }
     }
 

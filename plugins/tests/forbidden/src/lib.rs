@@ -20,6 +20,7 @@ impl Guest for Forbidden {
             },
             owns: vec![],
             reads: vec![],
+            triggers: vec![],
         }
     }
 

@@ -18,6 +18,7 @@ impl Guest for Spin {
             },
             owns: vec![],
             reads: vec![],
+            triggers: vec![],
         }
     }
 

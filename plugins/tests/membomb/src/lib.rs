@@ -19,6 +19,7 @@ impl Guest for Bomb {
             },
             owns: vec![],
             reads: vec![],
+            triggers: vec![],
         }
     }
 

@@ -19,6 +19,7 @@ impl Guest for Panic {
             },
             owns: vec![],
             reads: vec![],
+            triggers: vec![],
         }
     }
 
