@@ -368,6 +368,9 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     let nothing_lost =
         live_pods as u64 == n && scaled_sets.len() == 1 && scaled_sets[0].1 == n && sets.len() == 3;
 
+    let metrics = server.metrics.render();
+    let deployment_us = mean_reconcile_us(&metrics, "deployment");
+    let replicaset_us = mean_reconcile_us(&metrics, "replicaset");
     let secs = |d: Duration| d.as_secs_f64();
     println!(
         "Deployment of {n} replicas over {} simulated nodes, ReplicaSet and Deployment controllers in Wasm",
@@ -390,6 +393,9 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
         secs(swap_in_force)
     );
     println!(
+        "  mean reconcile, host calls included: Deployment {deployment_us:.0} µs, ReplicaSet {replicaset_us:.0} µs"
+    );
+    println!(
         "  after it: {live_pods} live pods, ReplicaSets {sets:?}: {}",
         if nothing_lost {
             "nothing lost or doubled"
@@ -401,10 +407,31 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
         "{}",
         json!({"replicas": n, "nodes": args.nodes, "scale_up_s": secs(scale_up), "rolling_update_s": secs(rolling_update),
             "rolling_update_with_swap_s": secs(swapped_rollout), "swap_in_force_ms": swap_in_force.as_secs_f64() * 1000.0,
-            "live_pods": live_pods, "replicasets": sets.len(), "nothing_lost": nothing_lost})
+            "live_pods": live_pods, "replicasets": sets.len(), "nothing_lost": nothing_lost,
+            "deployment_reconcile_mean_us": deployment_us, "replicaset_reconcile_mean_us": replicaset_us})
     );
     if !nothing_lost {
         bail!("pods or ReplicaSets do not add up after the swap");
     }
     Ok(())
+}
+
+/// A plugin's mean reconcile time in µs (Wasm and host calls, API writes included), from the
+/// `wasmkube_plugin_reconcile_duration_seconds` histogram in the server's metrics text.
+fn mean_reconcile_us(metrics: &str, plugin: &str) -> f64 {
+    let value = |series: &str| {
+        let prefix =
+            format!("wasmkube_plugin_reconcile_duration_seconds_{series}{{plugin=\"{plugin}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let count = value("count");
+    if count == 0.0 {
+        0.0
+    } else {
+        value("sum") / count * 1e6
+    }
 }
