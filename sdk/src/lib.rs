@@ -17,6 +17,7 @@ mod host;
 pub mod owner;
 pub mod pod;
 pub mod revision;
+pub mod scheduling;
 pub mod selector;
 pub mod testing;
 mod types;
@@ -34,6 +35,10 @@ pub use types::{ApiError, EventType, Gvr, LogLevel, ObjectKey, PatchType, Propag
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings::generated as bindings;
+    pub use crate::bindings::scheduler::{
+        self as scheduler_bindings, SchedulerGuest, WitCapabilities, WitCycleConfig, WitDelta,
+        WitVerdict,
+    };
     pub use crate::bindings::{
         Guest, WitObjectKey, WitOutcome, WitRegistration, describe, reconcile,
     };
@@ -66,6 +71,55 @@ macro_rules! export_controller {
 
             $crate::__private::bindings::__wasmkube_export_controller_plugin!(
                 __WasmkubeControllerExports with_types_in $crate::__private::bindings
+            );
+        };
+    };
+}
+
+/// Exports a [`scheduling::Policy`] as the component's `wasmkube:plugin/scheduler` interface.
+///
+/// Use it once, at the root of a `cdylib` crate: `wasmkube_sdk::export_scheduler!(MyPolicy);`.
+/// The policy value lives in the instance from the first call on.
+#[macro_export]
+macro_rules! export_scheduler {
+    ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WasmkubeSchedulerExports;
+
+            ::std::thread_local! {
+                static __POLICY: ::core::cell::RefCell<$policy> =
+                    ::core::cell::RefCell::new(<$policy as ::core::default::Default>::default());
+            }
+
+            impl $crate::__private::SchedulerGuest for __WasmkubeSchedulerExports {
+                fn describe() -> $crate::__private::WitCapabilities {
+                    $crate::__private::scheduler_bindings::describe::<$policy>()
+                }
+
+                fn apply(deltas: ::std::vec::Vec<$crate::__private::WitDelta>) {
+                    __POLICY.with(|p| {
+                        $crate::__private::scheduler_bindings::apply(&mut *p.borrow_mut(), deltas)
+                    })
+                }
+
+                fn schedule(
+                    pod: ::std::string::String,
+                    config: $crate::__private::WitCycleConfig,
+                ) -> ::core::result::Result<$crate::__private::WitVerdict, ::std::string::String>
+                {
+                    __POLICY.with(|p| {
+                        $crate::__private::scheduler_bindings::schedule(
+                            &mut *p.borrow_mut(),
+                            &pod,
+                            config,
+                        )
+                    })
+                }
+            }
+
+            $crate::__private::scheduler_bindings::generated::__wasmkube_export_scheduler_plugin!(
+                __WasmkubeSchedulerExports with_types_in $crate::__private::scheduler_bindings::generated
             );
         };
     };

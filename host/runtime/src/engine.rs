@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+use crate::bindings::scheduler_world::SchedulerPluginPre;
 use crate::bindings::{ControllerPlugin, ControllerPluginPre};
 use crate::host::StoreData;
 
@@ -32,8 +33,16 @@ pub enum RuntimeError {
     },
     #[error("not a valid controller plugin component: {0}")]
     Invalid(String),
-    #[error("plugin {digest} does not fit the controller-plugin world: {reason}")]
+    #[error(
+        "plugin {digest} fits neither the controller-plugin nor the scheduler-plugin world: {reason}"
+    )]
     Incompatible { digest: String, reason: String },
+    #[error("plugin {digest} is a {actual}, not a {wanted}")]
+    WrongWorld {
+        digest: String,
+        actual: World,
+        wanted: &'static str,
+    },
     #[error("instantiating plugin {digest}: {reason}")]
     Instantiate { digest: String, reason: String },
 }
@@ -71,14 +80,54 @@ impl Drop for Shared {
 /// A compiled plugin, ready to instantiate: its component pre-linked against the host imports.
 pub struct Module {
     digest: String,
-    pub(crate) pre: ControllerPluginPre<StoreData>,
+    pub(crate) pre: Pre,
     pub(crate) shared: Arc<Shared>,
+}
+
+/// The world a module was linked as, ready to instantiate.
+pub(crate) enum Pre {
+    Controller(ControllerPluginPre<StoreData>),
+    Scheduler(SchedulerPluginPre<StoreData>),
+}
+
+/// What a plugin is, by the world its component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `controller-plugin`: a controller.
+    Controller,
+    /// `scheduler-plugin`: a scheduling policy.
+    Scheduler,
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            World::Controller => "controller-plugin",
+            World::Scheduler => "scheduler-plugin",
+        })
+    }
 }
 
 impl Module {
     /// The hex sha256 of the component's bytes.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// Whether this is a controller or a scheduling policy.
+    pub fn world(&self) -> World {
+        match self.pre {
+            Pre::Controller(_) => World::Controller,
+            Pre::Scheduler(_) => World::Scheduler,
+        }
+    }
+
+    pub(crate) fn wrong_world(&self, wanted: &'static str) -> RuntimeError {
+        RuntimeError::WrongWorld {
+            digest: self.digest.clone(),
+            actual: self.world(),
+            wanted,
+        }
     }
 }
 
@@ -157,10 +206,12 @@ impl Runtime {
         }
 
         let component = self.component(&digest, bytes)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ControllerPluginPre::new)
+        let linked = self.linker.instantiate_pre(&component);
+        let pre = linked
+            .and_then(|pre| match ControllerPluginPre::new(pre.clone()) {
+                Ok(controller) => Ok(Pre::Controller(controller)),
+                Err(_) => SchedulerPluginPre::new(pre).map(Pre::Scheduler),
+            })
             .map_err(|e| RuntimeError::Incompatible {
                 digest: digest.clone(),
                 reason: format!("{e:#}"),

@@ -1,105 +1,18 @@
-//! [`ControllerInstance`]: one plugin instance in its own store, with limits, deadlines, poisoning and call statistics.
+//! [`ControllerInstance`]: one instance of a controller plugin (world `controller-plugin`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use crate::bindings::{ObjectKey, Outcome, Registration};
+use crate::engine::{Module, Pre, RuntimeError};
+use crate::guest::{CallError, Guest, Limits, Stats};
+use crate::host::HostApi;
 
-use crate::bindings::{ControllerPlugin, ObjectKey, Outcome, Registration};
-use crate::engine::{Module, RuntimeError};
-use crate::host::{CallClock, HostApi, StoreData};
-use crate::sandbox::{MemoryLimiter, StderrTail, empty_wasi};
-
-/// What one instance may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// The most linear memory the instance may grow to, in bytes.
-    pub memory_bytes: usize,
-    /// The most time the guest may run in one call, not counting the time its host calls take.
-    pub call_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Why a call into a plugin did not produce a result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The guest ran past [`Limits::call_timeout`]. The instance is poisoned.
-    #[error("plugin ran past its call deadline")]
-    Deadline,
-    /// The guest trapped after being refused memory beyond [`Limits::memory_bytes`]. The instance
-    /// is poisoned.
-    #[error("plugin hit its memory limit: {0}")]
-    Memory(String),
-    /// The guest trapped (a panic, an abort, an out-of-bounds access ...). The instance is poisoned.
-    #[error("plugin trapped: {0}")]
-    Trap(String),
-    /// The guest returned an error. The instance is fine.
-    #[error("plugin failed: {0}")]
-    Failed(String),
-    /// An earlier call trapped, ran past its deadline or was cancelled, so the instance's state
-    /// cannot be trusted: create a new instance.
-    #[error("plugin instance is poisoned: {0}")]
-    Poisoned(String),
-}
-
-/// Upper bounds of the latency histogram's buckets; the last bucket counts everything slower.
-pub const LATENCY_BUCKETS: [Duration; 5] = [
-    Duration::from_millis(1),
-    Duration::from_millis(10),
-    Duration::from_millis(100),
-    Duration::from_secs(1),
-    Duration::from_secs(10),
-];
-
-/// Counters of one instance's calls.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Calls made (poisoned refusals not included).
-    pub calls: u64,
-    /// Calls the guest answered with an error ([`CallError::Failed`]).
-    pub errors: u64,
-    /// Calls that trapped: [`CallError::Deadline`], [`CallError::Memory`] and [`CallError::Trap`].
-    pub traps: u64,
-    /// Wall-clock time of all calls, host calls included.
-    pub total_latency: Duration,
-    pub max_latency: Duration,
-    /// `latency_histogram[i]` counts calls no slower than `LATENCY_BUCKETS[i]` (and slower than
-    /// the bucket before); the last entry counts calls slower than every bound.
-    pub latency_histogram: [u64; LATENCY_BUCKETS.len() + 1],
-}
-
-impl Stats {
-    fn record(&mut self, latency: Duration) {
-        self.calls += 1;
-        self.total_latency += latency;
-        self.max_latency = self.max_latency.max(latency);
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|b| latency <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency_histogram[bucket] += 1;
-    }
-}
-
-/// One instance of a plugin: its own store (memory, tables, WASI state) and host handle, never
-/// shared with another instance. Calls take `&mut self`: one at a time.
+/// One instance of a controller plugin: its own store (memory, tables, WASI state) and host
+/// handle. Calls take `&mut self`: one at a time.
 pub struct ControllerInstance {
-    store: Store<StoreData>,
-    bindings: ControllerPlugin,
-    module: Arc<Module>,
-    poisoned: Option<String>,
-    /// True while a call is under way: still true at the next call if the last one was cancelled.
-    in_call: bool,
-    stats: Stats,
+    guest: Guest,
+    bindings: crate::bindings::ControllerPlugin,
 }
 
 impl ControllerInstance {
@@ -109,146 +22,50 @@ impl ControllerInstance {
         host: Arc<dyn HostApi>,
         limits: Limits,
     ) -> Result<Self, RuntimeError> {
-        let stderr = StderrTail::default();
-        let data = StoreData {
-            wasi: empty_wasi(&stderr),
-            table: ResourceTable::new(),
-            host,
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes,
-                hit: false,
-            },
-            stderr,
-            clock: CallClock::new(limits.call_timeout),
+        let Pre::Controller(pre) = &module.pre else {
+            return Err(module.wrong_world("controller-plugin"));
         };
-        let mut store = Store::new(&module.shared.engine, data);
-        store.limiter(|data| &mut data.limiter);
-        // Instantiation runs guest code too (start functions): bound it like a call.
-        store.data_mut().clock.start();
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(on_epoch_deadline);
-
-        let bindings = module
-            .pre
+        let mut store = Guest::store(module, host, limits);
+        let bindings = pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| RuntimeError::Instantiate {
-                digest: module.digest().to_string(),
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(|e| Guest::instantiate_error(module, &e))?;
         Ok(ControllerInstance {
-            store,
+            guest: Guest::new(store, module),
             bindings,
-            module: Arc::clone(module),
-            poisoned: None,
-            in_call: false,
-            stats: Stats::default(),
         })
     }
 
     /// Asks the plugin what it reconciles.
     pub async fn describe(&mut self) -> Result<Registration, CallError> {
-        self.begin()?;
+        self.guest.begin()?;
         let started = Instant::now();
         let controller = self.bindings.wasmkube_plugin_controller();
-        let result = controller.call_describe(&mut self.store).await;
-        self.finish(started, result.map(Ok))
+        let result = controller.call_describe(&mut self.guest.store).await;
+        self.guest.finish(started, result.map(Ok))
     }
 
     /// Asks the plugin to reconcile the object at `key`.
     pub async fn reconcile(&mut self, key: ObjectKey) -> Result<Outcome, CallError> {
-        self.begin()?;
+        self.guest.begin()?;
         let started = Instant::now();
         let controller = self.bindings.wasmkube_plugin_controller();
-        let result = controller.call_reconcile(&mut self.store, &key).await;
-        self.finish(started, result)
+        let result = controller.call_reconcile(&mut self.guest.store, &key).await;
+        self.guest.finish(started, result)
     }
 
     /// Whether an earlier call left this instance unusable; it then refuses every call.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.is_some() || self.in_call
+        self.guest.is_poisoned()
     }
 
     /// This instance's call counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        self.guest.stats()
     }
 
     /// The plugin this is an instance of.
     pub fn module(&self) -> &Arc<Module> {
-        &self.module
+        self.guest.module()
     }
-
-    /// Refuses a poisoned instance; otherwise resets the per-call state and arms the deadline.
-    fn begin(&mut self) -> Result<(), CallError> {
-        if self.in_call && self.poisoned.is_none() {
-            self.poisoned = Some("a call was cancelled before it returned".to_string());
-        }
-        if let Some(reason) = &self.poisoned {
-            return Err(CallError::Poisoned(reason.clone()));
-        }
-        self.in_call = true;
-        let data = self.store.data_mut();
-        data.clock.start();
-        data.limiter.hit = false;
-        data.stderr.clear();
-        self.store.set_epoch_deadline(1);
-        Ok(())
-    }
-
-    /// Classifies a call's result, records it in the stats and poisons the instance on a trap.
-    fn finish<T>(
-        &mut self,
-        started: Instant,
-        result: wasmtime::Result<Result<T, String>>,
-    ) -> Result<T, CallError> {
-        self.in_call = false;
-        self.stats.record(started.elapsed());
-        let error = match result {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(message)) => {
-                self.stats.errors += 1;
-                return Err(CallError::Failed(message));
-            }
-            Err(error) => self.classify(&error),
-        };
-        self.stats.traps += 1;
-        self.poisoned = Some(error.to_string());
-        Err(error)
-    }
-
-    fn classify(&self, error: &wasmtime::Error) -> CallError {
-        let data = self.store.data();
-        let trap = error.downcast_ref::<Trap>();
-        if data.clock.expired || trap == Some(&Trap::Interrupt) {
-            return CallError::Deadline;
-        }
-        let mut reason = match trap {
-            Some(trap) => trap.to_string(),
-            None => format!("{error:#}"),
-        };
-        let stderr = data.stderr.text();
-        if !stderr.is_empty() {
-            reason = format!("{reason}; guest stderr: {stderr}");
-        }
-        if data.limiter.hit {
-            CallError::Memory(reason)
-        } else {
-            CallError::Trap(reason)
-        }
-    }
-}
-
-/// Runs every epoch tick while a call is in guest code: interrupts the guest once its own running
-/// time passes the timeout, and otherwise yields to the executor so that a busy guest shares its
-/// thread.
-fn on_epoch_deadline(
-    mut store: wasmtime::StoreContextMut<'_, StoreData>,
-) -> wasmtime::Result<UpdateDeadline> {
-    let clock = &mut store.data_mut().clock;
-    if clock.guest_time() >= clock.timeout {
-        clock.expired = true;
-        return Err(Trap::Interrupt.into());
-    }
-    Ok(UpdateDeadline::Yield(1))
 }

@@ -1,20 +1,26 @@
-//! Runs wasmkube's controller plugins: WebAssembly components sandboxed by wasmtime.
+//! Runs wasmkube's plugins: WebAssembly components sandboxed by wasmtime.
 //!
 //! One [`Runtime`] per process holds the engine, compiles each plugin once (cached on disk by the
-//! sha256 of its bytes) and hands out [`Module`]s. Each [`ControllerInstance`] is one store: its
-//! own memory, limits ([`Limits`]) and [`HostApi`] handle. A trap, a memory-limit hit or a missed
+//! sha256 of its bytes) and hands out [`Module`]s, each of one world: a controller or a scheduling
+//! policy. Each [`ControllerInstance`] or [`PolicyInstance`] is one store: its own memory, limits
+//! ([`Limits`]) and [`HostApi`] handle. A trap, a memory-limit hit or a missed
 //! deadline poisons that instance only; the caller drops it and creates another. See
 //! `docs/runtime.md`.
 
 mod bindings;
 mod engine;
+mod guest;
 mod host;
 mod instance;
+mod policy;
 mod sandbox;
 
 pub use bindings::{
-    ApiError, EventType, Gvr, LogLevel, ObjectKey, Outcome, PatchType, Propagation, Registration,
+    ApiError, Capabilities, CycleConfig, Delta, EventType, Failure, Gvr, LogLevel, NodeScore,
+    ObjectKey, Outcome, PatchType, PluginConfig, Propagation, Registration, Verdict,
 };
-pub use engine::{EPOCH_TICK, Module, Runtime, RuntimeError};
+pub use engine::{EPOCH_TICK, Module, Runtime, RuntimeError, World};
+pub use guest::{CallError, LATENCY_BUCKETS, Limits, Stats};
 pub use host::HostApi;
-pub use instance::{CallError, ControllerInstance, LATENCY_BUCKETS, Limits, Stats};
+pub use instance::ControllerInstance;
+pub use policy::PolicyInstance;

@@ -12,6 +12,8 @@ pub mod generated {
     });
 }
 
+pub mod scheduler;
+
 use generated::exports::wasmkube::plugin::controller as exports;
 use generated::wasmkube::plugin::host_api;
 use generated::wasmkube::plugin::types as wit;
@@ -49,7 +51,7 @@ fn api_error(e: wit::ApiError) -> ApiError {
 
 /// The real host: every call goes through the component's `host-api` imports. Outside Wasm the
 /// imports are unreachable stubs; use `testing::FakeHost` there.
-struct WitHost;
+pub(crate) struct WitHost;
 
 impl Host for WitHost {
     fn get(&self, resource: &Gvr, k: &ObjectKey) -> Result<Option<String>, ApiError> {
