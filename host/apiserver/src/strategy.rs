@@ -330,7 +330,8 @@ fn qos_class(pod: &Value) -> &'static str {
 }
 
 /// Makes an update body (or a patched object) into the object to store in place of `old`.
-/// `subresource` is `Some("status")` for status writes.
+/// `subresource` is `Some("status")` for status writes, `Some("binding")` for a pod's binding
+/// (which sets `spec.nodeName` and the `PodScheduled` condition in one write).
 pub fn prepare_update(
     info: &ResourceInfo,
     old: &Value,
@@ -374,7 +375,7 @@ pub fn prepare_update(
         }
         merged["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
         *obj = merged;
-    } else if info.status {
+    } else if info.status && subresource != Some("binding") {
         match old.get("status") {
             Some(s) => obj["status"] = s.clone(),
             None => {

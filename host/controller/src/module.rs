@@ -1,5 +1,8 @@
 //! Plugin modules as API objects: a `.wasm` split into `PluginModule` chunks small enough for any store, and reassembled by digest.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -7,6 +10,7 @@ use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
 use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
 use wasmkube_model::resource::PLUGIN_GROUP;
+use wasmkube_runtime::{Module, Runtime};
 
 /// Bytes per chunk: with base64 and the object around it, well under etcd's default 1.5 MiB request limit.
 pub const CHUNK_BYTES: usize = 512 * 1024;
@@ -19,6 +23,10 @@ pub enum ModuleError {
     Corrupt { name: String },
     #[error("module bytes have digest {actual}, not {expected}")]
     Digest { expected: String, actual: String },
+    #[error("plugin modules are not served")]
+    NotServed,
+    #[error("compiling: {0}")]
+    Compile(String),
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -58,13 +66,39 @@ pub fn chunks(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// A `Plugin` running the module with `bytes` as a controller.
-pub fn plugin(name: &str, bytes: &[u8]) -> Value {
+/// What a Plugin is: `spec.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// A controller, run by the supervisor.
+    Controller,
+    /// A scheduling policy, run by the scheduler for the profiles that name it.
+    Scheduler,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Controller => "Controller",
+            PluginKind::Scheduler => "Scheduler",
+        }
+    }
+
+    /// The kind of plugin a compiled module is, by the world it exports.
+    pub fn of(module: &Module) -> PluginKind {
+        match module.world() {
+            wasmkube_runtime::World::Controller => PluginKind::Controller,
+            wasmkube_runtime::World::Scheduler => PluginKind::Scheduler,
+        }
+    }
+}
+
+/// A `Plugin` of `kind` running the module with `bytes`.
+pub fn plugin(name: &str, kind: PluginKind, bytes: &[u8]) -> Value {
     json!({
         "apiVersion": "wasmkube.dev/v1alpha1",
         "kind": "Plugin",
         "metadata": {"name": name},
-        "spec": {"kind": "Controller", "module": {"digest": digest(bytes), "chunks": bytes.len().div_ceil(CHUNK_BYTES).max(1)}},
+        "spec": {"kind": kind.as_str(), "module": {"digest": digest(bytes), "chunks": bytes.len().div_ceil(CHUNK_BYTES).max(1)}},
     })
 }
 
@@ -95,8 +129,14 @@ pub fn assemble(
     Ok(bytes)
 }
 
-/// Stores a module's chunks and points the Plugin `name` at it, as `wasmkube plugin install` does.
-pub async fn install(server: &Server, name: &str, bytes: &[u8]) -> Result<(), ApiError> {
+/// Stores a module's chunks and points the Plugin `name` (of `kind`) at it, as `wasmkube plugin
+/// install` does.
+pub async fn install(
+    server: &Server,
+    name: &str,
+    kind: PluginKind,
+    bytes: &[u8],
+) -> Result<(), ApiError> {
     let registry = server.registry();
     let modules = registry
         .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
@@ -126,7 +166,7 @@ pub async fn install(server: &Server, name: &str, bytes: &[u8]) -> Result<(), Ap
     let plugins = registry
         .get(PLUGIN_GROUP, "v1alpha1", "plugins")
         .ok_or_else(|| ApiError::Internal("plugins are not served".into()))?;
-    let wanted = plugin(name, bytes);
+    let wanted = plugin(name, kind, bytes);
     if server.objects.get(plugins, None, name).await?.is_none() {
         create_object(
             server,
@@ -180,7 +220,10 @@ mod tests {
             })
             .collect();
         let d = digest(&bytes);
-        assert_eq!(plugin("p", &bytes)["spec"]["module"]["chunks"], 3);
+        assert_eq!(
+            plugin("p", PluginKind::Controller, &bytes)["spec"]["module"]["chunks"],
+            3
+        );
         assert_eq!(
             assemble(&d, 3, |n| by_name.get(n).cloned()).expect("assembles"),
             bytes
@@ -194,4 +237,38 @@ mod tests {
             Err(ModuleError::Missing { .. })
         ));
     }
+}
+
+/// Fetches the module a Plugin's `spec` names (digest `sha256:<hex>`, `module.chunks` chunks)
+/// from its PluginModule chunks and compiles it (or finds it in the runtime's cache), off the
+/// async threads.
+pub async fn load(
+    server: &Server,
+    runtime: &Arc<Runtime>,
+    spec: &Value,
+    digest_wanted: &str,
+) -> Result<Arc<Module>, ModuleError> {
+    let chunks = server
+        .registry()
+        .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
+        .cloned()
+        .ok_or(ModuleError::NotServed)?;
+    let count = spec
+        .pointer("/module/chunks")
+        .and_then(Value::as_u64)
+        .and_then(|c| usize::try_from(c).ok())
+        .unwrap_or(1);
+    let mut stored = HashMap::new();
+    for i in 0..count {
+        let name = chunk_name(digest_wanted, i);
+        if let Ok(Some(chunk)) = server.objects.get(&chunks, None, &name).await {
+            stored.insert(name, chunk.object);
+        }
+    }
+    let bytes = assemble(digest_wanted, count, |name| stored.remove(name))?;
+    let runtime = runtime.clone();
+    tokio::task::spawn_blocking(move || runtime.load(&bytes))
+        .await
+        .map_err(|e| ModuleError::Compile(e.to_string()))?
+        .map_err(|e| ModuleError::Compile(e.to_string()))
 }

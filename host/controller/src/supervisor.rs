@@ -12,10 +12,10 @@ use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{Update, update_with};
 use wasmkube_apiserver::metrics::{Collector, write_histogram};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
-use wasmkube_runtime::{EventType, Limits, Module, Registration, Runtime};
+use wasmkube_runtime::{EventType, Limits, Module, Registration, Runtime, World};
 
 use crate::Manager;
-use crate::module::{ModuleError, assemble};
+use crate::module::ModuleError;
 use crate::plugin::{self, PluginError, Prepared, RunningPlugin};
 use crate::plugin_host::record_event;
 use crate::wasm::Health;
@@ -31,7 +31,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 enum LoadError {
     #[error(transparent)]
     Module(#[from] ModuleError),
-    #[error("compiling: {0}")]
+    #[error("{0}")]
     Compile(String),
     #[error(transparent)]
     Plugin(#[from] PluginError),
@@ -224,28 +224,13 @@ impl Supervisor {
     }
 
     async fn load(&self, spec: &Value, digest: &str) -> Result<Prepared, LoadError> {
-        let registry = self.server.registry();
-        let chunks = registry
-            .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
-            .cloned()
-            .ok_or_else(|| LoadError::Compile("plugin modules are not served".into()))?;
-        let count = spec
-            .pointer("/module/chunks")
-            .and_then(Value::as_u64)
-            .unwrap_or(1) as usize;
-        let mut stored = HashMap::new();
-        for i in 0..count {
-            let name = crate::module::chunk_name(digest, i);
-            if let Ok(Some(chunk)) = self.server.objects.get(&chunks, None, &name).await {
-                stored.insert(name, chunk.object);
-            }
+        let module = crate::module::load(&self.server, &self.runtime, spec, digest).await?;
+        if module.world() != World::Controller {
+            return Err(LoadError::Compile(format!(
+                "the module is a {}, not a controller-plugin",
+                module.world()
+            )));
         }
-        let bytes = assemble(digest, count, |name| stored.remove(name))?;
-        let runtime = self.runtime.clone();
-        let module = tokio::task::spawn_blocking(move || runtime.load(&bytes))
-            .await
-            .map_err(|e| LoadError::Compile(e.to_string()))?
-            .map_err(|e| LoadError::Compile(e.to_string()))?;
         let workers = spec.get("workers").and_then(Value::as_u64).unwrap_or(2) as usize;
         let permissions = spec
             .get("permissions")
@@ -265,7 +250,8 @@ impl Supervisor {
     /// Brings what runs for Plugin `name` in line with its object (`None`: deleted).
     async fn sync(&mut self, name: &str, object: Option<&Value>) {
         let retry = self.waiting.remove(name);
-        let Some(object) = object else {
+        // Scheduling policies are the scheduler's.
+        let Some(object) = object.filter(|o| o["spec"]["kind"] == "Controller") else {
             self.slots.remove(name);
             return;
         };

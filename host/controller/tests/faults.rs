@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::{create, wasm};
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
+use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
 
@@ -47,17 +48,32 @@ async fn faults_are_contained_and_the_builtins_keep_working() {
     .await;
     let runtime = Arc::new(Runtime::new(dir.path().join("cache")).expect("runtime"));
     let _supervisor = supervisor::spawn(server.clone(), Manager::new(server.clone()), runtime);
-    module::install(&server, "replicaset", &wasm("wasmkube_plugin_replicaset"))
+    module::install(
+        &server,
+        "replicaset",
+        PluginKind::Controller,
+        &wasm("wasmkube_plugin_replicaset"),
+    )
+    .await
+    .expect("installed");
+    for fault in ["loop", "membomb", "panic", "forbidden"] {
+        module::install(
+            &server,
+            fault,
+            PluginKind::Controller,
+            &wasm(&format!("test_{fault}")),
+        )
         .await
         .expect("installed");
-    for fault in ["loop", "membomb", "panic", "forbidden"] {
-        module::install(&server, fault, &wasm(&format!("test_{fault}")))
-            .await
-            .expect("installed");
     }
-    module::install(&server, "garbage", b"\0asm but not really")
-        .await
-        .expect("stored");
+    module::install(
+        &server,
+        "garbage",
+        PluginKind::Controller,
+        b"\0asm but not really",
+    )
+    .await
+    .expect("stored");
 
     let rs = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});

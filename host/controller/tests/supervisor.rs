@@ -9,6 +9,7 @@ use common::wasm;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::handlers::{WriteOptions, create_object};
+use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
 
@@ -61,7 +62,7 @@ async fn install_swap_roll_back_and_refuse_a_broken_module() {
 
     // echo reconciles config maps (and requeues them every 5 ms, so it is called constantly).
     let echo = wasm("test_echo");
-    module::install(&server, "p", &echo)
+    module::install(&server, "p", PluginKind::Controller, &echo)
         .await
         .expect("installed");
     let running = until(&server, "echo running", |p| {
@@ -81,7 +82,7 @@ async fn install_swap_roll_back_and_refuse_a_broken_module() {
 
     // panic reconciles the same resources but traps every time: it takes over, then is rolled back.
     let panic = wasm("test_panic");
-    module::install(&server, "p", &panic)
+    module::install(&server, "p", PluginKind::Controller, &panic)
         .await
         .expect("installed");
     let rolled = until(&server, "rolled back", |p| {
@@ -108,7 +109,7 @@ async fn install_swap_roll_back_and_refuse_a_broken_module() {
     .await;
 
     // Bytes that are no component never replace the running module.
-    module::install(&server, "p", b"not wasm at all")
+    module::install(&server, "p", PluginKind::Controller, b"not wasm at all")
         .await
         .expect("stored");
     let refused = until(&server, "refused", |p| {
@@ -130,9 +131,14 @@ async fn a_plugin_waits_for_the_crd_it_reconciles() {
     let server = common::server(&dir).await;
     let runtime = Arc::new(Runtime::new(dir.path().join("cache")).expect("runtime"));
     let _supervisor = supervisor::spawn(server.clone(), Manager::new(server.clone()), runtime);
-    module::install(&server, "p", &wasm("wasmkube_plugin_staticsite"))
-        .await
-        .expect("installed");
+    module::install(
+        &server,
+        "p",
+        PluginKind::Controller,
+        &wasm("wasmkube_plugin_staticsite"),
+    )
+    .await
+    .expect("installed");
     until(&server, "refused while staticsites are not served", |p| {
         p["status"]["phase"] == "Failed"
     })

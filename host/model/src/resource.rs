@@ -201,7 +201,7 @@ fn plugin_schema() -> serde_json::Value {
     use serde_json::json;
     json!({"type": "object", "description": "A WebAssembly component the host runs, and what it may touch.", "properties": {
         "spec": {"type": "object", "required": ["kind", "module"], "properties": {
-            "kind": {"type": "string", "enum": ["Controller"], "description": "What the component is: a Controller."},
+            "kind": {"type": "string", "enum": ["Controller", "Scheduler"], "description": "What the component is: a Controller, or a Scheduler policy (see SchedulerProfile)."},
             "module": {"type": "object", "required": ["digest", "chunks"], "description": "The module, stored as PluginModule chunks.", "properties": {
                 "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "sha256:<hex> of the module's bytes."},
                 "chunks": {"type": "integer", "minimum": 1, "description": "How many PluginModule chunks hold it."},

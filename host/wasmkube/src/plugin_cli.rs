@@ -9,13 +9,16 @@ use wasmkube_controller::module;
 
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
-    /// Upload a controller component and run it (or replace the running version of `--name`).
+    /// Upload a component and run it (or replace the running version of `--name`).
     Install {
         /// The `.wasm` component.
         file: PathBuf,
         /// The Plugin's name.
         #[arg(long)]
         name: String,
+        /// What the component is: a controller, or a scheduling policy (`scheduler`).
+        #[arg(long, value_enum, default_value = "controller")]
+        kind: Kind,
         #[command(flatten)]
         cluster: Cluster,
     },
@@ -24,6 +27,13 @@ pub enum PluginCommand {
         #[command(flatten)]
         cluster: Cluster,
     },
+}
+
+/// `--kind`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Kind {
+    Controller,
+    Scheduler,
 }
 
 #[derive(clap::Args)]
@@ -121,8 +131,13 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Install {
             file,
             name,
+            kind,
             cluster,
         } => {
+            let kind = match kind {
+                Kind::Controller => module::PluginKind::Controller,
+                Kind::Scheduler => module::PluginKind::Scheduler,
+            };
             let api = Api::connect(&cluster)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -138,7 +153,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     return Err(fail("uploading the module", code, &status));
                 }
             }
-            let plugin = module::plugin(&name, &bytes);
+            let plugin = module::plugin(&name, kind, &bytes);
             let url = format!("{}{PLUGINS}/{name}", api.server);
             let (code, status) = match api.send(api.client.get(&url)).await?.0 {
                 404 => {

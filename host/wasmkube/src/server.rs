@@ -9,6 +9,7 @@ use serde_json::json;
 use wasmkube_apiserver::handlers::WriteOptions;
 use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{Server, app, controllers, serve_tls};
+use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
@@ -48,10 +49,14 @@ async fn start_plugins(
         let name = stem
             .trim_start_matches("wasmkube_plugin_")
             .replace('_', "-");
-        module::install(server, &name, &bytes)
+        let module = runtime
+            .load(&bytes)
+            .with_context(|| format!("loading {}", file.display()))?;
+        let kind = PluginKind::of(&module);
+        module::install(server, &name, kind, &bytes)
             .await
             .with_context(|| format!("installing {}", file.display()))?;
-        tracing::info!(plugin = %name, file = %file.display(), "controller plugin installed");
+        tracing::info!(plugin = %name, kind = kind.as_str(), file = %file.display(), "plugin installed");
     }
     Ok(supervisor::spawn(server.clone(), manager, runtime))
 }

@@ -23,7 +23,7 @@ use crate::strategy;
 
 pub use delete::{DeleteOptions, Propagation, delete_object, remove_finalizer};
 pub use read::Filter;
-pub use write::{Update, WriteOptions, apply_patch, create_object, update_with};
+pub use write::{Update, WriteOptions, apply_patch, bind_pod, create_object, update_with};
 
 /// Everything under `/api/` and `/apis/`.
 pub async fn handle(

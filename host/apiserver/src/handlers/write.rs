@@ -366,43 +366,72 @@ pub async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
             )
         })?
         .to_string();
-    let name = target.name()?.to_string();
-    let update = Update::internal(&target.info, target.ns(), &name);
-    update_with(
-        server,
-        &update,
-        |cur| match cur
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
-            Some(existing) => Err(ApiError::Conflict {
-                resource: "pods".into(),
-                name: name.clone(),
-                reason: format!("pod {name} is already assigned to node {existing:?}"),
-            }),
-            None if cur
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null()) =>
-            {
-                Err(ApiError::Conflict {
-                    resource: "pods".into(),
-                    name: name.clone(),
-                    reason: "pod is being deleted, cannot be assigned to a host".into(),
-                })
-            }
-            None => {
-                let mut new = cur.clone();
-                new["spec"]["nodeName"] = json!(node);
-                Ok(new)
-            }
-        },
-        &mut Vec::new(),
-    )
-    .await?;
+    let name = target.name()?;
+    bind_pod(server, &target.info, target.ns(), name, &node).await?;
     Ok(response::json(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         &[],
     ))
+}
+
+/// Assigns the pod `name` to `node`, once, as a Binding does: sets `spec.nodeName` and the
+/// `PodScheduled=True` condition. A pod already assigned or being deleted is a 409.
+pub async fn bind_pod(
+    server: &Server,
+    pods: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    node: &str,
+) -> Result<Value, ApiError> {
+    let update = Update {
+        subresource: Some("binding"),
+        ..Update::internal(pods, ns, name)
+    };
+    let conflict = |reason: String| ApiError::Conflict {
+        resource: "pods".into(),
+        name: name.to_string(),
+        reason,
+    };
+    update_with(
+        server,
+        &update,
+        |cur| {
+            if let Some(existing) = cur
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(conflict(format!(
+                    "pod {name} is already assigned to node {existing:?}"
+                )));
+            }
+            if cur
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
+                return Err(conflict(
+                    "pod is being deleted, cannot be assigned to a host".into(),
+                ));
+            }
+            let mut new = cur.clone();
+            new["spec"]["nodeName"] = json!(node);
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let scheduled = json!({"type": "PodScheduled", "status": "True",
+                "lastProbeTime": null, "lastTransitionTime": now});
+            let conditions = new["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut conditions: Vec<Value> = conditions
+                .into_iter()
+                .filter(|c| c["type"] != "PodScheduled")
+                .collect();
+            conditions.insert(0, scheduled);
+            new["status"]["conditions"] = Value::Array(conditions);
+            Ok(new)
+        },
+        &mut Vec::new(),
+    )
+    .await
 }

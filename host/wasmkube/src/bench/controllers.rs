@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
 use wasmkube_apiserver::{Server, controllers};
 use wasmkube_controller::informer::Change;
+use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
@@ -300,10 +301,11 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     module::install(
         &server,
         "replicaset",
+        PluginKind::Controller,
         &read_plugin(&args.plugins, "replicaset")?,
     )
     .await?;
-    module::install(&server, "deployment", &deploy_bytes).await?;
+    module::install(&server, "deployment", PluginKind::Controller, &deploy_bytes).await?;
 
     eprintln!(
         "bench: a Deployment of {} replicas over {} simulated nodes…",
@@ -338,7 +340,7 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     let new_module = rebuilt(&deploy_bytes, "v2");
     let new_digest = module::digest(&new_module);
     let written = Instant::now();
-    module::install(&server, "deployment", &new_module).await?;
+    module::install(&server, "deployment", PluginKind::Controller, &new_module).await?;
     let plugins = server
         .registry()
         .get("wasmkube.dev", "v1alpha1", "plugins")
