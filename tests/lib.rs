@@ -50,14 +50,18 @@ impl Cluster {
         Self::start_with(&[])
     }
 
-    /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`).
+    /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`). The
+    /// scheduler's default policy is always installed.
     pub fn start_with(extra: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
+        let policy = target_dir().join("wasm32-wasip2/release/wasmkube_policy_default.wasm");
+        let mut extra_args = vec!["--plugin".to_string(), policy.display().to_string()];
+        extra_args.extend(extra.iter().map(|s| s.to_string()));
         let mut cluster = Cluster {
             dir,
             port: 0,
             child: None,
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_args,
         };
         cluster.boot()?;
         Ok(cluster)
@@ -131,22 +135,7 @@ impl Cluster {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("running kubectl (is it on PATH?)")?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use std::io::Write as _;
-            pipe.write_all(input.as_bytes())?;
-        }
-        Ok(child.wait_with_output()?)
+        kubectl_at(&self.kubeconfig(), args, stdin)
     }
 
     /// Runs kubectl, fails unless it succeeds, and returns its stdout.
@@ -212,8 +201,35 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> Result<bool>) ->
     }
 }
 
-/// Acts as a node until dropped, through the status subresource as a node agent would: a
-/// pending pod whose `restartPolicy` is `Always` (the default) is reported Running and Ready; one
+/// Runs kubectl against `kubeconfig`, `stdin` piped in when given.
+pub fn kubectl_at(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<Output> {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("running kubectl (is it on PATH?)")?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write as _;
+        pipe.write_all(input.as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// The Node a [`SimulatedNode`] registers: room for a thousand small pods.
+const SIMULATED_NODE: &str = "apiVersion: v1\nkind: Node\nmetadata:\n  name: simulated\n  labels: {kubernetes.io/hostname: simulated}\nstatus:\n  capacity: {cpu: '64', memory: 256Gi, pods: '1000'}\n  allocatable: {cpu: '64', memory: 256Gi, pods: '1000'}\n";
+
+/// Acts as the nodes until dropped, through the status subresource as node agents would: a
+/// pending pod bound to a node whose `restartPolicy` is `Always` (the default) is reported Running and Ready; one
 /// that runs to completion (`Never`, `OnFailure`) is reported Succeeded, as if its containers
 /// exited 0.
 pub struct SimulatedNode {
@@ -232,17 +248,24 @@ impl SimulatedNode {
                     .env("KUBECONFIG", &kubeconfig)
                     .output()
             };
+            let _ = kubectl_at(&kubeconfig, &["apply", "-f", "-"], Some(SIMULATED_NODE));
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let pending = kubectl(&[
                     "get",
                     "pods",
                     "-o",
-                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {.spec.restartPolicy}{\"\\n\"}{end}",
+                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {.spec.nodeName} {.spec.restartPolicy}{\"\\n\"}{end}",
                 ]);
                 let listed = pending
                     .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                     .unwrap_or_default();
-                for (name, policy) in listed.lines().filter_map(|l| l.split_once(' ')) {
+                // Only pods bound to a node run; the scheduler binds the others first.
+                let bound = listed.lines().filter_map(|l| {
+                    let mut fields = l.split(' ');
+                    let (name, node, policy) = (fields.next()?, fields.next()?, fields.next()?);
+                    (!node.is_empty()).then_some((name, policy))
+                });
+                for (name, policy) in bound {
                     let status = match policy {
                         "Never" | "OnFailure" => r#"{"status":{"phase":"Succeeded"}}"#,
                         _ => {

@@ -194,6 +194,40 @@ pub async fn install(
     Ok(())
 }
 
+/// Fetches the module a Plugin's `spec` names (digest `sha256:<hex>`, `module.chunks` chunks)
+/// from its PluginModule chunks and compiles it (or finds it in the runtime's cache), off the
+/// async threads.
+pub async fn load(
+    server: &Server,
+    runtime: &Arc<Runtime>,
+    spec: &Value,
+    digest_wanted: &str,
+) -> Result<Arc<Module>, ModuleError> {
+    let chunks = server
+        .registry()
+        .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
+        .cloned()
+        .ok_or(ModuleError::NotServed)?;
+    let count = spec
+        .pointer("/module/chunks")
+        .and_then(Value::as_u64)
+        .and_then(|c| usize::try_from(c).ok())
+        .unwrap_or(1);
+    let mut stored = HashMap::new();
+    for i in 0..count {
+        let name = chunk_name(digest_wanted, i);
+        if let Ok(Some(chunk)) = server.objects.get(&chunks, None, &name).await {
+            stored.insert(name, chunk.object);
+        }
+    }
+    let bytes = assemble(digest_wanted, count, |name| stored.remove(name))?;
+    let runtime = runtime.clone();
+    tokio::task::spawn_blocking(move || runtime.load(&bytes))
+        .await
+        .map_err(|e| ModuleError::Compile(e.to_string()))?
+        .map_err(|e| ModuleError::Compile(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -237,38 +271,4 @@ mod tests {
             Err(ModuleError::Missing { .. })
         ));
     }
-}
-
-/// Fetches the module a Plugin's `spec` names (digest `sha256:<hex>`, `module.chunks` chunks)
-/// from its PluginModule chunks and compiles it (or finds it in the runtime's cache), off the
-/// async threads.
-pub async fn load(
-    server: &Server,
-    runtime: &Arc<Runtime>,
-    spec: &Value,
-    digest_wanted: &str,
-) -> Result<Arc<Module>, ModuleError> {
-    let chunks = server
-        .registry()
-        .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
-        .cloned()
-        .ok_or(ModuleError::NotServed)?;
-    let count = spec
-        .pointer("/module/chunks")
-        .and_then(Value::as_u64)
-        .and_then(|c| usize::try_from(c).ok())
-        .unwrap_or(1);
-    let mut stored = HashMap::new();
-    for i in 0..count {
-        let name = chunk_name(digest_wanted, i);
-        if let Ok(Some(chunk)) = server.objects.get(&chunks, None, &name).await {
-            stored.insert(name, chunk.object);
-        }
-    }
-    let bytes = assemble(digest_wanted, count, |name| stored.remove(name))?;
-    let runtime = runtime.clone();
-    tokio::task::spawn_blocking(move || runtime.load(&bytes))
-        .await
-        .map_err(|e| ModuleError::Compile(e.to_string()))?
-        .map_err(|e| ModuleError::Compile(e.to_string()))
 }

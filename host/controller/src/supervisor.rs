@@ -124,7 +124,8 @@ fn collector(published: Published) -> Collector {
     })
 }
 
-fn limits(spec: &Value) -> Limits {
+/// The limits a Plugin's `spec.limits` sets: 64 MiB and 1 s per call unless given.
+pub fn limits(spec: &Value) -> Limits {
     let defaults = Limits::default();
     Limits {
         memory_bytes: spec

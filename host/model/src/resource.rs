@@ -186,6 +186,21 @@ impl ResourceInfo {
         self
     }
 
+    /// `kubectl get` columns as a CRD declares them: (name, type, JSONPath).
+    fn with_columns(mut self, columns: &[(&str, &str, &str)]) -> Self {
+        self.printer_columns = columns
+            .iter()
+            .map(|(name, kind, path)| PrinterColumn {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                json_path: path.to_string(),
+                priority: 0,
+                description: String::new(),
+            })
+            .collect();
+        self
+    }
+
     fn with(mut self, subresources: &[&'static str]) -> Self {
         self.extra_subresources = subresources.to_vec();
         self
@@ -218,6 +233,36 @@ fn plugin_schema() -> serde_json::Value {
             }}},
         }},
         "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "description": "What runs and how it fares."},
+    }})
+}
+
+/// The structural schema of `SchedulerProfile` (see docs/scheduler.md).
+fn scheduler_profile_schema() -> serde_json::Value {
+    use serde_json::json;
+    let plugins = |what: &str| {
+        json!({"type": "array", "description": what, "items": {"type": "object", "required": ["name"], "properties": {
+            "name": described("string", "The plugin's name, e.g. NodeResourcesFit."),
+            "weight": {"type": "integer", "minimum": 0, "maximum": 100, "description": "For a score plugin: the multiplier of its 0-100 score (default 1)."},
+            "args": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "description": "The plugin's arguments."},
+        }}})
+    };
+    let stages = |what: &str| {
+        json!({"type": "array", "description": what, "items": {"type": "object", "required": ["plugin"], "properties": {
+            "plugin": described("string", "The Plugin (spec.kind Scheduler) whose component runs this stage."),
+            "filters": plugins("Filter plugins in order; all of the component's when unset."),
+            "scores": plugins("Score plugins with weights; all of the component's, weight 1, when unset."),
+        }}})
+    };
+    json!({"type": "object", "description": "A scheduling profile: which policy plugins schedule the pods that name it, and a candidate policy in shadow mode.", "properties": {
+        "spec": {"type": "object", "required": ["policies"], "properties": {
+            "schedulerName": described("string", "The spec.schedulerName of the pods this profile schedules (default: the object's name)."),
+            "percentageOfNodesToScore": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Stop filtering once this share of the nodes is feasible (0: adaptive, as Kubernetes)."},
+            "policies": stages("The policy stages, in order: the first finds the feasible nodes, later ones filter and score those."),
+            "shadow": {"type": "object", "description": "A candidate policy run beside the active one on every pod; it binds nothing and reports where it disagrees.", "properties": {
+                "policies": stages("The candidate's policy stages."),
+            }},
+        }},
+        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "description": "What runs and, in shadow mode, how the candidate compares."},
     }})
 }
 
@@ -337,6 +382,23 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
         )
         .with_schema(plugin_module_schema()),
+        builtin(
+            PLUGIN_GROUP,
+            "v1alpha1",
+            "SchedulerProfile",
+            "schedulerprofiles",
+            false,
+        )
+        .with_status()
+        .with_schema(scheduler_profile_schema())
+        .with_columns(&[
+            ("Scheduler", "string", ".status.schedulerName"),
+            ("Phase", "string", ".status.phase"),
+            ("Policies", "string", ".status.policies"),
+            ("Shadow Pods", "integer", ".status.shadow.pods"),
+            ("Disagreements", "integer", ".status.shadow.disagreements"),
+            ("Message", "string", ".status.message"),
+        ]),
     ]
 }
 

@@ -54,7 +54,9 @@ impl PolicyInstance {
         self.guest.finish(started, result.map(Ok))
     }
 
-    /// Filters and scores the nodes for `pod` (its JSON).
+    /// Filters and scores the nodes for `pod` (its JSON; a `String` because wasmtime's binding
+    /// takes one).
+    #[allow(clippy::ptr_arg)]
     pub async fn schedule(
         &mut self,
         pod: &String,

@@ -3,7 +3,9 @@
 mod api;
 mod client;
 mod controllers;
+mod hollow;
 mod report;
+mod scheduler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,8 @@ enum BenchTarget {
     Api(ApiArgs),
     /// A large Deployment run by the Wasm controllers over simulated nodes, with a hot swap.
     Controllers(controllers::ControllersArgs),
+    /// The scheduler over hollow nodes: pods per second and latency, Wasm and native policy.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +111,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Api(args) => run_api(args).await,
         BenchTarget::Controllers(args) => controllers::run(args).await,
+        BenchTarget::Scheduler(args) => scheduler::run(args).await,
     }
 }
 

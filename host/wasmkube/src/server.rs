@@ -27,28 +27,39 @@ pub struct ServerArgs {
     /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
     #[arg(long, default_value = "embedded")]
     pub store: String,
-    /// A controller plugin (a `.wasm` component) to run; repeat for several.
+    /// A plugin (a `.wasm` component: a controller or a scheduling policy) to run; repeat for
+    /// several.
     #[arg(long = "plugin")]
     pub plugins: Vec<PathBuf>,
 }
 
-/// Starts the plugin supervisor and installs every `--plugin` as a `Plugin` object (a changed
-/// file replaces the running module in place). The handle keeps them running.
-async fn start_plugins(
-    server: &Arc<Server>,
-    args: &ServerArgs,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// What runs the plugins: the controllers' supervisor and the scheduler, which runs the
+/// scheduling policies. Dropping it stops them.
+struct Plugins {
+    _supervisor: tokio::task::JoinHandle<()>,
+    _scheduler: wasmkube_scheduler::Scheduler,
+}
+
+/// The Plugin name for a `.wasm` file: `wasmkube_plugin_replicaset.wasm` → `replicaset`,
+/// `wasmkube_policy_default.wasm` → `default`, `my_thing.wasm` → `my-thing`.
+fn plugin_name(file: &std::path::Path) -> String {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    stem.trim_start_matches("wasmkube_plugin_")
+        .trim_start_matches("wasmkube_policy_")
+        .replace('_', "-")
+}
+
+/// Installs every `--plugin` as a `Plugin` object of the kind its component is (a changed file
+/// replaces the running module in place), and starts the supervisor and the scheduler.
+async fn start_plugins(server: &Arc<Server>, args: &ServerArgs) -> anyhow::Result<Plugins> {
     let runtime = Arc::new(Runtime::new(args.data_dir.join("plugin-cache"))?);
     let manager = Manager::new(server.clone());
     for file in &args.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let stem = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin");
-        let name = stem
-            .trim_start_matches("wasmkube_plugin_")
-            .replace('_', "-");
+        let name = plugin_name(file);
         let module = runtime
             .load(&bytes)
             .with_context(|| format!("loading {}", file.display()))?;
@@ -58,7 +69,18 @@ async fn start_plugins(
             .with_context(|| format!("installing {}", file.display()))?;
         tracing::info!(plugin = %name, kind = kind.as_str(), file = %file.display(), "plugin installed");
     }
-    Ok(supervisor::spawn(server.clone(), manager, runtime))
+    let source = Arc::new(wasmkube_scheduler::source::Plugins {
+        server: server.clone(),
+        manager: manager.clone(),
+        runtime: runtime.clone(),
+    });
+    let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
+        .await
+        .context("starting the scheduler")?;
+    Ok(Plugins {
+        _supervisor: supervisor::spawn(server.clone(), manager, runtime),
+        _scheduler: scheduler,
+    })
 }
 
 /// Opens the store named by `--store`.

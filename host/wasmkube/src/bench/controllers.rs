@@ -57,7 +57,7 @@ fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-async fn create(
+pub(super) async fn create(
     server: &Server,
     api_version: &str,
     kind: &str,
@@ -81,7 +81,7 @@ async fn create(
     Ok(())
 }
 
-async fn modify(
+pub(super) async fn modify(
     server: &Server,
     api_version: &str,
     kind: &str,

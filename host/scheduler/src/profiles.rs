@@ -1,0 +1,217 @@
+//! The profile task: follows SchedulerProfiles and scheduling-policy Plugins, prepares what a new
+//! configuration runs (instances loaded and brought up to date, off the scheduling loop), and
+//! hands it to the loop; a configuration that fails to load leaves the old one in force.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use wasmkube_apiserver::handlers::{Update, update_with};
+use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
+
+use crate::cycle::Stage;
+use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
+use crate::scheduler::{Active, Shared, Swap};
+use crate::source::Source;
+
+/// What the loop was last given for one scheduler name: the profile and its plugins' versions.
+type Given = BTreeMap<String, (Profile, Vec<Option<String>>)>;
+
+fn resource(shared: &Shared, plural: &str) -> Option<Arc<ResourceInfo>> {
+    shared
+        .server
+        .registry()
+        .get(PLUGIN_GROUP, "v1alpha1", plural)
+        .cloned()
+}
+
+/// The profiles wanted now: every SchedulerProfile, and the built-in default for
+/// `default-scheduler` unless one of them names it.
+fn wanted(shared: &Shared) -> BTreeMap<String, Profile> {
+    let mut profiles: BTreeMap<String, Profile> = BTreeMap::new();
+    if let Some(info) = resource(shared, "schedulerprofiles") {
+        for obj in shared.manager.informer(&info).list(None) {
+            let profile = Profile::from_object(&obj);
+            profiles.insert(profile.scheduler_name.clone(), profile);
+        }
+    }
+    profiles
+        .entry(DEFAULT_SCHEDULER.into())
+        .or_insert_with(Profile::default_profile);
+    profiles
+}
+
+/// Loads one stage's policy and brings it up to date with the cache.
+async fn stage(
+    shared: &Shared,
+    source: &dyn Source,
+    configured: &profile::Stage,
+) -> Result<(Stage, String), String> {
+    let mut policy = source.load(&configured.plugin).await?;
+    let capabilities = policy.capabilities().clone();
+    let (filters, scores) = configured.plugins(&capabilities);
+    for (kind, wanted, offered) in [
+        ("filter", &filters, &capabilities.filters),
+        ("score", &scores, &capabilities.scores),
+    ] {
+        if let Some(missing) = wanted.iter().find(|p| !offered.contains(&p.name)) {
+            return Err(format!(
+                "policy {:?} has no {kind} plugin {:?}",
+                configured.plugin, missing.name
+            ));
+        }
+    }
+    let feed = shared.cache().subscribe();
+    policy
+        .apply(&feed.drain())
+        .await
+        .map_err(|e| format!("policy {:?}: {e}", configured.plugin))?;
+    let version = format!("{}@{}", configured.plugin, short(policy.version()));
+    Ok((
+        Stage {
+            plugin: configured.plugin.clone(),
+            policy,
+            feed,
+            filters,
+            scores,
+        },
+        version,
+    ))
+}
+
+fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
+/// Everything a profile runs, ready.
+async fn prepare(
+    shared: &Shared,
+    source: &dyn Source,
+    profile: &Profile,
+) -> Result<Active, String> {
+    if profile.policies.is_empty() {
+        return Err("spec.policies names no policy".into());
+    }
+    let mut stages = Vec::new();
+    let mut versions = Vec::new();
+    for configured in &profile.policies {
+        let (stage, version) = stage(shared, source, configured).await?;
+        stages.push(stage);
+        versions.push(version);
+    }
+    let mut shadow = Vec::new();
+    let mut shadow_versions = Vec::new();
+    for configured in &profile.shadow {
+        let (stage, version) = stage(shared, source, configured).await?;
+        shadow.push(stage);
+        shadow_versions.push(version);
+    }
+    Ok(Active {
+        profile: profile.clone(),
+        stages,
+        shadow,
+        versions,
+        shadow_versions,
+    })
+}
+
+/// Runs until the loop is gone: on every change to profiles or policy Plugins (`dirty`), and on
+/// rebuild requests, brings the loop's profiles in line with what is wanted.
+pub async fn run(
+    shared: Arc<Shared>,
+    source: Arc<dyn Source>,
+    swaps: mpsc::UnboundedSender<Swap>,
+    mut dirty: mpsc::UnboundedReceiver<()>,
+    mut rebuild: mpsc::UnboundedReceiver<String>,
+) {
+    let mut given = Given::new();
+    let mut failed: BTreeMap<String, (Profile, Vec<Option<String>>)> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            signal = dirty.recv() => if signal.is_none() { return },
+            Some(name) = rebuild.recv() => { given.remove(&name); }
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        while dirty.try_recv().is_ok() {}
+        let wanted = wanted(&shared);
+        for (name, profile) in &wanted {
+            let versions: Vec<Option<String>> =
+                profile.plugins().map(|p| source.version(p)).collect();
+            let want = (profile.clone(), versions);
+            if given.get(name) == Some(&want) || failed.get(name) == Some(&want) {
+                continue;
+            }
+            match prepare(&shared, source.as_ref(), profile).await {
+                Ok(active) => {
+                    failed.remove(name);
+                    given.insert(name.clone(), want);
+                    if swaps.send(Swap::Install(Box::new(active))).is_err() {
+                        return;
+                    }
+                }
+                Err(message) => {
+                    tracing::warn!(scheduler = %name, %message, "profile did not load; the previous one stays in force");
+                    let mut stats = shared.stats();
+                    let report = stats.profiles.entry(profile.object.clone()).or_default();
+                    report.scheduler_name = name.clone();
+                    report.phase = "Failed".into();
+                    report.message =
+                        format!("{message}; the previous configuration stays in force");
+                    failed.insert(name.clone(), want);
+                }
+            }
+        }
+        let gone: Vec<String> = given
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            given.remove(&name);
+            let _ = swaps.send(Swap::Remove(name));
+        }
+    }
+}
+
+/// Writes each SchedulerProfile's status when its report changed, every second.
+pub async fn write_status(shared: Arc<Shared>) {
+    let mut written: BTreeMap<String, Value> = BTreeMap::new();
+    let Some(info) = resource(&shared, "schedulerprofiles") else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let reports: Vec<(String, Value)> = shared
+            .stats()
+            .profiles
+            .iter()
+            .filter(|(object, _)| !object.is_empty())
+            .map(|(object, r)| (object.clone(), r.status()))
+            .collect();
+        for (object, status) in reports {
+            if written.get(&object) == Some(&status) {
+                continue;
+            }
+            let update = Update {
+                subresource: Some("status"),
+                ..Update::internal(&info, None, &object)
+            };
+            let result = update_with(
+                &shared.server,
+                &update,
+                |cur| {
+                    let mut new = cur.clone();
+                    new["status"] = status.clone();
+                    Ok(new)
+                },
+                &mut Vec::new(),
+            )
+            .await;
+            if result.is_ok() {
+                written.insert(object, status);
+            }
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The scheduler: follows pods and nodes into the queue and the cache, runs one cycle at a time
+//! with the profile a pod names, binds asynchronously, and takes new profiles and policy
+//! versions between cycles.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::handlers::{Update, bind_pod, update_with};
+use wasmkube_controller::Manager;
+use wasmkube_controller::informer::Change;
+use wasmkube_controller::plugin_host::record_event;
+use wasmkube_model::resource::ResourceInfo;
+use wasmkube_runtime::{CallError, EventType};
+
+use crate::cache::{Cache, NodeChange, PodKey, pod_key, reduce_pod};
+use crate::cycle::{self, Found, Stage, StageError};
+use crate::profile::{DEFAULT_SCHEDULER, Profile};
+use crate::queue::{QueuedPod, SchedulingQueue};
+use crate::report::{ProfileReport, ShadowReport, Stats};
+
+/// A profile ready to run: its stages with policy instances already up to date.
+pub struct Active {
+    pub profile: Profile,
+    pub stages: Vec<Stage>,
+    pub shadow: Vec<Stage>,
+    /// `plugin@version` of the stages, for the status.
+    pub versions: Vec<String>,
+    pub shadow_versions: Vec<String>,
+}
+
+/// A change to what runs, made between cycles.
+pub enum Swap {
+    Install(Box<Active>),
+    Remove(String),
+}
+
+/// What the scheduler's tasks share.
+pub struct Shared {
+    pub server: Arc<Server>,
+    pub manager: Arc<Manager>,
+    pub cache: Mutex<Cache>,
+    pub queue: Mutex<SchedulingQueue>,
+    pub stats: Mutex<Stats>,
+    wake: Notify,
+    pods: Arc<ResourceInfo>,
+    /// Counts swaps applied by the loop: a new profile or policy is in force from then on.
+    pub swaps_applied: watch::Sender<u64>,
+    /// Asks the profile task to rebuild a scheduler's profile (its policy trapped, no fallback).
+    pub rebuild: mpsc::UnboundedSender<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn new(
+        server: Arc<Server>,
+        manager: Arc<Manager>,
+        rebuild: mpsc::UnboundedSender<String>,
+    ) -> Option<Arc<Shared>> {
+        let pods = server.registry().by_kind("v1", "Pod")?.clone();
+        Some(Arc::new(Shared {
+            server,
+            manager,
+            cache: Mutex::new(Cache::default()),
+            queue: Mutex::new(SchedulingQueue::default()),
+            stats: Mutex::new(Stats::default()),
+            wake: Notify::new(),
+            pods,
+            swaps_applied: watch::channel(0).0,
+            rebuild,
+        }))
+    }
+
+    pub fn cache(&self) -> MutexGuard<'_, Cache> {
+        lock(&self.cache)
+    }
+
+    pub fn queue(&self) -> MutexGuard<'_, SchedulingQueue> {
+        lock(&self.queue)
+    }
+
+    pub fn stats(&self) -> MutexGuard<'_, Stats> {
+        lock(&self.stats)
+    }
+
+    /// Follows a pod from the informer into the queue (pending) or the cache (on a node).
+    pub fn on_pod(&self, change: &Change) {
+        let pod = &change.object;
+        let key = pod_key(pod);
+        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+        let now = Instant::now();
+        if change.deleted || matches!(phase, "Succeeded" | "Failed") {
+            self.queue().remove(&key);
+            if self.cache().remove_pod(&key) {
+                self.queue().move_unschedulable(now);
+                self.wake.notify_one();
+            }
+            return;
+        }
+        if pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+        {
+            self.queue().remove(&key);
+            self.cache().pod_placed(pod);
+            return;
+        }
+        if pod
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+        {
+            self.queue().remove(&key);
+            return;
+        }
+        let priority = pod["spec"]["priority"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(0);
+        self.queue().add(pod.clone(), priority, now);
+        self.wake.notify_one();
+    }
+
+    /// Follows a node into the cache; a new or changed node retries unschedulable pods.
+    pub fn on_node(&self, change: &Change) {
+        let name = change.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default();
+        if change.deleted {
+            self.cache().node_remove(name);
+            return;
+        }
+        if self.cache().node_upsert(&change.object) != NodeChange::None {
+            self.queue().move_unschedulable(Instant::now());
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues again every pending pod the informer holds (a profile appeared).
+    fn requeue_pending(&self) {
+        let pods = self.manager.informer(&self.pods).list(None);
+        for pod in pods {
+            self.on_pod(&Change {
+                object: pod,
+                old: None,
+                deleted: false,
+            });
+        }
+    }
+}
+
+/// The scheduling loop: owns the running profiles, schedules one pod at a time.
+pub async fn run(shared: Arc<Shared>, mut swaps: mpsc::UnboundedReceiver<Swap>) {
+    let mut profiles: HashMap<String, Active> = HashMap::new();
+    let mut previous: HashMap<String, Active> = HashMap::new();
+    loop {
+        while let Ok(swap) = swaps.try_recv() {
+            apply(&shared, &mut profiles, &mut previous, swap);
+        }
+        let (next, due) = {
+            let mut queue = shared.queue();
+            let due = queue.flush(Instant::now());
+            (queue.pop(), due)
+        };
+        let Some(queued) = next else {
+            let wait = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                () = shared.wake.notified() => {}
+                swap = swaps.recv() => match swap {
+                    Some(swap) => apply(&shared, &mut profiles, &mut previous, swap),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(wait) => {}
+            }
+            continue;
+        };
+        let scheduler = queued.pod["spec"]["schedulerName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_SCHEDULER)
+            .to_string();
+        let Some(active) = profiles.get_mut(&scheduler) else {
+            shared.queue().remove(&queued.key()); // another scheduler's pod
+            continue;
+        };
+        if let Err(e) = schedule_one(&shared, active, &queued).await {
+            shared.queue().backoff(&queued.key(), Instant::now());
+            shared.stats().errors += 1;
+            policy_failed(&shared, &mut profiles, &mut previous, &scheduler, &e);
+        }
+    }
+}
+
+fn apply(
+    shared: &Shared,
+    profiles: &mut HashMap<String, Active>,
+    previous: &mut HashMap<String, Active>,
+    swap: Swap,
+) {
+    match swap {
+        Swap::Install(active) => {
+            let name = active.profile.scheduler_name.clone();
+            let report = ProfileReport {
+                scheduler_name: name.clone(),
+                phase: "Running".into(),
+                message: String::new(),
+                policies: active.versions.clone(),
+                shadow: (!active.shadow.is_empty()).then(|| ShadowReport {
+                    policies: active.shadow_versions.clone(),
+                    ..ShadowReport::default()
+                }),
+            };
+            shared
+                .stats()
+                .profiles
+                .insert(active.profile.object.clone(), report);
+            if let Some(old) = profiles.insert(name, *active) {
+                previous.insert(old.profile.scheduler_name.clone(), old);
+            }
+            shared.requeue_pending();
+        }
+        Swap::Remove(name) => {
+            if let Some(old) = profiles.remove(&name) {
+                shared.stats().profiles.remove(&old.profile.object);
+            }
+            previous.remove(&name);
+        }
+    }
+    shared.swaps_applied.send_modify(|n| *n += 1);
+}
+
+/// A policy of a running profile failed on a pod. A trap (or a poisoned instance) puts the
+/// previous version back when there is one, else asks for a fresh instance; a guest error only
+/// counts against the pod.
+fn policy_failed(
+    shared: &Shared,
+    profiles: &mut HashMap<String, Active>,
+    previous: &mut HashMap<String, Active>,
+    scheduler: &str,
+    error: &StageError,
+) {
+    tracing::warn!(%scheduler, %error, "scheduling policy failed");
+    if matches!(error.error, CallError::Failed(_)) {
+        return;
+    }
+    let Some(failed) = profiles.remove(scheduler) else {
+        return;
+    };
+    let object = failed.profile.object.clone();
+    let message = format!("{error}");
+    match previous.remove(scheduler) {
+        Some(old) => {
+            let mut stats = shared.stats();
+            let report = stats.profiles.entry(object).or_default();
+            report.phase = "RolledBack".into();
+            report.message = format!("{message}; back on {}", old.versions.join(","));
+            report.policies = old.versions.clone();
+            drop(stats);
+            profiles.insert(scheduler.to_string(), old);
+        }
+        None => {
+            let mut stats = shared.stats();
+            let report = stats.profiles.entry(object).or_default();
+            report.phase = "Pending".into();
+            report.message = format!("{message}; starting a new instance");
+            drop(stats);
+            let _ = shared.rebuild.send(scheduler.to_string());
+        }
+    }
+}
+
+/// One cycle for one pod: the profile's stages, the shadow's if any, then the assumption and an
+/// asynchronous binding, or the pod's unschedulable report.
+async fn schedule_one(
+    shared: &Arc<Shared>,
+    active: &mut Active,
+    queued: &QueuedPod,
+) -> Result<(), StageError> {
+    let key = queued.key();
+    let text = reduce_pod(&queued.pod).to_string();
+    let nodes = shared.cache().node_count();
+    let to_find = active.profile.nodes_to_find(nodes);
+    let found = cycle::run(&mut active.stages, &text, to_find, None).await?;
+    let chosen = found.pick().map(String::from);
+    if !active.shadow.is_empty() {
+        compare(
+            shared,
+            active,
+            &key,
+            &text,
+            &found,
+            chosen.as_deref(),
+            to_find,
+        )
+        .await;
+    }
+    match chosen {
+        Some(node) => {
+            shared.cache().assume(&queued.pod, &node);
+            tokio::spawn(bind(shared.clone(), queued.clone(), node));
+        }
+        None => {
+            let message = found.message(nodes);
+            shared.queue().unschedulable(&key, Instant::now());
+            shared.stats().unschedulable += 1;
+            tokio::spawn(report_unschedulable(
+                shared.clone(),
+                queued.pod.clone(),
+                message,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the shadow stages on the pod and records whether they would choose as the active ones
+/// did: over the nodes the active policy found feasible (all nodes when it found none).
+async fn compare(
+    shared: &Shared,
+    active: &mut Active,
+    key: &PodKey,
+    text: &String,
+    found: &Found,
+    chosen: Option<&str>,
+    to_find: usize,
+) {
+    let candidates = chosen.map(|_| found.feasible.iter().map(|(n, _)| n.clone()).collect());
+    let shadow = cycle::run(&mut active.shadow, text, to_find, candidates).await;
+    let mut stats = shared.stats();
+    let Some(report) = stats
+        .profiles
+        .get_mut(&active.profile.object)
+        .and_then(|r| r.shadow.as_mut())
+    else {
+        return;
+    };
+    match shadow {
+        Ok(theirs) => {
+            let agree = match chosen {
+                Some(node) => {
+                    theirs.score_of(node).is_some() && theirs.score_of(node) == theirs.best_score()
+                }
+                None => theirs.feasible.is_empty(),
+            };
+            let pod = format!("{}/{}", key.0, key.1);
+            report.record(&pod, chosen, theirs.pick(), agree);
+        }
+        Err(e) => {
+            report.errors += 1;
+            report.last_error = e.to_string();
+        }
+    }
+}
+
+/// Binds the pod to `node`; on failure the assumption is taken back and the pod backs off.
+async fn bind(shared: Arc<Shared>, queued: QueuedPod, node: String) {
+    let key = queued.key();
+    match bind_pod(&shared.server, &shared.pods, Some(&key.0), &key.1, &node).await {
+        Ok(_) => {
+            shared.stats().bound(queued.enqueued.elapsed());
+            shared.queue().remove(&key);
+            let message = format!("Successfully assigned {}/{} to {node}", key.0, key.1);
+            event(
+                &shared,
+                &queued.pod,
+                EventType::Normal,
+                "Scheduled",
+                &message,
+            )
+            .await;
+        }
+        Err(e) => {
+            shared.cache().forget(&key);
+            shared.stats().errors += 1;
+            let gone = matches!(e.code().as_u16(), 404 | 409);
+            if gone {
+                shared.queue().remove(&key);
+            } else {
+                shared.queue().backoff(&key, Instant::now());
+                shared.wake.notify_one();
+            }
+            let message = format!("Binding rejected: {e}");
+            event(
+                &shared,
+                &queued.pod,
+                EventType::Warning,
+                "FailedScheduling",
+                &message,
+            )
+            .await;
+        }
+    }
+}
+
+async fn event(shared: &Shared, pod: &Value, kind: EventType, reason: &str, message: &str) {
+    if let Err(e) = record_event(
+        &shared.server,
+        DEFAULT_SCHEDULER,
+        pod,
+        kind,
+        reason,
+        message,
+    )
+    .await
+    {
+        tracing::debug!(error = %e, "could not record a scheduler event");
+    }
+}
+
+/// A `FailedScheduling` Event and the `PodScheduled=False` condition with the reasons.
+async fn report_unschedulable(shared: Arc<Shared>, pod: Arc<Value>, message: String) {
+    event(
+        &shared,
+        &pod,
+        EventType::Warning,
+        "FailedScheduling",
+        &message,
+    )
+    .await;
+    let key = pod_key(&pod);
+    let update = Update {
+        subresource: Some("status"),
+        ..Update::internal(&shared.pods, Some(&key.0), &key.1)
+    };
+    let condition = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastProbeTime": null,
+        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+    let written = update_with(
+        &shared.server,
+        &update,
+        |cur| {
+            let mut new = cur.clone();
+            let mut conditions: Vec<Value> = cur["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            match conditions.iter_mut().find(|c| c["type"] == "PodScheduled") {
+                Some(c) if c["status"] == "False" && c["message"] == condition["message"] => {}
+                Some(c) => *c = condition.clone(),
+                None => conditions.push(condition.clone()),
+            }
+            new["status"]["conditions"] = Value::Array(conditions);
+            Ok(new)
+        },
+        &mut Vec::new(),
+    )
+    .await;
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "could not write PodScheduled");
+    }
+}
