@@ -15,6 +15,7 @@ pub mod expectations;
 pub mod hash;
 mod host;
 pub mod owner;
+pub mod placement;
 pub mod pod;
 pub mod revision;
 pub mod scheduling;

@@ -194,15 +194,15 @@ pub fn reduce_node(node: &Value) -> Value {
     })
 }
 
-/// What scheduling reads of a pod: identity and labels, the containers' resources and ports,
-/// placement constraints, volumes, and the phase.
+/// What scheduling reads of a pod: identity, labels, owners and deletion, the containers'
+/// resources, ports and restart policy (sidecars), placement constraints, volumes, and the phase.
 pub fn reduce_pod(pod: &Value) -> Value {
     let containers = |field: &str| -> Value {
         pod["spec"][field]
             .as_array()
             .map(|list| {
                 list.iter()
-                    .map(|c| pick(c, &["name", "resources", "ports"]))
+                    .map(|c| pick(c, &["name", "resources", "ports", "restartPolicy"]))
                     .collect()
             })
             .unwrap_or_default()
@@ -226,7 +226,10 @@ pub fn reduce_pod(pod: &Value) -> Value {
         spec["initContainers"] = containers("initContainers");
     }
     json!({
-        "metadata": pick(&pod["metadata"], &["name", "namespace", "uid", "labels"]),
+        "metadata": pick(
+            &pod["metadata"],
+            &["name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp"]
+        ),
         "spec": spec,
         "status": pick(&pod["status"], &["phase"]),
     })

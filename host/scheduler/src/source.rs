@@ -24,18 +24,23 @@ pub trait Source: Send + Sync + 'static {
     fn version(&self, plugin: &str) -> Option<String>;
 }
 
-/// What a policy may read beyond its deltas: claims, volumes and storage classes, for volume
-/// binding.
+/// What a policy may read beyond its deltas, from the informer caches: claims, volumes and
+/// storage classes (volume binding), namespaces (affinity terms' namespace selectors), and
+/// services and pod controllers (default topology spreading).
 pub fn policy_host(name: &str, server: &Arc<Server>, manager: &Arc<Manager>) -> Arc<dyn HostApi> {
     let mut grants = Grants::new();
-    grant(&mut grants, "", "persistentvolumeclaims", &["get", "list"]);
-    grant(&mut grants, "", "persistentvolumes", &["get", "list"]);
-    grant(
-        &mut grants,
-        "storage.k8s.io",
-        "storageclasses",
-        &["get", "list"],
-    );
+    for (group, plural) in [
+        ("", "persistentvolumeclaims"),
+        ("", "persistentvolumes"),
+        ("storage.k8s.io", "storageclasses"),
+        ("", "namespaces"),
+        ("", "services"),
+        ("", "replicationcontrollers"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+    ] {
+        grant(&mut grants, group, plural, &["get", "list"]);
+    }
     Arc::new(PluginHost::new(
         format!("policy-{name}"),
         server.clone(),
