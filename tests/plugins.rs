@@ -359,7 +359,15 @@ spec:
   - metadata: {name: data}
     spec:
       accessModes: [ReadWriteOnce]
+      storageClassName: local
       resources: {requests: {storage: 1Gi}}
+---
+# Claims of this class wait for their pod to be scheduled, so the scheduler lets the pods through.
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: wasmkube.dev/local-path
+volumeBindingMode: WaitForFirstConsumer
 ---
 apiVersion: batch/v1
 kind: Job

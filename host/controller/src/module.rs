@@ -194,15 +194,18 @@ pub async fn install(
     Ok(())
 }
 
-/// Fetches the module a Plugin's `spec` names (digest `sha256:<hex>`, `module.chunks` chunks)
-/// from its PluginModule chunks and compiles it (or finds it in the runtime's cache), off the
-/// async threads.
+/// The module a Plugin's `spec` names (digest `sha256:<hex>`, `module.chunks` chunks): the one
+/// the runtime already loaded, or else fetched from its PluginModule chunks and compiled (or
+/// found in the on-disk cache), off the async threads.
 pub async fn load(
     server: &Server,
     runtime: &Arc<Runtime>,
     spec: &Value,
     digest_wanted: &str,
 ) -> Result<Arc<Module>, ModuleError> {
+    if let Some(module) = runtime.loaded(digest_wanted.trim_start_matches("sha256:")) {
+        return Ok(module);
+    }
     let chunks = server
         .registry()
         .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")

@@ -266,6 +266,11 @@ impl Runtime {
         deserialize(engine, &path).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))
     }
 
+    /// The module with this hex sha256 digest, if this runtime loaded it already.
+    pub fn loaded(&self, digest: &str) -> Option<Arc<Module>> {
+        self.lock_modules().get(digest).cloned()
+    }
+
     fn lock_modules(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Module>>> {
         self.modules.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -147,6 +147,11 @@ impl Cache {
         self.broadcast(Delta::PodUpsert(reduced));
     }
 
+    /// Whether the pod is on a node, assumed or bound.
+    pub fn is_placed(&self, key: &PodKey) -> bool {
+        self.pods.contains_key(key)
+    }
+
     /// Takes back an assumption whose binding failed.
     pub fn forget(&mut self, key: &PodKey) {
         if self.pods.get(key).is_some_and(|p| p.assumed) {

@@ -13,7 +13,7 @@ use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
 use crate::cycle::Stage;
 use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
-use crate::scheduler::{Active, Shared, Swap};
+use crate::scheduler::{Active, Reuse, Shared, Swap};
 use crate::source::Source;
 
 /// What the loop was last given for one scheduler name: the profile and its plugins' versions.
@@ -85,28 +85,63 @@ fn short(version: &str) -> &str {
     &version[..version.len().min(12)]
 }
 
-/// Everything a profile runs, ready.
+/// Everything a profile runs, ready. A primary stage whose plugin runs at the same version in
+/// `running` (what the loop has now) keeps that instance, which is already up to date; the others
+/// are prepared at once, each on its own task (bringing an instance up to date is guest work
+/// that the other core can share).
 async fn prepare(
-    shared: &Shared,
-    source: &dyn Source,
+    shared: &Arc<Shared>,
+    source: &Arc<dyn Source>,
     profile: &Profile,
+    running: Option<&(Profile, Vec<Option<String>>)>,
 ) -> Result<Active, String> {
     if profile.policies.is_empty() {
         return Err("spec.policies names no policy".into());
     }
-    let mut stages = Vec::new();
-    let mut versions = Vec::new();
-    for configured in &profile.policies {
-        let (stage, version) = stage(shared, source, configured).await?;
-        stages.push(stage);
-        versions.push(version);
+    let running_version = |plugin: &str| -> Option<String> {
+        let (old, versions) = running?;
+        let i = old.policies.iter().position(|s| s.plugin == plugin)?;
+        versions.get(i).cloned().flatten()
+    };
+    let mut reuse = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, configured) in profile.policies.iter().chain(&profile.shadow).enumerate() {
+        let primary = i < profile.policies.len();
+        let version = source.version(&configured.plugin);
+        let taken = reuse
+            .iter()
+            .any(|r: &Reuse| r.configured.plugin == configured.plugin);
+        if primary && !taken && version.is_some() && running_version(&configured.plugin) == version
+        {
+            let version = format!(
+                "{}@{}",
+                configured.plugin,
+                short(version.as_deref().unwrap_or_default())
+            );
+            reuse.push(Reuse {
+                position: i,
+                configured: configured.clone(),
+                version,
+            });
+            continue;
+        }
+        let (shared, source, configured) = (shared.clone(), source.clone(), configured.clone());
+        tasks.push((
+            primary,
+            tokio::spawn(async move { stage(&shared, source.as_ref(), &configured).await }),
+        ));
     }
-    let mut shadow = Vec::new();
-    let mut shadow_versions = Vec::new();
-    for configured in &profile.shadow {
-        let (stage, version) = stage(shared, source, configured).await?;
-        shadow.push(stage);
-        shadow_versions.push(version);
+    let (mut stages, mut versions, mut shadow, mut shadow_versions) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (primary, task) in tasks {
+        let (stage, version) = task.await.map_err(|e| e.to_string())??;
+        if primary {
+            stages.push(stage);
+            versions.push(version);
+        } else {
+            shadow.push(stage);
+            shadow_versions.push(version);
+        }
     }
     Ok(Active {
         profile: profile.clone(),
@@ -114,6 +149,7 @@ async fn prepare(
         shadow,
         versions,
         shadow_versions,
+        reuse,
     })
 }
 
@@ -143,7 +179,7 @@ pub async fn run(
             if given.get(name) == Some(&want) || failed.get(name) == Some(&want) {
                 continue;
             }
-            match prepare(&shared, source.as_ref(), profile).await {
+            match prepare(&shared, &source, profile, given.get(name)).await {
                 Ok(active) => {
                     failed.remove(name);
                     given.insert(name.clone(), want);

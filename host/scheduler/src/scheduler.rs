@@ -19,7 +19,7 @@ use wasmkube_runtime::{CallError, EventType};
 
 use crate::cache::{Cache, NodeChange, PodKey, pod_key, reduce_pod};
 use crate::cycle::{self, Found, Stage, StageError};
-use crate::profile::{DEFAULT_SCHEDULER, Profile};
+use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::report::{ProfileReport, ShadowReport, Stats};
 
@@ -31,6 +31,16 @@ pub struct Active {
     /// `plugin@version` of the stages, for the status.
     pub versions: Vec<String>,
     pub shadow_versions: Vec<String>,
+    /// Stages to take over from the running profile (same plugin, same version) rather than
+    /// start anew, by position in `stages`; empty once the loop has put them in.
+    pub reuse: Vec<Reuse>,
+}
+
+/// A stage of a new profile that keeps the running instance of its policy.
+pub struct Reuse {
+    pub position: usize,
+    pub configured: profile::Stage,
+    pub version: String,
 }
 
 /// A change to what runs, made between cycles.
@@ -119,6 +129,10 @@ impl Shared {
             self.queue().remove(&key);
             return;
         }
+        // Assumed or just bound: the informer has not shown the binding yet.
+        if self.cache().is_placed(&key) {
+            return;
+        }
         let priority = pod["spec"]["priority"]
             .as_i64()
             .and_then(|p| i32::try_from(p).ok())
@@ -142,10 +156,14 @@ impl Shared {
         }
     }
 
-    /// Queues again every pending pod the informer holds (a profile appeared).
+    /// Queues again every pending pod the informer holds (a scheduler name appeared: its pods
+    /// were dropped from the queue while no profile served them).
     fn requeue_pending(&self) {
         let pods = self.manager.informer(&self.pods).list(None);
         for pod in pods {
+            if pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+                continue;
+            }
             self.on_pod(&Change {
                 object: pod,
                 old: None,
@@ -204,8 +222,23 @@ fn apply(
     swap: Swap,
 ) {
     match swap {
-        Swap::Install(active) => {
+        Swap::Install(mut active) => {
             let name = active.profile.scheduler_name.clone();
+            let reused = !active.reuse.is_empty();
+            let new_name = !profiles.contains_key(&name);
+            if let Err(message) = take_over(&mut active, profiles.get_mut(&name)) {
+                tracing::warn!(scheduler = %name, %message, "profile not swapped");
+                let mut stats = shared.stats();
+                let report = stats
+                    .profiles
+                    .entry(active.profile.object.clone())
+                    .or_default();
+                report.phase = "Failed".into();
+                report.message = format!("{message}; the previous configuration stays in force");
+                drop(stats);
+                let _ = shared.rebuild.send(name);
+                return;
+            }
             let report = ProfileReport {
                 scheduler_name: name.clone(),
                 phase: "Running".into(),
@@ -220,10 +253,20 @@ fn apply(
                 .stats()
                 .profiles
                 .insert(active.profile.object.clone(), report);
-            if let Some(old) = profiles.insert(name, *active) {
-                previous.insert(old.profile.scheduler_name.clone(), old);
+            match profiles.insert(name.clone(), *active) {
+                // An old profile whose instances moved on cannot be rolled back to.
+                Some(old) if !reused => {
+                    previous.insert(name, old);
+                }
+                _ => {
+                    previous.remove(&name);
+                }
             }
-            shared.requeue_pending();
+            shared.swaps_applied.send_modify(|n| *n += 1);
+            if new_name {
+                shared.requeue_pending();
+            }
+            return;
         }
         Swap::Remove(name) => {
             if let Some(old) = profiles.remove(&name) {
@@ -233,6 +276,57 @@ fn apply(
         }
     }
     shared.swaps_applied.send_modify(|n| *n += 1);
+}
+
+/// Moves the stages `active` reuses out of the running profile `old` into it, configured as the
+/// new profile says. Nothing moves unless all of them can.
+fn take_over(active: &mut Active, old: Option<&mut Active>) -> Result<(), String> {
+    if active.reuse.is_empty() {
+        return Ok(());
+    }
+    let old = old.ok_or("the running profile to take instances from is gone")?;
+    let mut moves = Vec::new();
+    for r in &active.reuse {
+        let index = old
+            .stages
+            .iter()
+            .position(|s| s.plugin == r.configured.plugin)
+            .ok_or_else(|| format!("no running instance of {:?}", r.configured.plugin))?;
+        let capabilities = old.stages[index].policy.capabilities();
+        let (filters, scores) = r.configured.plugins(capabilities);
+        for (kind, wanted, offered) in [
+            ("filter", &filters, &capabilities.filters),
+            ("score", &scores, &capabilities.scores),
+        ] {
+            if let Some(missing) = wanted.iter().find(|p| !offered.contains(&p.name)) {
+                return Err(format!(
+                    "policy {:?} has no {kind} plugin {:?}",
+                    r.configured.plugin, missing.name
+                ));
+            }
+        }
+        moves.push((
+            r.position,
+            r.configured.plugin.clone(),
+            r.version.clone(),
+            filters,
+            scores,
+        ));
+    }
+    for (position, plugin, version, filters, scores) in moves {
+        let index = old
+            .stages
+            .iter()
+            .position(|s| s.plugin == plugin)
+            .ok_or_else(|| format!("no running instance of {plugin:?}"))?;
+        let mut stage = old.stages.remove(index);
+        stage.filters = filters;
+        stage.scores = scores;
+        active.stages.insert(position, stage);
+        active.versions.insert(position, version);
+    }
+    active.reuse.clear();
+    Ok(())
 }
 
 /// A policy of a running profile failed on a pod. A trap (or a poisoned instance) puts the
