@@ -46,28 +46,46 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
     let nodes = [
         node("n1", "zone-a", ", disk: ssd, pool: spread", 2, ""),
         node("n2", "zone-b", ", pool: spread", 2, ""),
-        node("n3", "zone-c", "", 4, "taints: [{key: dedicated, value: gpu, effect: NoSchedule}]"),
+        node(
+            "n3",
+            "zone-c",
+            "",
+            4,
+            "taints: [{key: dedicated, value: gpu, effect: NoSchedule}]",
+        ),
         node("n4", "zone-a", "", 1, "unschedulable: true"),
     ];
     apply(&c, &nodes.concat())?;
 
     // An unschedulable pod: each node fails for its first reason, counted as kube-scheduler does.
     let big = "  containers: [{name: c, image: busybox, resources: {requests: {cpu: '3'}}}]\n";
-    apply(&c, &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: big}}\nspec:\n{big}"))?;
+    apply(
+        &c,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: big}}\nspec:\n{big}"),
+    )?;
     let message = "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 Insufficient cpu.";
     eventually(Duration::from_secs(20), || {
         Ok(c.ok(&["describe", "pod", "big"])?.contains(message))
     })?;
     let describe = c.ok(&["describe", "pod", "big"])?;
     assert!(describe.contains("FailedScheduling"), "{describe}");
-    let condition = c.ok(&["get", "pod", "big", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}"])?;
+    let condition = c.ok(&[
+        "get",
+        "pod",
+        "big",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}",
+    ])?;
     assert_eq!(condition, "Unschedulable");
 
     // A node that fits appears: the pod is scheduled onto it at once.
     apply(&c, &node("n5", "zone-b", "", 8, ""))?;
     assert_eq!(node_of(&c, "big")?, "n5");
     let describe = c.ok(&["describe", "pod", "big"])?;
-    assert!(describe.contains("Successfully assigned default/big to n5"), "{describe}");
+    assert!(
+        describe.contains("Successfully assigned default/big to n5"),
+        "{describe}"
+    );
 
     // nodeSelector; a toleration with required node affinity.
     apply(&c, &pod("ssd", "", "  nodeSelector: {disk: ssd}\n"))?;
@@ -85,7 +103,8 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
     assert_ne!(first, second, "anti-affinity keeps them apart");
     apply(&c, &pod("web-3", "app: web", anti))?;
     eventually(Duration::from_secs(20), || {
-        Ok(c.ok(&["describe", "pod", "web-3"])?.contains("didn't match pod anti-affinity rules"))
+        Ok(c.ok(&["describe", "pod", "web-3"])?
+            .contains("didn't match pod anti-affinity rules"))
     })?;
 
     // Topology spread by zone, maxSkew 1, over zone-a (n1) and zone-b (n2): two and two.
@@ -107,21 +126,29 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
     // Pods for another scheduler are left alone.
     apply(&c, &pod("other", "", "  schedulerName: someone-else\n"))?;
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(c.ok(&["get", "pod", "other", "-o", "jsonpath={.spec.nodeName}"])?, "");
+    assert_eq!(
+        c.ok(&["get", "pod", "other", "-o", "jsonpath={.spec.nodeName}"])?,
+        ""
+    );
     Ok(())
 }
 
 #[test]
 fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<()> {
     let c = Cluster::start()?;
-    let plugin = wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_policy_preferlabel.wasm");
+    let plugin =
+        wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_policy_preferlabel.wasm");
     let out = std::process::Command::new(wasmkube_e2e::binary())
         .args(["plugin", "install"])
         .arg(&plugin)
         .args(["--name", "preferlabel", "--kind", "scheduler"])
         .env("KUBECONFIG", c.kubeconfig())
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let nodes = [
         node("gold", "zone-a", ", tier: gold", 8, ""),
         node("silver-1", "zone-a", "", 8, ""),
@@ -131,13 +158,23 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
 
     // Shadow mode: the candidate runs on every pod and binds nothing.
     let prefer = "{plugin: preferlabel, scores: [{name: PreferLabel, weight: 100, args: {key: tier, value: gold}}]}";
-    let shadow = format!("apiVersion: wasmkube.dev/v1alpha1\nkind: SchedulerProfile\nmetadata: {{name: default-scheduler}}\nspec:\n  policies: [{{plugin: default}}]\n  shadow:\n    policies: [{{plugin: default}}, {prefer}]\n");
+    let shadow = format!(
+        "apiVersion: wasmkube.dev/v1alpha1\nkind: SchedulerProfile\nmetadata: {{name: default-scheduler}}\nspec:\n  policies: [{{plugin: default}}]\n  shadow:\n    policies: [{{plugin: default}}, {prefer}]\n"
+    );
     apply(&c, &shadow)?;
     eventually(Duration::from_secs(20), || {
-        Ok(c.ok(&["get", "schedulerprofile", "default-scheduler", "-o", "jsonpath={.status.phase}"])? == "Running")
+        Ok(c.ok(&[
+            "get",
+            "schedulerprofile",
+            "default-scheduler",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])? == "Running")
     })?;
     let batch = |prefix: &str, n: usize| -> String {
-        (0..n).map(|i| pod(&format!("{prefix}-{i}"), "batch: x", "")).collect()
+        (0..n)
+            .map(|i| pod(&format!("{prefix}-{i}"), "batch: x", ""))
+            .collect()
     };
     apply(&c, &batch("judged", 9))?;
     let on_gold = |prefix: &str, n: usize| -> Result<usize> {
@@ -148,17 +185,39 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
         Ok(gold)
     };
     let judged_on_gold = on_gold("judged", 9)?;
-    assert!(judged_on_gold < 9, "the default policy spreads pods; the candidate binds nothing");
+    assert!(
+        judged_on_gold < 9,
+        "the default policy spreads pods; the candidate binds nothing"
+    );
     eventually(Duration::from_secs(20), || {
-        let pods = c.ok(&["get", "schedulerprofile", "default-scheduler", "-o", "jsonpath={.status.shadow.pods}"])?;
+        let pods = c.ok(&[
+            "get",
+            "schedulerprofile",
+            "default-scheduler",
+            "-o",
+            "jsonpath={.status.shadow.pods}",
+        ])?;
         Ok(pods == "9")
     })?;
     let disagreements: usize = c
-        .ok(&["get", "schedulerprofile", "default-scheduler", "-o", "jsonpath={.status.shadow.disagreements}"])?
+        .ok(&[
+            "get",
+            "schedulerprofile",
+            "default-scheduler",
+            "-o",
+            "jsonpath={.status.shadow.disagreements}",
+        ])?
         .parse()?;
-    assert_eq!(disagreements, 9 - judged_on_gold, "it disagrees exactly where the default did not pick gold");
+    assert_eq!(
+        disagreements,
+        9 - judged_on_gold,
+        "it disagrees exactly where the default did not pick gold"
+    );
     let table = c.ok(&["get", "schedulerprofiles"])?;
-    assert!(table.contains("DISAGREEMENTS") && table.contains("Running"), "{table}");
+    assert!(
+        table.contains("DISAGREEMENTS") && table.contains("Running"),
+        "{table}"
+    );
 
     // Under load: pods keep coming while the candidate is made active and then removed.
     let load = std::thread::scope(|scope| -> Result<()> {
@@ -170,15 +229,30 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
             Ok(())
         });
         std::thread::sleep(Duration::from_millis(500));
-        let active = format!("apiVersion: wasmkube.dev/v1alpha1\nkind: SchedulerProfile\nmetadata: {{name: default-scheduler}}\nspec:\n  policies: [{{plugin: default}}, {prefer}]\n");
+        let active = format!(
+            "apiVersion: wasmkube.dev/v1alpha1\nkind: SchedulerProfile\nmetadata: {{name: default-scheduler}}\nspec:\n  policies: [{{plugin: default}}, {prefer}]\n"
+        );
         apply(&c, &active)?;
         eventually(Duration::from_secs(20), || {
-            Ok(c.ok(&["get", "schedulerprofile", "default-scheduler", "-o", "jsonpath={.status.policies}"])?.contains("preferlabel@"))
+            Ok(c.ok(&[
+                "get",
+                "schedulerprofile",
+                "default-scheduler",
+                "-o",
+                "jsonpath={.status.policies}",
+            ])?
+            .contains("preferlabel@"))
         })?;
         apply(&c, &batch("preferred", 6))?;
-        assert_eq!(on_gold("preferred", 6)?, 6, "the active candidate puts every pod on gold");
+        assert_eq!(
+            on_gold("preferred", 6)?,
+            6,
+            "the active candidate puts every pod on gold"
+        );
         c.ok(&["delete", "schedulerprofile", "default-scheduler"])?;
-        feeder.join().map_err(|_| anyhow::anyhow!("feeder panicked"))?
+        feeder
+            .join()
+            .map_err(|_| anyhow::anyhow!("feeder panicked"))?
     });
     load?;
     apply(&c, &batch("after", 9))?;
@@ -186,7 +260,13 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
 
     // Every pod bound once: none pending, no binding refused.
     eventually(Duration::from_secs(20), || {
-        let pending = c.ok(&["get", "pods", "--field-selector=spec.nodeName=", "-o", "name"])?;
+        let pending = c.ok(&[
+            "get",
+            "pods",
+            "--field-selector=spec.nodeName=",
+            "-o",
+            "name",
+        ])?;
         Ok(pending.trim().is_empty())
     })?;
     let total = c.ok(&["get", "pods", "-o", "name"])?.lines().count();
@@ -195,7 +275,11 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
     assert!(
         metrics.contains("wasmkube_scheduler_schedule_attempts_total{result=\"error\"} 0"),
         "{}",
-        metrics.lines().filter(|l| l.contains("wasmkube_scheduler")).collect::<Vec<_>>().join("\n")
+        metrics
+            .lines()
+            .filter(|l| l.contains("wasmkube_scheduler"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     Ok(())
 }

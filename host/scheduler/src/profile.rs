@@ -23,8 +23,12 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The filters and scores to run with a component that offers `capabilities`.
-    pub fn plugins(&self, capabilities: &Capabilities) -> (Vec<PluginConfig>, Vec<PluginConfig>) {
+    /// The filters and scores to run with a component that offers `capabilities`, or which
+    /// named plugin it lacks.
+    pub fn plugins(
+        &self,
+        capabilities: &Capabilities,
+    ) -> Result<(Vec<PluginConfig>, Vec<PluginConfig>), String> {
         let all = |names: &[String]| -> Vec<PluginConfig> {
             names
                 .iter()
@@ -35,14 +39,26 @@ impl Stage {
                 })
                 .collect()
         };
-        (
-            self.filters
-                .clone()
-                .unwrap_or_else(|| all(&capabilities.filters)),
-            self.scores
-                .clone()
-                .unwrap_or_else(|| all(&capabilities.scores)),
-        )
+        let filters = self
+            .filters
+            .clone()
+            .unwrap_or_else(|| all(&capabilities.filters));
+        let scores = self
+            .scores
+            .clone()
+            .unwrap_or_else(|| all(&capabilities.scores));
+        for (kind, wanted, offered) in [
+            ("filter", &filters, &capabilities.filters),
+            ("score", &scores, &capabilities.scores),
+        ] {
+            if let Some(missing) = wanted.iter().find(|p| !offered.contains(&p.name)) {
+                return Err(format!(
+                    "policy {:?} has no {kind} plugin {:?}",
+                    self.plugin, missing.name
+                ));
+            }
+        }
+        Ok((filters, scores))
     }
 }
 
@@ -213,14 +229,22 @@ mod tests {
             filters: vec!["F".into()],
             scores: vec!["S".into()],
         };
-        let (filters, scores) = p.policies[0].plugins(&caps);
+        let (filters, scores) = p.policies[0].plugins(&caps).expect("offered");
         assert_eq!((filters[0].name.as_str(), scores[0].weight), ("F", 1));
-        let (filters, scores) = p.policies[1].plugins(&caps);
+        let err = p.policies[1]
+            .plugins(&caps)
+            .expect_err("PreferLabel is not offered");
+        assert_eq!(err, r#"policy "prefer" has no score plugin "PreferLabel""#);
+        let caps = Capabilities {
+            scores: vec!["PreferLabel".into()],
+            ..caps
+        };
+        let (filters, scores) = p.policies[1].plugins(&caps).expect("offered");
         assert_eq!(filters[0].name, "F");
         assert_eq!(
             (scores[0].weight, scores[0].args.as_str()),
             (5, r#"{"key":"tier"}"#)
         );
-        assert!(p.shadow[0].plugins(&caps).0.is_empty());
+        assert!(p.shadow[0].plugins(&caps).expect("offered").0.is_empty());
     }
 }

@@ -50,19 +50,7 @@ async fn stage(
     configured: &profile::Stage,
 ) -> Result<(Stage, String), String> {
     let mut policy = source.load(&configured.plugin).await?;
-    let capabilities = policy.capabilities().clone();
-    let (filters, scores) = configured.plugins(&capabilities);
-    for (kind, wanted, offered) in [
-        ("filter", &filters, &capabilities.filters),
-        ("score", &scores, &capabilities.scores),
-    ] {
-        if let Some(missing) = wanted.iter().find(|p| !offered.contains(&p.name)) {
-            return Err(format!(
-                "policy {:?} has no {kind} plugin {:?}",
-                configured.plugin, missing.name
-            ));
-        }
-    }
+    let (filters, scores) = configured.plugins(policy.capabilities())?;
     let feed = shared.cache().subscribe();
     policy
         .apply(&feed.drain())

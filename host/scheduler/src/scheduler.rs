@@ -161,7 +161,10 @@ impl Shared {
     fn requeue_pending(&self) {
         let pods = self.manager.informer(&self.pods).list(None);
         for pod in pods {
-            if pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+            if pod["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            {
                 continue;
             }
             self.on_pod(&Change {
@@ -292,19 +295,9 @@ fn take_over(active: &mut Active, old: Option<&mut Active>) -> Result<(), String
             .iter()
             .position(|s| s.plugin == r.configured.plugin)
             .ok_or_else(|| format!("no running instance of {:?}", r.configured.plugin))?;
-        let capabilities = old.stages[index].policy.capabilities();
-        let (filters, scores) = r.configured.plugins(capabilities);
-        for (kind, wanted, offered) in [
-            ("filter", &filters, &capabilities.filters),
-            ("score", &scores, &capabilities.scores),
-        ] {
-            if let Some(missing) = wanted.iter().find(|p| !offered.contains(&p.name)) {
-                return Err(format!(
-                    "policy {:?} has no {kind} plugin {:?}",
-                    r.configured.plugin, missing.name
-                ));
-            }
-        }
+        let (filters, scores) = r
+            .configured
+            .plugins(old.stages[index].policy.capabilities())?;
         moves.push((
             r.position,
             r.configured.plugin.clone(),

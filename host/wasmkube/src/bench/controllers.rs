@@ -113,6 +113,20 @@ pub(super) async fn modify(
     Ok(())
 }
 
+/// An apiserver with its native controllers on a fresh embedded store in a temporary
+/// directory, with the `default` namespace.
+pub(super) async fn fresh_server() -> anyhow::Result<(tempfile::TempDir, Arc<Server>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("wasmkube-bench-")
+        .tempdir()?;
+    let store = EmbeddedStore::open(&dir.path().join("store.redb"))?;
+    let server = Server::new(store, None).await?;
+    controllers::spawn(server.clone());
+    let namespace = json!({"metadata": {"name": "default"}});
+    create(&server, "v1", "Namespace", None, namespace).await?;
+    Ok((dir, server))
+}
+
 /// The nodes: every pod without a node is bound to the next node in turn (the scheduler's
 /// place), and every bound pod is reported Running and Ready (the node agents' place).
 fn simulate_nodes(
@@ -275,20 +289,7 @@ fn read_plugin(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("wasmkube-bench-")
-        .tempdir()?;
-    let store = EmbeddedStore::open(&dir.path().join("store.redb"))?;
-    let server = Server::new(store, None).await?;
-    controllers::spawn(server.clone());
-    create(
-        &server,
-        "v1",
-        "Namespace",
-        None,
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await?;
+    let (dir, server) = fresh_server().await?;
     for i in 0..args.nodes {
         let node = json!({"metadata": {"name": format!("node-{i}")}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
         create(&server, "v1", "Node", None, node).await?;

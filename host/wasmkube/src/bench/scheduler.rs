@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::Server;
 use wasmkube_controller::Manager;
 use wasmkube_controller::module::{self, PluginKind};
 use wasmkube_policy_default::DefaultPolicy;
 use wasmkube_runtime::Runtime;
 use wasmkube_scheduler::policy::NativePolicy;
 use wasmkube_scheduler::source::{self, Native, Source};
-use wasmkube_store::embedded::EmbeddedStore;
 
-use super::controllers::create;
+use super::controllers::{create, fresh_server};
 use super::hollow;
 
 #[derive(clap::Args)]
@@ -127,20 +126,7 @@ fn census(manager: &Manager, server: &Server) -> Vec<String> {
 }
 
 async fn run_once(args: &SchedulerArgs, wasm: bool) -> anyhow::Result<Figures> {
-    let dir = tempfile::Builder::new()
-        .prefix("wasmkube-bench-")
-        .tempdir()?;
-    let store = EmbeddedStore::open(&dir.path().join("store.redb"))?;
-    let server = Server::new(store, None).await?;
-    controllers::spawn(server.clone());
-    create(
-        &server,
-        "v1",
-        "Namespace",
-        None,
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await?;
+    let (dir, server) = fresh_server().await?;
     let manager = Manager::new(server.clone());
     let nodes = usize::try_from(args.nodes)?;
     eprintln!("bench: {nodes} hollow nodes…");
