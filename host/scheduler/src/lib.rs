@@ -44,8 +44,8 @@ pub async fn start(
     manager: Arc<Manager>,
     source: Arc<dyn Source>,
 ) -> Option<Scheduler> {
-    let (rebuild_tx, rebuild_rx) = mpsc::unbounded_channel();
-    let shared = Shared::new(server.clone(), manager.clone(), rebuild_tx)?;
+    let (trapped_tx, trapped_rx) = mpsc::unbounded_channel();
+    let shared = Shared::new(server.clone(), manager.clone(), trapped_tx)?;
     let registry = server.registry();
     let nodes = manager.informer(&registry.by_kind("v1", "Node")?.clone());
     let pods = manager.informer(&registry.by_kind("v1", "Pod")?.clone());
@@ -77,7 +77,7 @@ pub async fn start(
             source,
             swaps_tx,
             dirty_rx,
-            rebuild_rx,
+            trapped_rx,
         )),
         tokio::spawn(scheduler::run(shared.clone(), swaps_rx)),
         tokio::spawn(profiles::write_status(shared.clone())),

@@ -13,7 +13,7 @@ use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
 use crate::cycle::Stage;
 use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
-use crate::scheduler::{Active, Reuse, Shared, Swap};
+use crate::scheduler::{Active, Reuse, Shared, Swap, Trapped};
 use crate::source::Source;
 
 /// What the loop was last given for one scheduler name: the profile and its plugins' versions.
@@ -82,6 +82,7 @@ async fn prepare(
     source: &Arc<dyn Source>,
     profile: &Profile,
     running: Option<&(Profile, Vec<Option<String>>)>,
+    exclude: Option<&str>,
 ) -> Result<Active, String> {
     if profile.policies.is_empty() {
         return Err("spec.policies names no policy".into());
@@ -99,7 +100,12 @@ async fn prepare(
         let taken = reuse
             .iter()
             .any(|r: &Reuse| r.configured.plugin == configured.plugin);
-        if primary && !taken && version.is_some() && running_version(&configured.plugin) == version
+        let healthy = exclude.is_none_or(|plugin| plugin != configured.plugin);
+        if primary
+            && healthy
+            && !taken
+            && version.is_some()
+            && running_version(&configured.plugin) == version
         {
             let version = format!(
                 "{}@{}",
@@ -138,24 +144,38 @@ async fn prepare(
         versions,
         shadow_versions,
         reuse,
+        note: None,
     })
 }
 
-/// Runs until the loop is gone: on every change to profiles or policy Plugins (`dirty`), and on
-/// rebuild requests, brings the loop's profiles in line with what is wanted.
+/// What the profile task keeps per scheduler name.
+#[derive(Default)]
+struct Profiles {
+    /// What the loop was last given.
+    given: Given,
+    /// What ran before that: the configuration a trap rolls back to.
+    good: Given,
+    /// Configurations that failed to load or trapped: not tried again until they change.
+    failed: Given,
+}
+
+/// Runs until the loop is gone: on every change to profiles or policy Plugins (`dirty`) brings
+/// the loop's profiles in line with what is wanted, and on a trap rolls the profile back.
 pub async fn run(
     shared: Arc<Shared>,
     source: Arc<dyn Source>,
     swaps: mpsc::UnboundedSender<Swap>,
     mut dirty: mpsc::UnboundedReceiver<()>,
-    mut rebuild: mpsc::UnboundedReceiver<String>,
+    mut trapped: mpsc::UnboundedReceiver<Trapped>,
 ) {
-    let mut given = Given::new();
-    let mut failed: BTreeMap<String, (Profile, Vec<Option<String>>)> = BTreeMap::new();
+    let mut state = Profiles::default();
     loop {
         tokio::select! {
             signal = dirty.recv() => if signal.is_none() { return },
-            Some(name) = rebuild.recv() => { given.remove(&name); }
+            Some(trap) = trapped.recv() => {
+                roll_back(&shared, &source, &swaps, &mut state, trap).await;
+                continue;
+            }
             () = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
         while dirty.try_recv().is_ok() {}
@@ -164,37 +184,120 @@ pub async fn run(
             let versions: Vec<Option<String>> =
                 profile.plugins().map(|p| source.version(p)).collect();
             let want = (profile.clone(), versions);
-            if given.get(name) == Some(&want) || failed.get(name) == Some(&want) {
+            if state.given.get(name) == Some(&want) || state.failed.get(name) == Some(&want) {
                 continue;
             }
-            match prepare(&shared, &source, profile, given.get(name)).await {
+            match prepare(&shared, &source, profile, state.given.get(name), None).await {
                 Ok(active) => {
-                    failed.remove(name);
-                    given.insert(name.clone(), want);
+                    state.failed.remove(name);
+                    if let Some(old) = state.given.insert(name.clone(), want) {
+                        state.good.insert(name.clone(), old);
+                    }
                     if swaps.send(Swap::Install(Box::new(active))).is_err() {
                         return;
                     }
                 }
                 Err(message) => {
                     tracing::warn!(scheduler = %name, %message, "profile did not load; the previous one stays in force");
-                    let mut stats = shared.stats();
-                    let report = stats.profiles.entry(profile.object.clone()).or_default();
-                    report.scheduler_name = name.clone();
-                    report.phase = "Failed".into();
-                    report.message =
-                        format!("{message}; the previous configuration stays in force");
-                    failed.insert(name.clone(), want);
+                    report(
+                        &shared,
+                        profile,
+                        "Failed",
+                        format!("{message}; the previous configuration stays in force"),
+                    );
+                    state.failed.insert(name.clone(), want);
                 }
             }
         }
-        let gone: Vec<String> = given
+        let gone: Vec<String> = state
+            .given
             .keys()
             .filter(|n| !wanted.contains_key(*n))
             .cloned()
             .collect();
         for name in gone {
-            given.remove(&name);
+            state.given.remove(&name);
+            state.good.remove(&name);
             let _ = swaps.send(Swap::Remove(name));
+        }
+    }
+}
+
+fn report(shared: &Shared, profile: &Profile, phase: &str, message: String) {
+    let mut stats = shared.stats();
+    let report = stats.profiles.entry(profile.object.clone()).or_default();
+    report.scheduler_name = profile.scheduler_name.clone();
+    report.phase = phase.into();
+    report.message = message;
+}
+
+/// A running policy trapped: back to the configuration before it (`RolledBack`), keeping the
+/// healthy instances; with none before it, the same configuration with a fresh instance of the
+/// trapped policy. The trapped configuration is not tried again until it changes.
+async fn roll_back(
+    shared: &Arc<Shared>,
+    source: &Arc<dyn Source>,
+    swaps: &mpsc::UnboundedSender<Swap>,
+    state: &mut Profiles,
+    trap: Trapped,
+) {
+    let Some(current) = state.given.get(&trap.scheduler).cloned() else {
+        return;
+    };
+    let earlier = state.good.remove(&trap.scheduler);
+    let back = earlier.is_some();
+    let target = earlier.unwrap_or_else(|| current.clone());
+    // An empty plugin means: start every instance anew.
+    let exclude = Some(trap.plugin.as_str()).filter(|p| !p.is_empty());
+    let prepared = match exclude {
+        Some(plugin) => prepare(shared, source, &target.0, Some(&current), Some(plugin)).await,
+        None => prepare(shared, source, &target.0, None, None).await,
+    };
+    match prepared {
+        Ok(mut active) => {
+            let names: Vec<String> = target
+                .0
+                .policies
+                .iter()
+                .zip(&target.1)
+                .map(|(stage, version)| {
+                    format!(
+                        "{}@{}",
+                        stage.plugin,
+                        short(version.as_deref().unwrap_or("?"))
+                    )
+                })
+                .collect();
+            let versions = names.join(",");
+            active.note = Some(if back {
+                (
+                    "RolledBack".into(),
+                    format!("{}; back on the previous configuration", trap.reason),
+                )
+            } else {
+                ("Running".into(), format!("{}; restarted", trap.reason))
+            });
+            if back {
+                // The trapped profile's object says so (what runs now may be another one, or the
+                // built-in default).
+                let message = format!("{}; back on {versions}", trap.reason);
+                report(shared, &current.0, "RolledBack", message);
+                if let Some(r) = shared.stats().profiles.get_mut(&current.0.object) {
+                    r.policies = names;
+                }
+                state.failed.insert(trap.scheduler.clone(), current);
+            }
+            tracing::warn!(scheduler = %trap.scheduler, reason = %trap.reason, policies = %versions, "scheduling policy trapped");
+            state.given.insert(trap.scheduler, target);
+            let _ = swaps.send(Swap::Install(Box::new(active)));
+        }
+        Err(message) => {
+            report(
+                shared,
+                &current.0,
+                "Failed",
+                format!("{}; recovering failed: {message}", trap.reason),
+            );
         }
     }
 }

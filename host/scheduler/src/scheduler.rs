@@ -2,7 +2,7 @@
 //! with the profile a pod names, binds asynchronously, and takes new profiles and policy
 //! versions between cycles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ pub struct Active {
     /// Stages to take over from the running profile (same plugin, same version) rather than
     /// start anew, by position in `stages`; empty once the loop has put them in.
     pub reuse: Vec<Reuse>,
+    /// The phase and message to report when it is not a plain `Running` (a rollback).
+    pub note: Option<(String, String)>,
 }
 
 /// A stage of a new profile that keeps the running instance of its policy.
@@ -41,6 +43,14 @@ pub struct Reuse {
     pub position: usize,
     pub configured: profile::Stage,
     pub version: String,
+}
+
+/// A policy of a running profile trapped (or its instance is poisoned).
+#[derive(Debug, Clone)]
+pub struct Trapped {
+    pub scheduler: String,
+    pub plugin: String,
+    pub reason: String,
 }
 
 /// A change to what runs, made between cycles.
@@ -60,8 +70,8 @@ pub struct Shared {
     pods: Arc<ResourceInfo>,
     /// Counts swaps applied by the loop: a new profile or policy is in force from then on.
     pub swaps_applied: watch::Sender<u64>,
-    /// Asks the profile task to rebuild a scheduler's profile (its policy trapped, no fallback).
-    pub rebuild: mpsc::UnboundedSender<String>,
+    /// Tells the profile task that a running policy trapped: it rolls the profile back.
+    pub trapped: mpsc::UnboundedSender<Trapped>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,7 +82,7 @@ impl Shared {
     pub fn new(
         server: Arc<Server>,
         manager: Arc<Manager>,
-        rebuild: mpsc::UnboundedSender<String>,
+        trapped: mpsc::UnboundedSender<Trapped>,
     ) -> Option<Arc<Shared>> {
         let pods = server.registry().by_kind("v1", "Pod")?.clone();
         Some(Arc::new(Shared {
@@ -84,7 +94,7 @@ impl Shared {
             wake: Notify::new(),
             pods,
             swaps_applied: watch::channel(0).0,
-            rebuild,
+            trapped,
         }))
     }
 
@@ -179,10 +189,11 @@ impl Shared {
 /// The scheduling loop: owns the running profiles, schedules one pod at a time.
 pub async fn run(shared: Arc<Shared>, mut swaps: mpsc::UnboundedReceiver<Swap>) {
     let mut profiles: HashMap<String, Active> = HashMap::new();
-    let mut previous: HashMap<String, Active> = HashMap::new();
+    // Schedulers whose trap was reported and whose rollback has not arrived yet.
+    let mut trapped: HashSet<String> = HashSet::new();
     loop {
         while let Ok(swap) = swaps.try_recv() {
-            apply(&shared, &mut profiles, &mut previous, swap);
+            apply(&shared, &mut profiles, &mut trapped, swap);
         }
         let (next, due) = {
             let mut queue = shared.queue();
@@ -194,7 +205,7 @@ pub async fn run(shared: Arc<Shared>, mut swaps: mpsc::UnboundedReceiver<Swap>) 
             tokio::select! {
                 () = shared.wake.notified() => {}
                 swap = swaps.recv() => match swap {
-                    Some(swap) => apply(&shared, &mut profiles, &mut previous, swap),
+                    Some(swap) => apply(&shared, &mut profiles, &mut trapped, swap),
                     None => return,
                 },
                 () = tokio::time::sleep_until(wait) => {}
@@ -213,7 +224,14 @@ pub async fn run(shared: Arc<Shared>, mut swaps: mpsc::UnboundedReceiver<Swap>) 
         if let Err(e) = schedule_one(&shared, active, &queued).await {
             shared.queue().backoff(&queued.key(), Instant::now());
             shared.stats().errors += 1;
-            policy_failed(&shared, &mut profiles, &mut previous, &scheduler, &e);
+            tracing::warn!(%scheduler, error = %e, "scheduling policy failed");
+            if !matches!(e.error, CallError::Failed(_)) && trapped.insert(scheduler.clone()) {
+                let _ = shared.trapped.send(Trapped {
+                    scheduler,
+                    plugin: e.plugin.clone(),
+                    reason: e.to_string(),
+                });
+            }
         }
     }
 }
@@ -221,13 +239,12 @@ pub async fn run(shared: Arc<Shared>, mut swaps: mpsc::UnboundedReceiver<Swap>) 
 fn apply(
     shared: &Shared,
     profiles: &mut HashMap<String, Active>,
-    previous: &mut HashMap<String, Active>,
+    trapped: &mut HashSet<String>,
     swap: Swap,
 ) {
     match swap {
         Swap::Install(mut active) => {
             let name = active.profile.scheduler_name.clone();
-            let reused = !active.reuse.is_empty();
             let new_name = !profiles.contains_key(&name);
             if let Err(message) = take_over(&mut active, profiles.get_mut(&name)) {
                 tracing::warn!(scheduler = %name, %message, "profile not swapped");
@@ -239,13 +256,22 @@ fn apply(
                 report.phase = "Failed".into();
                 report.message = format!("{message}; the previous configuration stays in force");
                 drop(stats);
-                let _ = shared.rebuild.send(name);
+                // Prepared again, starting every instance anew.
+                let _ = shared.trapped.send(Trapped {
+                    scheduler: name,
+                    plugin: String::new(),
+                    reason: message,
+                });
                 return;
             }
+            let (phase, message) = active
+                .note
+                .take()
+                .unwrap_or_else(|| ("Running".into(), String::new()));
             let report = ProfileReport {
                 scheduler_name: name.clone(),
-                phase: "Running".into(),
-                message: String::new(),
+                phase,
+                message,
                 policies: active.versions.clone(),
                 shadow: (!active.shadow.is_empty()).then(|| ShadowReport {
                     policies: active.shadow_versions.clone(),
@@ -256,15 +282,8 @@ fn apply(
                 .stats()
                 .profiles
                 .insert(active.profile.object.clone(), report);
-            match profiles.insert(name.clone(), *active) {
-                // An old profile whose instances moved on cannot be rolled back to.
-                Some(old) if !reused => {
-                    previous.insert(name, old);
-                }
-                _ => {
-                    previous.remove(&name);
-                }
-            }
+            profiles.insert(name.clone(), *active);
+            trapped.remove(&name);
             shared.swaps_applied.send_modify(|n| *n += 1);
             if new_name {
                 shared.requeue_pending();
@@ -275,7 +294,7 @@ fn apply(
             if let Some(old) = profiles.remove(&name) {
                 shared.stats().profiles.remove(&old.profile.object);
             }
-            previous.remove(&name);
+            trapped.remove(&name);
         }
     }
     shared.swaps_applied.send_modify(|n| *n += 1);
@@ -320,46 +339,6 @@ fn take_over(active: &mut Active, old: Option<&mut Active>) -> Result<(), String
     }
     active.reuse.clear();
     Ok(())
-}
-
-/// A policy of a running profile failed on a pod. A trap (or a poisoned instance) puts the
-/// previous version back when there is one, else asks for a fresh instance; a guest error only
-/// counts against the pod.
-fn policy_failed(
-    shared: &Shared,
-    profiles: &mut HashMap<String, Active>,
-    previous: &mut HashMap<String, Active>,
-    scheduler: &str,
-    error: &StageError,
-) {
-    tracing::warn!(%scheduler, %error, "scheduling policy failed");
-    if matches!(error.error, CallError::Failed(_)) {
-        return;
-    }
-    let Some(failed) = profiles.remove(scheduler) else {
-        return;
-    };
-    let object = failed.profile.object.clone();
-    let message = format!("{error}");
-    match previous.remove(scheduler) {
-        Some(old) => {
-            let mut stats = shared.stats();
-            let report = stats.profiles.entry(object).or_default();
-            report.phase = "RolledBack".into();
-            report.message = format!("{message}; back on {}", old.versions.join(","));
-            report.policies = old.versions.clone();
-            drop(stats);
-            profiles.insert(scheduler.to_string(), old);
-        }
-        None => {
-            let mut stats = shared.stats();
-            let report = stats.profiles.entry(object).or_default();
-            report.phase = "Pending".into();
-            report.message = format!("{message}; starting a new instance");
-            drop(stats);
-            let _ = shared.rebuild.send(scheduler.to_string());
-        }
-    }
 }
 
 /// One cycle for one pod: the profile's stages, the shadow's if any, then the assumption and an
