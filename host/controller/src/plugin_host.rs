@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError as ServerError;
 use wasmkube_apiserver::handlers::{
@@ -302,7 +303,9 @@ impl HostApi for PluginHost {
     }
 }
 
-/// Creates a core Event about `regarding`, as `component` reports it.
+/// Records a core Event about `regarding`, as `component` reports it. Like Kubernetes' event
+/// correlator, the same report about the same object again (same reason, message and type) is
+/// one Event whose `count` and `lastTimestamp` go up, named `<object>.<hash of the report>`.
 pub async fn record_event(
     server: &Server,
     component: &str,
@@ -316,11 +319,22 @@ pub async fn record_event(
         .by_kind("v1", "Event")
         .ok_or_else(|| ServerError::Internal("events are not served".into()))?;
     let namespace = namespace_of(regarding).unwrap_or_else(|| "default".into());
-    let now = Utc::now();
+    let type_ = match kind {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    };
+    let uid = regarding["metadata"]["uid"].as_str().unwrap_or_default();
+    let report = Sha256::digest(format!("{uid}\n{component}\n{type_}\n{reason}\n{message}"));
+    let name = format!(
+        "{}.{:016x}",
+        name_of(regarding),
+        u64::from_be_bytes(report[..8].try_into().unwrap_or_default())
+    );
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": format!("{}.{:x}", name_of(regarding), now.timestamp_nanos_opt().unwrap_or_default())},
+        "metadata": {"name": name},
         "involvedObject": {
             "apiVersion": regarding["apiVersion"], "kind": regarding["kind"], "name": regarding["metadata"]["name"],
             "namespace": regarding["metadata"]["namespace"], "uid": regarding["metadata"]["uid"],
@@ -328,14 +342,14 @@ pub async fn record_event(
         },
         "reason": reason,
         "message": message,
-        "type": match kind { EventType::Normal => "Normal", EventType::Warning => "Warning" },
+        "type": type_,
         "source": {"component": component},
         "reportingComponent": component,
-        "firstTimestamp": now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "lastTimestamp": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
         "count": 1,
     });
-    create_object(
+    let created = create_object(
         server,
         info,
         Some(&namespace),
@@ -343,6 +357,24 @@ pub async fn record_event(
         WriteOptions::INTERNAL,
         &mut Vec::new(),
     )
-    .await
-    .map(|_| ())
+    .await;
+    match created {
+        Err(ServerError::AlreadyExists { .. }) => {
+            let update = Update::internal(info, Some(&namespace), &name);
+            update_with(
+                server,
+                &update,
+                |cur| {
+                    let mut seen = cur.clone();
+                    seen["count"] = json!(cur["count"].as_i64().unwrap_or(1) + 1);
+                    seen["lastTimestamp"] = json!(now);
+                    Ok(seen)
+                },
+                &mut Vec::new(),
+            )
+            .await
+            .map(|_| ())
+        }
+        other => other.map(|_| ()),
+    }
 }
