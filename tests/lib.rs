@@ -138,6 +138,24 @@ impl Cluster {
         kubectl_at(&self.kubeconfig(), args, stdin)
     }
 
+    /// Runs the `wasmkube` binary against this cluster (e.g. `plugin install FILE --name N`),
+    /// fails unless it succeeds, and returns its stdout.
+    pub fn wasmkube(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(binary())
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "wasmkube {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// Runs kubectl, fails unless it succeeds, and returns its stdout.
     pub fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;

@@ -46,24 +46,11 @@ fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> R
     let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
     for name in ["replicaset", "deployment"] {
         let file = release.join(format!("wasmkube_plugin_{name}.wasm"));
-        let out = std::process::Command::new(wasmkube_e2e::binary())
-            .args(["plugin", "install"])
-            .arg(&file)
-            .args(["--name", name])
-            .env("KUBECONFIG", c.kubeconfig())
-            .output()?;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let file = file.display().to_string();
+        c.wasmkube(&["plugin", "install", &file, "--name", name])?;
     }
     eventually(Duration::from_secs(20), || {
-        let list = std::process::Command::new(wasmkube_e2e::binary())
-            .args(["plugin", "list"])
-            .env("KUBECONFIG", c.kubeconfig())
-            .output()?;
-        Ok(String::from_utf8_lossy(&list.stdout)
+        Ok(c.wasmkube(&["plugin", "list"])?
             .lines()
             .filter(|l| l.contains("Running"))
             .count()
@@ -119,18 +106,8 @@ fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> R
     let c = Cluster::start()?;
     let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
     let plugin = |file: &std::path::Path, name: &str| -> Result<String> {
-        let out = std::process::Command::new(wasmkube_e2e::binary())
-            .args(["plugin", "install"])
-            .arg(file)
-            .args(["--name", name])
-            .env("KUBECONFIG", c.kubeconfig())
-            .output()?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let file = file.display().to_string();
+        let stdout = c.wasmkube(&["plugin", "install", &file, "--name", name])?;
         // "plugin.wasmkube.dev/N installed: sha256:<hex> (N bytes)"
         Ok(stdout
             .split_whitespace()
@@ -138,13 +115,7 @@ fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> R
             .unwrap_or_default()
             .to_string())
     };
-    let list = || -> Result<String> {
-        let out = std::process::Command::new(wasmkube_e2e::binary())
-            .args(["plugin", "list"])
-            .env("KUBECONFIG", c.kubeconfig())
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let list = || c.wasmkube(&["plugin", "list"]);
     let staticsite = release.join("wasmkube_plugin_staticsite.wasm");
     assert!(
         staticsite.exists(),

@@ -138,17 +138,16 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
     let c = Cluster::start()?;
     let plugin =
         wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_policy_preferlabel.wasm");
-    let out = std::process::Command::new(wasmkube_e2e::binary())
-        .args(["plugin", "install"])
-        .arg(&plugin)
-        .args(["--name", "preferlabel", "--kind", "scheduler"])
-        .env("KUBECONFIG", c.kubeconfig())
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let plugin = plugin.display().to_string();
+    c.wasmkube(&[
+        "plugin",
+        "install",
+        &plugin,
+        "--name",
+        "preferlabel",
+        "--kind",
+        "scheduler",
+    ])?;
     let nodes = [
         node("gold", "zone-a", ", tier: gold", 8, ""),
         node("silver-1", "zone-a", "", 8, ""),

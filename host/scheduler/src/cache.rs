@@ -132,12 +132,13 @@ impl Cache {
     }
 
     /// A pod the scheduler chose `node` for, before its binding is confirmed.
-    pub fn assume(&mut self, pod: &Value, node: &str) {
-        let mut reduced = reduce_pod(pod);
+    /// `reduced` is the pod as [`reduce_pod`] gives it (the cycle has it already).
+    pub fn assume(&mut self, mut reduced: Value, node: &str) {
+        let key = pod_key(&reduced);
         reduced["spec"]["nodeName"] = json!(node);
         let reduced = reduced.to_string();
         self.pods.insert(
-            pod_key(pod),
+            key,
             Placed {
                 node: node.to_string(),
                 text: reduced.clone(),
@@ -269,7 +270,7 @@ mod tests {
         assert_eq!(cache.node_upsert(&node("a", "4")), NodeChange::Updated);
         let assumed =
             json!({"metadata": {"name": "q", "namespace": "default"}, "spec": {"containers": []}});
-        cache.assume(&assumed, "a");
+        cache.assume(reduce_pod(&assumed), "a");
         cache.forget(&pod_key(&assumed));
         cache.forget(&pod_key(&pod)); // bound, not assumed: stays
         let deltas = feed.drain();

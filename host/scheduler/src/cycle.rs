@@ -16,8 +16,19 @@ pub struct Stage {
     pub plugin: String,
     pub policy: Box<dyn Policy>,
     pub feed: Arc<Feed>,
-    pub filters: Vec<PluginConfig>,
-    pub scores: Vec<PluginConfig>,
+    /// The call's configuration: the profile's filters and scores, with `nodes_to_find` and
+    /// `candidates` set for each cycle.
+    pub config: CycleConfig,
+}
+
+/// The first 12 characters of a version (a module digest).
+pub fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
+/// `plugin@version` of each stage, as statuses show them.
+pub fn labels(stages: &[Stage]) -> Vec<String> {
+    stages.iter().map(Stage::label).collect()
 }
 
 /// What the stages found for one pod.
@@ -38,6 +49,30 @@ pub struct StageError {
 }
 
 impl Stage {
+    pub fn new(
+        plugin: String,
+        policy: Box<dyn Policy>,
+        feed: Arc<Feed>,
+        filters: Vec<PluginConfig>,
+        scores: Vec<PluginConfig>,
+    ) -> Stage {
+        Stage {
+            plugin,
+            policy,
+            feed,
+            config: CycleConfig {
+                filters,
+                scores,
+                nodes_to_find: 0,
+                candidates: None,
+            },
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.plugin, short(self.policy.version()))
+    }
+
     /// Applies the deltas the policy has not seen: one call, however many.
     pub async fn catch_up(&mut self) -> Result<(), StageError> {
         let deltas = self.feed.drain();
@@ -66,23 +101,19 @@ pub async fn run(
     let mut found = Found::default();
     for (i, stage) in stages.iter_mut().enumerate() {
         stage.catch_up().await?;
-        let config = CycleConfig {
-            filters: stage.filters.clone(),
-            scores: stage.scores.clone(),
-            nodes_to_find: if i == 0 {
-                u32::try_from(nodes_to_find).unwrap_or(u32::MAX)
-            } else {
-                0
-            },
-            candidates: if i == 0 {
-                first_candidates.take()
-            } else {
-                Some(found.feasible.iter().map(|(n, _)| n.clone()).collect())
-            },
+        stage.config.nodes_to_find = if i == 0 {
+            u32::try_from(nodes_to_find).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
+        stage.config.candidates = if i == 0 {
+            first_candidates.take()
+        } else {
+            Some(found.feasible.iter().map(|(n, _)| n.clone()).collect())
         };
         let verdict = stage
             .policy
-            .schedule(pod, &config)
+            .schedule(pod, &stage.config)
             .await
             .map_err(|error| StageError {
                 plugin: stage.plugin.clone(),

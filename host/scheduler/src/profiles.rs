@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use wasmkube_apiserver::handlers::{Update, update_with};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
-use crate::cycle::Stage;
+use crate::cycle::{Stage, short};
 use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
 use crate::scheduler::{Active, Reuse, Shared, Swap, Trapped};
 use crate::source::Source;
@@ -48,7 +48,7 @@ async fn stage(
     shared: &Shared,
     source: &dyn Source,
     configured: &profile::Stage,
-) -> Result<(Stage, String), String> {
+) -> Result<Stage, String> {
     let mut policy = source.load(&configured.plugin).await?;
     let (filters, scores) = configured.plugins(policy.capabilities())?;
     let feed = shared.cache().subscribe();
@@ -56,21 +56,13 @@ async fn stage(
         .apply(&feed.drain())
         .await
         .map_err(|e| format!("policy {:?}: {e}", configured.plugin))?;
-    let version = format!("{}@{}", configured.plugin, short(policy.version()));
-    Ok((
-        Stage {
-            plugin: configured.plugin.clone(),
-            policy,
-            feed,
-            filters,
-            scores,
-        },
-        version,
+    Ok(Stage::new(
+        configured.plugin.clone(),
+        policy,
+        feed,
+        filters,
+        scores,
     ))
-}
-
-fn short(version: &str) -> &str {
-    &version[..version.len().min(12)]
 }
 
 /// Everything a profile runs, ready. A primary stage whose plugin runs at the same version in
@@ -107,15 +99,9 @@ async fn prepare(
             && version.is_some()
             && running_version(&configured.plugin) == version
         {
-            let version = format!(
-                "{}@{}",
-                configured.plugin,
-                short(version.as_deref().unwrap_or_default())
-            );
             reuse.push(Reuse {
                 position: i,
                 configured: configured.clone(),
-                version,
             });
             continue;
         }
@@ -125,24 +111,19 @@ async fn prepare(
             tokio::spawn(async move { stage(&shared, source.as_ref(), &configured).await }),
         ));
     }
-    let (mut stages, mut versions, mut shadow, mut shadow_versions) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut stages, mut shadow) = (Vec::new(), Vec::new());
     for (primary, task) in tasks {
-        let (stage, version) = task.await.map_err(|e| e.to_string())??;
+        let stage = task.await.map_err(|e| e.to_string())??;
         if primary {
             stages.push(stage);
-            versions.push(version);
         } else {
             shadow.push(stage);
-            shadow_versions.push(version);
         }
     }
     Ok(Active {
         profile: profile.clone(),
         stages,
         shadow,
-        versions,
-        shadow_versions,
         reuse,
         note: None,
     })

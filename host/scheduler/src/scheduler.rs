@@ -28,9 +28,6 @@ pub struct Active {
     pub profile: Profile,
     pub stages: Vec<Stage>,
     pub shadow: Vec<Stage>,
-    /// `plugin@version` of the stages, for the status.
-    pub versions: Vec<String>,
-    pub shadow_versions: Vec<String>,
     /// Stages to take over from the running profile (same plugin, same version) rather than
     /// start anew, by position in `stages`; empty once the loop has put them in.
     pub reuse: Vec<Reuse>,
@@ -42,7 +39,6 @@ pub struct Active {
 pub struct Reuse {
     pub position: usize,
     pub configured: profile::Stage,
-    pub version: String,
 }
 
 /// A policy of a running profile trapped (or its instance is poisoned).
@@ -272,9 +268,9 @@ fn apply(
                 scheduler_name: name.clone(),
                 phase,
                 message,
-                policies: active.versions.clone(),
+                policies: cycle::labels(&active.stages),
                 shadow: (!active.shadow.is_empty()).then(|| ShadowReport {
-                    policies: active.shadow_versions.clone(),
+                    policies: cycle::labels(&active.shadow),
                     ..ShadowReport::default()
                 }),
             };
@@ -317,25 +313,16 @@ fn take_over(active: &mut Active, old: Option<&mut Active>) -> Result<(), String
         let (filters, scores) = r
             .configured
             .plugins(old.stages[index].policy.capabilities())?;
-        moves.push((
-            r.position,
-            r.configured.plugin.clone(),
-            r.version.clone(),
-            filters,
-            scores,
-        ));
+        moves.push((r.position, r.configured.plugin.clone(), filters, scores));
     }
-    for (position, plugin, version, filters, scores) in moves {
-        let index = old
-            .stages
-            .iter()
-            .position(|s| s.plugin == plugin)
-            .ok_or_else(|| format!("no running instance of {plugin:?}"))?;
-        let mut stage = old.stages.remove(index);
-        stage.filters = filters;
-        stage.scores = scores;
-        active.stages.insert(position, stage);
-        active.versions.insert(position, version);
+    // Every stage was found above; removing one shifts the others, so look each up again.
+    for (position, plugin, filters, scores) in moves {
+        if let Some(index) = old.stages.iter().position(|s| s.plugin == plugin) {
+            let mut stage = old.stages.remove(index);
+            stage.config.filters = filters;
+            stage.config.scores = scores;
+            active.stages.insert(position, stage);
+        }
     }
     active.reuse.clear();
     Ok(())
@@ -349,7 +336,8 @@ async fn schedule_one(
     queued: &QueuedPod,
 ) -> Result<(), StageError> {
     let key = queued.key();
-    let text = reduce_pod(&queued.pod).to_string();
+    let reduced = reduce_pod(&queued.pod);
+    let text = reduced.to_string();
     let nodes = shared.cache().node_count();
     let to_find = active.profile.nodes_to_find(nodes);
     let found = cycle::run(&mut active.stages, &text, to_find, None).await?;
@@ -368,7 +356,7 @@ async fn schedule_one(
     }
     match chosen {
         Some(node) => {
-            shared.cache().assume(&queued.pod, &node);
+            shared.cache().assume(reduced, &node);
             tokio::spawn(bind(shared.clone(), queued.clone(), node));
         }
         None => {

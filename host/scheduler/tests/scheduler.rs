@@ -2,18 +2,20 @@
 //! unschedulable pods retried when a node fits, a profile swap, and a profile that fails to load
 //! leaving the old one in force.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::create;
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{DeleteOptions, WriteOptions, create_object, delete_object};
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::handlers::{DeleteOptions, delete_object};
 use wasmkube_controller::Manager;
 use wasmkube_policy_default::DefaultPolicy;
 use wasmkube_policy_preferlabel::PreferLabel;
 use wasmkube_scheduler::policy::NativePolicy;
 use wasmkube_scheduler::source::{Native, policy_host};
-use wasmkube_store::embedded::EmbeddedStore;
 
 struct Host {
     server: Arc<Server>,
@@ -22,37 +24,9 @@ struct Host {
     _dir: tempfile::TempDir,
 }
 
-async fn create(server: &Server, api_version: &str, kind: &str, obj: Value) {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .expect("served")
-        .clone();
-    let ns = info.namespaced.then_some("default");
-    create_object(
-        server,
-        &info,
-        ns,
-        obj,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("created");
-}
-
 async fn host() -> Host {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store");
-    let server = Server::new(store, None).await.expect("server");
-    controllers::spawn(server.clone());
-    create(
-        &server,
-        "v1",
-        "Namespace",
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await;
+    let server = common::server(&dir).await;
     let manager = Manager::new(server.clone());
     let reads = policy_host("test", &server, &manager);
     let (a, b) = (reads.clone(), reads);

@@ -1,51 +1,18 @@
 //! The scheduler with its policies as Wasm components from Plugin objects: the default policy
 //! binds pods, and a policy that traps is rolled back with the reason in the profile's status.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{create, wasm};
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{WriteOptions, create_object};
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::Server;
 use wasmkube_controller::Manager;
 use wasmkube_controller::module::{self, PluginKind};
 use wasmkube_runtime::Runtime;
 use wasmkube_scheduler::source::Plugins;
-use wasmkube_store::embedded::EmbeddedStore;
-
-/// The bytes of a plugin built by `scripts/build-plugins.sh`.
-fn wasm(name: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-plugins.sh first",
-            path.display()
-        )
-    })
-}
-
-async fn create(server: &Server, api_version: &str, kind: &str, obj: Value) {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .expect("served")
-        .clone();
-    let ns = info.namespaced.then_some("default");
-    create_object(
-        server,
-        &info,
-        ns,
-        obj,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await
-    .expect("created");
-}
 
 async fn until(
     manager: &Manager,
@@ -83,16 +50,7 @@ fn bound(pod: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_policy_is_rolled_back() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store");
-    let server = Server::new(store, None).await.expect("server");
-    controllers::spawn(server.clone());
-    create(
-        &server,
-        "v1",
-        "Namespace",
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await;
+    let server = common::server(&dir).await;
     for (name, file) in [
         ("default", "wasmkube_policy_default"),
         ("trap", "test_policypanic"),
