@@ -231,3 +231,45 @@ fn on_epoch_deadline(
     }
     Ok(UpdateDeadline::Yield(1))
 }
+
+/// One instance of a plugin of world `W` (its generated bindings): its own store, never shared,
+/// and the bookkeeping around its calls. Calls take `&mut self`: one at a time.
+pub struct Instance<W> {
+    pub(crate) guest: Guest,
+    pub(crate) bindings: W,
+}
+
+impl<W> Instance<W> {
+    /// Instantiates `pre` (the module's pre-linked world) in a new store whose host calls go to
+    /// `host`.
+    pub(crate) async fn instantiate(
+        module: &Arc<Module>,
+        host: Arc<dyn HostApi>,
+        limits: Limits,
+        pre: impl AsyncFnOnce(&mut Store<StoreData>) -> wasmtime::Result<W>,
+    ) -> Result<Self, RuntimeError> {
+        let mut store = Guest::store(module, host, limits);
+        let bindings = pre(&mut store)
+            .await
+            .map_err(|e| Guest::instantiate_error(module, &e))?;
+        Ok(Instance {
+            guest: Guest::new(store, module),
+            bindings,
+        })
+    }
+
+    /// Whether an earlier call left this instance unusable; it then refuses every call.
+    pub fn is_poisoned(&self) -> bool {
+        self.guest.is_poisoned()
+    }
+
+    /// This instance's call counters.
+    pub fn stats(&self) -> &Stats {
+        self.guest.stats()
+    }
+
+    /// The plugin this is an instance of.
+    pub fn module(&self) -> &Arc<Module> {
+        self.guest.module()
+    }
+}

@@ -20,7 +20,7 @@ pub use bindings::{
     ObjectKey, Outcome, PatchType, PluginConfig, Propagation, Registration, Verdict,
 };
 pub use engine::{EPOCH_TICK, Module, Runtime, RuntimeError, World};
-pub use guest::{CallError, LATENCY_BUCKETS, Limits, Stats};
+pub use guest::{CallError, Instance, LATENCY_BUCKETS, Limits, Stats};
 pub use host::HostApi;
 pub use instance::ControllerInstance;
 pub use policy::PolicyInstance;

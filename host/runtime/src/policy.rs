@@ -5,17 +5,14 @@ use std::time::Instant;
 
 use crate::bindings::{Capabilities, CycleConfig, Delta, SchedulerPlugin, Verdict};
 use crate::engine::{Module, Pre, RuntimeError};
-use crate::guest::{CallError, Guest, Limits, Stats};
+use crate::guest::{CallError, Instance, Limits};
 use crate::host::HostApi;
 
 /// One instance of a scheduling policy: its own store, which holds the policy's view of the
-/// cluster. Calls take `&mut self`: one at a time.
-pub struct PolicyInstance {
-    guest: Guest,
-    bindings: SchedulerPlugin,
-}
+/// cluster.
+pub type PolicyInstance = Instance<SchedulerPlugin>;
 
-impl PolicyInstance {
+impl Instance<SchedulerPlugin> {
     /// Instantiates `module` in a new store that passes the guest's host calls to `host`.
     pub async fn new(
         module: &Arc<Module>,
@@ -25,15 +22,10 @@ impl PolicyInstance {
         let Pre::Scheduler(pre) = &module.pre else {
             return Err(module.wrong_world("scheduler-plugin"));
         };
-        let mut store = Guest::store(module, host, limits);
-        let bindings = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Guest::instantiate_error(module, &e))?;
-        Ok(PolicyInstance {
-            guest: Guest::new(store, module),
-            bindings,
+        Instance::instantiate(module, host, limits, async |store| {
+            pre.instantiate_async(store).await
         })
+        .await
     }
 
     /// The policy's name and plugins.
@@ -69,20 +61,5 @@ impl PolicyInstance {
             .call_schedule(&mut self.guest.store, pod, config)
             .await;
         self.guest.finish(started, result)
-    }
-
-    /// Whether an earlier call left this instance unusable; it then refuses every call.
-    pub fn is_poisoned(&self) -> bool {
-        self.guest.is_poisoned()
-    }
-
-    /// This instance's call counters.
-    pub fn stats(&self) -> &Stats {
-        self.guest.stats()
-    }
-
-    /// The plugin this is an instance of.
-    pub fn module(&self) -> &Arc<Module> {
-        self.guest.module()
     }
 }
