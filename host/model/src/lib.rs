@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod resource;
 pub mod schema;
 pub mod selector;

@@ -6,7 +6,6 @@ mod affinity;
 mod hash;
 mod interpod;
 mod ports;
-mod quantity;
 mod requests;
 mod resources;
 mod selector;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use wasmkube_sdk::k8s_openapi::api::core::v1::{Container, PodSpec};
 use wasmkube_sdk::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::quantity;
+use wasmkube_sdk::quantity;
 
 pub const CPU: &str = "cpu";
 pub const MEMORY: &str = "memory";

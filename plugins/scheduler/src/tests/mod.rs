@@ -3,7 +3,6 @@
 
 mod cycle;
 mod filters;
-mod quantity;
 mod scores;
 mod spread_affinity;
 mod view;
