@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything wasmkube needs to build and test on a fresh Debian machine; safe to re-run.
 #   - apt: protobuf-compiler (etcd-client and containerd-client build with protoc), etcd-server
+#   - apt: containerd, runc, containernetworking-plugins, iptables, busybox-static (the node agent
+#     and its test image), and wasmkube's own containerd started on /run/wasmkube/containerd.sock
+#   - the test image target/images/busybox.tar (scripts/build-images.sh, no network)
 #   - rustup: the wasm32-wasip2 target for plugins
 #   - cargo-nextest, when missing
 set -euo pipefail
@@ -26,6 +29,8 @@ apt_install() {
 
 command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
 scripts/etcd.sh
+scripts/containerd.sh
+scripts/build-images.sh
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Builds the test image target/images/busybox.tar (docker.io/library/busybox:latest), an OCI
+# image-layout archive made from Debian's busybox-static, without any network. The output is
+# the same bytes on every run: names sorted, mtimes 0, owners 0:0, modes set, gzip -n.
+# Skipped when the archive is newer than /bin/busybox and this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUSYBOX=/bin/busybox
+OUT=target/images/busybox.tar
+NAME=docker.io/library/busybox:latest
+
+if [ -f "$OUT" ] && [ "$OUT" -nt "$BUSYBOX" ] && [ "$OUT" -nt "$0" ]; then
+    echo "build-images: $OUT is up to date"
+    exit 0
+fi
+if [ ! -x "$BUSYBOX" ]; then
+    echo "build-images: $BUSYBOX is missing; scripts/containerd.sh installs busybox-static" >&2
+    exit 1
+fi
+
+case "$(dpkg --print-architecture 2>/dev/null || uname -m)" in
+    amd64 | x86_64) ARCH=amd64 ;;
+    arm64 | aarch64) ARCH=arm64 ;;
+    *) echo "build-images: unsupported architecture" >&2; exit 1 ;;
+esac
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export LC_ALL=C
+
+# det_tar DIR OUT ENTRY...: a reproducible tar of the ENTRYs under DIR.
+det_tar() {
+    local dir="$1" out="$2"
+    shift 2
+    tar --create --file="$out" --directory="$dir" --format=gnu --sort=name \
+        --mtime=@0 --owner=0 --group=0 --numeric-owner "$@"
+}
+
+sha256() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+size() {
+    stat -c %s "$1"
+}
+
+# === the root filesystem ===
+root="$work/rootfs"
+mkdir -p "$root"/{bin,etc,tmp,root,var/www,proc,sys,dev}
+cp "$BUSYBOX" "$root/bin/busybox"
+for applet in $("$BUSYBOX" --list | sort -u); do
+    case "$applet" in
+        busybox | */*) ;;
+        *) ln -s busybox "$root/bin/$applet" ;;
+    esac
+done
+printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$root/etc/passwd"
+printf '%s\n' 'root:x:0:' 'nobody:x:65534:' >"$root/etc/group"
+printf '%s\n' '<h1>wasmkube</h1>' >"$root/var/www/index.html"
+find "$root" -type d -exec chmod 0755 {} +
+find "$root" -type f -exec chmod 0644 {} +
+chmod 0755 "$root/bin/busybox"
+chmod 1777 "$root/tmp"
+chmod 0700 "$root/root"
+
+layer_tar="$work/layer.tar"
+det_tar "$root" "$layer_tar" bin dev etc proc root sys tmp var
+diff_id="$(sha256 "$layer_tar")"
+
+# === the OCI layout ===
+layout="$work/layout"
+blobs="$layout/blobs/sha256"
+mkdir -p "$blobs"
+
+gzip -n -9 -c "$layer_tar" >"$work/layer.tar.gz"
+layer_digest="$(sha256 "$work/layer.tar.gz")"
+layer_size="$(size "$work/layer.tar.gz")"
+mv "$work/layer.tar.gz" "$blobs/$layer_digest"
+
+# blob FILE: moves FILE into the layout under its digest; prints "digest size".
+blob() {
+    local digest
+    digest="$(sha256 "$1")"
+    echo "$digest $(size "$1")"
+    mv "$1" "$blobs/$digest"
+}
+
+printf '%s' '{"architecture":"'"$ARCH"'","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]}}' >"$work/config.json"
+read -r config_digest config_size < <(blob "$work/config.json")
+
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}' >"$work/manifest.json"
+read -r manifest_digest manifest_size < <(blob "$work/manifest.json")
+
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_digest"'","size":'"$manifest_size"',"annotations":{"io.containerd.image.name":"'"$NAME"'","org.opencontainers.image.ref.name":"latest"},"platform":{"architecture":"'"$ARCH"'","os":"linux"}}]}' >"$layout/index.json"
+printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+find "$layout" -type d -exec chmod 0755 {} +
+find "$layout" -type f -exec chmod 0644 {} +
+
+mkdir -p "$(dirname "$OUT")"
+det_tar "$layout" "$work/image.tar" blobs index.json oci-layout
+mv "$work/image.tar" "$OUT"
+echo "build-images: wrote $OUT ($NAME, manifest sha256:$manifest_digest)"
