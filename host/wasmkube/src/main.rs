@@ -1,6 +1,8 @@
-//! The `wasmkube` command: `server` runs the control plane; `bench` measures it.
+//! The `wasmkube` command: `server` runs the control plane, `node` a node agent, `up` both;
+//! `plugin` and `image` install things; `bench` measures.
 
 mod bench;
+mod node;
 mod plugin_cli;
 mod server;
 
@@ -21,6 +23,13 @@ struct Cli {
 enum Command {
     /// Run the apiserver (and the host's native controllers) over a store.
     Server(server::ServerArgs),
+    /// Run a node agent: pods bound to this node run in containerd, networked by CNI.
+    Node(node::NodeArgs),
+    /// Run the control plane and a node agent on this machine in one process.
+    Up(node::UpArgs),
+    /// Import images into this node's containerd.
+    #[command(subcommand)]
+    Image(node::ImageCommand),
     /// Measure the control plane: the store alone, then the API over HTTPS.
     Bench(bench::BenchArgs),
     /// Install and list Wasm plugins in a running cluster.
@@ -41,6 +50,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Node(args) => node::run_node(args).await,
+            Command::Up(args) => node::run_up(args).await,
+            Command::Image(command) => node::run_image(command).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Plugin(command) => plugin_cli::run(command).await,
         }

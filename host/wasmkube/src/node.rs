@@ -1,0 +1,140 @@
+//! `wasmkube node` runs a node agent; `wasmkube up` runs the control plane and one node agent
+//! in one process; `wasmkube image import` loads an image archive into the node's containerd.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmkube_node::agent::{self, Config};
+use wasmkube_node::api::Connection;
+use wasmkube_node::containerd::Containerd;
+
+use crate::server::{self, ServerArgs};
+
+/// The project's own containerd socket (scripts/containerd.sh starts it).
+const CONTAINERD_SOCKET: &str = "/run/wasmkube/containerd.sock";
+
+/// The agent's settings shared by `node` and `up`.
+#[derive(clap::Args, Clone)]
+pub struct AgentArgs {
+    /// The Node's name (default: the machine's hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    #[arg(long, default_value = CONTAINERD_SOCKET)]
+    pub containerd: PathBuf,
+    /// Where the agent keeps pod directories, FIFOs and CNI state.
+    #[arg(long, default_value = "/var/lib/wasmkube/node")]
+    pub node_dir: PathBuf,
+    /// Where container logs go (the kubelet's layout).
+    #[arg(long, default_value = "/var/log/pods")]
+    pub log_dir: PathBuf,
+    /// The cluster's pod network; traffic from pods to outside it is masqueraded.
+    #[arg(long = "pod-network", default_value = "10.244.0.0/16")]
+    pub pod_network: String,
+    #[arg(long, default_value = wasmkube_node::cni::DEFAULT_PLUGIN_DIR)]
+    pub cni_plugin_dir: PathBuf,
+    /// The Linux bridge for this node's pods.
+    #[arg(long, default_value = "wk0")]
+    pub bridge: String,
+}
+
+impl AgentArgs {
+    fn config(&self, connection: Connection) -> Config {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .unwrap_or_else(|_| "node".into());
+        Config {
+            connection,
+            node_name: self.node_name.clone().unwrap_or(hostname),
+            containerd_socket: self.containerd.clone(),
+            root_dir: self.node_dir.clone(),
+            log_dir: self.log_dir.clone(),
+            cluster_cidr: self.pod_network.clone(),
+            cni_plugin_dir: self.cni_plugin_dir.clone(),
+            bridge: self.bridge.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// The apiserver, e.g. https://10.0.0.1:6443 (or use --kubeconfig).
+    #[arg(long, requires = "token")]
+    pub server: Option<String>,
+    /// The bearer token for the apiserver.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The PEM CA certificate the apiserver's certificate chains to (default: not verified).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// A kubeconfig to read the server, CA and token from instead.
+    #[arg(long, conflicts_with = "server")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let connection = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(path), _, _) => Connection::from_kubeconfig(path)?,
+        (None, Some(server), Some(token)) => Connection {
+            server: server.trim_end_matches('/').to_string(),
+            token: token.clone(),
+            ca_pem: args
+                .ca_file
+                .as_ref()
+                .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
+                .transpose()?,
+        },
+        _ => anyhow::bail!("give --server and --token, or --kubeconfig"),
+    };
+    agent::run(args.agent.config(connection)).await?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// The control plane and a node agent on this machine, in one process.
+pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let kubeconfig = args.server.data_dir.join("kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let agent_args = args.agent.clone();
+    let agent = async move {
+        while !kubeconfig.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let connection = Connection::from_kubeconfig(&kubeconfig)?;
+        agent::run(agent_args.config(connection)).await?;
+        anyhow::Ok(())
+    };
+    tokio::try_join!(server::run(args.server), agent)?;
+    Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// Load an OCI image layout or `docker save` archive into the node's containerd.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = CONTAINERD_SOCKET)]
+        containerd: PathBuf,
+    },
+}
+
+pub async fn run_image(command: ImageCommand) -> anyhow::Result<()> {
+    match command {
+        ImageCommand::Import { file, containerd } => {
+            let client = Containerd::connect(&containerd).await?;
+            for name in wasmkube_node::image::import(&client, &file).await? {
+                println!("imported {name}");
+            }
+        }
+    }
+    Ok(())
+}

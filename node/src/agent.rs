@@ -1,0 +1,257 @@
+//! The node agent: registers the node, then runs a worker for every pod bound to it, adopting
+//! the containers a previous agent left running and cleaning up after pods that are gone.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::api::{Api, ApiError, Connection};
+use crate::cni::{Cni, CniError};
+use crate::containerd::{Containerd, ContainerdError};
+use crate::image::{self, ImageError};
+use crate::pod::{self, Context, Desired, Worker};
+use crate::registration::{self, Machine};
+use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Containerd(#[from] ContainerdError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Network(#[from] CniError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("node {0} was given no pod CIDR within 30 s (is the host allocating them?)")]
+    NoPodCidr(String),
+}
+
+/// How the agent is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub connection: Connection,
+    pub node_name: String,
+    pub containerd_socket: PathBuf,
+    /// The agent's state: pod directories, FIFOs, CNI allocations.
+    pub root_dir: PathBuf,
+    /// Container logs (the kubelet's `/var/log/pods`).
+    pub log_dir: PathBuf,
+    pub cluster_cidr: String,
+    pub cni_plugin_dir: PathBuf,
+    /// The bridge this node's pods hang off (one per node on a machine).
+    pub bridge: String,
+}
+
+/// The pod CIDR the host gave the node, waiting for it for up to 30 s.
+async fn pod_cidr(api: &Api, name: &str) -> Result<String, AgentError> {
+    for _ in 0..60 {
+        if let Some(node) = api.get(&format!("/api/v1/nodes/{name}")).await?
+            && let Some(cidr) = node.pointer("/spec/podCIDR").and_then(Value::as_str)
+        {
+            return Ok(cidr.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(AgentError::NoPodCidr(name.to_string()))
+}
+
+/// Runs the agent until its process ends.
+pub async fn run(config: Config) -> Result<(), AgentError> {
+    let containerd = Containerd::connect(&config.containerd_socket).await?;
+    let version = containerd.version().await?;
+    let api = Api::new(&config.connection)?;
+    let machine = Machine::read(&config.root_dir, registration::host_address(), version);
+    let images = image::list(&containerd).await?;
+    registration::register(&api, &config.node_name, &machine, &images).await?;
+    tokio::spawn(registration::heartbeat(api.clone(), config.node_name.clone()));
+    let cidr = pod_cidr(&api, &config.node_name).await?;
+    let cni = Cni {
+        plugin_dir: config.cni_plugin_dir.clone(),
+        state_dir: config.root_dir.join("cni"),
+        bridge: config.bridge.clone(),
+        pod_cidr: cidr.clone(),
+        cluster_cidr: config.cluster_cidr.clone(),
+    };
+    cni.prepare_node().await?;
+    tokio::spawn(registration::routes(api.clone(), config.node_name.clone()));
+    let runtime: Arc<dyn Runtime> = Arc::new(ContainerdRuntime {
+        containerd,
+        cni,
+        state_dir: config.root_dir.clone(),
+    });
+    let ctx = Arc::new(Context {
+        api: api.clone(),
+        runtime,
+        node_name: config.node_name.clone(),
+        host_ip: machine.address.clone(),
+        pods_dir: config.root_dir.join("pods"),
+        log_dir: config.log_dir.clone(),
+        fifo_dir: config.root_dir.join("fifo"),
+        allocatable: machine.allocatable(),
+        resolv_conf: resolv_conf(),
+    });
+    tracing::info!(node = %config.node_name, pod_cidr = %cidr, address = %machine.address, "node registered");
+    Pods::new(ctx).run().await
+}
+
+/// The pods' resolv.conf: the machine's nameservers (cluster DNS comes with services).
+fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    host.lines()
+        .filter(|l| l.starts_with("nameserver") || l.starts_with("options"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The pod workers of this node, by pod uid.
+struct Pods {
+    ctx: Arc<Context>,
+    workers: HashMap<String, watch::Sender<Desired>>,
+}
+
+impl Pods {
+    fn new(ctx: Arc<Context>) -> Pods {
+        Pods {
+            ctx,
+            workers: HashMap::new(),
+        }
+    }
+
+    /// Lists and watches this node's pods, relisting when the watch breaks.
+    async fn run(mut self) -> Result<(), AgentError> {
+        let path = format!(
+            "/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
+            self.ctx.node_name
+        );
+        let mut first = true;
+        loop {
+            let (items, version) = match self.ctx.api.list(&path).await {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing this node's pods");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let pods: Vec<Pod> = items
+                .into_iter()
+                .filter_map(|p| serde_json::from_value(p).ok())
+                .collect();
+            self.sync(&pods, first).await?;
+            first = false;
+            let mut watch = match self.ctx.api.watch(&path, &version).await {
+                Ok(watch) => watch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching this node's pods");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            while let Some(event) = watch.next().await {
+                let Ok(event) = event else { break };
+                match event.kind.as_str() {
+                    "ADDED" | "MODIFIED" | "DELETED" => {}
+                    "ERROR" => break,
+                    _ => continue,
+                }
+                let Ok(pod) = serde_json::from_value::<Pod>(event.object) else {
+                    continue;
+                };
+                if event.kind == "DELETED" {
+                    self.gone(&pod);
+                } else {
+                    self.upsert(pod, Vec::new());
+                }
+            }
+        }
+    }
+
+    /// Brings the workers in line with a fresh list. On the first list, the containers and
+    /// networks already on the node are adopted by their pods, or removed when their pod is
+    /// gone.
+    async fn sync(&mut self, pods: &[Pod], adopt: bool) -> Result<(), AgentError> {
+        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
+        if adopt {
+            for container in self.ctx.runtime.list().await? {
+                let uid = container.labels.get(pod::LABEL_POD_UID).cloned().unwrap_or_default();
+                found.entry(uid).or_default().push(container);
+            }
+        }
+        let listed: Vec<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for pod in pods {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            self.upsert(pod.clone(), found.remove(&uid).unwrap_or_default());
+        }
+        let gone: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|uid| !listed.contains(uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(worker) = self.workers.remove(&uid) {
+                let _ = worker.send(None);
+            }
+        }
+        if adopt {
+            self.clean_orphans(found, &listed).await;
+        }
+        Ok(())
+    }
+
+    /// Removes containers and networks of pods that no longer exist.
+    async fn clean_orphans(&self, found: HashMap<String, Vec<Found>>, listed: &[String]) {
+        for (uid, containers) in found {
+            for container in containers {
+                tracing::info!(container = %container.id, pod = %uid, "removing the container of a deleted pod");
+                let _ = self.ctx.runtime.signal(&container.id, 9).await;
+                let _ = self.ctx.runtime.wait(&container.id).await;
+                if let Err(e) = self.ctx.runtime.remove(&container.id).await {
+                    tracing::warn!(container = %container.id, error = %e, "removing an orphan");
+                }
+                crate::logs::remove_fifos(&self.ctx.fifo_dir, &container.id);
+            }
+        }
+        for uid in self.ctx.runtime.attached() {
+            if !listed.contains(&uid) {
+                if let Err(e) = self.ctx.runtime.detach(&uid, &[]).await {
+                    tracing::warn!(pod = %uid, error = %e, "detaching an orphan network");
+                }
+                pod::volumes::clean(&self.ctx.pods_dir.join(&uid)).await;
+            }
+        }
+    }
+
+    /// Hands the pod to its worker, starting one for a pod new to the node.
+    fn upsert(&mut self, pod: Pod, found: Vec<Found>) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if let Some(worker) = self.workers.get(&uid) {
+            let _ = worker.send(Some(pod));
+            return;
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let terminal = matches!(phase, Some("Succeeded" | "Failed"));
+        if terminal && found.is_empty() && pod.metadata.deletion_timestamp.is_none() {
+            // A finished pod is never run again.
+            return;
+        }
+        let (tx, rx) = watch::channel(Some(pod));
+        tokio::spawn(Worker::new(self.ctx.clone(), rx, found).run());
+        self.workers.insert(uid, tx);
+    }
+
+    fn gone(&mut self, pod: &Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if let Some(worker) = self.workers.remove(&uid) {
+            let _ = worker.send(None);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Tests of command lines and environments.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::json;
+
+use super::*;
+
+fn container(value: serde_json::Value) -> Container {
+    serde_json::from_value(value).expect("a container")
+}
+
+fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
+    ImageConfig {
+        entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        ..ImageConfig::default()
+    }
+}
+
+#[test]
+fn command_and_args_combine_with_the_image_as_kubernetes_does() {
+    let img = image(&["/entry"], &["default"]);
+    let argv_of = |c: serde_json::Value| argv(&container(c), &img, &[]);
+    assert_eq!(argv_of(json!({"name": "a"})), ["/entry", "default"]);
+    assert_eq!(argv_of(json!({"name": "a", "args": ["x"]})), ["/entry", "x"]);
+    assert_eq!(argv_of(json!({"name": "a", "command": ["sh"]})), ["sh"]);
+    assert_eq!(argv_of(json!({"name": "a", "command": ["sh"], "args": ["-c", "y"]})), ["sh", "-c", "y"]);
+}
+
+#[test]
+fn variables_expand_and_dollar_dollar_escapes() {
+    let vars = |n: &str| (n == "A").then(|| "1".to_string());
+    assert_eq!(expand("$(A)-$(B)-$$(A)-$", &vars), "1-$(B)-$(A)-$");
+}
+
+#[test]
+fn environment_from_sources_fields_and_resources() {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": []},
+    }))
+    .expect("a pod");
+    let c = container(json!({
+        "name": "a",
+        "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
+        "env": [
+            {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "hello"}}},
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "BOTH", "value": "$(POD)/$(APP)"},
+        ],
+        "resources": {"limits": {"memory": "64Mi"}},
+    }));
+    let sources = Sources {
+        namespace: "ns".into(),
+        config_maps: [("cm".to_string(), Some(BTreeMap::from([("hello".to_string(), "world".to_string())])))].into(),
+        secrets: [("s".to_string(), Some(BTreeMap::from([("pw".to_string(), "hunter2".to_string())])))].into(),
+    };
+    let env = environment(&pod, &c, &sources, &Allocatable::default()).expect("an environment");
+    let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(get("CM_hello"), Some("world"));
+    assert_eq!(get("GREETING"), Some("world"));
+    assert_eq!(get("PASSWORD"), Some("hunter2"));
+    assert_eq!(get("POD"), Some("p"));
+    assert_eq!(get("APP"), Some("web"));
+    assert_eq!(get("MEM"), Some("64"));
+    assert_eq!(get("BOTH"), Some("p/web"));
+
+    let missing = Sources { namespace: "ns".into(), ..Sources::default() };
+    assert_eq!(
+        environment(&pod, &c, &missing, &Allocatable::default()).err(),
+        Some(ConfigError::ConfigMapMissing("cm".into()))
+    );
+}

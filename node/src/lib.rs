@@ -1,0 +1,13 @@
+//! The wasmkube node agent: runs the pods bound to its node through containerd and CNI.
+
+pub mod containerd;
+pub mod image;
+pub mod api;
+pub mod cni;
+pub mod container;
+pub mod runtime;
+pub mod spec;
+pub mod logs;
+pub mod pod;
+pub mod registration;
+pub mod agent;

@@ -1,0 +1,598 @@
+//! A pod worker: one task per pod on this node that starts its containers in order, restarts
+//! them by its restart policy, stops them when the pod is deleted, and reports its status.
+
+mod launch;
+pub mod slot;
+pub mod status;
+pub mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::api::Api;
+use crate::cni::PortMapping;
+use crate::container::{Allocatable, Sources};
+use crate::logs;
+use crate::runtime::{Exit, Found, Launch, Runtime};
+use slot::{RestartPolicy, Slot, State};
+
+/// Labels on every container wasmkube creates, so a restarted agent finds its pods again.
+pub const LABEL_POD_UID: &str = "io.wasmkube.pod.uid";
+pub const LABEL_POD_NAME: &str = "io.wasmkube.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.wasmkube.pod.namespace";
+pub const LABEL_CONTAINER: &str = "io.wasmkube.container.name";
+pub const LABEL_ATTEMPT: &str = "io.wasmkube.container.attempt";
+
+/// What every pod worker on the node shares.
+pub struct Context {
+    pub api: Api,
+    pub runtime: Arc<dyn Runtime>,
+    pub node_name: String,
+    pub host_ip: String,
+    /// Each pod's own directory (volumes, /etc files) is `<pods_dir>/<uid>`.
+    pub pods_dir: PathBuf,
+    /// Container logs, laid out as the kubelet's `/var/log/pods`.
+    pub log_dir: PathBuf,
+    pub fifo_dir: PathBuf,
+    pub allocatable: Allocatable,
+    /// The pods' `/etc/resolv.conf`.
+    pub resolv_conf: String,
+}
+
+/// A container that ended: its id and how.
+type Ended = (String, Exit);
+
+/// What a worker is told: the pod as it is now, or that it is gone from the API.
+pub type Desired = Option<Pod>;
+
+fn pod_path(pod: &Pod) -> String {
+    format!(
+        "/api/v1/namespaces/{}/pods/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn host_ports(pod: &Pod) -> Vec<PortMapping> {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(PortMapping {
+                host_port,
+                container_port: u16::try_from(p.container_port).unwrap_or(0),
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// One pod's worker.
+pub struct Worker {
+    ctx: Arc<Context>,
+    uid: String,
+    desired: watch::Receiver<Desired>,
+    slots: Vec<Slot>,
+    ip: Option<String>,
+    start_time: DateTime<Utc>,
+    reported: Value,
+    exits: (mpsc::Sender<Ended>, mpsc::Receiver<Ended>),
+    /// Tells each running container's log copier that its process ended.
+    log_done: HashMap<String, watch::Sender<bool>>,
+    sources: Option<Sources>,
+    /// The network and volumes were given back (the pod ended).
+    released: bool,
+}
+
+impl Worker {
+    /// A worker for `pod`, adopting the containers of it that the runtime already runs.
+    pub fn new(ctx: Arc<Context>, desired: watch::Receiver<Desired>, found: Vec<Found>) -> Worker {
+        let pod = desired.borrow().clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let slots = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| Slot::new(&c.name, c.image.as_deref().unwrap_or_default(), true))
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| Slot::new(&c.name, c.image.as_deref().unwrap_or_default(), false)),
+            )
+            .collect();
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0)
+            .unwrap_or_else(Utc::now);
+        let mut worker = Worker {
+            ip: ctx.runtime.address(&uid),
+            ctx,
+            uid,
+            desired,
+            slots,
+            start_time,
+            reported: pod
+                .status
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or(Value::Null),
+            exits: mpsc::channel(16),
+            log_done: HashMap::new(),
+            sources: None,
+            released: false,
+        };
+        worker.adopt(&pod, found);
+        worker
+    }
+
+    /// Takes over the containers a previous agent started: the newest run of each container
+    /// is its current one (watched again), older ones are removed.
+    fn adopt(&mut self, pod: &Pod, mut found: Vec<Found>) {
+        let attempt = |f: &Found| {
+            f.labels
+                .get(LABEL_ATTEMPT)
+                .and_then(|a| a.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        found.sort_by_key(|f| std::cmp::Reverse(attempt(f)));
+        let policy = RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
+        let now = Instant::now();
+        let mut stale = Vec::new();
+        for container in found {
+            let name = container.labels.get(LABEL_CONTAINER).cloned().unwrap_or_default();
+            let Some(slot) = self.slots.iter_mut().find(|s| s.name == name) else {
+                stale.push(container.id);
+                continue;
+            };
+            if !matches!(slot.state, State::Waiting { until: None, .. }) || slot.restarts > 0 {
+                stale.push(container.id);
+                continue;
+            }
+            slot.restarts = attempt(&container);
+            slot.started(container.id.clone(), container.created);
+            match container.exit {
+                None => {
+                    slot.ready = true;
+                    let restarts = slot.restarts;
+                    self.watch_container(pod, &name, container.id, restarts);
+                }
+                Some(exit) => {
+                    slot.ended(exit, policy, &pod_label(pod), now);
+                    stale.push(container.id);
+                }
+            }
+        }
+        for id in stale {
+            let runtime = self.ctx.runtime.clone();
+            let fifo_dir = self.ctx.fifo_dir.clone();
+            tokio::spawn(async move {
+                let _ = runtime.signal(&id, 9).await;
+                let _ = runtime.remove(&id).await;
+                logs::remove_fifos(&fifo_dir, &id);
+            });
+        }
+    }
+
+    /// Copies the container's output into its log file and waits for its process to end.
+    fn watch_container(&mut self, pod: &Pod, name: &str, id: String, attempt: u32) {
+        self.copy_logs(pod, name, &id, attempt);
+        self.watch_exit(id);
+    }
+
+    /// Copies the container's output into its log file until its process ends.
+    fn copy_logs(&mut self, pod: &Pod, name: &str, id: &str, attempt: u32) {
+        let (out, err) = logs::fifos(&self.ctx.fifo_dir, id);
+        let log = logs::log_path(
+            &self.ctx.log_dir,
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &self.uid,
+            name,
+            attempt,
+        );
+        let (done_tx, done_rx) = watch::channel(false);
+        self.log_done.insert(id.to_string(), done_tx);
+        tokio::spawn(async move {
+            if let Err(e) = logs::copy(out, err, log, done_rx).await {
+                tracing::warn!(error = %e, "copying container output");
+            }
+        });
+    }
+
+    /// Waits for the container's process to end and tells the worker.
+    fn watch_exit(&self, id: String) {
+        let runtime = self.ctx.runtime.clone();
+        let exits = self.exits.0.clone();
+        tokio::spawn(async move {
+            loop {
+                match runtime.wait(&id).await {
+                    Ok(exit) => {
+                        let _ = exits.send((id, exit)).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(container = %id, error = %e, "waiting for a container");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Runs the pod until it is gone: steps on every change, exit and due restart.
+    pub async fn run(mut self) {
+        loop {
+            let desired = self.desired.borrow_and_update().clone();
+            let Some(pod) = desired else {
+                self.stop(Duration::ZERO).await;
+                self.release().await;
+                return;
+            };
+            if pod.metadata.deletion_timestamp.is_some() {
+                let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+                self.stop(Duration::from_secs(u64::try_from(grace).unwrap_or(0))).await;
+                self.release().await;
+                if let Err(e) = self.ctx.api.delete(&pod_path(&pod), 0).await {
+                    tracing::warn!(pod = %pod_label(&pod), error = %e, "finishing the deletion");
+                }
+                return;
+            }
+            let wake = self.step(&pod).await;
+            self.report(&pod).await;
+            let sleep = tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            tokio::select! {
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        self.stop(Duration::ZERO).await;
+                        self.release().await;
+                        return;
+                    }
+                }
+                Some((id, exit)) = self.exits.1.recv() => self.ended(&pod, &id, exit).await,
+                () = sleep => {}
+            }
+        }
+    }
+
+    /// A container's process ended: record it, remove the container.
+    async fn ended(&mut self, pod: &Pod, id: &str, exit: Exit) {
+        let policy = RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
+        let label = pod_label(pod);
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id)) {
+            slot.ready = false;
+            slot.ended(exit, policy, &label, Instant::now());
+        }
+        if let Some(done) = self.log_done.remove(id) {
+            let _ = done.send(true);
+        }
+        if let Err(e) = self.ctx.runtime.remove(id).await {
+            tracing::warn!(container = %id, error = %e, "removing an ended container");
+        }
+        logs::remove_fifos(&self.ctx.fifo_dir, id);
+    }
+
+    /// Does what the pod needs next; returns when to look again (a back-off ending).
+    async fn step(&mut self, pod: &Pod) -> Option<Instant> {
+        let now = Instant::now();
+        let phase = status::phase(&self.slots, policy(pod));
+        if phase == "Succeeded" || phase == "Failed" {
+            self.release().await;
+            return None;
+        }
+        if self.ip.is_none() {
+            match self.ctx.runtime.attach(&self.uid, &host_ports(pod)).await {
+                Ok(ip) => self.ip = Some(ip),
+                Err(e) => {
+                    tracing::warn!(pod = %pod_label(pod), error = %e, "attaching the pod network");
+                    return Some(now + Duration::from_secs(2));
+                }
+            }
+        }
+        if self.sources.is_none() {
+            match self.fetch_sources(pod).await {
+                Ok(sources) => self.sources = Some(sources),
+                Err(e) => {
+                    tracing::warn!(pod = %pod_label(pod), error = %e, "reading configmaps and secrets");
+                    return Some(now + Duration::from_secs(2));
+                }
+            }
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let containers: Vec<Container> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .cloned()
+            .collect();
+        let mut wake: Option<Instant> = None;
+        for (index, container) in containers.iter().enumerate() {
+            let slot = &self.slots[index];
+            if slot.init && (slot.running().is_some() || !slot.succeeded()) {
+                // Init containers run one at a time, each to success before the next.
+                if slot.startable(now) {
+                    self.start(pod, container, index).await;
+                }
+                wake = earliest(wake, until(&self.slots[index]));
+                return wake;
+            }
+            if !slot.init && slot.startable(now) {
+                self.start(pod, container, index).await;
+            }
+            wake = earliest(wake, until(&self.slots[index]));
+        }
+        wake
+    }
+
+    async fn fetch_sources(&self, pod: &Pod) -> Result<Sources, crate::api::ApiError> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let (config_maps, secrets) = crate::container::referenced(pod);
+        let mut sources = Sources {
+            namespace: namespace.clone(),
+            ..Sources::default()
+        };
+        let data = |object: Option<Value>, decode: bool| {
+            object.map(|o| {
+                o.get("data")
+                    .and_then(Value::as_object)
+                    .map(|d| {
+                        d.iter()
+                            .map(|(k, v)| {
+                                let text = v.as_str().unwrap_or_default().to_string();
+                                let value = if decode { decode_secret(&text) } else { text };
+                                (k.clone(), value)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+        };
+        for name in config_maps {
+            let object = self
+                .ctx
+                .api
+                .get(&format!("/api/v1/namespaces/{namespace}/configmaps/{name}"))
+                .await?;
+            sources.config_maps.insert(name, data(object, false));
+        }
+        for name in secrets {
+            let object = self
+                .ctx
+                .api
+                .get(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
+                .await?;
+            sources.secrets.insert(name, data(object, true));
+        }
+        Ok(sources)
+    }
+
+    /// Starts the container of slot `index`, or records why it cannot start.
+    async fn start(&mut self, pod: &Pod, container: &Container, index: usize) {
+        let now = Instant::now();
+        let reference = container.image.clone().unwrap_or_default();
+        let pull_policy = container.image_pull_policy.clone().unwrap_or_else(|| {
+            if reference.ends_with(":latest") || !reference.rsplit('/').next().unwrap_or("").contains(':') {
+                "Always".into()
+            } else {
+                "IfNotPresent".into()
+            }
+        });
+        let image = match self.ctx.runtime.image(&reference).await {
+            Ok(Some(image)) => image,
+            Ok(None) if pull_policy == "Never" => {
+                let message = format!("Container image \"{reference}\" is not present with pull policy of Never");
+                self.slots[index].failed_to_start("ErrImageNeverPull", message, now);
+                return;
+            }
+            Ok(None) => {
+                let reason = if self.slots[index].backoff.is_zero() { "ErrImagePull" } else { "ImagePullBackOff" };
+                let message = format!("Back-off pulling image \"{reference}\": the image is not on this node and no registry is reachable; import it with `wasmkube image import`");
+                self.slots[index].failed_to_start(reason, message, now);
+                return;
+            }
+            Err(e) => {
+                self.slots[index].failed_to_start("ErrImagePull", e.to_string(), now);
+                return;
+            }
+        };
+        let sources = self.sources.clone().unwrap_or_default();
+        let pod_dir = self.ctx.pods_dir.join(&self.uid);
+        if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {
+            self.slots[index].failed_to_start("CreateContainerConfigError", e.to_string(), now);
+            return;
+        }
+        let attempt = self.slots[index].restarts;
+        let id = format!("{}-{}-{attempt}", self.uid, container.name);
+        let process = match launch::process(
+            pod,
+            container,
+            &image,
+            &sources,
+            &self.ctx.allocatable,
+            &pod_dir,
+            self.ip.as_deref().unwrap_or_default(),
+            &self.ctx.resolv_conf,
+            format!("/wasmkube/pod{}/{id}", self.uid),
+        ) {
+            Ok(process) => process,
+            Err(refusal) => {
+                self.slots[index].failed_to_start(refusal.reason, refusal.message, now);
+                return;
+            }
+        };
+        let (stdout, stderr) = match logs::make_fifos(&self.ctx.fifo_dir, &id).await {
+            Ok(paths) => paths,
+            Err(e) => {
+                self.slots[index].failed_to_start("RunContainerError", e.to_string(), now);
+                return;
+            }
+        };
+        let labels = HashMap::from([
+            (LABEL_POD_UID.to_string(), self.uid.clone()),
+            (LABEL_POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default()),
+            (LABEL_POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
+            (LABEL_CONTAINER.to_string(), container.name.clone()),
+            (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+        ]);
+        // A container left by a failed start of this attempt is in the way.
+        let _ = self.ctx.runtime.remove(&id).await;
+        self.copy_logs(pod, &container.name, &id, attempt);
+        let launch = Launch {
+            id: id.clone(),
+            image,
+            spec: crate::spec::runtime_spec(&process),
+            labels,
+            stdout,
+            stderr,
+        };
+        match self.ctx.runtime.start(launch).await {
+            Ok(()) => {
+                self.slots[index].started(id.clone(), Utc::now());
+                self.slots[index].ready = true;
+                self.watch_exit(id);
+            }
+            Err(e) => {
+                if let Some(done) = self.log_done.remove(&id) {
+                    let _ = done.send(true);
+                }
+                let _ = self.ctx.runtime.remove(&id).await;
+                self.slots[index].failed_to_start("RunContainerError", e.to_string(), now);
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// Stops every running container: SIGTERM, then SIGKILL once `grace` has passed.
+    async fn stop(&mut self, grace: Duration) {
+        let pod = self.desired.borrow().clone().unwrap_or_default();
+        let running: Vec<String> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.running().map(str::to_string))
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let first = if grace.is_zero() { 9 } else { 15 };
+        for id in &running {
+            if let Err(e) = self.ctx.runtime.signal(id, first).await {
+                tracing::warn!(container = %id, error = %e, "signalling a container");
+            }
+        }
+        let mut deadline = Instant::now() + grace;
+        let mut killed = grace.is_zero();
+        while self.slots.iter().any(|s| s.running().is_some()) {
+            match tokio::time::timeout_at(deadline, self.exits.1.recv()).await {
+                Ok(Some((id, exit))) => {
+                    // Stopped for good: whatever the restart policy says.
+                    self.ended(&pod_never_restarts(&pod), &id, exit).await;
+                }
+                Ok(None) => return,
+                Err(_) if killed => return,
+                Err(_) => {
+                    for id in self.slots.iter().filter_map(Slot::running) {
+                        let _ = self.ctx.runtime.signal(id, 9).await;
+                    }
+                    killed = true;
+                    deadline = Instant::now() + Duration::from_secs(10);
+                }
+            }
+        }
+    }
+
+    /// Gives back what the pod held on the node: its network, volumes and directory.
+    async fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
+        let pod = self.desired.borrow().clone().unwrap_or_default();
+        if self.ip.is_some() || self.ctx.runtime.attached().contains(&self.uid) {
+            match self.ctx.runtime.detach(&self.uid, &host_ports(&pod)).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(pod = %self.uid, error = %e, "detaching the pod network"),
+            }
+        }
+        volumes::clean(&self.ctx.pods_dir.join(&self.uid)).await;
+    }
+
+    /// Writes the pod's status when it differs from what was last written.
+    async fn report(&mut self, pod: &Pod) {
+        let status = status::compute(&status::Facts {
+            pod,
+            slots: &self.slots,
+            pod_ip: self.ip.as_deref(),
+            host_ip: &self.ctx.host_ip,
+            start_time: self.start_time,
+            policy: policy(pod),
+        });
+        if status == self.reported {
+            return;
+        }
+        let patch = json!({"status": status});
+        match self.ctx.api.merge_patch(&format!("{}/status", pod_path(pod)), &patch).await {
+            Ok(_) => self.reported = status,
+            Err(e) => tracing::warn!(pod = %pod_label(pod), error = %e, "writing the pod status"),
+        }
+    }
+}
+
+/// The pod with restartPolicy Never, for containers being stopped for good.
+fn pod_never_restarts(pod: &Pod) -> Pod {
+    let mut pod = pod.clone();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.restart_policy = Some("Never".into());
+    }
+    pod
+}
+
+fn decode_secret(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+fn policy(pod: &Pod) -> RestartPolicy {
+    RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()))
+}
+
+fn until(slot: &Slot) -> Option<Instant> {
+    match &slot.state {
+        State::Waiting { until, .. } => *until,
+        _ => None,
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `name_namespace(uid)`, how the kubelet names a pod in messages.
+pub fn pod_label(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}

@@ -1,0 +1,316 @@
+//! A pod's volumes on the node: directories under the pod's own directory, filled from the API
+//! for configMap, secret, downwardAPI and projected; emptyDir of medium Memory is a tmpfs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+
+use crate::container::Sources;
+use crate::spec::Bind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mounting a tmpfs at {path}: {message}")]
+    Mount { path: PathBuf, message: String },
+    #[error("configmap {0:?} not found")]
+    ConfigMapMissing(String),
+    #[error("secret {0:?} not found")]
+    SecretMissing(String),
+    #[error("volume {volume}: {message}")]
+    Unsupported { volume: String, message: String },
+    #[error("container {container} mounts volume {volume:?}, which the pod does not have")]
+    NoSuchVolume { container: String, volume: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The host directory a volume is served from.
+fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
+    pod_dir.join("volumes").join(name)
+}
+
+/// Writes `files` (relative path → bytes) into `dir`, replacing what was there.
+fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), VolumeError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for (relative, bytes) in files {
+        let path = dir.join(relative.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, bytes).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// The files of a key/value source: every key, or just `items` mapped to their paths.
+fn project(
+    data: &BTreeMap<String, String>,
+    items: Option<&Vec<KeyToPath>>,
+    decode: bool,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) {
+    let bytes = |value: &String| {
+        if decode {
+            base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .unwrap_or_else(|_| value.clone().into_bytes())
+        } else {
+            value.clone().into_bytes()
+        }
+    };
+    match items {
+        Some(items) => {
+            for item in items {
+                if let Some(value) = data.get(&item.key) {
+                    files.insert(item.path.clone(), bytes(value));
+                }
+            }
+        }
+        None => {
+            for (key, value) in data {
+                files.insert(key.clone(), bytes(value));
+            }
+        }
+    }
+}
+
+/// The value of a downward API `fieldRef` for a file.
+fn downward(pod: &Pod, path: &str) -> String {
+    let render = |map: &Option<BTreeMap<String, String>>| {
+        map.iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}=\"{v}\"\n"))
+            .collect::<String>()
+    };
+    match path {
+        "metadata.labels" => render(&pod.metadata.labels),
+        "metadata.annotations" => render(&pod.metadata.annotations),
+        "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
+        "metadata.namespace" => pod.metadata.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Prepares every volume of the pod under `pod_dir`. Secrets in `sources` are base64 as the
+/// API serves them.
+pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    for volume in &volumes {
+        prepare_one(pod, pod_dir, sources, volume).await?;
+    }
+    Ok(())
+}
+
+async fn prepare_one(
+    pod: &Pod,
+    pod_dir: &Path,
+    sources: &Sources,
+    volume: &Volume,
+) -> Result<(), VolumeError> {
+    let dir = volume_dir(pod_dir, &volume.name);
+    let mut files = BTreeMap::new();
+    if let Some(empty) = &volume.empty_dir {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if empty.medium.as_deref() == Some("Memory") && !is_mounted(&dir) {
+            let mut args = vec!["-t".to_string(), "tmpfs".into()];
+            if let Some(limit) = &empty.size_limit {
+                args.extend(["-o".into(), format!("size={}", limit.0)]);
+            }
+            args.extend(["tmpfs".into(), dir.display().to_string()]);
+            let output = tokio::process::Command::new("mount")
+                .args(&args)
+                .output()
+                .await
+                .map_err(io(&dir))?;
+            if !output.status.success() {
+                return Err(VolumeError::Mount {
+                    path: dir,
+                    message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                });
+            }
+        }
+        return Ok(());
+    }
+    if let Some(host) = &volume.host_path {
+        let path = Path::new(&host.path);
+        match host.type_.as_deref() {
+            Some("DirectoryOrCreate") => std::fs::create_dir_all(path).map_err(io(path))?,
+            Some("FileOrCreate") if !path.exists() => {
+                std::fs::write(path, b"").map_err(io(path))?
+            }
+            Some("Directory") if !path.is_dir() => {
+                return Err(VolumeError::Unsupported {
+                    volume: volume.name.clone(),
+                    message: format!("hostPath type check failed: {} is not a directory", host.path),
+                });
+            }
+            _ => {}
+        }
+        return Ok(());
+    }
+    if let Some(source) = &volume.config_map {
+        match sources.config_maps.get(&source.name).and_then(Option::as_ref) {
+            Some(data) => project(data, source.items.as_ref(), false, &mut files),
+            None if source.optional == Some(true) => {}
+            None => return Err(VolumeError::ConfigMapMissing(source.name.clone())),
+        }
+    } else if let Some(source) = &volume.secret {
+        let name = source.secret_name.clone().unwrap_or_default();
+        match sources.secrets.get(&name).and_then(Option::as_ref) {
+            Some(data) => project(data, source.items.as_ref(), true, &mut files),
+            None if source.optional == Some(true) => {}
+            None => return Err(VolumeError::SecretMissing(name)),
+        }
+    } else if let Some(source) = &volume.downward_api {
+        for item in source.items.iter().flatten() {
+            if let Some(field) = &item.field_ref {
+                files.insert(item.path.clone(), downward(pod, &field.field_path).into_bytes());
+            }
+        }
+    } else if let Some(projected) = &volume.projected {
+        for source in projected.sources.iter().flatten() {
+            if let Some(c) = &source.config_map {
+                match sources.config_maps.get(&c.name).and_then(Option::as_ref) {
+                    Some(data) => project(data, c.items.as_ref(), false, &mut files),
+                    None if c.optional == Some(true) => {}
+                    None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
+                }
+            }
+            if let Some(s) = &source.secret {
+                match sources.secrets.get(&s.name).and_then(Option::as_ref) {
+                    Some(data) => project(data, s.items.as_ref(), true, &mut files),
+                    None if s.optional == Some(true) => {}
+                    None => return Err(VolumeError::SecretMissing(s.name.clone())),
+                }
+            }
+            for item in source.downward_api.iter().flat_map(|d| d.items.iter().flatten()) {
+                if let Some(field) = &item.field_ref {
+                    files.insert(item.path.clone(), downward(pod, &field.field_path).into_bytes());
+                }
+            }
+        }
+    } else {
+        return Err(VolumeError::Unsupported {
+            volume: volume.name.clone(),
+            message: "only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported on this node".into(),
+        });
+    }
+    write_files(&dir, &files)
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|mounts| {
+        let dir = dir.display().to_string();
+        mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+    })
+}
+
+/// Unmounts the pod's tmpfs volumes and removes its directory.
+pub async fn clean(pod_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) {
+        for entry in entries.flatten() {
+            if is_mounted(&entry.path()) {
+                let _ = tokio::process::Command::new("umount")
+                    .arg(entry.path())
+                    .status()
+                    .await;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(pod_dir);
+}
+
+/// The bind mounts of a container's volumeMounts.
+pub fn binds(
+    pod: &Pod,
+    pod_dir: &Path,
+    container: &k8s_openapi::api::core::v1::Container,
+) -> Result<Vec<Bind>, VolumeError> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    let mut binds = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let volume = volumes
+            .and_then(|v| v.iter().find(|v| v.name == mount.name))
+            .ok_or_else(|| VolumeError::NoSuchVolume {
+                container: container.name.clone(),
+                volume: mount.name.clone(),
+            })?;
+        let base = match &volume.host_path {
+            Some(host) => PathBuf::from(&host.path),
+            None => volume_dir(pod_dir, &volume.name),
+        };
+        let read_only_kind = volume.config_map.is_some()
+            || volume.secret.is_some()
+            || volume.downward_api.is_some()
+            || volume.projected.is_some();
+        let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => {
+                let path = base.join(sub);
+                if !path.exists() {
+                    std::fs::create_dir_all(&path).map_err(io(&path))?;
+                }
+                path
+            }
+            None => base,
+        };
+        binds.push(Bind {
+            source,
+            destination: mount.mount_path.clone(),
+            read_only: mount.read_only == Some(true) || read_only_kind,
+        });
+    }
+    Ok(binds)
+}
+
+/// Writes the pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, and returns their
+/// bind mounts.
+pub fn etc_files(
+    pod_dir: &Path,
+    hostname: &str,
+    ip: &str,
+    resolv: &str,
+) -> Result<Vec<Bind>, VolumeError> {
+    let etc = pod_dir.join("etc");
+    std::fs::create_dir_all(&etc).map_err(io(&etc))?;
+    let files = [
+        (
+            "hosts",
+            format!(
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+            ),
+        ),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", resolv.to_string()),
+    ];
+    let mut binds = Vec::new();
+    for (name, text) in files {
+        let path = etc.join(name);
+        std::fs::write(&path, text).map_err(io(&path))?;
+        binds.push(Bind {
+            source: path,
+            destination: format!("/etc/{name}"),
+            read_only: false,
+        });
+    }
+    Ok(binds)
+}

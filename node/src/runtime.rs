@@ -1,0 +1,395 @@
+//! What the pod workers need of a container runtime, and its implementation on containerd.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use containerd_client::services::v1::container::Runtime as RuntimeInfo;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, ExecProcessRequest, GetRequest, KillRequest, ListContainersRequest,
+    StartRequest, WaitRequest,
+};
+use containerd_client::types::v1::Status;
+use prost_types::Any;
+use serde_json::Value;
+
+use crate::cni::{Cni, CniError, PortMapping};
+use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
+use crate::image::{self, Image, ImageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Containerd(#[from] ContainerdError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Network(#[from] CniError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A container to create and start.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub id: String,
+    pub image: Image,
+    /// The OCI runtime spec.
+    pub spec: Value,
+    pub labels: HashMap<String, String>,
+    /// Where its stdout and stderr go (the log files' writer reads these FIFOs).
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+/// How a container's process ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exit {
+    pub code: i32,
+    pub at: DateTime<Utc>,
+    /// Killed by the kernel's OOM killer for its cgroup's memory limit.
+    pub oom_killed: bool,
+}
+
+/// A container found in the runtime: its labels and whether its process runs.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    pub created: DateTime<Utc>,
+    /// `None` while the process runs.
+    pub exit: Option<Exit>,
+}
+
+/// The container runtime as the pod workers use it. containerd implements it; tests fake it.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The image, `None` when it is not present on the node.
+    async fn image(&self, reference: &str) -> Result<Option<Image>, RuntimeError>;
+    /// Creates the container and starts its process.
+    async fn start(&self, launch: Launch) -> Result<(), RuntimeError>;
+    /// Waits for the container's process to end.
+    async fn wait(&self, id: &str) -> Result<Exit, RuntimeError>;
+    /// Sends a signal to every process of the container.
+    async fn signal(&self, id: &str, signal: u32) -> Result<(), RuntimeError>;
+    /// Removes a stopped container and its root filesystem; a missing one is fine.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Every container wasmkube created on this node.
+    async fn list(&self) -> Result<Vec<Found>, RuntimeError>;
+    /// Runs `args` in the running container and returns its exit code and output.
+    async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError>;
+    /// Gives the pod its network; returns its IP.
+    async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError>;
+    /// The IP of a pod attached before, if it still is.
+    fn address(&self, uid: &str) -> Option<String>;
+    /// Takes the pod's network away.
+    async fn detach(&self, uid: &str, ports: &[PortMapping]) -> Result<(), RuntimeError>;
+    /// The uids of pods with a network on this node.
+    fn attached(&self) -> Vec<String>;
+}
+
+/// Pods' containers in containerd, their networks through CNI.
+pub struct ContainerdRuntime {
+    pub containerd: Containerd,
+    pub cni: Cni,
+    /// Where exec output is collected.
+    pub state_dir: PathBuf,
+}
+
+fn time(timestamp: Option<prost_types::Timestamp>) -> DateTime<Utc> {
+    timestamp
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .unwrap_or_else(Utc::now)
+}
+
+/// Whether the container's memory cgroup saw the OOM killer (cgroup v1 or v2).
+fn oom_killed(cgroups_path: &str) -> bool {
+    let relative = cgroups_path.trim_start_matches('/');
+    let counters = [
+        Path::new("/sys/fs/cgroup/memory").join(relative).join("memory.oom_control"),
+        Path::new("/sys/fs/cgroup").join(relative).join("memory.events"),
+    ];
+    counters.iter().any(|path| {
+        std::fs::read_to_string(path).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+}
+
+impl ContainerdRuntime {
+    async fn cgroups_path(&self, id: &str) -> Option<String> {
+        let container = self
+            .containerd
+            .containers()
+            .get(self.containerd.request(containerd_client::services::v1::GetContainerRequest {
+                id: id.to_string(),
+            }))
+            .await
+            .ok()?
+            .into_inner()
+            .container?;
+        let spec: Value = serde_json::from_slice(&container.spec?.value).ok()?;
+        spec.pointer("/linux/cgroupsPath")?.as_str().map(str::to_string)
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for ContainerdRuntime {
+    async fn image(&self, reference: &str) -> Result<Option<Image>, RuntimeError> {
+        Ok(image::resolve(&self.containerd, reference).await?)
+    }
+
+    async fn start(&self, launch: Launch) -> Result<(), RuntimeError> {
+        let c = &self.containerd;
+        let mounts = c
+            .snapshots()
+            .prepare(c.request(PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: launch.id.clone(),
+                parent: launch.image.chain_id.clone(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .map_err(ContainerdError::call("snapshots prepare"))?
+            .into_inner()
+            .mounts;
+        let container = Container {
+            id: launch.id.clone(),
+            labels: launch.labels,
+            image: launch.image.name.clone(),
+            runtime: Some(RuntimeInfo {
+                name: "io.containerd.runc.v2".into(),
+                options: None,
+            }),
+            spec: Some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: launch.spec.to_string().into_bytes(),
+            }),
+            snapshotter: SNAPSHOTTER.into(),
+            snapshot_key: launch.id.clone(),
+            ..Default::default()
+        };
+        c.containers()
+            .create(c.request(CreateContainerRequest {
+                container: Some(container),
+            }))
+            .await
+            .map_err(ContainerdError::call("containers create"))?;
+        c.tasks()
+            .create(c.request(CreateTaskRequest {
+                container_id: launch.id.clone(),
+                rootfs: mounts,
+                stdout: launch.stdout.display().to_string(),
+                stderr: launch.stderr.display().to_string(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(ContainerdError::call("tasks create"))?;
+        c.tasks()
+            .start(c.request(StartRequest {
+                container_id: launch.id,
+                exec_id: String::new(),
+            }))
+            .await
+            .map_err(ContainerdError::call("tasks start"))?;
+        Ok(())
+    }
+
+    async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
+        let c = &self.containerd;
+        let reply = c
+            .tasks()
+            .wait(c.request(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await
+            .map_err(ContainerdError::call("tasks wait"))?
+            .into_inner();
+        let oom = match self.cgroups_path(id).await {
+            Some(path) => oom_killed(&path),
+            None => false,
+        };
+        Ok(Exit {
+            code: i32::try_from(reply.exit_status).unwrap_or(i32::MAX),
+            at: time(reply.exited_at),
+            oom_killed: oom,
+        })
+    }
+
+    async fn signal(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        let c = &self.containerd;
+        match c
+            .tasks()
+            .kill(c.request(KillRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+                signal,
+                all: true,
+            }))
+            .await
+        {
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(ContainerdError::Call { call: "tasks kill", status }.into()),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let c = &self.containerd;
+        let ignore_missing = |call: &'static str, result: Result<(), tonic::Status>| match result {
+            Err(status) if status.code() != tonic::Code::NotFound => {
+                Err(ContainerdError::Call { call, status })
+            }
+            _ => Ok(()),
+        };
+        let deleted = c
+            .tasks()
+            .delete(c.request(DeleteTaskRequest {
+                container_id: id.to_string(),
+            }))
+            .await
+            .map(|_| ());
+        ignore_missing("tasks delete", deleted)?;
+        let deleted = c
+            .containers()
+            .delete(c.request(DeleteContainerRequest { id: id.to_string() }))
+            .await
+            .map(|_| ());
+        ignore_missing("containers delete", deleted)?;
+        let removed = c
+            .snapshots()
+            .remove(c.request(RemoveSnapshotRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: id.to_string(),
+            }))
+            .await
+            .map(|_| ());
+        ignore_missing("snapshots remove", removed)?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Found>, RuntimeError> {
+        let c = &self.containerd;
+        let containers = c
+            .containers()
+            .list(c.request(ListContainersRequest { filters: Vec::new() }))
+            .await
+            .map_err(ContainerdError::call("containers list"))?
+            .into_inner()
+            .containers;
+        let mut found = Vec::with_capacity(containers.len());
+        for container in containers {
+            let task = c
+                .tasks()
+                .get(c.request(GetRequest {
+                    container_id: container.id.clone(),
+                    exec_id: String::new(),
+                }))
+                .await
+                .ok()
+                .and_then(|reply| reply.into_inner().process);
+            let exit = match task {
+                Some(p) if p.status == Status::Running as i32 => None,
+                Some(p) if p.status == Status::Stopped as i32 => Some(Exit {
+                    code: i32::try_from(p.exit_status).unwrap_or(i32::MAX),
+                    at: time(p.exited_at),
+                    oom_killed: false,
+                }),
+                _ => Some(Exit {
+                    code: 255,
+                    at: time(container.updated_at),
+                    oom_killed: false,
+                }),
+            };
+            found.push(Found {
+                id: container.id,
+                labels: container.labels,
+                created: time(container.created_at),
+                exit,
+            });
+        }
+        Ok(found)
+    }
+
+    async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError> {
+        let c = &self.containerd;
+        let exec_id = format!("probe-{}", uuid::Uuid::new_v4().simple());
+        let dir = self.state_dir.join("exec");
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let output = dir.join(&exec_id);
+        let uri = format!("file://{}", output.display());
+        c.tasks()
+            .exec(c.request(ExecProcessRequest {
+                container_id: id.to_string(),
+                stdout: uri.clone(),
+                stderr: uri,
+                spec: Some(Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                    value: process.to_string().into_bytes(),
+                }),
+                exec_id: exec_id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(ContainerdError::call("tasks exec"))?;
+        let waited = async {
+            c.tasks()
+                .start(c.request(StartRequest {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.clone(),
+                }))
+                .await
+                .map_err(ContainerdError::call("tasks start exec"))?;
+            let reply = c
+                .tasks()
+                .wait(c.request(WaitRequest {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.clone(),
+                }))
+                .await
+                .map_err(ContainerdError::call("tasks wait exec"))?;
+            Ok::<_, ContainerdError>(reply.into_inner().exit_status)
+        }
+        .await;
+        let _ = c
+            .tasks()
+            .delete_process(c.request(containerd_client::services::v1::DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id,
+            }))
+            .await;
+        let text = std::fs::read_to_string(&output).unwrap_or_default();
+        let _ = std::fs::remove_file(&output);
+        let code = waited?;
+        Ok((i32::try_from(code).unwrap_or(i32::MAX), text))
+    }
+
+    async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError> {
+        Ok(self.cni.attach(uid, ports).await?)
+    }
+
+    fn address(&self, uid: &str) -> Option<String> {
+        self.cni.address(uid)
+    }
+
+    async fn detach(&self, uid: &str, ports: &[PortMapping]) -> Result<(), RuntimeError> {
+        Ok(self.cni.detach(uid, ports).await?)
+    }
+
+    fn attached(&self) -> Vec<String> {
+        self.cni.attached()
+    }
+}
