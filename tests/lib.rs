@@ -41,6 +41,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// `server`, or `up` for the control plane with a real node agent.
+    command: &'static str,
     extra_args: Vec<String>,
 }
 
@@ -53,14 +55,38 @@ impl Cluster {
     /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`). The
     /// scheduler's default policy is always installed.
     pub fn start_with(extra: &[&str]) -> Result<Cluster> {
+        Self::boot_new("server", extra)
+    }
+
+    /// Starts `wasmkube up`: the control plane with every built-in plugin and a real node agent
+    /// (containerd, CNI) keeping its state and logs in the cluster's directory.
+    pub fn up(extra: &[&str]) -> Result<Cluster> {
+        let release = target_dir().join("wasm32-wasip2/release");
+        let mut args: Vec<String> = Vec::new();
+        for plugin in ["replicaset", "deployment", "job", "daemonset", "statefulset", "endpoints"] {
+            let file = release.join(format!("wasmkube_plugin_{plugin}.wasm"));
+            args.extend(["--plugin".to_string(), file.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::boot_new("up", &args)
+    }
+
+    fn boot_new(command: &'static str, extra: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let policy = target_dir().join("wasm32-wasip2/release/wasmkube_policy_default.wasm");
         let mut extra_args = vec!["--plugin".to_string(), policy.display().to_string()];
         extra_args.extend(extra.iter().map(|s| s.to_string()));
+        if command == "up" {
+            for (flag, sub) in [("--node-dir", "node"), ("--log-dir", "logs")] {
+                extra_args.extend([flag.to_string(), dir.path().join(sub).display().to_string()]);
+            }
+        }
         let mut cluster = Cluster {
             dir,
             port: 0,
             child: None,
+            command,
             extra_args,
         };
         cluster.boot()?;
@@ -84,7 +110,7 @@ impl Cluster {
         };
         let log = std::fs::File::create(self.dir.path().join("server.log"))?;
         let child = Command::new(bin)
-            .args(["server", "--data-dir"])
+            .args([self.command, "--data-dir"])
             .arg(self.dir.path())
             .args(["--port", &port])
             .args(&self.extra_args)

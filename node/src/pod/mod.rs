@@ -243,8 +243,14 @@ impl Worker {
                 return;
             };
             if pod.metadata.deletion_timestamp.is_some() {
-                let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
-                self.stop(Duration::from_secs(u64::try_from(grace).unwrap_or(0))).await;
+                // deletionTimestamp is when the grace period ends (even across agent restarts).
+                let grace = pod
+                    .metadata
+                    .deletion_timestamp
+                    .as_ref()
+                    .and_then(|end| (end.0 - Utc::now()).to_std().ok())
+                    .unwrap_or_default();
+                self.stop(grace).await;
                 self.release().await;
                 if let Err(e) = self.ctx.api.delete(&pod_path(&pod), 0).await {
                     tracing::warn!(pod = %pod_label(&pod), error = %e, "finishing the deletion");
