@@ -48,6 +48,8 @@ pub struct Config {
     pub cni_plugin_dir: PathBuf,
     /// The bridge this node's pods hang off (one per node on a machine).
     pub bridge: String,
+    /// The node's InternalIP; by default the first global IPv4 address.
+    pub node_ip: Option<String>,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s.
@@ -68,7 +70,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let containerd = Containerd::connect(&config.containerd_socket).await?;
     let version = containerd.version().await?;
     let api = Api::new(&config.connection)?;
-    let machine = Machine::read(&config.root_dir, registration::host_address(), version);
+    let address = config.node_ip.clone().unwrap_or_else(registration::host_address);
+    let machine = Machine::read(&config.root_dir, address, version);
     let images = image::list(&containerd).await?;
     registration::register(&api, &config.node_name, &machine, &images).await?;
     tokio::spawn(registration::heartbeat(api.clone(), config.node_name.clone()));
@@ -180,7 +183,9 @@ impl Pods {
     async fn sync(&mut self, pods: &[Pod], adopt: bool) -> Result<(), AgentError> {
         let mut found: HashMap<String, Vec<Found>> = HashMap::new();
         if adopt {
-            for container in self.ctx.runtime.list().await? {
+            // Agents of several nodes may share one containerd: each adopts only its own.
+            let ours = |c: &Found| c.labels.get(pod::LABEL_NODE) == Some(&self.ctx.node_name);
+            for container in self.ctx.runtime.list().await?.into_iter().filter(ours) {
                 let uid = container.labels.get(pod::LABEL_POD_UID).cloned().unwrap_or_default();
                 found.entry(uid).or_default().push(container);
             }

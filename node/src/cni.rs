@@ -145,6 +145,15 @@ impl Cni {
         uid: &str,
         ports: &[PortMapping],
     ) -> Result<String, CniError> {
+        let attached = self.try_attach(uid, ports).await;
+        if attached.is_err() {
+            // Leave nothing half made: the next attempt starts from scratch.
+            let _ = self.detach(uid, ports).await;
+        }
+        attached
+    }
+
+    async fn try_attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, CniError> {
         let netns = netns_path(uid);
         if !netns.exists() {
             run("ip", &["netns", "add", &netns_name(uid)]).await?;
@@ -193,14 +202,14 @@ impl Cni {
         Ok(())
     }
 
-    /// The uids of pods that have a network namespace on this node.
+    /// The uids of pods attached on this node (by the results kept at attach time).
     pub fn attached(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        let Ok(entries) = std::fs::read_dir(self.state_dir.join("results")) else {
             return Vec::new();
         };
         entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|name| name.strip_prefix("wk-").map(str::to_string))
+            .filter_map(|name| name.strip_suffix(".json").map(str::to_string))
             .collect()
     }
 

@@ -36,6 +36,9 @@ pub struct AgentArgs {
     /// The Linux bridge for this node's pods.
     #[arg(long, default_value = "wk0")]
     pub bridge: String,
+    /// The node's InternalIP (default: the machine's first global IPv4 address).
+    #[arg(long)]
+    pub node_ip: Option<String>,
 }
 
 impl AgentArgs {
@@ -52,6 +55,7 @@ impl AgentArgs {
             cluster_cidr: self.pod_network.clone(),
             cni_plugin_dir: self.cni_plugin_dir.clone(),
             bridge: self.bridge.clone(),
+            node_ip: self.node_ip.clone(),
         }
     }
 }
@@ -83,7 +87,9 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             ca_pem: args
                 .ca_file
                 .as_ref()
-                .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
+                .map(|f| {
+                    std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
+                })
                 .transpose()?,
         },
         _ => anyhow::bail!("give --server and --token, or --kubeconfig"),

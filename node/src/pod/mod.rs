@@ -25,6 +25,7 @@ use crate::runtime::{Exit, Found, Launch, Runtime};
 use slot::{RestartPolicy, Slot, State};
 
 /// Labels on every container wasmkube creates, so a restarted agent finds its pods again.
+pub const LABEL_NODE: &str = "io.wasmkube.node";
 pub const LABEL_POD_UID: &str = "io.wasmkube.pod.uid";
 pub const LABEL_POD_NAME: &str = "io.wasmkube.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.wasmkube.pod.namespace";
@@ -448,6 +449,7 @@ impl Worker {
             }
         };
         let labels = HashMap::from([
+            (LABEL_NODE.to_string(), self.ctx.node_name.clone()),
             (LABEL_POD_UID.to_string(), self.uid.clone()),
             (LABEL_POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default()),
             (LABEL_POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
