@@ -102,14 +102,45 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     assert_eq!(field(&c, "crash", ".status.containerStatuses[0].state.waiting.reason")?, "CrashLoopBackOff");
     assert_eq!(field(&c, "crash", ".status.containerStatuses[0].lastState.terminated.exitCode")?, "1");
 
-    // Restarting the agent keeps the web server running, adopted, not restarted.
-    let before = field(&c, "web", ".status.containerStatuses[0].containerID")?;
-    c.restart()?;
-    eventually(long, || {
-        Ok(field(&c, "web", ".status.containerStatuses[0].ready")? == "true")
+    // Probes: a failing liveness probe restarts the container; a failing readiness probe
+    // turns the pod not Ready without a restart; httpGet and tcpSocket probes that pass.
+    let liveness = "    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}\n";
+    apply(&c, &pod("sick", "Always", "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600", liveness))?;
+    eventually(long, || Ok(field(&c, "sick", ".status.containerStatuses[0].restartCount")? == "1"))?;
+    let readiness = "    readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}\n";
+    apply(&c, &pod("flaky", "Always", "touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 600", readiness))?;
+    let ready = |pod: &str| field(&c, pod, ".status.conditions[?(@.type==\"Ready\")].status");
+    eventually(long, || Ok(ready("flaky")? == "True"))?;
+    eventually(long, || Ok(ready("flaky")? == "False"))?;
+    assert_eq!(field(&c, "flaky", ".status.containerStatuses[0].restartCount")?, "0");
+    let web_probes = "    ports: [{name: http, containerPort: 80}]\n    readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}\n    livenessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}\n";
+    apply(&c, &pod("probed", "Always", "httpd -f -p 80 -h /var/www", web_probes))?;
+    eventually(long, || Ok(ready("probed")? == "True"))?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(field(&c, "probed", ".status.containerStatuses[0].restartCount")?, "0");
+
+    // Restarting the agent keeps 20 running pods of a Deployment running: adopted, the same
+    // containers, no restart counted.
+    let sleepers = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: sleepers\nspec:\n  replicas: 20\n  selector:\n    matchLabels: {app: sleepers}\n  template:\n    metadata:\n      labels: {app: sleepers}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: sleep\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [sleep, '3600']\n";
+    apply(&c, sleepers)?;
+    let containers = |c: &Cluster| -> Result<Vec<String>> {
+        let out = c.ok(&["get", "pods", "-l", "app=sleepers", "-o", "jsonpath={range .items[*]}{.status.phase} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].containerID}{\"\\n\"}{end}"])?;
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        lines.sort();
+        Ok(lines)
+    };
+    eventually(Duration::from_secs(120), || {
+        Ok(containers(&c)?.iter().filter(|l| l.starts_with("Running 0 containerd://")).count() == 20)
     })?;
-    assert_eq!(field(&c, "web", ".status.containerStatuses[0].containerID")?, before);
+    let before = containers(&c)?;
+    let web_before = field(&c, "web", ".status.containerStatuses[0].containerID")?;
+    c.restart()?;
+    eventually(long, || Ok(field(&c, "web", ".status.containerStatuses[0].ready")? == "true"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(containers(&c)?, before);
+    assert_eq!(field(&c, "web", ".status.containerStatuses[0].containerID")?, web_before);
     assert_eq!(field(&c, "web", ".status.containerStatuses[0].restartCount")?, "0");
+    c.ok(&["delete", "deployment", "sleepers"])?;
     apply(&c, &pod("client2", "Never", &fetch, ""))?;
     phase_is(&c, "client2", "Succeeded", long)?;
 

@@ -24,6 +24,9 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// The PATH of processes whose image sets none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Every capability Linux has, for privileged containers.
 const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -172,20 +175,16 @@ pub fn runtime_spec(process: &Process) -> Value {
     })
 }
 
-/// An exec'd process in a running container: its args and the container's environment.
-pub fn exec_process(args: &[String], env: &[String], cwd: &str, tty: bool) -> Value {
-    json!({
-        "terminal": tty,
-        "user": {"uid": 0, "gid": 0},
-        "args": args,
-        "env": env,
-        "cwd": if cwd.is_empty() { "/" } else { cwd },
-        "capabilities": {
-            "bounding": DEFAULT_CAPABILITIES, "effective": DEFAULT_CAPABILITIES,
-            "permitted": DEFAULT_CAPABILITIES,
-        },
-        "noNewPrivileges": true,
-    })
+/// An exec'd process in a running container: the container's own `process` (user,
+/// environment, working directory, capabilities) running `args`, on a terminal when `tty`.
+pub fn exec_process(container: &Value, args: &[String], tty: bool) -> Value {
+    let mut process = match container {
+        Value::Object(_) => container.clone(),
+        _ => json!({"user": {"uid": 0, "gid": 0}, "cwd": "/"}),
+    };
+    process["args"] = json!(args);
+    process["terminal"] = json!(tty);
+    process
 }
 
 #[cfg(test)]

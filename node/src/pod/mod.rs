@@ -2,6 +2,7 @@
 //! them by its restart policy, stops them when the pod is deleted, and reports its status.
 
 mod launch;
+mod probe;
 pub mod slot;
 pub mod status;
 pub mod volumes;
@@ -94,6 +95,9 @@ pub struct Worker {
     sources: Option<Sources>,
     /// The network and volumes were given back (the pod ended).
     released: bool,
+    verdicts: (mpsc::Sender<probe::Verdict>, mpsc::Receiver<probe::Verdict>),
+    /// The probing task of each running container that has probes.
+    probes: HashMap<String, tokio::task::JoinHandle<()>>,
 }
 
 impl Worker {
@@ -135,6 +139,8 @@ impl Worker {
             log_done: HashMap::new(),
             sources: None,
             released: false,
+            verdicts: mpsc::channel(16),
+            probes: HashMap::new(),
         };
         worker.adopt(&pod, found);
         worker
@@ -167,9 +173,9 @@ impl Worker {
             slot.started(container.id.clone(), container.created);
             match container.exit {
                 None => {
-                    slot.ready = true;
                     let restarts = slot.restarts;
-                    self.watch_container(pod, &name, container.id, restarts);
+                    self.watch_container(pod, &name, container.id.clone(), restarts);
+                    self.start_probes(pod, &name, &container.id, Vec::new());
                 }
                 Some(exit) => {
                     slot.ended(exit, policy, &pod_label(pod), now);
@@ -270,6 +276,7 @@ impl Worker {
                     }
                 }
                 Some((id, exit)) = self.exits.1.recv() => self.ended(&pod, &id, exit).await,
+                Some(verdict) = self.verdicts.1.recv() => self.judged(&pod, verdict).await,
                 () = sleep => {}
             }
         }
@@ -285,6 +292,9 @@ impl Worker {
         }
         if let Some(done) = self.log_done.remove(id) {
             let _ = done.send(true);
+        }
+        if let Some(probes) = self.probes.remove(id) {
+            probes.abort();
         }
         if let Err(e) = self.ctx.runtime.remove(id).await {
             tracing::warn!(container = %id, error = %e, "removing an ended container");
@@ -470,8 +480,8 @@ impl Worker {
         match self.ctx.runtime.start(launch).await {
             Ok(()) => {
                 self.slots[index].started(id.clone(), Utc::now());
-                self.slots[index].ready = true;
-                self.watch_exit(id);
+                self.watch_exit(id.clone());
+                self.start_probes(pod, &container.name, &id, process.env);
             }
             Err(e) => {
                 if let Some(done) = self.log_done.remove(&id) {
@@ -485,6 +495,71 @@ impl Worker {
 }
 
 impl Worker {
+    /// Starts probing a container that has probes; one without is ready as soon as it runs.
+    fn start_probes(&mut self, pod: &Pod, name: &str, id: &str, env: Vec<String>) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let Some(container) = spec.containers.iter().find(|c| c.name == name).cloned() else {
+            // Init containers are not probed.
+            return;
+        };
+        let probed = container.startup_probe.is_some()
+            || container.liveness_probe.is_some()
+            || container.readiness_probe.is_some();
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id)) {
+            slot.ready = container.readiness_probe.is_none() && container.startup_probe.is_none();
+        }
+        if !probed {
+            return;
+        }
+        let target = probe::Target {
+            id: id.to_string(),
+            pod_ip: self.ip.clone().unwrap_or_default(),
+            container,
+            env,
+        };
+        let task = tokio::spawn(probe::run(self.ctx.runtime.clone(), target, self.verdicts.0.clone()));
+        self.probes.insert(id.to_string(), task);
+    }
+
+    /// Acts on a probe's verdict: readiness, or a restart of an unhealthy container.
+    async fn judged(&mut self, pod: &Pod, verdict: probe::Verdict) {
+        let container = pod.spec.as_ref().and_then(|s| {
+            let id = match &verdict {
+                probe::Verdict::Ready(id, _) | probe::Verdict::Started(id) | probe::Verdict::Unhealthy(id, _) => id,
+            };
+            let slot = self.slots.iter().find(|s| s.running() == Some(id.as_str()))?;
+            s.containers.iter().find(|c| c.name == slot.name).cloned()
+        });
+        let Some(container) = container else { return };
+        match verdict {
+            probe::Verdict::Ready(id, ready) => {
+                if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id.as_str())) {
+                    slot.ready = ready;
+                }
+            }
+            probe::Verdict::Started(id) => {
+                if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id.as_str())) {
+                    slot.ready = container.readiness_probe.is_none();
+                }
+            }
+            probe::Verdict::Unhealthy(id, why) => {
+                tracing::info!(pod = %pod_label(pod), container = %container.name, %why, "restarting an unhealthy container");
+                let grace = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .and_then(|g| u64::try_from(g).ok())
+                    .unwrap_or(30);
+                let runtime = self.ctx.runtime.clone();
+                tokio::spawn(async move {
+                    let _ = runtime.signal(&id, 15).await;
+                    tokio::time::sleep(Duration::from_secs(grace)).await;
+                    let _ = runtime.signal(&id, 9).await;
+                });
+            }
+        }
+    }
+
     /// Stops every running container: SIGTERM, then SIGKILL once `grace` has passed.
     async fn stop(&mut self, grace: Duration) {
         let pod = self.desired.borrow().clone().unwrap_or_default();
