@@ -56,7 +56,12 @@ async fn probe_once(runtime: &Arc<dyn Runtime>, target: &Target, probe: &Probe) 
     let timeout = seconds(probe.timeout_seconds, 1);
     if let Some(exec) = &probe.exec {
         let args = exec.command.clone().unwrap_or_default();
-        let process = crate::spec::exec_process(&args, &target.env, "", false);
+        let mut env = target.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(crate::spec::DEFAULT_PATH.to_string());
+        }
+        let own = serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/", "env": env});
+        let process = crate::spec::exec_process(&own, &args, false);
         let run = runtime.exec(&target.id, process);
         return match tokio::time::timeout(timeout, run).await {
             Ok(Ok((0, _))) => Ok(()),
