@@ -23,13 +23,10 @@ pub struct ServiceRange {
 
 impl ServiceRange {
     pub fn parse(cidr: &str) -> Option<ServiceRange> {
-        let (ip, bits) = cidr.split_once('/')?;
-        let ip: Ipv4Addr = ip.parse().ok()?;
-        let bits: u32 = bits.parse().ok().filter(|b| (8..=30).contains(b))?;
-        let size = 1u32 << (32 - bits);
+        let (base, bits) = crate::config::ipv4_cidr(cidr, 8..=30)?;
         Some(ServiceRange {
-            base: u32::from(ip) & !(size - 1),
-            size,
+            base,
+            size: 1u32 << (32 - bits),
         })
     }
 

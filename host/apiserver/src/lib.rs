@@ -1,12 +1,16 @@
 //! The wasmkube apiserver: the Kubernetes REST API over the revisioned store, as `fn app() -> Router`.
 
+mod admission;
 mod allocator;
 mod apply;
+pub mod config;
 pub mod controllers;
 mod discovery;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod metrics;
+pub mod node_agent;
 pub mod objects;
 mod openapi;
 pub mod request;
@@ -30,6 +34,7 @@ use crate::error::ApiError;
 use crate::objects::Objects;
 
 pub use crate::allocator::ServiceRange;
+pub use crate::config::ClusterConfig;
 pub use crate::metrics::Metrics;
 pub use crate::serve::serve_tls;
 
@@ -46,13 +51,25 @@ pub struct Server {
     openapi_v2_protobuf: Mutex<Option<Arc<Vec<u8>>>>,
     /// Where Services get their cluster IPs.
     pub service_range: ServiceRange,
+    /// The pod network, node health timing and default tolerations.
+    pub cluster: ClusterConfig,
     /// The bearer token every request must carry; `None` disables authentication (tests).
     token: Option<String>,
 }
 
 impl Server {
-    /// A server over `store`, serving the built-ins and every CRD already stored.
+    /// A server over `store`, serving the built-ins and every CRD already stored, with the
+    /// default [`ClusterConfig`].
     pub async fn new(store: Arc<dyn Store>, token: Option<String>) -> Result<Arc<Self>, ApiError> {
+        Self::with_config(store, token, ClusterConfig::default()).await
+    }
+
+    /// A server over `store` for the cluster `cluster` describes.
+    pub async fn with_config(
+        store: Arc<dyn Store>,
+        token: Option<String>,
+        cluster: ClusterConfig,
+    ) -> Result<Arc<Self>, ApiError> {
         let metrics = Metrics::default();
         let server = Arc::new(Server {
             objects: Objects::new(metrics::MeteredStore::wrap(store, &metrics)),
@@ -62,6 +79,7 @@ impl Server {
             openapi_cache: Mutex::new(HashMap::new()),
             openapi_v2_protobuf: Mutex::new(None),
             service_range: ServiceRange::default(),
+            cluster,
             token,
         });
         server.refresh_registry().await?;

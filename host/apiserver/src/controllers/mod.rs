@@ -1,4 +1,4 @@
-//! Native controllers of the host: garbage collection, namespace lifecycle and CRD cleanup.
+//! Native controllers of the host: garbage collection, namespace lifecycle, CRD cleanup and the node controllers.
 //!
 //! They stay native rather than Wasm because they act on every kind at once through one watch
 //! of the whole store, and must keep working even when no plugin is loaded.
@@ -7,6 +7,7 @@ mod crd;
 mod garbage;
 mod graph;
 mod namespace;
+mod nodes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +18,13 @@ use wasmkube_model::resource::ResourceInfo;
 use wasmkube_store::{EventKind, Range, WatchItem};
 
 use self::graph::{Graph, ObjectRef};
+use self::nodes::Nodes;
 use crate::Server;
 use crate::error::ApiError;
 use crate::objects::decode;
 
 pub use self::crd::CRD_CLEANUP;
+pub use self::nodes::taints::{NOT_READY, UNREACHABLE};
 
 const ROOT: &str = "/registry/";
 
@@ -73,7 +76,16 @@ pub fn spawn(server: Arc<Server>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Reads every object at one revision, settles each, then follows the watch from there.
+/// Sleeps until `deadline`, or for ever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads every object at one revision, settles each, then follows the watch from there. The
+/// node controllers also act when one of their deadlines comes.
 async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
     let store = server.objects.store().clone();
     let revision = store.revision().await?;
@@ -86,21 +98,32 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
         })
         .await?;
     let mut graph = Graph::default();
+    let mut nodes = Nodes::new(&server.cluster);
     let mut objects = Vec::new();
     for kv in &all.kvs {
         // Allocation claims (`/registry/ranges/…`) live beside the objects and are not objects.
         let Ok(obj) = decode(kv) else { continue };
         let r = ObjectRef::of(&kv.key, &obj);
         graph.insert(&r, &obj);
+        nodes.observe(&kv.key, &obj, false);
         objects.push((r, obj));
     }
+    nodes.act(server).await;
     for (r, obj) in &objects {
         settle(server, &graph, r, obj).await;
     }
     let mut watch = store
         .watch(ROOT, revision + 1, Duration::from_secs(60))
         .await?;
-    while let Some(item) = watch.next().await {
+    loop {
+        let item = tokio::select! {
+            item = watch.next() => item,
+            () = until(nodes.next_deadline()) => {
+                nodes.act(server).await;
+                continue;
+            }
+        };
+        let Some(item) = item else { break };
         let WatchItem::Event(event) = item? else {
             continue;
         };
@@ -113,12 +136,14 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
                     graph.remove(&r, prev);
                 }
                 graph.insert(&r, &obj);
+                nodes.observe(&event.kv.key, &obj, false);
                 settle(server, &graph, &r, &obj).await;
             }
             EventKind::Delete => {
                 let Some(prev) = prev else { continue };
                 let r = ObjectRef::of(&event.kv.key, &prev);
                 graph.remove(&r, &prev);
+                nodes.observe(&event.kv.key, &prev, true);
                 for waiting in waiting_on(server, &graph, &r, &prev) {
                     if let Some(obj) = current(server, &waiting).await {
                         settle(server, &graph, &waiting, &obj).await;
@@ -126,6 +151,7 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
                 }
             }
         }
+        nodes.act(server).await;
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
-//! delete, deletecollection and pods/eviction: finalizers, deletionTimestamp and propagation policies.
+//! delete, deletecollection and pods/eviction: finalizers, grace periods, deletionTimestamp and propagation policies.
 
 use axum::response::Response;
+use chrono::Utc;
 use http::StatusCode;
 use serde_json::{Value, json};
 use wasmkube_model::resource::ResourceInfo;
 
 use super::Call;
+use super::grace::{self, Plan};
 use super::read::Filter;
 use super::write::{Update, update_with};
 use crate::Server;
@@ -14,7 +16,7 @@ use crate::error::ApiError;
 use crate::objects::ClaimMove;
 use crate::request::Query;
 use crate::response;
-use crate::strategy::{self, parse_body};
+use crate::strategy::parse_body;
 
 /// How dependents are treated when their owner goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: how long a pod's node gets to stop it (see [`grace`](super::grace));
+    /// 0 deletes at once. `None` is the pod's own period.
+    pub grace_period: Option<i64>,
 }
 
 impl DeleteOptions {
@@ -43,6 +48,17 @@ impl DeleteOptions {
             uid: None,
             resource_version: None,
             dry_run: false,
+            grace_period: None,
+        }
+    }
+
+    /// What a node agent sends once it has stopped a pod: delete now, if it is still the pod
+    /// with `uid`.
+    pub fn stopped(uid: Option<String>) -> Self {
+        DeleteOptions {
+            uid,
+            grace_period: Some(0),
+            ..DeleteOptions::background()
         }
     }
 
@@ -52,6 +68,11 @@ impl DeleteOptions {
         } else {
             parse_body(body, content_type)?
         };
+        Self::from_parts(query, &body)
+    }
+
+    /// The options of the query and of a `DeleteOptions` object (`null` for none).
+    fn from_parts(query: &Query, body: &Value) -> Result<Self, ApiError> {
         let policy = query
             .propagation_policy
             .clone()
@@ -86,12 +107,16 @@ impl DeleteOptions {
                 .and_then(Value::as_str)
                 .map(String::from),
             dry_run,
+            grace_period: query
+                .grace_period_seconds
+                .or_else(|| body["gracePeriodSeconds"].as_i64()),
         })
     }
 }
 
-/// Deletes one object, or marks it for deletion when finalizers must run first. Returns the
-/// object as it was deleted or as it now waits.
+/// Deletes one object, or marks it for deletion when finalizers must run first or a pod's node
+/// must stop it (see [`grace`](super::grace)). Returns the object as it was deleted or as it
+/// now waits.
 pub async fn delete_object(
     server: &Server,
     info: &ResourceInfo,
@@ -124,7 +149,10 @@ pub async fn delete_object(
         {
             return Err(ApiError::conflict(info, name));
         }
-        let mut marked = obj.clone();
+        let (timestamp, grace) = match grace::plan(info, obj, opts.grace_period, Utc::now()) {
+            Plan::Pending => return Ok(current.object),
+            Plan::Mark { timestamp, grace } => (timestamp, grace),
+        };
         let mut finalizers: Vec<Value> = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -143,7 +171,7 @@ pub async fn delete_object(
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
-        if finalizers.is_empty() && !namespace_finalizers {
+        if grace == 0 && finalizers.is_empty() && !namespace_finalizers {
             if opts.dry_run {
                 return Ok(current.object);
             }
@@ -168,13 +196,9 @@ pub async fn delete_object(
                 }
             }
         }
-        if obj
-            .pointer("/metadata/deletionTimestamp")
-            .is_none_or(Value::is_null)
-        {
-            marked["metadata"]["deletionTimestamp"] = json!(strategy::now());
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        }
+        let mut marked = obj.clone();
+        marked["metadata"]["deletionTimestamp"] = json!(timestamp);
+        marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
         marked["metadata"]["finalizers"] = json!(finalizers);
         if info.kind == "Namespace" {
             marked["status"]["phase"] = json!("Terminating");
@@ -211,10 +235,8 @@ pub async fn delete(call: &Call<'_>) -> Result<Response, ApiError> {
     } = call;
     let opts = DeleteOptions::parse(query, content_type, body)?;
     let object = delete_object(server, &target.info, target.ns(), target.name()?, &opts).await?;
-    let code = if object
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-    {
+    // 202 while finalizers hold the object; a pod waiting for its node is 200, as in Kubernetes.
+    let code = if grace::marked_without_grace(&object) {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -264,17 +286,23 @@ pub async fn delete_collection(call: &Call<'_>) -> Result<Response, ApiError> {
     Ok(response::json(StatusCode::OK, &body, &[]))
 }
 
-/// `POST pods/NAME/eviction`: deletes the pod (no disruption budgets yet).
+/// `POST pods/NAME/eviction`: deletes the pod with the Eviction's `deleteOptions`, gracefully
+/// like any delete (no disruption budgets yet).
 pub async fn evict(call: &Call<'_>) -> Result<Response, ApiError> {
-    let Call { server, target, .. } = call;
-    delete_object(
+    let Call {
         server,
-        &target.info,
-        target.ns(),
-        target.name()?,
-        &DeleteOptions::background(),
-    )
-    .await?;
+        target,
+        query,
+        body,
+        ..
+    } = call;
+    let eviction = if body.is_empty() {
+        json!({})
+    } else {
+        call.object()?
+    };
+    let opts = DeleteOptions::from_parts(query, &eviction["deleteOptions"])?;
+    delete_object(server, &target.info, target.ns(), target.name()?, &opts).await?;
     Ok(response::json(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

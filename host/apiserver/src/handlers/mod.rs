@@ -1,6 +1,7 @@
 //! The resource endpoints: one entry point that parses the path and dispatches on verb and subresource.
 
 mod delete;
+mod grace;
 mod read;
 mod scale;
 mod write;

@@ -7,7 +7,9 @@ use wasmkube_model::patch;
 use wasmkube_model::resource::ResourceInfo;
 
 use super::Call;
+use super::grace;
 use crate::Server;
+use crate::admission;
 use crate::allocator;
 use crate::error::ApiError;
 use crate::objects::ClaimMove;
@@ -66,6 +68,7 @@ pub async fn create_object(
     check_namespace(server, ns.filter(|_| info.namespaced)).await?;
     let name =
         strategy::prepare_create(info, ns, &mut obj, opts.validation, opts.manager, warnings)?;
+    admission::admit_create(&server.cluster, info, &mut obj);
     if opts.dry_run {
         return Ok(obj);
     }
@@ -174,9 +177,9 @@ pub async fn update_with(
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
         };
-        let finalized = new
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
+        // The last finalizer gone: the object goes, unless it still waits for its grace period
+        // (a pod its node has not stopped yet).
+        let finalized = grace::marked_without_grace(&new)
             && empty("/metadata/finalizers")
             && (u.info.kind != "Namespace" || empty("/spec/finalizers"));
         let result = if finalized {

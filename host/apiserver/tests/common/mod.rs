@@ -1,13 +1,17 @@
 //! The harness of the API tests: a server on an embedded store in a temp dir, driven through `app()` with `oneshot`.
 
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use wasmkube_apiserver::{Server, app};
+use wasmkube_apiserver::{ClusterConfig, Server, app};
 use wasmkube_store::embedded::EmbeddedStore;
 
 /// The bearer token of the test servers.
@@ -21,9 +25,14 @@ pub struct Api {
 impl Api {
     /// A server with the `default` namespace.
     pub async fn new() -> Api {
+        Self::with_config(ClusterConfig::default()).await
+    }
+
+    /// A server for the cluster `cluster` describes, with the `default` namespace.
+    pub async fn with_config(cluster: ClusterConfig) -> Api {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-        let server = Server::new(store, Some(TOKEN.into()))
+        let server = Server::with_config(store, Some(TOKEN.into()), cluster)
             .await
             .expect("server starts");
         let api = Api { server, _dir: dir };
@@ -79,4 +88,44 @@ impl Api {
             .expect("valid request");
         self.send(request).await
     }
+}
+
+/// Tokio time that stands still until the test advances it (`tokio::time::advance`). Paused
+/// time alone jumps to the next timer whenever the runtime waits, and it waits on every store
+/// write (the embedded store's writer is a thread of its own); a blocking task in flight keeps
+/// it from jumping. Needs a current-thread runtime that is not paused yet.
+pub struct FrozenTime {
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+impl FrozenTime {
+    pub fn new() -> FrozenTime {
+        tokio::time::pause();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            // Returns once the sender is dropped with the `FrozenTime`.
+            let _ = held.recv();
+        });
+        FrozenTime { _release: release }
+    }
+}
+
+/// Waits, in real time (up to 10 s), until `check` holds, letting the server's tasks run;
+/// panics naming `what` otherwise. Works whether tokio time is frozen or not.
+pub async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        pause_for_real(Duration::from_millis(5)).await;
+    }
+    panic!("{what}: never happened");
+}
+
+/// Lets the server's tasks run for `real` wall-clock time, whatever tokio time does.
+pub async fn pause_for_real(real: Duration) {
+    tokio::task::spawn_blocking(move || std::thread::sleep(real))
+        .await
+        .expect("sleeps");
 }

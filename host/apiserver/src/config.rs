@@ -1,0 +1,134 @@
+//! The cluster-wide settings of the host: the pod network, how long nodes may stay silent, default tolerations.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0:?} is not an IPv4 CIDR of /8 to /24 (e.g. 10.244.0.0/16)")]
+    Cidr(String),
+    #[error("{0:?} is not a duration (e.g. 40s, 2m, 1h)")]
+    Duration(String),
+}
+
+/// What the host's node controllers and admission need to know about the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The pod network; each node gets the next free /24 of it as `spec.podCIDR`.
+    pub cluster_cidr: ClusterCidr,
+    /// How long a node may go without a heartbeat before it is marked unreachable.
+    pub node_monitor_grace_period: Duration,
+    /// How long pods tolerate a not-ready or unreachable node unless they say otherwise.
+    pub default_toleration_seconds: i64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            cluster_cidr: ClusterCidr::from_str("10.244.0.0/16").expect("a valid CIDR"),
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_toleration_seconds: 300,
+        }
+    }
+}
+
+/// The first address and prefix length of an IPv4 CIDR whose prefix is in `bits`, the host bits
+/// cleared.
+pub(crate) fn ipv4_cidr(cidr: &str, bits: std::ops::RangeInclusive<u32>) -> Option<(u32, u32)> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|b| bits.contains(b))?;
+    Some((u32::from(ip) & !(u32::MAX >> prefix), prefix))
+}
+
+/// The cluster's pod network, cut into one /24 per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterCidr {
+    base: u32,
+    prefix: u32,
+}
+
+/// The prefix length of a node's pod CIDR.
+const NODE_PREFIX: u32 = 24;
+
+impl ClusterCidr {
+    /// How many node CIDRs the network holds.
+    pub fn subnets(&self) -> u32 {
+        1 << (NODE_PREFIX - self.prefix)
+    }
+
+    /// Node CIDR number `index` (`10.244.3.0/24` for 3 in `10.244.0.0/16`).
+    pub fn subnet(&self, index: u32) -> String {
+        let first = Ipv4Addr::from(self.base + (index << (32 - NODE_PREFIX)));
+        format!("{first}/{NODE_PREFIX}")
+    }
+
+    /// The number of a node CIDR of this network, if it is one.
+    pub fn index_of(&self, cidr: &str) -> Option<u32> {
+        let (first, _) = ipv4_cidr(cidr, NODE_PREFIX..=NODE_PREFIX)?;
+        let offset = first.checked_sub(self.base)? >> (32 - NODE_PREFIX);
+        (offset < self.subnets()).then_some(offset)
+    }
+}
+
+impl FromStr for ClusterCidr {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        let (base, prefix) = ipv4_cidr(s, 8..=NODE_PREFIX).ok_or(ConfigError::Cidr(s.into()))?;
+        Ok(ClusterCidr { base, prefix })
+    }
+}
+
+/// A duration as Kubernetes flags write them: `40s`, `500ms`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError::Duration(s.into());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_cidrs_of_a_cluster_cidr() {
+        let net = ClusterCidr::from_str("10.244.7.9/16").expect("valid");
+        assert_eq!(net.subnet(0), "10.244.0.0/24", "the host bits cleared");
+        assert_eq!(net.subnets(), 256);
+        assert_eq!(net.subnet(3), "10.244.3.0/24");
+        assert_eq!(net.index_of("10.244.255.0/24"), Some(255));
+        assert_eq!(net.index_of("10.245.0.0/24"), None);
+        assert_eq!(net.index_of("10.244.1.0/25"), None);
+        assert!(ClusterCidr::from_str("10.0.0.0/25").is_err());
+        assert_eq!(
+            ClusterCidr::from_str("10.0.0.0/8")
+                .expect("valid")
+                .subnets(),
+            65536
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("40s").ok(), Some(Duration::from_secs(40)));
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("90").ok(), Some(Duration::from_secs(90)));
+        assert!(parse_duration("s").is_err() && parse_duration("4d").is_err());
+    }
+}

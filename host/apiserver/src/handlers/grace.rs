@@ -1,0 +1,182 @@
+//! Graceful deletion, as kube-apiserver's pod strategy does it: a pod on a node is marked and gets its grace period; its node deletes it once stopped.
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde_json::Value;
+use wasmkube_model::resource::ResourceInfo;
+
+/// The grace period of a pod that sets none.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// What a delete does to an object's deletion mark.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Already waiting for its node, no sooner than asked: the delete changes nothing.
+    Pending,
+    /// Marked with this `deletionTimestamp` and `deletionGracePeriodSeconds`. A grace period of
+    /// 0 deletes it at once, unless finalizers hold it.
+    Mark { timestamp: String, grace: i64 },
+}
+
+/// Whether `obj` is marked for deletion with no grace period to wait for: only finalizers may
+/// hold it.
+pub fn marked_without_grace(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+        && obj["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_none_or(|g| g == 0)
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The grace period a delete asking for `requested` gives a pod that is not marked yet: none
+/// when it is not on a node or has finished; else what was asked, the pod's own
+/// `terminationGracePeriodSeconds`, or 30 s (a negative period is 1 s, as in Kubernetes).
+fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
+    let unscheduled = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return 0;
+    }
+    let grace = requested
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    if grace < 0 { 1 } else { grace }
+}
+
+/// How a delete asking for a grace period of `requested` seconds marks `obj`, at `now`. Only
+/// pods have grace periods; a pod already marked may only be brought forward (its timestamp
+/// moves by the difference).
+pub fn plan(info: &ResourceInfo, obj: &Value, requested: Option<i64>, now: DateTime<Utc>) -> Plan {
+    let meta = &obj["metadata"];
+    let marked = meta["deletionTimestamp"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let current = meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+    match marked {
+        Some(at) if current > 0 => match requested.map(|g| g.max(0)) {
+            Some(shorter) if shorter < current => Plan::Mark {
+                timestamp: time(at - TimeDelta::seconds(current - shorter)),
+                grace: shorter,
+            },
+            _ => Plan::Pending,
+        },
+        Some(at) => Plan::Mark {
+            timestamp: time(at),
+            grace: 0,
+        },
+        None => {
+            let grace = if info.group.is_empty() && info.kind == "Pod" {
+                pod_grace(obj, requested)
+            } else {
+                0
+            };
+            Plan::Mark {
+                timestamp: time(now + TimeDelta::seconds(grace)),
+                grace,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use wasmkube_model::resource::{Registry, builtins};
+
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    fn mark(timestamp: &str, grace: i64) -> Plan {
+        Plan::Mark {
+            timestamp: timestamp.into(),
+            grace,
+        }
+    }
+
+    #[test]
+    fn pods_on_nodes_get_a_grace_period_others_go_at_once() {
+        let registry = Registry::new(builtins());
+        let pods = registry.by_kind("v1", "Pod").expect("served");
+        let maps = registry.by_kind("v1", "ConfigMap").expect("served");
+        let now = at("2024-01-01T00:00:00Z");
+        let running = json!({"metadata": {}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 10},
+            "status": {"phase": "Running"}});
+        assert_eq!(
+            plan(pods, &running, None, now),
+            mark("2024-01-01T00:00:10Z", 10)
+        );
+        assert_eq!(
+            plan(pods, &running, Some(3), now),
+            mark("2024-01-01T00:00:03Z", 3)
+        );
+        assert_eq!(
+            plan(pods, &running, Some(-5), now),
+            mark("2024-01-01T00:00:01Z", 1)
+        );
+        assert_eq!(
+            plan(pods, &running, Some(0), now),
+            mark("2024-01-01T00:00:00Z", 0)
+        );
+        let unscheduled = json!({"metadata": {}, "spec": {}});
+        assert_eq!(
+            plan(pods, &unscheduled, Some(9), now),
+            mark("2024-01-01T00:00:00Z", 0)
+        );
+        let done =
+            json!({"metadata": {}, "spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(
+            plan(pods, &done, None, now),
+            mark("2024-01-01T00:00:00Z", 0)
+        );
+        let no_spec_grace = json!({"metadata": {}, "spec": {"nodeName": "n1"}});
+        assert_eq!(
+            plan(pods, &no_spec_grace, None, now),
+            mark("2024-01-01T00:00:30Z", 30)
+        );
+        assert_eq!(
+            plan(maps, &json!({"metadata": {}}), Some(9), now),
+            mark("2024-01-01T00:00:00Z", 0)
+        );
+    }
+
+    #[test]
+    fn a_marked_pod_may_only_be_brought_forward() {
+        let registry = Registry::new(builtins());
+        let pods = registry.by_kind("v1", "Pod").expect("served");
+        let now = at("2024-01-01T00:00:05Z");
+        let marked = json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:30Z", "deletionGracePeriodSeconds": 30},
+            "spec": {"nodeName": "n1"}});
+        assert_eq!(plan(pods, &marked, None, now), Plan::Pending);
+        assert_eq!(plan(pods, &marked, Some(30), now), Plan::Pending);
+        assert_eq!(plan(pods, &marked, Some(45), now), Plan::Pending);
+        assert_eq!(
+            plan(pods, &marked, Some(10), now),
+            mark("2024-01-01T00:00:10Z", 10)
+        );
+        assert_eq!(
+            plan(pods, &marked, Some(0), now),
+            mark("2024-01-01T00:00:00Z", 0)
+        );
+        // Marked with no grace period (held by finalizers): stays as it is.
+        let held = json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0}});
+        assert_eq!(
+            plan(pods, &held, Some(10), now),
+            mark("2024-01-01T00:00:00Z", 0)
+        );
+    }
+}
