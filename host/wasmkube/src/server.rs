@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
+use wasmkube_apiserver::config::{self, ClusterCidr};
 use wasmkube_apiserver::handlers::WriteOptions;
 use wasmkube_apiserver::tls::Identity;
-use wasmkube_apiserver::{Server, app, controllers, serve_tls};
+use wasmkube_apiserver::{ClusterConfig, Server, app, controllers, serve_tls};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
@@ -31,6 +32,26 @@ pub struct ServerArgs {
     /// several.
     #[arg(long = "plugin")]
     pub plugins: Vec<PathBuf>,
+    /// The pod network: each node gets the next free /24 of it as `spec.podCIDR`.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ClusterCidr,
+    /// How long a node may go without a heartbeat before it is marked unreachable (`40s`, `2m`).
+    #[arg(long, default_value = "40s", value_parser = config::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How long pods tolerate a not-ready or unreachable node unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    pub default_toleration_seconds: i64,
+}
+
+impl ServerArgs {
+    /// The cluster settings of the flags.
+    pub fn cluster(&self) -> ClusterConfig {
+        ClusterConfig {
+            cluster_cidr: self.cluster_cidr,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            default_toleration_seconds: self.default_toleration_seconds,
+        }
+    }
 }
 
 /// What runs the plugins: the controllers' supervisor and the scheduler, which runs the
@@ -154,7 +175,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args.store, &args.data_dir).await?;
     let identity = Identity::load_or_create(&args.data_dir.join("pki"))?;
-    let server = Server::new(store.clone(), Some(identity.token.clone())).await?;
+    let server =
+        Server::with_config(store.clone(), Some(identity.token.clone()), args.cluster()).await?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
         .await
         .with_context(|| format!("binding port {}", args.port))?;

@@ -9,12 +9,14 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::{ClusterConfig, Server, controllers};
 use wasmkube_controller::informer::Change;
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
+
+use super::hollow;
 
 #[derive(clap::Args)]
 pub struct ControllersArgs {
@@ -114,25 +116,29 @@ pub(super) async fn modify(
 }
 
 /// An apiserver with its native controllers on a fresh embedded store in a temporary
-/// directory, with the `default` namespace.
+/// directory, with the `default` namespace, and a pod network with room for every hollow node.
 pub(super) async fn fresh_server() -> anyhow::Result<(tempfile::TempDir, Arc<Server>)> {
     let dir = tempfile::Builder::new()
         .prefix("wasmkube-bench-")
         .tempdir()?;
     let store = EmbeddedStore::open(&dir.path().join("store.redb"))?;
-    let server = Server::new(store, None).await?;
+    let cluster = ClusterConfig {
+        cluster_cidr: "10.0.0.0/8".parse()?,
+        ..ClusterConfig::default()
+    };
+    let server = Server::with_config(store, None, cluster).await?;
     controllers::spawn(server.clone());
     let namespace = json!({"metadata": {"name": "default"}});
     create(&server, "v1", "Namespace", None, namespace).await?;
     Ok((dir, server))
 }
 
-/// The nodes: every pod without a node is bound to the next node in turn (the scheduler's
-/// place), and every bound pod is reported Running and Ready (the node agents' place).
-fn simulate_nodes(
+/// The scheduler's place: every pod without a node is bound to the next hollow node in turn
+/// (the hollow nodes run it).
+fn bind_pods(
     server: Arc<Server>,
     manager: &Manager,
-    nodes: u64,
+    nodes: usize,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let pods = server
         .registry()
@@ -144,8 +150,8 @@ fn simulate_nodes(
         .informer(&pods)
         .add_handler(Arc::new(move |change: &Change| {
             let pod = &change.object;
-            let ready = pod.pointer("/status/phase") == Some(&json!("Running"));
-            if !change.deleted && !ready && pod.pointer("/metadata/deletionTimestamp").is_none() {
+            let unbound = pod["spec"]["nodeName"].is_null();
+            if !change.deleted && unbound && pod.pointer("/metadata/deletionTimestamp").is_none() {
                 let _ = tx.send(
                     pod.pointer("/metadata/name")
                         .and_then(Value::as_str)
@@ -165,32 +171,13 @@ fn simulate_nodes(
             );
             tokio::spawn(async move {
                 let _permit = permit;
-                let node = format!(
-                    "node-{}",
-                    next.fetch_add(1, Ordering::Relaxed) as u64 % nodes
-                );
-                let bound = modify(&server, "v1", "Pod", Some("default"), &name, None, |p| {
+                let node = hollow::node_name(next.fetch_add(1, Ordering::Relaxed) % nodes);
+                let _ = modify(&server, "v1", "Pod", Some("default"), &name, None, |p| {
                     if p["spec"]["nodeName"].is_null() {
                         p["spec"]["nodeName"] = json!(node);
                     }
                 })
                 .await;
-                if bound.is_ok() {
-                    let _ = modify(
-                        &server,
-                        "v1",
-                        "Pod",
-                        Some("default"),
-                        &name,
-                        Some("status"),
-                        |p| {
-                            p["status"]["phase"] = json!("Running");
-                            p["status"]["conditions"] =
-                                json!([{"type": "Ready", "status": "True"}]);
-                        },
-                    )
-                    .await;
-                }
             });
         }
     }))
@@ -290,12 +277,10 @@ fn read_plugin(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
 
 pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     let (dir, server) = fresh_server().await?;
-    for i in 0..args.nodes {
-        let node = json!({"metadata": {"name": format!("node-{i}")}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        create(&server, "v1", "Node", None, node).await?;
-    }
     let manager = Manager::new(server.clone());
-    let _nodes = simulate_nodes(server.clone(), &manager, args.nodes)?;
+    let nodes = usize::try_from(args.nodes)?;
+    let _hollow = hollow::start(&server, &manager, nodes, 1, |_| None).await?;
+    let _binder = bind_pods(server.clone(), &manager, nodes)?;
     let runtime = Arc::new(Runtime::new(dir.path().join("cache"))?);
     let _supervisor = supervisor::spawn(server.clone(), manager.clone(), runtime);
     let deploy_bytes = read_plugin(&args.plugins, "deployment")?;

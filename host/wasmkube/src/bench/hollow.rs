@@ -1,14 +1,14 @@
 //! Hollow nodes for benchmarks: many simulated Nodes that report capacity, renew a Lease every
-//! 10 s and mark the pods bound to them Running and Ready, without containers (Kubernetes'
-//! kubemark does the same).
+//! 10 s, mark the pods bound to them Running and Ready and finish their deletions, without
+//! containers (Kubernetes' kubemark does the same).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wasmkube_apiserver::Server;
+use wasmkube_apiserver::{Server, node_agent};
 use wasmkube_controller::Manager;
 use wasmkube_controller::informer::Change;
 
@@ -41,7 +41,7 @@ pub async fn start(
     zones: usize,
     label: impl Fn(usize) -> Option<(String, String)>,
 ) -> anyhow::Result<Hollow> {
-    let namespace = json!({"metadata": {"name": "kube-node-lease"}});
+    let namespace = json!({"metadata": {"name": node_agent::LEASE_NAMESPACE}});
     create(server, "v1", "Namespace", None, namespace).await?;
     let creators = Arc::new(tokio::sync::Semaphore::new(16));
     let mut created = Vec::new();
@@ -66,6 +66,7 @@ pub async fn start(
     for task in created {
         task.await.context("creating a node")??;
     }
+    await_pod_cidrs(server).await?;
     Ok(Hollow {
         tasks: vec![
             tokio::spawn(heartbeats(server.clone(), count)),
@@ -80,43 +81,42 @@ async fn heartbeats(server: Arc<Server>, count: usize) {
     let mut tick = tokio::time::interval(gap.max(Duration::from_micros(100)));
     for i in (0..count).cycle() {
         tick.tick().await;
-        let name = node_name(i);
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let renewed = modify(
-            &server,
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some("kube-node-lease"),
-            &name,
-            None,
-            |l| {
-                l["spec"]["renewTime"] = json!(now);
-            },
-        )
-        .await;
-        if renewed.is_err() {
-            let lease = json!({"metadata": {"name": name}, "spec": {"holderIdentity": name,
-                "leaseDurationSeconds": 40, "renewTime": now}});
-            let _ = create(
-                &server,
-                "coordination.k8s.io/v1",
-                "Lease",
-                Some("kube-node-lease"),
-                lease,
-            )
-            .await;
-        }
+        let _ = node_agent::renew_lease(&server, &node_name(i)).await;
     }
 }
 
-/// Marks pods bound to a hollow node Running and Ready.
+/// Waits until the host has given every node its pod CIDR, so the nodes stay put once the
+/// benchmark starts.
+async fn await_pod_cidrs(server: &Server) -> anyhow::Result<()> {
+    let nodes = server
+        .registry()
+        .by_kind("v1", "Node")
+        .cloned()
+        .context("nodes are served")?;
+    for _ in 0..6000 {
+        let without = server
+            .objects
+            .list(&nodes, None, None, None, None, |n| {
+                n.pointer("/spec/podCIDR").is_none()
+            })
+            .await?;
+        if without.items.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("nodes still without a pod CIDR after 5 minutes")
+}
+
+/// Marks pods bound to a hollow node Running and Ready, and finishes the deletion of those
+/// being deleted (there are no containers to stop).
 fn run_pods(server: Arc<Server>, manager: &Manager) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let pods = server
         .registry()
         .by_kind("v1", "Pod")
         .cloned()
         .context("pods are served")?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arc<Value>>();
     manager
         .informer(&pods)
         .add_handler(Arc::new(move |change: &Change| {
@@ -124,26 +124,32 @@ fn run_pods(server: Arc<Server>, manager: &Manager) -> anyhow::Result<tokio::tas
             let on_hollow = pod["spec"]["nodeName"]
                 .as_str()
                 .is_some_and(|n| n.starts_with("hollow-"));
-            if on_hollow && !change.deleted && pod["status"]["phase"] == "Pending" {
-                let text = |f: &str| pod["metadata"][f].as_str().unwrap_or_default().to_string();
-                let _ = tx.send((text("namespace"), text("name")));
+            let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+            if on_hollow && !change.deleted && (deleting || pod["status"]["phase"] == "Pending") {
+                let _ = tx.send(pod.clone());
             }
         }));
     Ok(tokio::spawn(async move {
         let workers = Arc::new(tokio::sync::Semaphore::new(4));
-        while let Some((namespace, name)) = rx.recv().await {
+        while let Some(pod) = rx.recv().await {
             let Ok(permit) = workers.clone().acquire_owned().await else {
                 return;
             };
             let server = server.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                    let _ = node_agent::finish_deletion(&server, &pod).await;
+                    return;
+                }
+                let text = |f: &str| pod["metadata"][f].as_str().unwrap_or_default();
+                let (namespace, name) = (text("namespace"), text("name"));
                 let _ = modify(
                     &server,
                     "v1",
                     "Pod",
-                    Some(&namespace),
-                    &name,
+                    Some(namespace),
+                    name,
                     Some("status"),
                     |p| {
                         p["status"]["phase"] = json!("Running");
