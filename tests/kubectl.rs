@@ -318,3 +318,57 @@ fn get_watch_prints_new_pods() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn pods_on_nodes_are_deleted_gracefully_and_silent_nodes_tainted() -> Result<()> {
+    let c = Cluster::start_with(&["--node-monitor-grace-period", "3s"])?;
+    let manifests = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  nodeName: n1\n  containers: [{name: web, image: busybox}]\n";
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifests))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |kind: &str, name: &str, path: &str| {
+        c.ok(&["get", kind, name, "-o", &format!("jsonpath={path}")])
+    };
+
+    // The node gets a pod CIDR; the pod the default tolerations.
+    eventually(Duration::from_secs(10), || {
+        Ok(field("node", "n1", "{.spec.podCIDR}")? == "10.244.0.0/24")
+    })?;
+    let tolerations = field(
+        "pod",
+        "web",
+        "{range .spec.tolerations[*]}{.key}={.tolerationSeconds} {end}",
+    )?;
+    assert_eq!(
+        tolerations.trim(),
+        "node.kubernetes.io/not-ready=300 node.kubernetes.io/unreachable=300"
+    );
+
+    // Nothing renews the node's Lease: after the grace period it is unreachable.
+    eventually(Duration::from_secs(20), || {
+        Ok(field("node", "n1", "{.spec.taints[*].effect}")? == "NoSchedule NoExecute")
+    })?;
+    let describe = c.ok(&["describe", "node", "n1"])?;
+    assert!(
+        describe.contains("node.kubernetes.io/unreachable:NoExecute")
+            && describe.contains("Kubelet never posted node status."),
+        "{describe}"
+    );
+
+    // The pod is on a node: deleting it marks it and waits for the node; `--force` with a grace
+    // period of 0 deletes it at once.
+    let deleted = c.ok(&["delete", "pod", "web", "--wait=false"])?;
+    assert!(deleted.contains("pod \"web\" deleted"), "{deleted}");
+    assert!(c.ok(&["get", "pod", "web"])?.contains("Terminating"));
+    assert_eq!(
+        field("pod", "web", "{.metadata.deletionGracePeriodSeconds}")?,
+        "30"
+    );
+    c.ok(&["delete", "pod", "web", "--grace-period=0", "--force"])?;
+    let gone = c.fails(&["get", "pod", "web"])?;
+    assert!(gone.contains("NotFound"), "{gone}");
+    Ok(())
+}

@@ -272,13 +272,54 @@ pub fn kubectl_at(
 /// The Node a [`SimulatedNode`] registers: room for a thousand small pods.
 const SIMULATED_NODE: &str = "apiVersion: v1\nkind: Node\nmetadata:\n  name: simulated\n  labels: {kubernetes.io/hostname: simulated}\nstatus:\n  capacity: {cpu: '64', memory: 256Gi, pods: '1000'}\n  allocatable: {cpu: '64', memory: 256Gi, pods: '1000'}\n";
 
-/// Acts as the nodes until dropped, through the status subresource as node agents would: a
-/// pending pod bound to a node whose `restartPolicy` is `Always` (the default) is reported Running and Ready; one
-/// that runs to completion (`Never`, `OnFailure`) is reported Succeeded, as if its containers
-/// exited 0.
+/// Acts as the nodes until dropped, through the API as node agents would: a pending pod bound to
+/// a node whose `restartPolicy` is `Always` (the default) is reported Running and Ready; one that
+/// runs to completion (`Never`, `OnFailure`) is reported Succeeded, as if its containers exited
+/// 0; a pod being deleted is deleted with a grace period of 0, as if its containers had
+/// stopped; and every Node's Lease is renewed every 5 s, so the nodes stay Ready.
 pub struct SimulatedNode {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the simulated node renews the Leases.
+const LEASE_RENEWAL: Duration = Duration::from_secs(5);
+
+/// Now as a Kubernetes MicroTime (`2024-05-01T12:00:00.123456Z`).
+fn micro_time_now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    // The civil date of a day count (Howard Hinnant's `civil_from_days`).
+    let z = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_micros()
+    )
+}
+
+/// The Leases of `nodes` renewed now, as a YAML list for `kubectl apply`.
+fn leases(nodes: &str) -> String {
+    let now = micro_time_now();
+    nodes
+        .split_whitespace()
+        .map(|node| {
+            format!(
+                "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {node}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {node}, leaseDurationSeconds: 40, renewTime: '{now}'}}\n---\n"
+            )
+        })
+        .collect()
 }
 
 impl SimulatedNode {
@@ -292,24 +333,57 @@ impl SimulatedNode {
                     .env("KUBECONFIG", &kubeconfig)
                     .output()
             };
+            let stdout = |args: &[&str]| {
+                kubectl(args)
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+            };
             let _ = kubectl_at(&kubeconfig, &["apply", "-f", "-"], Some(SIMULATED_NODE));
+            let mut renewed: Option<Instant> = None;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let pending = kubectl(&[
+                if renewed.is_none_or(|at| at.elapsed() >= LEASE_RENEWAL) {
+                    let nodes =
+                        stdout(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
+                    if !nodes.trim().is_empty() {
+                        let _ =
+                            kubectl_at(&kubeconfig, &["apply", "-f", "-"], Some(&leases(&nodes)));
+                    }
+                    renewed = Some(Instant::now());
+                }
+                let listed = stdout(&[
                     "get",
                     "pods",
+                    "--all-namespaces",
                     "-o",
-                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {.spec.nodeName} {.spec.restartPolicy}{\"\\n\"}{end}",
+                    "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.spec.nodeName} {.status.phase} {.spec.restartPolicy} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
                 ]);
-                let listed = pending
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default();
                 // Only pods bound to a node run; the scheduler binds the others first.
                 let bound = listed.lines().filter_map(|l| {
-                    let mut fields = l.split(' ');
-                    let (name, node, policy) = (fields.next()?, fields.next()?, fields.next()?);
-                    (!node.is_empty()).then_some((name, policy))
+                    let fields: Vec<&str> = l.split(' ').collect();
+                    match fields.as_slice() {
+                        [ns, name, node, phase, policy, deleting] if !node.is_empty() => {
+                            Some((*ns, *name, *phase, *policy, !deleting.is_empty()))
+                        }
+                        _ => None,
+                    }
                 });
-                for (name, policy) in bound {
+                for (ns, name, phase, policy, deleting) in bound {
+                    if deleting {
+                        let _ = kubectl(&[
+                            "delete",
+                            "pod",
+                            name,
+                            "-n",
+                            ns,
+                            "--grace-period=0",
+                            "--force",
+                            "--wait=false",
+                        ]);
+                        continue;
+                    }
+                    if phase != "Pending" {
+                        continue;
+                    }
                     let status = match policy {
                         "Never" | "OnFailure" => r#"{"status":{"phase":"Succeeded"}}"#,
                         _ => {
@@ -320,6 +394,8 @@ impl SimulatedNode {
                         "patch",
                         "pod",
                         name,
+                        "-n",
+                        ns,
                         "--subresource=status",
                         "--type=merge",
                         "-p",

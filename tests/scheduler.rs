@@ -20,6 +20,10 @@ fn pod(name: &str, labels: &str, spec: &str) -> String {
     )
 }
 
+/// The nodes here are static (nothing renews their Leases): a grace period longer than the
+/// tests keeps the node lifecycle controller from marking them unreachable and tainting them.
+const STATIC_NODES: [&str; 2] = ["--node-monitor-grace-period", "1h"];
+
 fn apply(c: &Cluster, yaml: &str) -> Result<()> {
     let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(yaml))?;
     anyhow::ensure!(
@@ -42,7 +46,7 @@ fn node_of(c: &Cluster, pod: &str) -> Result<String> {
 
 #[test]
 fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
-    let c = Cluster::start()?;
+    let c = Cluster::start_with(&STATIC_NODES)?;
     let nodes = [
         node("n1", "zone-a", ", disk: ssd, pool: spread", 2, ""),
         node("n2", "zone-b", ", pool: spread", 2, ""),
@@ -135,7 +139,7 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
 
 #[test]
 fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<()> {
-    let c = Cluster::start()?;
+    let c = Cluster::start_with(&STATIC_NODES)?;
     let plugin =
         wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_policy_preferlabel.wasm");
     let plugin = plugin.display().to_string();

@@ -136,7 +136,9 @@ async fn endpoints_and_slices_follow_the_pods() {
     c.until_state(&["10.0.0.2", "10.0.0.3"], &["10.0.0.1"])
         .await;
 
+    // b is deleted; once its node has stopped it, it is gone.
     c.delete("v1", "Pod", "b").await;
+    c.finish_deletions().await;
     c.until_state(&["10.0.0.3"], &["10.0.0.1"]).await;
 
     // Converged: no further writes.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wasmkube_apiserver::handlers::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::{Server, controllers, node_agent};
 use wasmkube_controller::Manager;
 use wasmkube_controller::plugin::{self, RunningPlugin};
 use wasmkube_model::resource::ResourceInfo;
@@ -35,19 +35,21 @@ pub fn wasm(name: &str) -> Vec<u8> {
 }
 
 /// A server on a fresh embedded store in `dir`, with the host controllers (garbage collection,
-/// namespaces) running and the `default` namespace.
+/// namespaces, nodes) running and the `default` and `kube-node-lease` namespaces.
 pub async fn server(dir: &tempfile::TempDir) -> Arc<Server> {
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
     let server = Server::new(store, None).await.expect("server starts");
     controllers::spawn(server.clone());
-    create(
-        &server,
-        "v1",
-        "Namespace",
-        None,
-        json!({"metadata": {"name": "default"}}),
-    )
-    .await;
+    for ns in ["default", node_agent::LEASE_NAMESPACE] {
+        create(
+            &server,
+            "v1",
+            "Namespace",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await;
+    }
     server
 }
 
@@ -159,6 +161,55 @@ async fn run_pods(server: &Server) -> usize {
         marked += usize::from(written.is_ok());
     }
     marked
+}
+
+/// Finishes the deletion of the pods in `default` being deleted on a node, as their node does
+/// once it has stopped them.
+async fn finish_deletions(server: &Server) {
+    let info = server
+        .registry()
+        .by_kind("v1", "Pod")
+        .expect("served")
+        .clone();
+    let page = server
+        .objects
+        .list(&info, Some("default"), None, None, None, |p| {
+            p.pointer("/metadata/deletionTimestamp").is_some()
+                && p["spec"]["nodeName"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty())
+        })
+        .await
+        .expect("lists");
+    for pod in page.items {
+        // A pod gone meanwhile is no failure; anything else shows in the test's checks.
+        let _ = node_agent::finish_deletion(server, &pod).await;
+    }
+}
+
+/// What the nodes do for the pods, once: [`run_pods`], then [`finish_deletions`].
+async fn act_as_nodes(server: &Server) -> usize {
+    let marked = run_pods(server).await;
+    finish_deletions(server).await;
+    marked
+}
+
+/// Renews the Lease of every Node, as their node agents do, so they stay Ready.
+async fn renew_leases(server: &Server) {
+    let info = server
+        .registry()
+        .by_kind("v1", "Node")
+        .expect("served")
+        .clone();
+    let page = server
+        .objects
+        .list(&info, None, None, None, None, |_| true)
+        .await
+        .expect("lists");
+    for node in page.items {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let _ = node_agent::renew_lease(server, name).await;
+    }
 }
 
 /// Reads and writes as the server itself would, in the `default` namespace for namespaced kinds.
@@ -285,17 +336,30 @@ impl Cluster {
         .expect("deleted");
     }
 
-    /// Marks the pods that are not Running yet as Running and Ready, once.
+    /// What the nodes do, once: marks the pods that are not Running yet as Running and Ready
+    /// (returns how many) and finishes the deletion of the pods being deleted on a node.
     pub async fn run_pods(&self) -> usize {
-        run_pods(&self.server).await
+        act_as_nodes(&self.server).await
     }
 
-    /// A simulated node from now on: pods are marked Running and Ready within 20 ms.
+    /// Finishes the deletion of the pods being deleted on a node, once, as their node would.
+    pub async fn finish_deletions(&self) {
+        finish_deletions(&self.server).await;
+    }
+
+    /// A simulated node (standing for every node) from now on: pods are marked Running and
+    /// Ready within 20 ms, the deletion of pods being deleted on a node is finished, and every
+    /// Node's Lease is renewed every 5 s.
     pub fn start_node(&mut self) {
         let server = self.server.clone();
         self.node = Some(tokio::spawn(async move {
+            let mut renewed: Option<tokio::time::Instant> = None;
             loop {
-                run_pods(&server).await;
+                act_as_nodes(&server).await;
+                if renewed.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                    renew_leases(&server).await;
+                    renewed = Some(tokio::time::Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }));

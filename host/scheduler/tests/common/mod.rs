@@ -6,17 +6,25 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmkube_apiserver::handlers::{WriteOptions, create_object};
-use wasmkube_apiserver::{Server, controllers};
+use wasmkube_apiserver::{ClusterConfig, Server, controllers};
 use wasmkube_store::embedded::EmbeddedStore;
 
 /// A server on a fresh embedded store in `dir`, with its native controllers and the `default`
-/// namespace.
+/// namespace. The tests' nodes are static (nothing renews their Leases): a node grace period
+/// longer than any test keeps them from being marked unreachable and tainted.
 pub async fn server(dir: &tempfile::TempDir) -> Arc<Server> {
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store");
-    let server = Server::new(store, None).await.expect("server");
+    let cluster = ClusterConfig {
+        node_monitor_grace_period: Duration::from_secs(3600),
+        ..ClusterConfig::default()
+    };
+    let server = Server::with_config(store, None, cluster)
+        .await
+        .expect("server");
     controllers::spawn(server.clone());
     create(
         &server,
