@@ -17,6 +17,7 @@ use crate::image::{self, ImageError};
 use crate::pod::{self, Context, Desired, Worker};
 use crate::registration::{self, Machine};
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
+use crate::streams::{self, ServeError, Streams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -30,6 +31,8 @@ pub enum AgentError {
     Network(#[from] CniError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     #[error("node {0} was given no pod CIDR within 30 s (is the host allocating them?)")]
     NoPodCidr(String),
 }
@@ -50,6 +53,8 @@ pub struct Config {
     pub bridge: String,
     /// The node's InternalIP; by default the first global IPv4 address.
     pub node_ip: Option<String>,
+    /// The port of the agent's API (logs, exec, port-forward); 0, or a taken port, gets a free one.
+    pub agent_port: u16,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s.
@@ -73,7 +78,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let address = config.node_ip.clone().unwrap_or_else(registration::host_address);
     let machine = Machine::read(&config.root_dir, address, version);
     let images = image::list(&containerd).await?;
-    registration::register(&api, &config.node_name, &machine, &images).await?;
+    let listener = streams::bind(config.agent_port).await?;
+    let agent_port = listener.local_addr().map_or(config.agent_port, |a| a.port());
+    registration::register(&api, &config.node_name, &machine, &images, agent_port).await?;
     tokio::spawn(registration::heartbeat(api.clone(), config.node_name.clone()));
     let cidr = pod_cidr(&api, &config.node_name).await?;
     let cni = Cni {
@@ -89,6 +96,19 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         containerd,
         cni,
         state_dir: config.root_dir.clone(),
+    });
+    let streams = Arc::new(Streams {
+        api: api.clone(),
+        runtime: runtime.clone(),
+        node_name: config.node_name.clone(),
+        log_dir: config.log_dir.clone(),
+        token: config.connection.token.clone(),
+    });
+    let names = vec![machine.address.clone(), machine.hostname.clone(), config.node_name.clone()];
+    tokio::spawn(async move {
+        if let Err(e) = streams::serve(listener, streams, names).await {
+            tracing::error!(error = %e, "the agent API stopped");
+        }
     });
     let ctx = Arc::new(Context {
         api: api.clone(),

@@ -10,4 +10,5 @@ pub mod spec;
 pub mod logs;
 pub mod pod;
 pub mod registration;
+pub mod streams;
 pub mod agent;

@@ -15,7 +15,7 @@ pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 const LEASE_SECONDS: u64 = 40;
 /// How often the conditions' heartbeat is written when nothing changed.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
-/// The port the agent's API (logs, exec) listens on, as the kubelet's.
+/// The port the agent's API (logs, exec, port-forward) listens on by default, as the kubelet's.
 pub const AGENT_PORT: u16 = 10250;
 
 /// What the machine has and is, read once at start.
@@ -122,8 +122,8 @@ fn conditions(stamp: &str) -> Value {
     ])
 }
 
-/// The Node's status from the machine.
-pub fn node_status(machine: &Machine, images: &[(String, u64)]) -> Value {
+/// The Node's status from the machine, with the port the agent's API listens on.
+pub fn node_status(machine: &Machine, images: &[(String, u64)], agent_port: u16) -> Value {
     let allocatable = machine.allocatable();
     let capacity = json!({
         "cpu": machine.cpus.to_string(),
@@ -148,7 +148,7 @@ pub fn node_status(machine: &Machine, images: &[(String, u64)]) -> Value {
             {"type": "InternalIP", "address": machine.address},
             {"type": "Hostname", "address": machine.hostname},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": AGENT_PORT}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": agent_port}},
         "nodeInfo": {
             "machineID": machine.machine_id, "systemUUID": machine.machine_id, "bootID": "",
             "kernelVersion": machine.kernel, "osImage": machine.os_image,
@@ -161,7 +161,13 @@ pub fn node_status(machine: &Machine, images: &[(String, u64)]) -> Value {
 }
 
 /// Creates the Node (or takes over an existing one) and writes its status; returns the Node.
-pub async fn register(api: &Api, name: &str, machine: &Machine, images: &[(String, u64)]) -> Result<Value, ApiError> {
+pub async fn register(
+    api: &Api,
+    name: &str,
+    machine: &Machine,
+    images: &[(String, u64)],
+    agent_port: u16,
+) -> Result<Value, ApiError> {
     let path = format!("/api/v1/nodes/{name}");
     if api.get(&path).await?.is_none() {
         let labels = BTreeMap::from([
@@ -177,7 +183,8 @@ pub async fn register(api: &Api, name: &str, machine: &Machine, images: &[(Strin
             Err(e) => return Err(e),
         }
     }
-    api.merge_patch(&format!("{path}/status"), &json!({"status": node_status(machine, images)}))
+    let status = node_status(machine, images, agent_port);
+    api.merge_patch(&format!("{path}/status"), &json!({"status": status}))
         .await
 }
 

@@ -1,5 +1,7 @@
 //! What the pod workers need of a container runtime, and its implementation on containerd.
 
+mod exec;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,8 @@ use serde_json::Value;
 use crate::cni::{Cni, CniError, PortMapping};
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
 use crate::image::{self, Image, ImageError};
+
+pub use exec::{Control, ExecRequest, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -83,6 +87,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Found>, RuntimeError>;
     /// Runs `args` in the running container and returns its exit code and output.
     async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError>;
+    /// Starts an interactive process in the running container (kubectl exec).
+    async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError>;
     /// Gives the pod its network; returns its IP.
     async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError>;
     /// The IP of a pod attached before, if it still is.
@@ -97,7 +103,7 @@ pub trait Runtime: Send + Sync + 'static {
 pub struct ContainerdRuntime {
     pub containerd: Containerd,
     pub cni: Cni,
-    /// Where exec output is collected.
+    /// Where exec output and the FIFOs of interactive execs are kept (in `exec/`).
     pub state_dir: PathBuf,
 }
 
@@ -375,6 +381,10 @@ impl Runtime for ContainerdRuntime {
         let _ = std::fs::remove_file(&output);
         let code = waited?;
         Ok((i32::try_from(code).unwrap_or(i32::MAX), text))
+    }
+
+    async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError> {
+        exec::start(&self.containerd, &self.state_dir.join("exec"), id, request).await
     }
 
     async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError> {

@@ -39,6 +39,10 @@ pub struct AgentArgs {
     /// The node's InternalIP (default: the machine's first global IPv4 address).
     #[arg(long)]
     pub node_ip: Option<String>,
+    /// The port of the agent's API (logs, exec, port-forward for the apiserver); 0, or a port
+    /// already taken, gets a free one. The Node's status says which.
+    #[arg(long, default_value_t = wasmkube_node::registration::AGENT_PORT)]
+    pub agent_port: u16,
 }
 
 impl AgentArgs {
@@ -56,6 +60,7 @@ impl AgentArgs {
             cni_plugin_dir: self.cni_plugin_dir.clone(),
             bridge: self.bridge.clone(),
             node_ip: self.node_ip.clone(),
+            agent_port: self.agent_port,
         }
     }
 }
