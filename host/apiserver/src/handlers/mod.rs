@@ -4,6 +4,7 @@ mod delete;
 mod grace;
 mod read;
 mod scale;
+pub mod streams;
 mod write;
 
 use std::sync::Arc;
