@@ -1,0 +1,225 @@
+//! kubectl logs, exec, cp and port-forward with real containerd: the apiserver hands them to
+//! the node agent's API, which reads the CRI log files, execs in containerd and forwards to the
+//! pod's IP. Needs root (CI runs as root); scripts/setup.sh starts containerd and builds the
+//! image. Runs alone with the node tests (they share the machine's network).
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use wasmkube_e2e::{Cluster, eventually};
+
+const NODE: &str = "wk-streams";
+
+/// Two containers: `main` says hello, complains on stderr, ticks every 100 ms and exits 7 on
+/// SIGTERM (a shell as PID 1 ignores it otherwise); `side` says its name.
+const TALKER: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+spec:
+  nodeName: wk-streams
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'trap "exit 7" TERM; echo hello; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done']
+  - name: side
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'echo side; exec sleep 3600']
+"#;
+
+const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  nodeName: wk-streams\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: httpd\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [httpd, -f, -p, '80', -h, /var/www]\n";
+
+fn up() -> Result<Cluster> {
+    let image = wasmkube_e2e::target_dir().join("images/busybox.tar");
+    if !image.exists() {
+        bail!("{} is missing: run scripts/build-images.sh", image.display());
+    }
+    // Port 0: the agent takes a free port and publishes it in the Node's status. A pod network
+    // of its own keeps the test clear of other clusters' routes on a shared machine.
+    let c = Cluster::up(&[
+        "--node-name", NODE, "--bridge", "wkst0", "--agent-port", "0",
+        "--cluster-cidr", "10.245.0.0/16", "--pod-network", "10.245.0.0/16",
+    ])?;
+    c.wasmkube(&["image", "import", &image.display().to_string()])?;
+    eventually(Duration::from_secs(30), || {
+        let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+        Ok(c.ok(&["get", "node", NODE, "-o", ready])? == "True")
+    })?;
+    Ok(c)
+}
+
+fn apply(c: &Cluster, manifest: &str) -> Result<()> {
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
+    if !out.status.success() {
+        bail!("kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn running(c: &Cluster, pod: &str) -> Result<()> {
+    eventually(Duration::from_secs(60), || {
+        Ok(c.ok(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"])? == "Running")
+    })
+    .map_err(|e| anyhow::anyhow!("pod {pod} not running: {e}\n{}", c.log()))
+}
+
+/// kubectl in the background, its stdout piped, its stderr to `kubectl.log` in the cluster's
+/// directory.
+fn spawn(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(c.dir.path().join("kubectl.log"))?;
+    Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("running kubectl")
+}
+
+/// Kills a background kubectl when dropped.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kubectl port-forward` to the web pod: fetches its page through a local port.
+fn fetch_through_port_forward(c: &Cluster, env: &[(&str, &str)]) -> Result<String> {
+    let mut forward = Background(spawn(c, &["port-forward", "pod/web", ":80"], env)?);
+    let stdout = forward.0.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    // "Forwarding from 127.0.0.1:PORT -> 80"
+    let port = lines
+        .find_map(|line| {
+            let line = line.ok()?;
+            let rest = line.strip_prefix("Forwarding from 127.0.0.1:")?;
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .context("port-forward printed no local port")?;
+    let out = Command::new("wget")
+        .args(["-T", "10", "-qO-", &format!("http://127.0.0.1:{port}/")])
+        .output()?;
+    if !out.status.success() {
+        let log = std::fs::read_to_string(c.dir.path().join("kubectl.log")).unwrap_or_default();
+        bail!(
+            "wget through port-forward failed: {}\nkubectl: {log}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Deletes the pods when dropped (before the cluster), pass or fail, so no network of theirs
+/// outlives the test.
+struct DeletePods<'a>(&'a Cluster);
+
+impl Drop for DeletePods<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kubectl(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"]);
+    }
+}
+
+#[test]
+fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
+    let c = up()?;
+    let _cleanup = DeletePods(&c);
+    apply(&c, TALKER)?;
+    apply(&c, WEB)?;
+    running(&c, "talker")?;
+    running(&c, "web")?;
+
+    // Logs: both streams, the last line, timestamps, another container.
+    eventually(Duration::from_secs(10), || {
+        Ok(c.ok(&["logs", "talker", "-c", "main"])?.contains("tick 3\n"))
+    })?;
+    let logs = c.ok(&["logs", "talker", "-c", "main"])?;
+    // stdout and stderr interleave as their writes were read.
+    let first: Vec<&str> = logs.lines().take(3).collect();
+    assert!(["hello", "oops", "tick 1"].iter().all(|l| first.contains(l)), "{logs}");
+    let last = c.ok(&["logs", "talker", "-c", "main", "--tail=1"])?;
+    assert!(last.starts_with("tick ") && last.lines().count() == 1, "{last:?}");
+    let stamped = c.ok(&["logs", "talker", "-c", "main", "--timestamps", "--tail=2"])?;
+    for line in stamped.lines() {
+        let (stamp, text) = line.split_once(' ').context("no timestamp")?;
+        assert!(stamp.contains('T') && stamp.ends_with('Z') && text.starts_with("tick"), "{line}");
+    }
+    assert_eq!(c.ok(&["logs", "talker", "-c", "side"])?, "side\n");
+    let ambiguous = c.fails(&["get", "--raw", "/api/v1/namespaces/default/pods/talker/log"])?;
+    assert!(
+        ambiguous.contains("a container name must be specified for pod talker, choose one of: [main side]"),
+        "{ambiguous}"
+    );
+
+    // Following: two new lines arrive, then we stop.
+    let mut follow = Background(spawn(&c, &["logs", "-f", "talker", "-c", "main", "--tail=1"], &[])?);
+    let mut lines = BufReader::new(follow.0.stdout.take().context("stdout")?).lines();
+    let first = lines.next().context("no first line")??;
+    let second = lines.next().context("no second line")??;
+    assert!(first.starts_with("tick ") && second.starts_with("tick ") && first != second);
+    drop(follow);
+
+    // Exec: output, exit code, standard input, a terminal.
+    let out = c.kubectl(&["exec", "talker", "-c", "main", "--", "sh", "-c", "echo hi; exit 3"])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = c.kubectl_stdin(&["exec", "-i", "talker", "-c", "main", "--", "cat"], Some("piped in\nand more\n"))?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\nand more\n");
+    let mut terminal = Command::new("timeout")
+        .args(["60", "script", "-qc", "kubectl exec -it talker -c main -- sh", "/dev/null"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut keys = terminal.stdin.take().context("stdin")?;
+    std::thread::sleep(Duration::from_secs(2));
+    keys.write_all(b"echo $((40+2)); exit\n")?;
+    let out = terminal.wait_with_output()?;
+    drop(keys);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.lines().any(|l| l.trim() == "42"), "{screen}");
+
+    // cp both ways (tar in the container, over exec's standard streams).
+    let local = c.dir.path().join("note.txt");
+    std::fs::write(&local, "a small file\n")?;
+    c.ok(&["cp", &local.display().to_string(), "talker:/tmp/note.txt", "-c", "main"])?;
+    assert_eq!(c.ok(&["exec", "talker", "-c", "main", "--", "cat", "/tmp/note.txt"])?, "a small file\n");
+    let back = c.dir.path().join("back.txt");
+    c.ok(&["cp", "talker:/tmp/note.txt", &back.display().to_string(), "-c", "main"])?;
+    assert_eq!(std::fs::read_to_string(&back)?, "a small file\n");
+
+    // Port-forward, tunnelled in a WebSocket (kubectl's default) and over plain SPDY.
+    assert!(fetch_through_port_forward(&c, &[])?.contains("wasmkube"));
+    let spdy = [("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")];
+    assert!(fetch_through_port_forward(&c, &spdy)?.contains("wasmkube"));
+
+    // Killing PID 1 from an exec restarts the container; a follower of its log is let go, and
+    // the previous attempt's log stays readable.
+    let mut follower = Background(spawn(&c, &["logs", "-f", "talker", "-c", "main", "--tail=0"], &[])?);
+    c.ok(&["exec", "talker", "-c", "main", "--", "sh", "-c", "kill 1"])?;
+    let restarts = "jsonpath={.status.containerStatuses[?(@.name==\"main\")].restartCount}";
+    eventually(Duration::from_secs(60), || Ok(c.ok(&["get", "pod", "talker", "-o", restarts])? == "1"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while follower.0.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            bail!("kubectl logs -f still follows a container that exited");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let previous = c.ok(&["logs", "talker", "-c", "main", "--previous"])?;
+    assert!(previous.contains("hello\n") && previous.contains("oops\n"), "{previous}");
+    Ok(())
+}
