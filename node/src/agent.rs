@@ -72,6 +72,7 @@ async fn pod_cidr(api: &Api, name: &str) -> Result<String, AgentError> {
 
 /// Runs the agent until its process ends.
 pub async fn run(config: Config) -> Result<(), AgentError> {
+    let began = tokio::time::Instant::now();
     let containerd = Containerd::connect(&config.containerd_socket).await?;
     let version = containerd.version().await?;
     let api = Api::new(&config.connection)?;
@@ -122,7 +123,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         resolv_conf: resolv_conf(),
     });
     tracing::info!(node = %config.node_name, pod_cidr = %cidr, address = %machine.address, "node registered");
-    Pods::new(ctx).run().await
+    Pods::new(ctx, began).run().await
 }
 
 /// The pods' resolv.conf: the machine's nameservers (cluster DNS comes with services).
@@ -138,13 +139,16 @@ fn resolv_conf() -> String {
 struct Pods {
     ctx: Arc<Context>,
     workers: HashMap<String, watch::Sender<Desired>>,
+    /// When the agent started, for the adoption figure.
+    began: tokio::time::Instant,
 }
 
 impl Pods {
-    fn new(ctx: Arc<Context>) -> Pods {
+    fn new(ctx: Arc<Context>, began: tokio::time::Instant) -> Pods {
         Pods {
             ctx,
             workers: HashMap::new(),
+            began,
         }
     }
 
@@ -211,6 +215,12 @@ impl Pods {
             }
         }
         let listed: Vec<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let running = pods
+            .iter()
+            .filter_map(|p| found.get(p.metadata.uid.as_deref()?))
+            .flatten()
+            .filter(|c| c.exit.is_none())
+            .count();
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             self.upsert(pod.clone(), found.remove(&uid).unwrap_or_default());
@@ -227,6 +237,12 @@ impl Pods {
             }
         }
         if adopt {
+            tracing::info!(
+                running,
+                pods = pods.len(),
+                ms = self.began.elapsed().as_millis() as u64,
+                "adopted the running containers of this node's pods"
+            );
             self.clean_orphans(found, &listed).await;
         }
         Ok(())
