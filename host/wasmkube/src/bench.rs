@@ -4,6 +4,7 @@ mod api;
 mod client;
 mod controllers;
 mod hollow;
+mod node;
 mod report;
 mod scheduler;
 
@@ -32,6 +33,8 @@ enum BenchTarget {
     Controllers(controllers::ControllersArgs),
     /// The scheduler over hollow nodes: pods per second and latency, Wasm and native policy.
     Scheduler(scheduler::SchedulerArgs),
+    /// A real node agent (containerd, CNI): pod start latency, idle RSS and CPU, adoption.
+    Node(node::NodeArgs),
 }
 
 #[derive(clap::Args)]
@@ -112,6 +115,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Api(args) => run_api(args).await,
         BenchTarget::Controllers(args) => controllers::run(args).await,
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
+        BenchTarget::Node(args) => node::run(args).await,
     }
 }
 
