@@ -12,23 +12,8 @@ CONFIG=/etc/wasmkube/containerd.toml
 SOCKET=/run/wasmkube/containerd.sock
 LOG=/var/log/wasmkube-containerd.log
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
-fi
-
-apt_install() {
-    local missing=()
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "containerd: installing ${missing[*]}"
-    if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
-        $SUDO apt-get update
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
-}
+# shellcheck source=scripts/apt.sh
+source "$(dirname "$0")/apt.sh"
 
 answers() {
     $SUDO timeout 5 ctr -a "$SOCKET" version >/dev/null 2>&1

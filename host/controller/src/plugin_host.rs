@@ -4,14 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use wasmkube_apiserver::Server;
+use serde_json::Value;
 use wasmkube_apiserver::error::ApiError as ServerError;
 use wasmkube_apiserver::handlers::{
     DeleteOptions, Propagation as DeletePropagation, Update, WriteOptions, apply_patch,
     create_object, delete_object, update_with,
 };
+use wasmkube_apiserver::{Server, events};
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::selector::LabelSelector;
 use wasmkube_runtime::{
@@ -303,9 +302,8 @@ impl HostApi for PluginHost {
     }
 }
 
-/// Records a core Event about `regarding`, as `component` reports it. Like Kubernetes' event
-/// correlator, the same report about the same object again (same reason, message and type) is
-/// one Event whose `count` and `lastTimestamp` go up, named `<object>.<hash of the report>`.
+/// Records a core Event about `regarding`, as `component` reports it: the apiserver's
+/// correlated Events (the same report again raises `count`), for a plugin's event type.
 pub async fn record_event(
     server: &Server,
     component: &str,
@@ -314,67 +312,9 @@ pub async fn record_event(
     reason: &str,
     message: &str,
 ) -> Result<(), ServerError> {
-    let registry = server.registry();
-    let info = registry
-        .by_kind("v1", "Event")
-        .ok_or_else(|| ServerError::Internal("events are not served".into()))?;
-    let namespace = namespace_of(regarding).unwrap_or_else(|| "default".into());
-    let type_ = match kind {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
+    let kind = match kind {
+        EventType::Normal => events::EventType::Normal,
+        EventType::Warning => events::EventType::Warning,
     };
-    let uid = regarding["metadata"]["uid"].as_str().unwrap_or_default();
-    let report = Sha256::digest(format!("{uid}\n{component}\n{type_}\n{reason}\n{message}"));
-    let name = format!(
-        "{}.{:016x}",
-        name_of(regarding),
-        u64::from_be_bytes(report[..8].try_into().unwrap_or_default())
-    );
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": name},
-        "involvedObject": {
-            "apiVersion": regarding["apiVersion"], "kind": regarding["kind"], "name": regarding["metadata"]["name"],
-            "namespace": regarding["metadata"]["namespace"], "uid": regarding["metadata"]["uid"],
-            "resourceVersion": regarding["metadata"]["resourceVersion"],
-        },
-        "reason": reason,
-        "message": message,
-        "type": type_,
-        "source": {"component": component},
-        "reportingComponent": component,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    let created = create_object(
-        server,
-        info,
-        Some(&namespace),
-        event,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await;
-    match created {
-        Err(ServerError::AlreadyExists { .. }) => {
-            let update = Update::internal(info, Some(&namespace), &name);
-            update_with(
-                server,
-                &update,
-                |cur| {
-                    let mut seen = cur.clone();
-                    seen["count"] = json!(cur["count"].as_i64().unwrap_or(1) + 1);
-                    seen["lastTimestamp"] = json!(now);
-                    Ok(seen)
-                },
-                &mut Vec::new(),
-            )
-            .await
-            .map(|_| ())
-        }
-        other => other.map(|_| ()),
-    }
+    events::record(server, component, regarding, kind, reason, message).await
 }
