@@ -63,7 +63,14 @@ impl Cluster {
     pub fn up(extra: &[&str]) -> Result<Cluster> {
         let release = target_dir().join("wasm32-wasip2/release");
         let mut args: Vec<String> = Vec::new();
-        for plugin in ["replicaset", "deployment", "job", "daemonset", "statefulset", "endpoints"] {
+        for plugin in [
+            "replicaset",
+            "deployment",
+            "job",
+            "daemonset",
+            "statefulset",
+            "endpoints",
+        ] {
             let file = release.join(format!("wasmkube_plugin_{plugin}.wasm"));
             args.extend(["--plugin".to_string(), file.display().to_string()]);
         }

@@ -12,7 +12,10 @@ const NODE: &str = "wk-e2e";
 fn up(extra: &[&str]) -> Result<Cluster> {
     let image = wasmkube_e2e::target_dir().join("images/busybox.tar");
     if !image.exists() {
-        bail!("{} is missing: run scripts/build-images.sh", image.display());
+        bail!(
+            "{} is missing: run scripts/build-images.sh",
+            image.display()
+        );
     }
     // A bridge left by an earlier run would hold the same pod subnet.
     let _ = sh("ip link delete wke2e0 2>/dev/null");
@@ -26,7 +29,13 @@ fn up(extra: &[&str]) -> Result<Cluster> {
 
 fn node_ready(c: &Cluster, node: &str) -> Result<()> {
     eventually(Duration::from_secs(30), || {
-        let out = c.kubectl(&["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
+        let out = c.kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])?;
         Ok(out.status.success() && out.stdout == b"True")
     })
 }
@@ -53,7 +62,10 @@ fn pod(name: &str, policy: &str, script: &str, extra: &str) -> String {
 fn apply(c: &Cluster, manifest: &str) -> Result<()> {
     let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
     if !out.status.success() {
-        bail!("kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -78,46 +90,119 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     // Exit codes: 0 is Succeeded, 3 is Failed with the code in the status.
     apply(&c, &pod("exit3", "Never", "exit 3", ""))?;
     phase_is(&c, "exit3", "Failed", long)?;
-    assert_eq!(field(&c, "exit3", ".status.containerStatuses[0].state.terminated.exitCode")?, "3");
+    assert_eq!(
+        field(
+            &c,
+            "exit3",
+            ".status.containerStatuses[0].state.terminated.exitCode"
+        )?,
+        "3"
+    );
 
     // Init containers in order, then ConfigMap and Secret values in env and files.
-    apply(&c, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  greeting: hello\n")?;
-    apply(&c, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n")?;
+    apply(
+        &c,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  greeting: hello\n",
+    )?;
+    apply(
+        &c,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n",
+    )?;
     let init = "  initContainers:\n  - name: one\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo 1 >> /work/order']\n    volumeMounts: [{name: work, mountPath: /work}]\n  - name: two\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo 2 >> /work/order']\n    volumeMounts: [{name: work, mountPath: /work}]\n";
     let main_extra = "    env:\n    - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}\n    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}\n    volumeMounts:\n    - {name: work, mountPath: /work}\n    - {name: config, mountPath: /config}\n    - {name: secret, mountPath: /secret}\n  volumes:\n  - {name: work, emptyDir: {}}\n  - {name: config, configMap: {name: settings}}\n  - {name: secret, secret: {secretName: creds}}\n";
     let check = "test \"$(cat /work/order)\" = \"$(printf '1\\n2')\" && test \"$GREETING\" = hello && test \"$PASSWORD\" = hunter2 && test \"$(cat /config/greeting)\" = hello && test \"$(cat /secret/password)\" = hunter2";
-    let manifest = pod("configured", "Never", check, main_extra).replace("  containers:\n", &format!("{init}  containers:\n"));
+    let manifest = pod("configured", "Never", check, main_extra)
+        .replace("  containers:\n", &format!("{init}  containers:\n"));
     apply(&c, &manifest)?;
     phase_is(&c, "configured", "Succeeded", long)?;
 
     // A memory hog beyond its limit is OOMKilled.
     let limits = "    resources: {limits: {memory: 16Mi}}\n";
-    apply(&c, &pod("hog", "Never", "dd if=/dev/zero of=/dev/null bs=64M count=1", limits))?;
+    apply(
+        &c,
+        &pod(
+            "hog",
+            "Never",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1",
+            limits,
+        ),
+    )?;
     phase_is(&c, "hog", "Failed", long)?;
-    assert_eq!(field(&c, "hog", ".status.containerStatuses[0].state.terminated.reason")?, "OOMKilled");
+    assert_eq!(
+        field(
+            &c,
+            "hog",
+            ".status.containerStatuses[0].state.terminated.reason"
+        )?,
+        "OOMKilled"
+    );
 
     // A crashing container restarts with growing back-off: CrashLoopBackOff.
     apply(&c, &pod("crash", "Always", "exit 1", ""))?;
-    eventually(long, || Ok(field(&c, "crash", ".status.containerStatuses[0].restartCount")? == "1"))?;
-    assert_eq!(field(&c, "crash", ".status.containerStatuses[0].state.waiting.reason")?, "CrashLoopBackOff");
-    assert_eq!(field(&c, "crash", ".status.containerStatuses[0].lastState.terminated.exitCode")?, "1");
+    eventually(long, || {
+        Ok(field(&c, "crash", ".status.containerStatuses[0].restartCount")? == "1")
+    })?;
+    assert_eq!(
+        field(
+            &c,
+            "crash",
+            ".status.containerStatuses[0].state.waiting.reason"
+        )?,
+        "CrashLoopBackOff"
+    );
+    assert_eq!(
+        field(
+            &c,
+            "crash",
+            ".status.containerStatuses[0].lastState.terminated.exitCode"
+        )?,
+        "1"
+    );
 
     // Probes: a failing liveness probe restarts the container; a failing readiness probe
     // turns the pod not Ready without a restart; httpGet and tcpSocket probes that pass.
     let liveness = "    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}\n";
-    apply(&c, &pod("sick", "Always", "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600", liveness))?;
-    eventually(long, || Ok(field(&c, "sick", ".status.containerStatuses[0].restartCount")? == "1"))?;
-    let readiness = "    readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}\n";
-    apply(&c, &pod("flaky", "Always", "touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 600", readiness))?;
+    apply(
+        &c,
+        &pod(
+            "sick",
+            "Always",
+            "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600",
+            liveness,
+        ),
+    )?;
+    eventually(long, || {
+        Ok(field(&c, "sick", ".status.containerStatuses[0].restartCount")? == "1")
+    })?;
+    let readiness =
+        "    readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}\n";
+    apply(
+        &c,
+        &pod(
+            "flaky",
+            "Always",
+            "touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 600",
+            readiness,
+        ),
+    )?;
     let ready = |pod: &str| field(&c, pod, ".status.conditions[?(@.type==\"Ready\")].status");
     eventually(long, || Ok(ready("flaky")? == "True"))?;
     eventually(long, || Ok(ready("flaky")? == "False"))?;
-    assert_eq!(field(&c, "flaky", ".status.containerStatuses[0].restartCount")?, "0");
+    assert_eq!(
+        field(&c, "flaky", ".status.containerStatuses[0].restartCount")?,
+        "0"
+    );
     let web_probes = "    ports: [{name: http, containerPort: 80}]\n    readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}\n    livenessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}\n";
-    apply(&c, &pod("probed", "Always", "httpd -f -p 80 -h /var/www", web_probes))?;
+    apply(
+        &c,
+        &pod("probed", "Always", "httpd -f -p 80 -h /var/www", web_probes),
+    )?;
     eventually(long, || Ok(ready("probed")? == "True"))?;
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(field(&c, "probed", ".status.containerStatuses[0].restartCount")?, "0");
+    assert_eq!(
+        field(&c, "probed", ".status.containerStatuses[0].restartCount")?,
+        "0"
+    );
 
     // Restarting the agent keeps 20 running pods of a Deployment running: adopted, the same
     // containers, no restart counted.
@@ -130,16 +215,28 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
         Ok(lines)
     };
     eventually(Duration::from_secs(120), || {
-        Ok(containers(&c)?.iter().filter(|l| l.starts_with("Running 0 containerd://")).count() == 20)
+        Ok(containers(&c)?
+            .iter()
+            .filter(|l| l.starts_with("Running 0 containerd://"))
+            .count()
+            == 20)
     })?;
     let before = containers(&c)?;
     let web_before = field(&c, "web", ".status.containerStatuses[0].containerID")?;
     c.restart()?;
-    eventually(long, || Ok(field(&c, "web", ".status.containerStatuses[0].ready")? == "true"))?;
+    eventually(long, || {
+        Ok(field(&c, "web", ".status.containerStatuses[0].ready")? == "true")
+    })?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(containers(&c)?, before);
-    assert_eq!(field(&c, "web", ".status.containerStatuses[0].containerID")?, web_before);
-    assert_eq!(field(&c, "web", ".status.containerStatuses[0].restartCount")?, "0");
+    assert_eq!(
+        field(&c, "web", ".status.containerStatuses[0].containerID")?,
+        web_before
+    );
+    assert_eq!(
+        field(&c, "web", ".status.containerStatuses[0].restartCount")?,
+        "0"
+    );
     c.ok(&["delete", "deployment", "sleepers"])?;
     apply(&c, &pod("client2", "Never", &fetch, ""))?;
     phase_is(&c, "client2", "Succeeded", long)?;
@@ -147,7 +244,9 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     // Deleting stops the containers and frees the network.
     let uid = field(&c, "web", ".metadata.uid")?;
     c.ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"])?;
-    eventually(long, || Ok(!std::path::Path::new(&format!("/run/netns/wk-{uid}")).exists()))?;
+    eventually(long, || {
+        Ok(!std::path::Path::new(&format!("/run/netns/wk-{uid}")).exists())
+    })?;
     Ok(())
 }
 
@@ -159,7 +258,9 @@ const HOST_SIDE: &str = "172.31.0.1";
 const MACHINE_SIDE: &str = "172.31.0.2";
 
 fn sh(script: &str) -> Result<()> {
-    let out = std::process::Command::new("sh").args(["-ec", script]).output()?;
+    let out = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .output()?;
     if !out.status.success() {
         bail!("{script}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -204,8 +305,21 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
     let mut agent = std::process::Command::new("nsenter")
         .arg("--net=/run/netns/wkn2")
         .arg(wasmkube_e2e::binary())
-        .args(["node", "--server", &format!("https://{HOST_SIDE}:{}", c.port), "--token", &c.token()?])
-        .args(["--node-name", "wk-e2e-2", "--bridge", "wke2e1", "--node-ip", MACHINE_SIDE])
+        .args([
+            "node",
+            "--server",
+            &format!("https://{HOST_SIDE}:{}", c.port),
+            "--token",
+            &c.token()?,
+        ])
+        .args([
+            "--node-name",
+            "wk-e2e-2",
+            "--bridge",
+            "wke2e1",
+            "--node-ip",
+            MACHINE_SIDE,
+        ])
         .arg("--node-dir")
         .arg(node2_dir.join("state"))
         .arg("--log-dir")
@@ -222,10 +336,24 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
         let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: {kubernetes.io/hostname: wk-e2e}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [httpd, -f, -p, '80', -h, /var/www]\n";
         apply(&c, deployment)?;
         eventually(long, || {
-            let phases = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.phase}"])?;
+            let phases = c.ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ])?;
             Ok(phases == "Running Running")
         })?;
-        let ips = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"])?;
+        let ips = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ])?;
         let ips: Vec<&str> = ips.split_whitespace().collect();
         assert_eq!(ips.len(), 2, "{ips:?}");
 
@@ -235,11 +363,26 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
             .map(|ip| format!("wget -qO- http://{ip}/ | grep -q wasmkube"))
             .collect::<Vec<_>>()
             .join(" && ");
-        let client = pod("remote", "OnFailure", &script, "").replace(&format!("nodeName: {NODE}"), "nodeName: wk-e2e-2");
+        let client = pod("remote", "OnFailure", &script, "")
+            .replace(&format!("nodeName: {NODE}"), "nodeName: wk-e2e-2");
         apply(&c, &client)?;
         phase_is(&c, "remote", "Succeeded", long)?;
         assert!(field(&c, "remote", ".status.podIP")?.starts_with("10.244."));
-        assert_ne!(field(&c, "remote", ".status.hostIP")?, field(&c, &c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])?, ".status.hostIP")?);
+        assert_ne!(
+            field(&c, "remote", ".status.hostIP")?,
+            field(
+                &c,
+                &c.ok(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=web",
+                    "-o",
+                    "jsonpath={.items[0].metadata.name}"
+                ])?,
+                ".status.hostIP"
+            )?
+        );
 
         c.ok(&["delete", "deployment", "web"])?;
         c.ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"])?;

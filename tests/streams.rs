@@ -37,13 +37,24 @@ const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  n
 fn up() -> Result<Cluster> {
     let image = wasmkube_e2e::target_dir().join("images/busybox.tar");
     if !image.exists() {
-        bail!("{} is missing: run scripts/build-images.sh", image.display());
+        bail!(
+            "{} is missing: run scripts/build-images.sh",
+            image.display()
+        );
     }
     // Port 0: the agent takes a free port and publishes it in the Node's status. A pod network
     // of its own keeps the test clear of other clusters' routes on a shared machine.
     let c = Cluster::up(&[
-        "--node-name", NODE, "--bridge", "wkst0", "--agent-port", "0",
-        "--cluster-cidr", "10.245.0.0/16", "--pod-network", "10.245.0.0/16",
+        "--node-name",
+        NODE,
+        "--bridge",
+        "wkst0",
+        "--agent-port",
+        "0",
+        "--cluster-cidr",
+        "10.245.0.0/16",
+        "--pod-network",
+        "10.245.0.0/16",
     ])?;
     c.wasmkube(&["image", "import", &image.display().to_string()])?;
     eventually(Duration::from_secs(30), || {
@@ -56,7 +67,10 @@ fn up() -> Result<Cluster> {
 fn apply(c: &Cluster, manifest: &str) -> Result<()> {
     let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
     if !out.status.success() {
-        bail!("kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -129,7 +143,9 @@ struct DeletePods<'a>(&'a Cluster);
 
 impl Drop for DeletePods<'_> {
     fn drop(&mut self) {
-        let _ = self.0.kubectl(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"]);
+        let _ = self
+            .0
+            .kubectl(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"]);
     }
 }
 
@@ -144,28 +160,46 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
 
     // Logs: both streams, the last line, timestamps, another container.
     eventually(Duration::from_secs(10), || {
-        Ok(c.ok(&["logs", "talker", "-c", "main"])?.contains("tick 3\n"))
+        Ok(c.ok(&["logs", "talker", "-c", "main"])?
+            .contains("tick 3\n"))
     })?;
     let logs = c.ok(&["logs", "talker", "-c", "main"])?;
     // stdout and stderr interleave as their writes were read.
     let first: Vec<&str> = logs.lines().take(3).collect();
-    assert!(["hello", "oops", "tick 1"].iter().all(|l| first.contains(l)), "{logs}");
+    assert!(
+        ["hello", "oops", "tick 1"]
+            .iter()
+            .all(|l| first.contains(l)),
+        "{logs}"
+    );
     let last = c.ok(&["logs", "talker", "-c", "main", "--tail=1"])?;
-    assert!(last.starts_with("tick ") && last.lines().count() == 1, "{last:?}");
+    assert!(
+        last.starts_with("tick ") && last.lines().count() == 1,
+        "{last:?}"
+    );
     let stamped = c.ok(&["logs", "talker", "-c", "main", "--timestamps", "--tail=2"])?;
     for line in stamped.lines() {
         let (stamp, text) = line.split_once(' ').context("no timestamp")?;
-        assert!(stamp.contains('T') && stamp.ends_with('Z') && text.starts_with("tick"), "{line}");
+        assert!(
+            stamp.contains('T') && stamp.ends_with('Z') && text.starts_with("tick"),
+            "{line}"
+        );
     }
     assert_eq!(c.ok(&["logs", "talker", "-c", "side"])?, "side\n");
     let ambiguous = c.fails(&["get", "--raw", "/api/v1/namespaces/default/pods/talker/log"])?;
     assert!(
-        ambiguous.contains("a container name must be specified for pod talker, choose one of: [main side]"),
+        ambiguous.contains(
+            "a container name must be specified for pod talker, choose one of: [main side]"
+        ),
         "{ambiguous}"
     );
 
     // Following: two new lines arrive, then we stop.
-    let mut follow = Background(spawn(&c, &["logs", "-f", "talker", "-c", "main", "--tail=1"], &[])?);
+    let mut follow = Background(spawn(
+        &c,
+        &["logs", "-f", "talker", "-c", "main", "--tail=1"],
+        &[],
+    )?);
     let mut lines = BufReader::new(follow.0.stdout.take().context("stdout")?).lines();
     let first = lines.next().context("no first line")??;
     let second = lines.next().context("no second line")??;
@@ -173,13 +207,36 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
     drop(follow);
 
     // Exec: output, exit code, standard input, a terminal.
-    let out = c.kubectl(&["exec", "talker", "-c", "main", "--", "sh", "-c", "echo hi; exit 3"])?;
+    let out = c.kubectl(&[
+        "exec",
+        "talker",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+    ])?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = c.kubectl_stdin(&["exec", "-i", "talker", "-c", "main", "--", "cat"], Some("piped in\nand more\n"))?;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c.kubectl_stdin(
+        &["exec", "-i", "talker", "-c", "main", "--", "cat"],
+        Some("piped in\nand more\n"),
+    )?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\nand more\n");
     let mut terminal = Command::new("timeout")
-        .args(["60", "script", "-qc", "kubectl exec -it talker -c main -- sh", "/dev/null"])
+        .args([
+            "60",
+            "script",
+            "-qc",
+            "kubectl exec -it talker -c main -- sh",
+            "/dev/null",
+        ])
         .env("KUBECONFIG", c.kubeconfig())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -195,10 +252,25 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
     // cp both ways (tar in the container, over exec's standard streams).
     let local = c.dir.path().join("note.txt");
     std::fs::write(&local, "a small file\n")?;
-    c.ok(&["cp", &local.display().to_string(), "talker:/tmp/note.txt", "-c", "main"])?;
-    assert_eq!(c.ok(&["exec", "talker", "-c", "main", "--", "cat", "/tmp/note.txt"])?, "a small file\n");
+    c.ok(&[
+        "cp",
+        &local.display().to_string(),
+        "talker:/tmp/note.txt",
+        "-c",
+        "main",
+    ])?;
+    assert_eq!(
+        c.ok(&["exec", "talker", "-c", "main", "--", "cat", "/tmp/note.txt"])?,
+        "a small file\n"
+    );
     let back = c.dir.path().join("back.txt");
-    c.ok(&["cp", "talker:/tmp/note.txt", &back.display().to_string(), "-c", "main"])?;
+    c.ok(&[
+        "cp",
+        "talker:/tmp/note.txt",
+        &back.display().to_string(),
+        "-c",
+        "main",
+    ])?;
     assert_eq!(std::fs::read_to_string(&back)?, "a small file\n");
 
     // Port-forward, tunnelled in a WebSocket (kubectl's default) and over plain SPDY.
@@ -208,10 +280,16 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
 
     // Killing PID 1 from an exec restarts the container; a follower of its log is let go, and
     // the previous attempt's log stays readable.
-    let mut follower = Background(spawn(&c, &["logs", "-f", "talker", "-c", "main", "--tail=0"], &[])?);
+    let mut follower = Background(spawn(
+        &c,
+        &["logs", "-f", "talker", "-c", "main", "--tail=0"],
+        &[],
+    )?);
     c.ok(&["exec", "talker", "-c", "main", "--", "sh", "-c", "kill 1"])?;
     let restarts = "jsonpath={.status.containerStatuses[?(@.name==\"main\")].restartCount}";
-    eventually(Duration::from_secs(60), || Ok(c.ok(&["get", "pod", "talker", "-o", restarts])? == "1"))?;
+    eventually(Duration::from_secs(60), || {
+        Ok(c.ok(&["get", "pod", "talker", "-o", restarts])? == "1")
+    })?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while follower.0.try_wait()?.is_none() {
         if Instant::now() > deadline {
@@ -220,6 +298,9 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let previous = c.ok(&["logs", "talker", "-c", "main", "--previous"])?;
-    assert!(previous.contains("hello\n") && previous.contains("oops\n"), "{previous}");
+    assert!(
+        previous.contains("hello\n") && previous.contains("oops\n"),
+        "{previous}"
+    );
     Ok(())
 }

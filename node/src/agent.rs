@@ -76,13 +76,21 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let containerd = Containerd::connect(&config.containerd_socket).await?;
     let version = containerd.version().await?;
     let api = Api::new(&config.connection)?;
-    let address = config.node_ip.clone().unwrap_or_else(registration::host_address);
+    let address = config
+        .node_ip
+        .clone()
+        .unwrap_or_else(registration::host_address);
     let machine = Machine::read(&config.root_dir, address, version);
     let images = image::list(&containerd).await?;
     let listener = streams::bind(config.agent_port).await?;
-    let agent_port = listener.local_addr().map_or(config.agent_port, |a| a.port());
+    let agent_port = listener
+        .local_addr()
+        .map_or(config.agent_port, |a| a.port());
     registration::register(&api, &config.node_name, &machine, &images, agent_port).await?;
-    tokio::spawn(registration::heartbeat(api.clone(), config.node_name.clone()));
+    tokio::spawn(registration::heartbeat(
+        api.clone(),
+        config.node_name.clone(),
+    ));
     let cidr = pod_cidr(&api, &config.node_name).await?;
     let cni = Cni {
         plugin_dir: config.cni_plugin_dir.clone(),
@@ -105,7 +113,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         log_dir: config.log_dir.clone(),
         token: config.connection.token.clone(),
     });
-    let names = vec![machine.address.clone(), machine.hostname.clone(), config.node_name.clone()];
+    let names = vec![
+        machine.address.clone(),
+        machine.hostname.clone(),
+        config.node_name.clone(),
+    ];
     tokio::spawn(async move {
         if let Err(e) = streams::serve(listener, streams, names).await {
             tracing::error!(error = %e, "the agent API stopped");
@@ -210,7 +222,11 @@ impl Pods {
             // Agents of several nodes may share one containerd: each adopts only its own.
             let ours = |c: &Found| c.labels.get(pod::LABEL_NODE) == Some(&self.ctx.node_name);
             for container in self.ctx.runtime.list().await?.into_iter().filter(ours) {
-                let uid = container.labels.get(pod::LABEL_POD_UID).cloned().unwrap_or_default();
+                let uid = container
+                    .labels
+                    .get(pod::LABEL_POD_UID)
+                    .cloned()
+                    .unwrap_or_default();
                 found.entry(uid).or_default().push(container);
             }
         }

@@ -127,8 +127,18 @@ impl Cni {
         })?;
         run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).await?;
         let rule = [
-            "POSTROUTING", "-s", &self.pod_cidr, "!", "-d", &self.cluster_cidr, "-m", "comment",
-            "--comment", "wasmkube pods to the outside", "-j", "MASQUERADE",
+            "POSTROUTING",
+            "-s",
+            &self.pod_cidr,
+            "!",
+            "-d",
+            &self.cluster_cidr,
+            "-m",
+            "comment",
+            "--comment",
+            "wasmkube pods to the outside",
+            "-j",
+            "MASQUERADE",
         ];
         let check: Vec<&str> = ["-t", "nat", "-C"].iter().copied().chain(rule).collect();
         if run("iptables", &check).await.is_err() {
@@ -140,11 +150,7 @@ impl Cni {
 
     /// Creates the pod's network namespace and attaches it: loopback up, `eth0` on the bridge
     /// with an address from the node's range, host ports mapped. Returns the pod IP.
-    pub async fn attach(
-        &self,
-        uid: &str,
-        ports: &[PortMapping],
-    ) -> Result<String, CniError> {
+    pub async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, CniError> {
         let attached = self.try_attach(uid, ports).await;
         if attached.is_err() {
             // Leave nothing half made: the next attempt starts from scratch.

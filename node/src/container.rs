@@ -64,7 +64,9 @@ pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
             }
         }
         for var in container.env.iter().flatten() {
-            let Some(from) = &var.value_from else { continue };
+            let Some(from) = &var.value_from else {
+                continue;
+            };
             if let Some(c) = &from.config_map_key_ref {
                 config_maps.push(c.name.clone());
             }
@@ -80,7 +82,11 @@ pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
         if let Some(s) = &volume.secret {
             secrets.extend(s.secret_name.clone());
         }
-        for source in volume.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+        for source in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
             if let Some(c) = &source.config_map {
                 config_maps.push(c.name.clone());
             }
@@ -259,7 +265,12 @@ pub fn environment(
             }
         }
     }
-    for EnvVar { name, value, value_from } in container.env.iter().flatten() {
+    for EnvVar {
+        name,
+        value,
+        value_from,
+    } in container.env.iter().flatten()
+    {
         let value = match (value, value_from) {
             (_, Some(from)) => {
                 if let Some(f) = &from.field_ref {

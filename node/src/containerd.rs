@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
-use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::version_client::VersionClient;
 use tonic::Request;
@@ -54,12 +54,12 @@ pub struct Containerd {
 
 impl Containerd {
     pub async fn connect(socket: &Path) -> Result<Containerd, ContainerdError> {
-        let channel = containerd_client::connect(socket)
-            .await
-            .map_err(|source| ContainerdError::Connect {
+        let channel = containerd_client::connect(socket).await.map_err(|source| {
+            ContainerdError::Connect {
                 socket: socket.to_path_buf(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Containerd { channel })
     }
 

@@ -1,14 +1,14 @@
 //! The wasmkube node agent: runs the pods bound to its node through containerd and CNI.
 
-pub mod containerd;
-pub mod image;
+pub mod agent;
 pub mod api;
 pub mod cni;
 pub mod container;
-pub mod runtime;
-pub mod spec;
+pub mod containerd;
+pub mod image;
 pub mod logs;
 pub mod pod;
 pub mod registration;
+pub mod runtime;
+pub mod spec;
 pub mod streams;
-pub mod agent;

@@ -30,7 +30,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
 
 /// The FIFO paths of a container's stdout and stderr.
 pub fn fifos(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{id}.stdout")), dir.join(format!("{id}.stderr")))
+    (
+        dir.join(format!("{id}.stdout")),
+        dir.join(format!("{id}.stderr")),
+    )
 }
 
 /// Makes the container's FIFOs (kept if they exist, so a restarted agent reads them again).

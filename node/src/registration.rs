@@ -115,10 +115,30 @@ fn conditions(stamp: &str) -> Value {
             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp})
     };
     json!([
-        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
     ])
 }
 
@@ -204,8 +224,11 @@ pub async fn renew_lease(api: &Api, name: &str) -> Result<(), ApiError> {
                     "ownerReferences": []},
                 "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS,
                     "renewTime": renew}});
-            api.create("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", &lease)
-                .await?;
+            api.create(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                &lease,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -220,7 +243,10 @@ pub async fn heartbeat(api: Api, name: String) {
         }
         if last_status.elapsed() >= STATUS_EVERY {
             let patch = json!({"status": {"conditions": conditions(&now())}});
-            match api.merge_patch(&format!("/api/v1/nodes/{name}/status"), &patch).await {
+            match api
+                .merge_patch(&format!("/api/v1/nodes/{name}/status"), &patch)
+                .await
+            {
                 Ok(_) => last_status = tokio::time::Instant::now(),
                 Err(e) => tracing::warn!(error = %e, "reporting the node status"),
             }

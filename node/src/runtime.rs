@@ -117,8 +117,12 @@ fn time(timestamp: Option<prost_types::Timestamp>) -> DateTime<Utc> {
 fn oom_killed(cgroups_path: &str) -> bool {
     let relative = cgroups_path.trim_start_matches('/');
     let counters = [
-        Path::new("/sys/fs/cgroup/memory").join(relative).join("memory.oom_control"),
-        Path::new("/sys/fs/cgroup").join(relative).join("memory.events"),
+        Path::new("/sys/fs/cgroup/memory")
+            .join(relative)
+            .join("memory.oom_control"),
+        Path::new("/sys/fs/cgroup")
+            .join(relative)
+            .join("memory.events"),
     ];
     counters.iter().any(|path| {
         std::fs::read_to_string(path).is_ok_and(|text| {
@@ -133,18 +137,20 @@ fn oom_killed(cgroups_path: &str) -> bool {
 
 impl ContainerdRuntime {
     async fn cgroups_path(&self, id: &str) -> Option<String> {
-        let container = self
-            .containerd
-            .containers()
-            .get(self.containerd.request(containerd_client::services::v1::GetContainerRequest {
-                id: id.to_string(),
-            }))
-            .await
-            .ok()?
-            .into_inner()
-            .container?;
+        let container =
+            self.containerd
+                .containers()
+                .get(self.containerd.request(
+                    containerd_client::services::v1::GetContainerRequest { id: id.to_string() },
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .container?;
         let spec: Value = serde_json::from_slice(&container.spec?.value).ok()?;
-        spec.pointer("/linux/cgroupsPath")?.as_str().map(str::to_string)
+        spec.pointer("/linux/cgroupsPath")?
+            .as_str()
+            .map(str::to_string)
     }
 }
 
@@ -245,7 +251,11 @@ impl Runtime for ContainerdRuntime {
             .await
         {
             Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
-            Err(status) => Err(ContainerdError::Call { call: "tasks kill", status }.into()),
+            Err(status) => Err(ContainerdError::Call {
+                call: "tasks kill",
+                status,
+            }
+            .into()),
             Ok(_) => Ok(()),
         }
     }
@@ -288,7 +298,9 @@ impl Runtime for ContainerdRuntime {
         let c = &self.containerd;
         let containers = c
             .containers()
-            .list(c.request(ListContainersRequest { filters: Vec::new() }))
+            .list(c.request(ListContainersRequest {
+                filters: Vec::new(),
+            }))
             .await
             .map_err(ContainerdError::call("containers list"))?
             .into_inner()
@@ -372,10 +384,12 @@ impl Runtime for ContainerdRuntime {
         .await;
         let _ = c
             .tasks()
-            .delete_process(c.request(containerd_client::services::v1::DeleteProcessRequest {
-                container_id: id.to_string(),
-                exec_id,
-            }))
+            .delete_process(
+                c.request(containerd_client::services::v1::DeleteProcessRequest {
+                    container_id: id.to_string(),
+                    exec_id,
+                }),
+            )
             .await;
         let text = std::fs::read_to_string(&output).unwrap_or_default();
         let _ = std::fs::remove_file(&output);

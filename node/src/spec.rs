@@ -29,14 +29,46 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 
 /// Every capability Linux has, for privileged containers.
 const ALL_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
 
@@ -84,7 +116,11 @@ pub struct Process {
 pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<String> {
     let canonical = |c: &String| {
         let upper = c.to_uppercase();
-        if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") }
+        if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        }
     };
     if privileged {
         return ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
@@ -148,12 +184,23 @@ pub fn runtime_spec(process: &Process) -> Value {
     });
     if !process.privileged {
         linux["maskedPaths"] = json!([
-            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/sys/firmware",
             "/proc/scsi",
         ]);
         linux["readonlyPaths"] = json!([
-            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            "/proc/bus",
+            "/proc/fs",
+            "/proc/irq",
+            "/proc/sys",
+            "/proc/sysrq-trigger",
         ]);
     }
     json!({
@@ -193,11 +240,18 @@ mod tests {
 
     #[test]
     fn capabilities_add_and_drop_by_either_spelling() {
-        let caps = capabilities(false, &["NET_ADMIN".into()], &["chown".into(), "CAP_KILL".into()]);
+        let caps = capabilities(
+            false,
+            &["NET_ADMIN".into()],
+            &["chown".into(), "CAP_KILL".into()],
+        );
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert!(!caps.contains(&"CAP_KILL".to_string()));
-        assert_eq!(capabilities(false, &["SYS_TIME".into()], &["ALL".into()]), vec!["CAP_SYS_TIME"]);
+        assert_eq!(
+            capabilities(false, &["SYS_TIME".into()], &["ALL".into()]),
+            vec!["CAP_SYS_TIME"]
+        );
         assert!(capabilities(true, &[], &[]).contains(&"CAP_SYS_ADMIN".to_string()));
     }
 
@@ -205,7 +259,11 @@ mod tests {
     fn limits_become_cgroup_resources() {
         let process = Process {
             args: vec!["sh".into()],
-            limits: Limits { cpu_shares: 512, cpu_quota: Some(50_000), memory: Some(64 << 20) },
+            limits: Limits {
+                cpu_shares: 512,
+                cpu_quota: Some(50_000),
+                memory: Some(64 << 20),
+            },
             netns: "/run/netns/wk-x".into(),
             ..Process::default()
         };

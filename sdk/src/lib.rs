@@ -30,8 +30,8 @@ pub use error::Error;
 pub use host::Host;
 pub use k8s_openapi;
 pub use serde_json;
-pub use wasmkube_model::quantity;
 pub use types::{ApiError, EventType, Gvr, LogLevel, ObjectKey, PatchType, Propagation};
+pub use wasmkube_model::quantity;
 
 /// Implementation details of [`export_controller!`]; not a stable API.
 #[doc(hidden)]

@@ -185,8 +185,14 @@ pub fn app(server: Arc<Server>) -> Router {
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/metrics", get(metrics::render))
-        .route("/api/v1/namespaces/{namespace}/pods/{name}/log", any(handlers::streams::log))
-        .route("/api/v1/namespaces/{namespace}/pods/{name}/exec", any(handlers::streams::exec))
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/log",
+            any(handlers::streams::log),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            any(handlers::streams::exec),
+        )
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
             any(handlers::streams::port_forward),

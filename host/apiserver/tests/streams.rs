@@ -37,28 +37,47 @@ async fn log_requests_name_a_container_of_a_pod_on_a_node() {
     pod(&api, "pair", Some("n1"), &["a", "b"]).await;
     pod(&api, "waiting", None, &["a"]).await;
 
-    let (code, body) = api.call("GET", "/api/v1/namespaces/default/pods/pair/log", None).await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert_eq!(message(&body), "a container name must be specified for pod pair, choose one of: [a b]");
     let (code, body) = api
-        .call("GET", "/api/v1/namespaces/default/pods/pair/log?container=c", None)
+        .call("GET", "/api/v1/namespaces/default/pods/pair/log", None)
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        message(&body),
+        "a container name must be specified for pod pair, choose one of: [a b]"
+    );
+    let (code, body) = api
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/pods/pair/log?container=c",
+            None,
+        )
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(message(&body), "container c is not valid for pod pair");
     // The container is fine; the node is not there.
     let (code, body) = api
-        .call("GET", "/api/v1/namespaces/default/pods/pair/log?container=a", None)
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/pods/pair/log?container=a",
+            None,
+        )
         .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(message(&body), "nodes \"n1\" not found");
 
-    let (code, body) = api.call("GET", "/api/v1/namespaces/default/pods/waiting/log", None).await;
+    let (code, body) = api
+        .call("GET", "/api/v1/namespaces/default/pods/waiting/log", None)
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(message(&body), "pod waiting does not have a host assigned");
-    let (code, body) = api.call("GET", "/api/v1/namespaces/default/pods/nope/log", None).await;
+    let (code, body) = api
+        .call("GET", "/api/v1/namespaces/default/pods/nope/log", None)
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(message(&body), "pods \"nope\" not found");
-    let (code, _) = api.call("POST", "/api/v1/namespaces/default/pods/waiting/log", None).await;
+    let (code, _) = api
+        .call("POST", "/api/v1/namespaces/default/pods/waiting/log", None)
+        .await;
     assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -73,7 +92,11 @@ async fn exec_and_port_forward_must_be_upgrades() {
     pod(&api, "one", Some("n1"), &["a"]).await;
     for path in ["exec?command=ls&stdout=true", "portforward"] {
         let (code, body) = api
-            .call("POST", &format!("/api/v1/namespaces/default/pods/one/{path}"), None)
+            .call(
+                "POST",
+                &format!("/api/v1/namespaces/default/pods/one/{path}"),
+                None,
+            )
             .await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(message(&body), "Upgrade request required");

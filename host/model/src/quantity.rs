@@ -106,7 +106,7 @@ fn scale_up(mantissa: u128, pow10: i32, pow2: i32, negative: bool) -> u128 {
 
 #[cfg(test)]
 mod tests {
-        use super::{milli, units};
+    use super::{milli, units};
 
     #[test]
     fn cpu_in_millicores() {

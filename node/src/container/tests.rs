@@ -24,9 +24,15 @@ fn command_and_args_combine_with_the_image_as_kubernetes_does() {
     let img = image(&["/entry"], &["default"]);
     let argv_of = |c: serde_json::Value| argv(&container(c), &img, &[]);
     assert_eq!(argv_of(json!({"name": "a"})), ["/entry", "default"]);
-    assert_eq!(argv_of(json!({"name": "a", "args": ["x"]})), ["/entry", "x"]);
+    assert_eq!(
+        argv_of(json!({"name": "a", "args": ["x"]})),
+        ["/entry", "x"]
+    );
     assert_eq!(argv_of(json!({"name": "a", "command": ["sh"]})), ["sh"]);
-    assert_eq!(argv_of(json!({"name": "a", "command": ["sh"], "args": ["-c", "y"]})), ["sh", "-c", "y"]);
+    assert_eq!(
+        argv_of(json!({"name": "a", "command": ["sh"], "args": ["-c", "y"]})),
+        ["sh", "-c", "y"]
+    );
 }
 
 #[test]
@@ -57,8 +63,16 @@ fn environment_from_sources_fields_and_resources() {
     }));
     let sources = Sources {
         namespace: "ns".into(),
-        config_maps: [("cm".to_string(), Some(BTreeMap::from([("hello".to_string(), "world".to_string())])))].into(),
-        secrets: [("s".to_string(), Some(BTreeMap::from([("pw".to_string(), "hunter2".to_string())])))].into(),
+        config_maps: [(
+            "cm".to_string(),
+            Some(BTreeMap::from([("hello".to_string(), "world".to_string())])),
+        )]
+        .into(),
+        secrets: [(
+            "s".to_string(),
+            Some(BTreeMap::from([("pw".to_string(), "hunter2".to_string())])),
+        )]
+        .into(),
     };
     let env = environment(&pod, &c, &sources, &Allocatable::default()).expect("an environment");
     let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -70,7 +84,10 @@ fn environment_from_sources_fields_and_resources() {
     assert_eq!(get("MEM"), Some("64"));
     assert_eq!(get("BOTH"), Some("p/web"));
 
-    let missing = Sources { namespace: "ns".into(), ..Sources::default() };
+    let missing = Sources {
+        namespace: "ns".into(),
+        ..Sources::default()
+    };
     assert_eq!(
         environment(&pod, &c, &missing, &Allocatable::default()).err(),
         Some(ConfigError::ConfigMapMissing("cm".into()))

@@ -31,11 +31,19 @@ impl Refusal {
 pub fn limits(container: &Container) -> Limits {
     let resources = container.resources.as_ref();
     let get = |limits: bool, name: &str| {
-        let map = resources.and_then(|r| if limits { r.limits.as_ref() } else { r.requests.as_ref() });
+        let map = resources.and_then(|r| {
+            if limits {
+                r.limits.as_ref()
+            } else {
+                r.requests.as_ref()
+            }
+        });
         map.and_then(|m| m.get(name)).map(|q| q.0.clone())
     };
     let cpu_limit = get(true, "cpu").and_then(|q| quantity::milli(&q));
-    let cpu_request = get(false, "cpu").and_then(|q| quantity::milli(&q)).or(cpu_limit);
+    let cpu_request = get(false, "cpu")
+        .and_then(|q| quantity::milli(&q))
+        .or(cpu_limit);
     let shares = cpu_request
         .map(|m| u64::try_from(m * 1024 / 1000).unwrap_or(2).max(2))
         .unwrap_or(2);
@@ -49,7 +57,11 @@ pub fn limits(container: &Container) -> Limits {
 /// The numeric uid:gid of an image's `User` (names other than root are not looked up).
 fn image_user(user: &str) -> (u32, u32) {
     let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
-    let uid = if uid == "root" { 0 } else { uid.parse().unwrap_or(0) };
+    let uid = if uid == "root" {
+        0
+    } else {
+        uid.parse().unwrap_or(0)
+    };
     (uid, gid.parse().unwrap_or(uid))
 }
 
@@ -67,8 +79,8 @@ pub fn process(
     cgroups_path: String,
 ) -> Result<Process, Refusal> {
     let spec = pod.spec.clone().unwrap_or_default();
-    let env = container::environment(pod, container, sources, allocatable)
-        .map_err(Refusal::config)?;
+    let env =
+        container::environment(pod, container, sources, allocatable).map_err(Refusal::config)?;
     let args = container::argv(container, &image.config, &env);
     if args.is_empty() {
         return Err(Refusal::config("no command specified"));
@@ -86,8 +98,8 @@ pub fn process(
     if !env_strings.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env_strings.push(format!("HOSTNAME={hostname}"));
     }
-    let mut binds = volumes::etc_files(pod_dir, &hostname, pod_ip, resolv)
-        .map_err(Refusal::config)?;
+    let mut binds =
+        volumes::etc_files(pod_dir, &hostname, pod_ip, resolv).map_err(Refusal::config)?;
     binds.extend(volumes::binds(pod, pod_dir, container).map_err(Refusal::config)?);
     let pod_security = spec.security_context.clone().unwrap_or_default();
     let security = container.security_context.clone().unwrap_or_default();

@@ -156,11 +156,16 @@ impl Worker {
                 .unwrap_or(0)
         };
         found.sort_by_key(|f| std::cmp::Reverse(attempt(f)));
-        let policy = RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
+        let policy =
+            RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
         let now = Instant::now();
         let mut stale = Vec::new();
         for container in found {
-            let name = container.labels.get(LABEL_CONTAINER).cloned().unwrap_or_default();
+            let name = container
+                .labels
+                .get(LABEL_CONTAINER)
+                .cloned()
+                .unwrap_or_default();
             let Some(slot) = self.slots.iter_mut().find(|s| s.name == name) else {
                 stale.push(container.id);
                 continue;
@@ -266,7 +271,9 @@ impl Worker {
             }
             let wake = self.step(&pod).await;
             self.report(&pod).await;
-            let sleep = tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            let sleep = tokio::time::sleep_until(
+                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
             tokio::select! {
                 changed = self.desired.changed() => {
                     if changed.is_err() {
@@ -284,7 +291,8 @@ impl Worker {
 
     /// A container's process ended: record it, remove the container.
     async fn ended(&mut self, pod: &Pod, id: &str, exit: Exit) {
-        let policy = RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
+        let policy =
+            RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()));
         let label = pod_label(pod);
         if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id)) {
             slot.ready = false;
@@ -356,7 +364,11 @@ impl Worker {
     }
 
     async fn fetch_sources(&self, pod: &Pod) -> Result<Sources, crate::api::ApiError> {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let (config_maps, secrets) = crate::container::referenced(pod);
         let mut sources = Sources {
             namespace: namespace.clone(),
@@ -402,7 +414,9 @@ impl Worker {
         let now = Instant::now();
         let reference = container.image.clone().unwrap_or_default();
         let pull_policy = container.image_pull_policy.clone().unwrap_or_else(|| {
-            if reference.ends_with(":latest") || !reference.rsplit('/').next().unwrap_or("").contains(':') {
+            if reference.ends_with(":latest")
+                || !reference.rsplit('/').next().unwrap_or("").contains(':')
+            {
                 "Always".into()
             } else {
                 "IfNotPresent".into()
@@ -411,13 +425,21 @@ impl Worker {
         let image = match self.ctx.runtime.image(&reference).await {
             Ok(Some(image)) => image,
             Ok(None) if pull_policy == "Never" => {
-                let message = format!("Container image \"{reference}\" is not present with pull policy of Never");
+                let message = format!(
+                    "Container image \"{reference}\" is not present with pull policy of Never"
+                );
                 self.slots[index].failed_to_start("ErrImageNeverPull", message, now);
                 return;
             }
             Ok(None) => {
-                let reason = if self.slots[index].backoff.is_zero() { "ErrImagePull" } else { "ImagePullBackOff" };
-                let message = format!("Back-off pulling image \"{reference}\": the image is not on this node and no registry is reachable; import it with `wasmkube image import`");
+                let reason = if self.slots[index].backoff.is_zero() {
+                    "ErrImagePull"
+                } else {
+                    "ImagePullBackOff"
+                };
+                let message = format!(
+                    "Back-off pulling image \"{reference}\": the image is not on this node and no registry is reachable; import it with `wasmkube image import`"
+                );
                 self.slots[index].failed_to_start(reason, message, now);
                 return;
             }
@@ -461,8 +483,14 @@ impl Worker {
         let labels = HashMap::from([
             (LABEL_NODE.to_string(), self.ctx.node_name.clone()),
             (LABEL_POD_UID.to_string(), self.uid.clone()),
-            (LABEL_POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default()),
-            (LABEL_POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
+            (
+                LABEL_POD_NAME.to_string(),
+                pod.metadata.name.clone().unwrap_or_default(),
+            ),
+            (
+                LABEL_POD_NAMESPACE.to_string(),
+                pod.metadata.namespace.clone().unwrap_or_default(),
+            ),
             (LABEL_CONTAINER.to_string(), container.name.clone()),
             (LABEL_ATTEMPT.to_string(), attempt.to_string()),
         ]);
@@ -517,7 +545,11 @@ impl Worker {
             container,
             env,
         };
-        let task = tokio::spawn(probe::run(self.ctx.runtime.clone(), target, self.verdicts.0.clone()));
+        let task = tokio::spawn(probe::run(
+            self.ctx.runtime.clone(),
+            target,
+            self.verdicts.0.clone(),
+        ));
         self.probes.insert(id.to_string(), task);
     }
 
@@ -525,20 +557,33 @@ impl Worker {
     async fn judged(&mut self, pod: &Pod, verdict: probe::Verdict) {
         let container = pod.spec.as_ref().and_then(|s| {
             let id = match &verdict {
-                probe::Verdict::Ready(id, _) | probe::Verdict::Started(id) | probe::Verdict::Unhealthy(id, _) => id,
+                probe::Verdict::Ready(id, _)
+                | probe::Verdict::Started(id)
+                | probe::Verdict::Unhealthy(id, _) => id,
             };
-            let slot = self.slots.iter().find(|s| s.running() == Some(id.as_str()))?;
+            let slot = self
+                .slots
+                .iter()
+                .find(|s| s.running() == Some(id.as_str()))?;
             s.containers.iter().find(|c| c.name == slot.name).cloned()
         });
         let Some(container) = container else { return };
         match verdict {
             probe::Verdict::Ready(id, ready) => {
-                if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id.as_str())) {
+                if let Some(slot) = self
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.running() == Some(id.as_str()))
+                {
                     slot.ready = ready;
                 }
             }
             probe::Verdict::Started(id) => {
-                if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id.as_str())) {
+                if let Some(slot) = self
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.running() == Some(id.as_str()))
+                {
                     slot.ready = container.readiness_probe.is_none();
                 }
             }
@@ -627,7 +672,12 @@ impl Worker {
             return;
         }
         let patch = json!({"status": status});
-        match self.ctx.api.merge_patch(&format!("{}/status", pod_path(pod)), &patch).await {
+        match self
+            .ctx
+            .api
+            .merge_patch(&format!("{}/status", pod_path(pod)), &patch)
+            .await
+        {
             Ok(_) => self.reported = status,
             Err(e) => tracing::warn!(pod = %pod_label(pod), error = %e, "writing the pod status"),
         }

@@ -65,9 +65,15 @@ async fn probe_once(runtime: &Arc<dyn Runtime>, target: &Target, probe: &Probe) 
         let run = runtime.exec(&target.id, process);
         return match tokio::time::timeout(timeout, run).await {
             Ok(Ok((0, _))) => Ok(()),
-            Ok(Ok((code, output))) => Err(format!("command {args:?} exited with {code}: {}", output.trim())),
+            Ok(Ok((code, output))) => Err(format!(
+                "command {args:?} exited with {code}: {}",
+                output.trim()
+            )),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("command {args:?} timed out after {}s", timeout.as_secs())),
+            Err(_) => Err(format!(
+                "command {args:?} timed out after {}s",
+                timeout.as_secs()
+            )),
         };
     }
     if let Some(http) = &probe.http_get {
@@ -104,13 +110,20 @@ async fn probe_once(runtime: &Arc<dyn Runtime>, target: &Target, probe: &Probe) 
                 }
             }
             Ok(Err(e)) => Err(format!("Get \"http://{host}:{port}{path}\": {e}")),
-            Err(_) => Err(format!("Get \"http://{host}:{port}{path}\": context deadline exceeded")),
+            Err(_) => Err(format!(
+                "Get \"http://{host}:{port}{path}\": context deadline exceeded"
+            )),
         };
     }
     if let Some(tcp) = &probe.tcp_socket {
         let port = port(&target.container, &tcp.port).ok_or("invalid port")?;
         let host = tcp.host.clone().unwrap_or_else(|| target.pod_ip.clone());
-        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        return match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
             Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
@@ -153,7 +166,10 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
             match tally.record(startup, outcome.is_ok()) {
                 Some(true) => break,
                 Some(false) => {
-                    let why = format!("Startup probe failed: {}", outcome.err().unwrap_or_default());
+                    let why = format!(
+                        "Startup probe failed: {}",
+                        outcome.err().unwrap_or_default()
+                    );
                     let _ = verdicts.send(Verdict::Unhealthy(id, why)).await;
                     return;
                 }
@@ -165,14 +181,29 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
     if verdicts.send(Verdict::Started(id.clone())).await.is_err() {
         return;
     }
-    let mut liveness = c.liveness_probe.as_ref().map(|p| (p, Tally::default(), tokio::time::Instant::now() + seconds(p.initial_delay_seconds, 0)));
-    let mut readiness = c.readiness_probe.as_ref().map(|p| (p, Tally::default(), tokio::time::Instant::now() + seconds(p.initial_delay_seconds, 0)));
+    let mut liveness = c.liveness_probe.as_ref().map(|p| {
+        (
+            p,
+            Tally::default(),
+            tokio::time::Instant::now() + seconds(p.initial_delay_seconds, 0),
+        )
+    });
+    let mut readiness = c.readiness_probe.as_ref().map(|p| {
+        (
+            p,
+            Tally::default(),
+            tokio::time::Instant::now() + seconds(p.initial_delay_seconds, 0),
+        )
+    });
     let mut ready: Option<bool> = None;
     loop {
-        let next = [liveness.as_ref().map(|l| l.2), readiness.as_ref().map(|r| r.2)]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            liveness.as_ref().map(|l| l.2),
+            readiness.as_ref().map(|r| r.2),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next else { return };
         tokio::time::sleep_until(next).await;
         let now = tokio::time::Instant::now();
@@ -182,7 +213,10 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
             let outcome = probe_once(&runtime, &target, probe).await;
             *due = tokio::time::Instant::now() + seconds(probe.period_seconds, 10);
             if tally.record(probe, outcome.is_ok()) == Some(false) {
-                let why = format!("Liveness probe failed: {}", outcome.err().unwrap_or_default());
+                let why = format!(
+                    "Liveness probe failed: {}",
+                    outcome.err().unwrap_or_default()
+                );
                 let _ = verdicts.send(Verdict::Unhealthy(id, why)).await;
                 return;
             }
@@ -196,7 +230,11 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
                 && ready != Some(verdict)
             {
                 ready = Some(verdict);
-                if verdicts.send(Verdict::Ready(id.clone(), verdict)).await.is_err() {
+                if verdicts
+                    .send(Verdict::Ready(id.clone(), verdict))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -213,7 +251,11 @@ mod tests {
 
     #[test]
     fn thresholds_count_consecutive_results() {
-        let probe = Probe { failure_threshold: Some(2), success_threshold: Some(2), ..Probe::default() };
+        let probe = Probe {
+            failure_threshold: Some(2),
+            success_threshold: Some(2),
+            ..Probe::default()
+        };
         let mut tally = Tally::default();
         assert_eq!(tally.record(&probe, false), None);
         assert_eq!(tally.record(&probe, true), None);

@@ -62,7 +62,10 @@ pub enum State {
         /// The earliest time to (re)start it.
         until: Option<tokio::time::Instant>,
     },
-    Running { id: String, started: DateTime<Utc> },
+    Running {
+        id: String,
+        started: DateTime<Utc>,
+    },
     /// Ended and will not be restarted.
     Terminated(Ended),
 }
@@ -134,7 +137,13 @@ impl Slot {
     }
 
     /// Its process ended: terminated for good, or waiting out the back-off to restart.
-    pub fn ended(&mut self, exit: Exit, policy: RestartPolicy, pod: &str, now: tokio::time::Instant) {
+    pub fn ended(
+        &mut self,
+        exit: Exit,
+        policy: RestartPolicy,
+        pod: &str,
+        now: tokio::time::Instant,
+    ) {
         let State::Running { id, started } = &self.state else {
             return;
         };
@@ -183,7 +192,11 @@ mod tests {
     use super::*;
 
     fn exit(code: i32) -> Exit {
-        Exit { code, at: Utc::now(), oom_killed: false }
+        Exit {
+            code,
+            at: Utc::now(),
+            oom_killed: false,
+        }
     }
 
     #[test]
@@ -210,7 +223,9 @@ mod tests {
         slot.started("c1".into(), Utc::now());
         slot.ended(exit(3), RestartPolicy::Always, "p_default(u)", now);
         assert_eq!(slot.restarts, 1);
-        assert!(matches!(&slot.state, State::Waiting { reason, .. } if reason == "CrashLoopBackOff"));
+        assert!(
+            matches!(&slot.state, State::Waiting { reason, .. } if reason == "CrashLoopBackOff")
+        );
         assert!(!slot.startable(now));
         assert!(slot.startable(now + INITIAL_BACKOFF));
         assert_eq!(slot.last.as_ref().map(|e| e.reason()), Some("Error"));
@@ -218,6 +233,9 @@ mod tests {
         let mut init = Slot::new("setup", "busybox", true);
         init.started("c2".into(), Utc::now());
         init.ended(exit(0), RestartPolicy::Always, "p_default(u)", now);
-        assert!(init.succeeded(), "a finished init container is not restarted");
+        assert!(
+            init.succeeded(),
+            "a finished init container is not restarted"
+        );
     }
 }

@@ -23,9 +23,9 @@ pub struct Facts<'a> {
 
 /// Pending, Running, Succeeded or Failed.
 pub fn phase(slots: &[Slot], policy: RestartPolicy) -> &'static str {
-    let init_failed = slots.iter().any(|s| {
-        s.init && matches!(&s.state, State::Terminated(e) if e.exit.code != 0)
-    });
+    let init_failed = slots
+        .iter()
+        .any(|s| s.init && matches!(&s.state, State::Terminated(e) if e.exit.code != 0));
     if init_failed && policy == RestartPolicy::Never {
         return "Failed";
     }
@@ -37,7 +37,9 @@ pub fn phase(slots: &[Slot], policy: RestartPolicy) -> &'static str {
         let all_zero = main.iter().all(|s| s.succeeded());
         return if all_zero { "Succeeded" } else { "Failed" };
     }
-    let has_run = |s: &&Slot| s.running().is_some() || s.last.is_some() || matches!(s.state, State::Terminated(_));
+    let has_run = |s: &&Slot| {
+        s.running().is_some() || s.last.is_some() || matches!(s.state, State::Terminated(_))
+    };
     if main.iter().any(has_run) {
         "Running"
     } else {
@@ -47,9 +49,10 @@ pub fn phase(slots: &[Slot], policy: RestartPolicy) -> &'static str {
 
 /// The pod's QoS class from its containers' requests and limits.
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers = pod.spec.iter().flat_map(|s| {
-        s.init_containers.iter().flatten().chain(&s.containers)
-    });
+    let containers = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
     let mut any = false;
     let mut guaranteed = true;
     for container in containers {
@@ -85,7 +88,9 @@ fn terminated(e: &Ended) -> Value {
 
 fn container_status(slot: &Slot) -> Value {
     let state = match &slot.state {
-        State::Waiting { reason, message, .. } => {
+        State::Waiting {
+            reason, message, ..
+        } => {
             let mut waiting = json!({"reason": reason});
             if let Some(message) = message {
                 waiting["message"] = json!(message);
@@ -145,8 +150,7 @@ pub fn compute(facts: &Facts) -> Value {
     let phase = phase(slots, facts.policy);
     let initialized = slots.iter().filter(|s| s.init).all(Slot::succeeded);
     let main: Vec<&Slot> = slots.iter().filter(|s| !s.init).collect();
-    let ready = main.iter().all(|s| s.ready && s.running().is_some())
-        || (phase == "Succeeded");
+    let ready = main.iter().all(|s| s.ready && s.running().is_some()) || (phase == "Succeeded");
     let containers_ready = ready && phase != "Succeeded";
     let scheduled = facts
         .pod
@@ -156,14 +160,34 @@ pub fn compute(facts: &Facts) -> Value {
         .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
         .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
         .unwrap_or_else(|| json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-    let not_ready = if main.is_empty() { None } else { Some("ContainersNotReady") };
+    let not_ready = if main.is_empty() {
+        None
+    } else {
+        Some("ContainersNotReady")
+    };
     let conditions = vec![
-        condition(facts.pod, "Initialized", initialized, Some("ContainersNotInitialized"), &now),
+        condition(
+            facts.pod,
+            "Initialized",
+            initialized,
+            Some("ContainersNotInitialized"),
+            &now,
+        ),
         condition(facts.pod, "Ready", containers_ready, not_ready, &now),
-        condition(facts.pod, "ContainersReady", containers_ready, not_ready, &now),
+        condition(
+            facts.pod,
+            "ContainersReady",
+            containers_ready,
+            not_ready,
+            &now,
+        ),
         scheduled,
     ];
-    let init: Vec<Value> = slots.iter().filter(|s| s.init).map(container_status).collect();
+    let init: Vec<Value> = slots
+        .iter()
+        .filter(|s| s.init)
+        .map(container_status)
+        .collect();
     let containers: Vec<Value> = main.iter().map(|s| container_status(s)).collect();
     let mut status = json!({
         "phase": phase,
@@ -192,16 +216,24 @@ mod tests {
     fn pod(resources: Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"},
             "spec": {"containers": [{"name": "app", "image": "busybox", "resources": resources}]}}))
-            .unwrap_or_default()
+        .unwrap_or_default()
     }
 
     #[test]
     fn qos_classes() {
         assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
-        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
-        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
         assert_eq!(
-            qos_class(&pod(json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}))),
+            qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(json!({"requests": {"cpu": "100m"}}))),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&pod(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}})
+            )),
             "Burstable"
         );
     }
@@ -214,10 +246,28 @@ mod tests {
         app.started("c".into(), Utc::now());
         assert_eq!(phase(&[app.clone()], RestartPolicy::Always), "Running");
         let mut done = app.clone();
-        done.ended(Exit { code: 0, at: Utc::now(), oom_killed: false }, RestartPolicy::Never, "p", now);
+        done.ended(
+            Exit {
+                code: 0,
+                at: Utc::now(),
+                oom_killed: false,
+            },
+            RestartPolicy::Never,
+            "p",
+            now,
+        );
         assert_eq!(phase(&[done], RestartPolicy::Never), "Succeeded");
         let mut failed = app.clone();
-        failed.ended(Exit { code: 3, at: Utc::now(), oom_killed: false }, RestartPolicy::Never, "p", now);
+        failed.ended(
+            Exit {
+                code: 3,
+                at: Utc::now(),
+                oom_killed: false,
+            },
+            RestartPolicy::Never,
+            "p",
+            now,
+        );
         assert_eq!(phase(&[failed.clone()], RestartPolicy::Never), "Failed");
         let status = container_status(&failed);
         assert_eq!(status["state"]["terminated"]["exitCode"], 3);

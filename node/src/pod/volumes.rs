@@ -161,7 +161,10 @@ async fn prepare_one(
             Some("Directory") if !path.is_dir() => {
                 return Err(VolumeError::Unsupported {
                     volume: volume.name.clone(),
-                    message: format!("hostPath type check failed: {} is not a directory", host.path),
+                    message: format!(
+                        "hostPath type check failed: {} is not a directory",
+                        host.path
+                    ),
                 });
             }
             _ => {}
@@ -169,7 +172,11 @@ async fn prepare_one(
         return Ok(());
     }
     if let Some(source) = &volume.config_map {
-        match sources.config_maps.get(&source.name).and_then(Option::as_ref) {
+        match sources
+            .config_maps
+            .get(&source.name)
+            .and_then(Option::as_ref)
+        {
             Some(data) => project(data, source.items.as_ref(), false, &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::ConfigMapMissing(source.name.clone())),
@@ -184,7 +191,10 @@ async fn prepare_one(
     } else if let Some(source) = &volume.downward_api {
         for item in source.items.iter().flatten() {
             if let Some(field) = &item.field_ref {
-                files.insert(item.path.clone(), downward(pod, &field.field_path).into_bytes());
+                files.insert(
+                    item.path.clone(),
+                    downward(pod, &field.field_path).into_bytes(),
+                );
             }
         }
     } else if let Some(projected) = &volume.projected {
@@ -203,9 +213,16 @@ async fn prepare_one(
                     None => return Err(VolumeError::SecretMissing(s.name.clone())),
                 }
             }
-            for item in source.downward_api.iter().flat_map(|d| d.items.iter().flatten()) {
+            for item in source
+                .downward_api
+                .iter()
+                .flat_map(|d| d.items.iter().flatten())
+            {
                 if let Some(field) = &item.field_ref {
-                    files.insert(item.path.clone(), downward(pod, &field.field_path).into_bytes());
+                    files.insert(
+                        item.path.clone(),
+                        downward(pod, &field.field_path).into_bytes(),
+                    );
                 }
             }
         }
@@ -221,7 +238,9 @@ async fn prepare_one(
 fn is_mounted(dir: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mounts").is_ok_and(|mounts| {
         let dir = dir.display().to_string();
-        mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
     })
 }
 

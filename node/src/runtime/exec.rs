@@ -76,14 +76,22 @@ impl Opening {
         Opening {
             path: path.to_path_buf(),
             open: tokio::task::spawn_blocking(move || {
-                std::fs::OpenOptions::new().read(!write).write(write).open(target)
+                std::fs::OpenOptions::new()
+                    .read(!write)
+                    .write(write)
+                    .open(target)
             }),
         }
     }
 
     /// The opened end, as `wrap` makes it.
-    async fn finish<T>(this: Option<Opening>, wrap: fn(File) -> std::io::Result<T>) -> Result<Option<T>, RuntimeError> {
-        let Some(Opening { path, open }) = this else { return Ok(None) };
+    async fn finish<T>(
+        this: Option<Opening>,
+        wrap: fn(File) -> std::io::Result<T>,
+    ) -> Result<Option<T>, RuntimeError> {
+        let Some(Opening { path, open }) = this else {
+            return Ok(None);
+        };
         let file = open
             .await
             .map_err(std::io::Error::other)
@@ -96,7 +104,9 @@ impl Opening {
     /// Completes an open still waiting for the shim (which never came) and removes the FIFO.
     async fn abandon(self) {
         // A read-write open never blocks, and is both the reader and the writer waited for.
-        let unblock = pipe::OpenOptions::new().read_write(true).open_receiver(&self.path);
+        let unblock = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(&self.path);
         let _ = self.open.await;
         drop(unblock);
         let _ = std::fs::remove_file(&self.path);
@@ -105,7 +115,11 @@ impl Opening {
 
 /// The container's own process (user, environment, working directory, capabilities) from its
 /// OCI spec, to run `request`'s command.
-async fn container_process(c: &Containerd, container: &str, request: &ExecRequest) -> Result<Value, RuntimeError> {
+async fn container_process(
+    c: &Containerd,
+    container: &str,
+    request: &ExecRequest,
+) -> Result<Value, RuntimeError> {
     let reply = c
         .containers()
         .get(c.request(GetContainerRequest {
@@ -119,7 +133,11 @@ async fn container_process(c: &Containerd, container: &str, request: &ExecReques
         .and_then(|c| c.spec)
         .and_then(|spec| serde_json::from_slice(&spec.value).ok())
         .unwrap_or(Value::Null);
-    Ok(crate::spec::exec_process(&spec["process"], &request.command, request.tty))
+    Ok(crate::spec::exec_process(
+        &spec["process"],
+        &request.command,
+        request.tty,
+    ))
 }
 
 /// Starts `request` in the running container `container`, its FIFOs in `fifo_dir`.
@@ -132,7 +150,8 @@ pub async fn start(
     let spec = container_process(c, container, request).await?;
     std::fs::create_dir_all(fifo_dir).map_err(io_error(fifo_dir))?;
     let exec_id = format!("exec-{}", uuid::Uuid::new_v4().simple());
-    let fifo = |wanted: bool, stream: &str| wanted.then(|| fifo_dir.join(format!("{exec_id}.{stream}")));
+    let fifo =
+        |wanted: bool, stream: &str| wanted.then(|| fifo_dir.join(format!("{exec_id}.{stream}")));
     let paths = [
         fifo(request.stdin, "stdin"),
         fifo(request.stdout, "stdout"),
@@ -157,7 +176,11 @@ pub async fn start(
         stdout.as_deref().map(|p| Opening::start(p, false)),
         stderr.as_deref().map(|p| Opening::start(p, false)),
     ];
-    let uri = |path: &Option<PathBuf>| path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let uri = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
     let process = Process {
         containerd: c.clone(),
         container: container.to_string(),

@@ -17,7 +17,10 @@ pub const CLOSE: u8 = 255;
 #[derive(Debug, PartialEq)]
 pub enum Incoming<'a> {
     Stdin(&'a [u8]),
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The client sends nothing more on the channel (for stdin: end of input).
     Close(u8),
     /// Empty, or on a channel clients do not write.
@@ -86,7 +89,13 @@ mod tests {
         assert_eq!(decode(b"\x00hi\n"), Incoming::Stdin(b"hi\n"));
         let mut resize = vec![RESIZE];
         resize.extend_from_slice(br#"{"Width":120,"Height":40}"#);
-        assert_eq!(decode(&resize), Incoming::Resize { width: 120, height: 40 });
+        assert_eq!(
+            decode(&resize),
+            Incoming::Resize {
+                width: 120,
+                height: 40
+            }
+        );
         assert_eq!(decode(&[CLOSE, STDIN]), Incoming::Close(STDIN));
         assert_eq!(decode(&[RESIZE, b'x']), Incoming::Ignored);
         assert_eq!(decode(&[]), Incoming::Ignored);
@@ -98,8 +107,15 @@ mod tests {
         assert_eq!(exit_status(&["true".into()], 0)["status"], "Success");
         let status = exit_status(&["sh".into(), "-c".into(), "exit 3".into()], 3);
         assert_eq!(status["reason"], "NonZeroExitCode");
-        assert_eq!(status["details"]["causes"][0], json!({"reason": "ExitCode", "message": "3"}));
-        assert!(status["message"].as_str().is_some_and(|m| m.contains("[sh -c exit 3]")));
+        assert_eq!(
+            status["details"]["causes"][0],
+            json!({"reason": "ExitCode", "message": "3"})
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("[sh -c exit 3]"))
+        );
         assert_eq!(failure("no such file")["status"], "Failure");
     }
 }

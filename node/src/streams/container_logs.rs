@@ -74,16 +74,23 @@ impl LogOptions {
         let tail = number("tailLines", &query.tail_lines)?;
         let limit = number("limitBytes", &query.limit_bytes)?;
         if limit.is_some_and(|l| l < 1) {
-            return Err(LogsError::BadOption("limitBytes: must be greater than 0".into()));
+            return Err(LogsError::BadOption(
+                "limitBytes: must be greater than 0".into(),
+            ));
         }
-        let since = match (number("sinceSeconds", &query.since_seconds)?, &query.since_time) {
+        let since = match (
+            number("sinceSeconds", &query.since_seconds)?,
+            &query.since_time,
+        ) {
             (Some(_), Some(_)) => {
                 return Err(LogsError::BadOption(
                     "at most one of sinceTime or sinceSeconds may be specified".into(),
                 ));
             }
             (Some(seconds), None) if seconds < 1 => {
-                return Err(LogsError::BadOption("sinceSeconds: must be greater than 0".into()));
+                return Err(LogsError::BadOption(
+                    "sinceSeconds: must be greater than 0".into(),
+                ));
             }
             (Some(seconds), None) => Some(now - chrono::Duration::seconds(seconds)),
             (None, Some(time)) => Some(
@@ -160,7 +167,9 @@ impl Parser {
             _ => return None,
         };
         let text = fields.next().unwrap_or_default();
-        let time = DateTime::parse_from_rfc3339(stamp).ok()?.with_timezone(&Utc);
+        let time = DateTime::parse_from_rfc3339(stamp)
+            .ok()?
+            .with_timezone(&Utc);
         let line = self.partial[stream].get_or_insert_with(|| Line {
             stamp: stamp.to_string(),
             time,
@@ -196,7 +205,9 @@ pub fn attempts(dir: &Path) -> Vec<u32> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let number = name.strip_suffix(".log.1").or_else(|| name.strip_suffix(".log"))?;
+            let number = name
+                .strip_suffix(".log.1")
+                .or_else(|| name.strip_suffix(".log"))?;
             number.parse().ok()
         })
         .collect();

@@ -18,7 +18,11 @@ use crate::runtime::{Control, ExecRequest, Runtime, Session};
 
 /// The command and streams of the query (`command` repeats, one per argument).
 fn exec_request(query: &[(String, String)]) -> Result<ExecRequest, StreamError> {
-    let flag = |name: &str| query.iter().any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1"));
+    let flag = |name: &str| {
+        query
+            .iter()
+            .any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1"))
+    };
     let request = ExecRequest {
         command: query
             .iter()
@@ -31,7 +35,9 @@ fn exec_request(query: &[(String, String)]) -> Result<ExecRequest, StreamError> 
         stderr: flag("stderr"),
     };
     if request.command.is_empty() {
-        return Err(StreamError::BadRequest("you must specify at least 1 command".into()));
+        return Err(StreamError::BadRequest(
+            "you must specify at least 1 command".into(),
+        ));
     }
     if !(request.stdin || request.stdout || request.stderr) {
         return Err(StreamError::BadRequest(
@@ -58,7 +64,9 @@ pub async fn exec(
         .find(|c| c.exit.is_none())
         .map(|c| c.id)
         .ok_or_else(|| {
-            StreamError::BadRequest(format!("container {container} in pod {name} is not running"))
+            StreamError::BadRequest(format!(
+                "container {container} in pod {name} is not running"
+            ))
         })?;
     let not_websocket = || {
         StreamError::BadRequest(format!(
@@ -66,7 +74,9 @@ pub async fn exec(
             channel::PROTOCOL
         ))
     };
-    let upgrade = upgrade.map_err(|_| not_websocket())?.protocols([channel::PROTOCOL]);
+    let upgrade = upgrade
+        .map_err(|_| not_websocket())?
+        .protocols([channel::PROTOCOL]);
     if upgrade.selected_protocol().is_none() {
         return Err(not_websocket());
     }
@@ -86,14 +96,23 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, reque
         }) => {
             let control: Arc<dyn Control> = Arc::from(control);
             let input = tokio::spawn(forward_input(incoming, stdin, control.clone()));
-            let status = forward_output(&mut sink, [stdout, stderr], control.as_ref(), input, &request).await;
+            let status = forward_output(
+                &mut sink,
+                [stdout, stderr],
+                control.as_ref(),
+                input,
+                &request,
+            )
+            .await;
             drop(control);
             status
         }
         Err(e) => channel::failure(&e.to_string()),
     };
     let _ = sink
-        .send(Message::Binary(channel::encode(channel::ERROR, status.to_string().as_bytes()).into()))
+        .send(Message::Binary(
+            channel::encode(channel::ERROR, status.to_string().as_bytes()).into(),
+        ))
         .await;
     let _ = sink
         .send(Message::Close(Some(CloseFrame {
@@ -105,7 +124,11 @@ async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, reque
 }
 
 /// Client to process: standard input and its end, terminal sizes. Returns when the client is gone.
-async fn forward_input(mut incoming: SplitStream<WebSocket>, mut stdin: Option<pipe::Sender>, control: Arc<dyn Control>) {
+async fn forward_input(
+    mut incoming: SplitStream<WebSocket>,
+    mut stdin: Option<pipe::Sender>,
+    control: Arc<dyn Control>,
+) {
     while let Some(Ok(message)) = incoming.next().await {
         let data = match message {
             Message::Binary(data) => data,
@@ -195,7 +218,10 @@ mod tests {
     use super::*;
 
     fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

@@ -83,8 +83,15 @@ impl Streams {
             .api
             .get(&format!("/api/v1/namespaces/{namespace}/pods/{name}"))
             .await?
-            .filter(|pod| pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(&self.node_name))
-            .ok_or_else(|| StreamError::NotFound(format!("pod \"{name}\" not found on node {}", self.node_name)))?;
+            .filter(|pod| {
+                pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(&self.node_name)
+            })
+            .ok_or_else(|| {
+                StreamError::NotFound(format!(
+                    "pod \"{name}\" not found on node {}",
+                    self.node_name
+                ))
+            })?;
         Ok(pod)
     }
 
@@ -106,7 +113,9 @@ impl Streams {
 }
 
 fn uid(pod: &Value) -> &str {
-    pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+    pod.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// That the pod has a container (or init container) `name`.
@@ -119,8 +128,13 @@ fn check_container(pod: &Value, name: &str) -> Result<(), StreamError> {
     if named(&spec["containers"]) || named(&spec["initContainers"]) {
         return Ok(());
     }
-    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    Err(StreamError::BadRequest(format!("container {name} is not valid for pod {pod_name}")))
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Err(StreamError::BadRequest(format!(
+        "container {name} is not valid for pod {pod_name}"
+    )))
 }
 
 /// The restart count the pod's status reports for the container.
@@ -140,8 +154,14 @@ pub fn router(streams: Arc<Streams>) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs))
         .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
-        .route("/portForward/{namespace}/{pod}", any(portforward::port_forward))
-        .layer(axum::middleware::from_fn_with_state(streams.clone(), authenticate))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            any(portforward::port_forward),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            streams.clone(),
+            authenticate,
+        ))
         .with_state(streams)
 }
 
@@ -171,7 +191,10 @@ async fn logs(
     let pod = streams.pod(&namespace, &name).await?;
     check_container(&pod, &container)?;
     let uid = uid(&pod);
-    let dir = streams.log_dir.join(format!("{namespace}_{name}_{uid}")).join(&container);
+    let dir = streams
+        .log_dir
+        .join(format!("{namespace}_{name}_{uid}"))
+        .join(&container);
     let restarts = restart_count(&pod, &container);
     let attempt = container_logs::attempt(&dir, options.previous, restarts, &name, &container)?;
     // Following ends when that attempt's process ends.
@@ -191,5 +214,9 @@ async fn logs(
         let chunk = stream.next().await?;
         Some((Ok::<_, Infallible>(bytes::Bytes::from(chunk)), stream))
     });
-    Ok(([(http::header::CONTENT_TYPE, "text/plain")], Body::from_stream(body)).into_response())
+    Ok((
+        [(http::header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }

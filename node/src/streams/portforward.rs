@@ -166,7 +166,9 @@ async fn session<R: AsyncRead + Unpin>(
     let mut inputs: HashMap<u32, mpsc::Sender<Input>> = HashMap::new();
     while let Some(frame) = reader.next().await? {
         match frame {
-            Frame::SynStream { stream, headers, .. } => {
+            Frame::SynStream {
+                stream, headers, ..
+            } => {
                 let _ = frames.send(replies.syn_reply(stream)?).await;
                 let request = headers.get("requestid").cloned().unwrap_or_default();
                 let pair = pairs.entry(request.clone()).or_default();
@@ -178,10 +180,19 @@ async fn session<R: AsyncRead + Unpin>(
                         continue;
                     }
                 }
-                if let Some(Pair { error: Some(error), data: Some(data) }) = pairs.get(&request) {
+                if let Some(Pair {
+                    error: Some(error),
+                    data: Some(data),
+                }) = pairs.get(&request)
+                {
                     let (input, received) = mpsc::channel(16);
                     inputs.insert(*data, input);
-                    let connection = Connection { ip: ip.to_string(), error: *error, data: *data, frames: frames.clone() };
+                    let connection = Connection {
+                        ip: ip.to_string(),
+                        error: *error,
+                        data: *data,
+                        frames: frames.clone(),
+                    };
                     tokio::spawn(connection.forward(port(&headers), received));
                     pairs.remove(&request);
                 }
@@ -210,7 +221,10 @@ async fn session<R: AsyncRead + Unpin>(
 }
 
 fn port(headers: &Headers) -> Option<u16> {
-    headers.get("port").and_then(|p| p.parse().ok()).filter(|p| *p > 0)
+    headers
+        .get("port")
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p > 0)
 }
 
 /// One forwarded connection: its two streams and where their frames go.
@@ -236,7 +250,10 @@ impl Connection {
             Err(message) => Some(message),
         };
         if let Some(message) = outcome {
-            let _ = self.frames.send(spdy::data(self.error, false, message.as_bytes())).await;
+            let _ = self
+                .frames
+                .send(spdy::data(self.error, false, message.as_bytes()))
+                .await;
         }
         let _ = self.frames.send(spdy::data(self.data, true, &[])).await;
         let _ = self.frames.send(spdy::data(self.error, true, &[])).await;
@@ -267,7 +284,12 @@ impl Connection {
                 match from_pod.read(&mut buffer).await {
                     Ok(0) => return None,
                     Ok(n) => {
-                        if self.frames.send(spdy::data(self.data, false, &buffer[..n])).await.is_err() {
+                        if self
+                            .frames
+                            .send(spdy::data(self.data, false, &buffer[..n]))
+                            .await
+                            .is_err()
+                        {
                             return None;
                         }
                     }

@@ -26,7 +26,10 @@ pub enum ServeError {
 pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
     match TcpListener::bind(("0.0.0.0", port)).await {
         Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
-            tracing::warn!(port, "the agent API's port is taken; listening on a free one");
+            tracing::warn!(
+                port,
+                "the agent API's port is taken; listening on a free one"
+            );
             TcpListener::bind(("0.0.0.0", 0))
                 .await
                 .map_err(|source| ServeError::Bind { port: 0, source })
@@ -50,7 +53,11 @@ fn tls_config(names: Vec<String>) -> Result<Arc<rustls::ServerConfig>, ServeErro
 }
 
 /// Serves the API on `listener` until it fails; `names` go into the certificate.
-pub async fn serve(listener: TcpListener, streams: Arc<Streams>, names: Vec<String>) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: TcpListener,
+    streams: Arc<Streams>,
+    names: Vec<String>,
+) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls_config(names)?);
     let app = router(streams);
     loop {

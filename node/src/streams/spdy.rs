@@ -37,10 +37,22 @@ pub type Headers = BTreeMap<String, String>;
 /// A frame as a port-forward server sees it.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
-    Data { stream: u32, fin: bool, data: Vec<u8> },
-    SynStream { stream: u32, fin: bool, headers: Headers },
-    RstStream { stream: u32 },
-    Ping { id: u32 },
+    Data {
+        stream: u32,
+        fin: bool,
+        data: Vec<u8>,
+    },
+    SynStream {
+        stream: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    RstStream {
+        stream: u32,
+    },
+    Ping {
+        id: u32,
+    },
     GoAway,
     /// SETTINGS, WINDOW_UPDATE, SYN_REPLY, HEADERS: nothing a port-forward server acts on.
     Ignored,
@@ -49,16 +61,71 @@ pub enum Frame {
 /// The SPDY/3 header dictionary: length-prefixed header names and values, then common text.
 fn dictionary() -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
-        "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
-        "cache-control", "connection", "content-base", "content-encoding", "content-language",
-        "content-length", "content-location", "content-md5", "content-range", "content-type",
-        "date", "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since",
-        "if-none-match", "if-range", "if-unmodified-since", "last-modified", "location",
-        "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
-        "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent",
-        "vary", "via", "warning", "www-authenticate", "method", "get", "status", "200 OK",
-        "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive", "origin",
+        "options",
+        "head",
+        "post",
+        "put",
+        "delete",
+        "trace",
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "accept-ranges",
+        "age",
+        "allow",
+        "authorization",
+        "cache-control",
+        "connection",
+        "content-base",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-location",
+        "content-md5",
+        "content-range",
+        "content-type",
+        "date",
+        "etag",
+        "expect",
+        "expires",
+        "from",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "last-modified",
+        "location",
+        "max-forwards",
+        "pragma",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "range",
+        "referer",
+        "retry-after",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "vary",
+        "via",
+        "warning",
+        "www-authenticate",
+        "method",
+        "get",
+        "status",
+        "200 OK",
+        "version",
+        "HTTP/1.1",
+        "url",
+        "public",
+        "set-cookie",
+        "keep-alive",
+        "origin",
     ];
     const TEXT: &str = concat!(
         "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505",
@@ -102,7 +169,10 @@ fn parse_block(mut block: &[u8]) -> Result<Headers, SpdyError> {
         let length = be32(&take(4)?) as usize;
         // Several values are joined by NULs; the port-forward headers have one each.
         let value = String::from_utf8_lossy(&take(length)?).into_owned();
-        headers.insert(name, value.split('\0').next().unwrap_or_default().to_string());
+        headers.insert(
+            name,
+            value.split('\0').next().unwrap_or_default().to_string(),
+        );
     }
     Ok(headers)
 }
@@ -176,7 +246,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let mut out = Vec::with_capacity(block.len() * 4 + 256);
         loop {
             let (consumed, produced) = (self.inflate.total_in(), self.inflate.total_out());
-            match self.inflate.decompress_vec(block, &mut out, FlushDecompress::Sync) {
+            match self
+                .inflate
+                .decompress_vec(block, &mut out, FlushDecompress::Sync)
+            {
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.inflate
@@ -303,27 +376,53 @@ mod tests {
     async fn frames_round_trip_with_compressed_headers() {
         let mut client = Compress::new(Compression::best(), true);
         client.set_dictionary(&dictionary()).expect("dictionary");
-        let mut wire = syn_stream(&mut client, 1, &[("streamtype", "error"), ("port", "80"), ("requestid", "0")]);
-        wire.extend(syn_stream(&mut client, 3, &[("streamtype", "data"), ("port", "80"), ("requestid", "0")]));
+        let mut wire = syn_stream(
+            &mut client,
+            1,
+            &[("streamtype", "error"), ("port", "80"), ("requestid", "0")],
+        );
+        wire.extend(syn_stream(
+            &mut client,
+            3,
+            &[("streamtype", "data"), ("port", "80"), ("requestid", "0")],
+        ));
         wire.extend(data(3, true, b"GET / HTTP/1.0\r\n\r\n"));
         wire.extend(ping(7));
         wire.extend(rst_stream(3, CANCEL));
         let mut reader = Reader::new(wire.as_slice());
-        let Some(Frame::SynStream { stream: 1, fin: true, headers }) = reader.next().await.expect("frame") else {
+        let Some(Frame::SynStream {
+            stream: 1,
+            fin: true,
+            headers,
+        }) = reader.next().await.expect("frame")
+        else {
             panic!("not the error stream");
         };
         assert_eq!(headers.get("streamtype").map(String::as_str), Some("error"));
-        let Some(Frame::SynStream { stream: 3, headers, .. }) = reader.next().await.expect("frame") else {
+        let Some(Frame::SynStream {
+            stream: 3, headers, ..
+        }) = reader.next().await.expect("frame")
+        else {
             panic!("not the data stream");
         };
         assert_eq!(headers.get("port").map(String::as_str), Some("80"));
         assert_eq!(headers.get("requestid").map(String::as_str), Some("0"));
         assert_eq!(
             reader.next().await.expect("frame"),
-            Some(Frame::Data { stream: 3, fin: true, data: b"GET / HTTP/1.0\r\n\r\n".to_vec() })
+            Some(Frame::Data {
+                stream: 3,
+                fin: true,
+                data: b"GET / HTTP/1.0\r\n\r\n".to_vec()
+            })
         );
-        assert_eq!(reader.next().await.expect("frame"), Some(Frame::Ping { id: 7 }));
-        assert_eq!(reader.next().await.expect("frame"), Some(Frame::RstStream { stream: 3 }));
+        assert_eq!(
+            reader.next().await.expect("frame"),
+            Some(Frame::Ping { id: 7 })
+        );
+        assert_eq!(
+            reader.next().await.expect("frame"),
+            Some(Frame::RstStream { stream: 3 })
+        );
         assert_eq!(reader.next().await.expect("end"), None);
     }
 

@@ -51,7 +51,15 @@ fn wasmkube() -> anyhow::Result<Command> {
 fn start_agent(dir: &Path) -> anyhow::Result<(Process, Duration, u64)> {
     let began = Instant::now();
     let mut child = wasmkube()?
-        .args(["node", "--node-name", NODE, "--bridge", "wkbench0", "--pod-network", POD_NETWORK])
+        .args([
+            "node",
+            "--node-name",
+            NODE,
+            "--bridge",
+            "wkbench0",
+            "--pod-network",
+            POD_NETWORK,
+        ])
         .arg("--kubeconfig")
         .arg(dir.join("kubeconfig"))
         .arg("--node-dir")
@@ -131,8 +139,16 @@ async fn start_pods(api: &Api, names: &[String], burst: bool) -> anyhow::Result<
             .await
             .context("pods did not all start within 300 s")?
             .context("the watch ended")??;
-        let name = event.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let running = event.object.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
+        let name = event
+            .object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let running = event
+            .object
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            == Some("Running");
         if running && let Some(at) = sent.remove(name) {
             latencies.push(at.elapsed());
             if !burst && let Some(next) = pending.next() {
@@ -147,10 +163,16 @@ async fn start_pods(api: &Api, names: &[String], burst: bool) -> anyhow::Result<
 
 async fn delete_pods(api: &Api, names: &[String]) -> anyhow::Result<()> {
     for name in names {
-        api.delete(&format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}"), 1).await?;
+        api.delete(&format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}"), 1)
+            .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !api.list(&format!("/api/v1/namespaces/{NAMESPACE}/pods")).await?.0.is_empty() {
+    while !api
+        .list(&format!("/api/v1/namespaces/{NAMESPACE}/pods"))
+        .await?
+        .0
+        .is_empty()
+    {
         if Instant::now() > deadline {
             bail!("pods were not all deleted within 120 s");
         }
@@ -168,18 +190,38 @@ fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("VmRSS")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
     Ok((rss, ticks))
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let _ = Command::new("ip").args(["link", "delete", "wkbench0"]).output();
+    let _ = Command::new("ip")
+        .args(["link", "delete", "wkbench0"])
+        .output();
     let _server = Process(
         wasmkube()?
-            .args(["server", "--port", "0", "--cluster-cidr", POD_NETWORK, "--data-dir"])
+            .args([
+                "server",
+                "--port",
+                "0",
+                "--cluster-cidr",
+                POD_NETWORK,
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stderr(Stdio::null())
             .stdout(Stdio::null())
@@ -201,7 +243,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let (rss, ticks_after) = usage(agent.0.id())?;
     let ticks_per_sec = 100.0;
-    let cpu_percent = (ticks_after - ticks_before) as f64 / ticks_per_sec / args.idle_seconds as f64 * 100.0;
+    let cpu_percent =
+        (ticks_after - ticks_before) as f64 / ticks_per_sec / args.idle_seconds as f64 * 100.0;
 
     drop(agent);
     let (agent, adopt_wall, adopted) = start_agent(dir.path())?;
@@ -220,7 +263,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             percentile(l, 100.0)
         );
     };
-    println!("node: pod start (create with nodeName → Running, image present), {} pods", args.pods);
+    println!(
+        "node: pod start (create with nodeName → Running, image present), {} pods",
+        args.pods
+    );
     row("at once", &at_once);
     row("one by one", &one_by_one);
     println!(
@@ -244,7 +290,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             "adopted": adopted, "adopt_ms": adopt_wall.as_secs_f64() * 1000.0})
     );
     if adopted != args.pods as u64 {
-        bail!("the restarted agent adopted {adopted} of {} running containers", args.pods);
+        bail!(
+            "the restarted agent adopted {adopted} of {} running containers",
+            args.pods
+        );
     }
     Ok(())
 }

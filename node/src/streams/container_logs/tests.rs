@@ -11,11 +11,16 @@ fn entry(stamp: &str, stream: &str, tag: &str, text: &str) -> String {
 }
 
 fn text(lines: &[Line]) -> String {
-    lines.iter().map(|l| String::from_utf8_lossy(&l.text)).collect()
+    lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.text))
+        .collect()
 }
 
 fn at(stamp: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(stamp).expect("stamp").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(stamp)
+        .expect("stamp")
+        .with_timezone(&Utc)
 }
 
 #[test]
@@ -33,7 +38,10 @@ fn partial_entries_join_per_stream_and_cut_entries_wait() {
     assert_eq!(text(&lines), "oops\n");
     let lines = parser.feed(tail.as_bytes());
     assert_eq!(text(&lines), "hello world\n");
-    assert_eq!(lines[0].stamp, T0, "a joined line keeps its first entry's time");
+    assert_eq!(
+        lines[0].stamp, T0,
+        "a joined line keeps its first entry's time"
+    );
     assert!(parser.feed(b"garbage without fields\n").is_empty());
 }
 
@@ -41,9 +49,13 @@ fn partial_entries_join_per_stream_and_cut_entries_wait() {
 fn since_and_tail_select_lines() {
     let mut parser = Parser::default();
     let lines = parser.feed(
-        [entry(T0, "stdout", "F", "a"), entry(T1, "stdout", "F", "b"), entry(T2, "stdout", "F", "c")]
-            .concat()
-            .as_bytes(),
+        [
+            entry(T0, "stdout", "F", "a"),
+            entry(T1, "stdout", "F", "b"),
+            entry(T2, "stdout", "F", "c"),
+        ]
+        .concat()
+        .as_bytes(),
     );
     assert_eq!(text(&select(lines.clone(), None, Some(2))), "b\nc\n");
     assert_eq!(text(&select(lines.clone(), Some(at(T1)), None)), "b\nc\n");
@@ -68,15 +80,27 @@ fn options_are_checked() {
     assert!(options.follow && !options.previous);
     assert_eq!(options.tail, Some(3));
     assert_eq!(options.since, Some(at("2025-01-01T00:00:00.5Z")));
-    assert_eq!(query(|q| q.tail_lines = Some("-1".into())).expect("valid").tail, None);
+    assert_eq!(
+        query(|q| q.tail_lines = Some("-1".into()))
+            .expect("valid")
+            .tail,
+        None
+    );
     assert!(query(|q| q.tail_lines = Some("x".into())).is_err());
     assert!(query(|q| q.limit_bytes = Some("0".into())).is_err());
-    assert!(query(|q| {
-        q.since_seconds = Some("1".into());
-        q.since_time = Some(T0.into());
-    })
-    .is_err());
-    assert_eq!(query(|q| q.since_time = Some(T1.into())).expect("valid").since, Some(at(T1)));
+    assert!(
+        query(|q| {
+            q.since_seconds = Some("1".into());
+            q.since_time = Some(T0.into());
+        })
+        .is_err()
+    );
+    assert_eq!(
+        query(|q| q.since_time = Some(T1.into()))
+            .expect("valid")
+            .since,
+        Some(at(T1))
+    );
 }
 
 /// A pod log directory with the given files of container `main`.
@@ -105,30 +129,75 @@ async fn files_read_with_rotation_timestamps_limits_and_previous() {
     let dir = pod_dir(&[
         ("0.log", entry(T0, "stdout", "F", "first run")),
         ("1.log.1", entry(T0, "stdout", "F", "one")),
-        ("1.log", [entry(T1, "stdout", "F", "two"), entry(T2, "stderr", "F", "three")].concat()),
+        (
+            "1.log",
+            [
+                entry(T1, "stdout", "F", "two"),
+                entry(T2, "stderr", "F", "three"),
+            ]
+            .concat(),
+        ),
     ]);
     let all = LogOptions::default();
-    assert_eq!(read_all(dir.path(), all.clone()).await.expect("read"), "one\ntwo\nthree\n");
-    let tail = LogOptions { tail: Some(1), timestamps: true, ..all.clone() };
-    assert_eq!(read_all(dir.path(), tail).await.expect("read"), format!("{T2} three\n"));
-    let limited = LogOptions { limit: Some(6), ..all.clone() };
-    assert_eq!(read_all(dir.path(), limited).await.expect("read"), "one\ntw");
-    let previous = LogOptions { previous: true, follow: true, ..all.clone() };
-    assert_eq!(read_all(dir.path(), previous).await.expect("read"), "first run\n");
+    assert_eq!(
+        read_all(dir.path(), all.clone()).await.expect("read"),
+        "one\ntwo\nthree\n"
+    );
+    let tail = LogOptions {
+        tail: Some(1),
+        timestamps: true,
+        ..all.clone()
+    };
+    assert_eq!(
+        read_all(dir.path(), tail).await.expect("read"),
+        format!("{T2} three\n")
+    );
+    let limited = LogOptions {
+        limit: Some(6),
+        ..all.clone()
+    };
+    assert_eq!(
+        read_all(dir.path(), limited).await.expect("read"),
+        "one\ntw"
+    );
+    let previous = LogOptions {
+        previous: true,
+        follow: true,
+        ..all.clone()
+    };
+    assert_eq!(
+        read_all(dir.path(), previous).await.expect("read"),
+        "first run\n"
+    );
 
     let only_first = pod_dir(&[("0.log", entry(T0, "stdout", "F", "x"))]);
-    let previous = LogOptions { previous: true, ..all.clone() };
-    assert!(matches!(read_all(only_first.path(), previous).await, Err(LogsError::NoPrevious { .. })));
+    let previous = LogOptions {
+        previous: true,
+        ..all.clone()
+    };
+    assert!(matches!(
+        read_all(only_first.path(), previous).await,
+        Err(LogsError::NoPrevious { .. })
+    ));
     // A restarted container waiting to start again: its previous log is the one that ended.
     let waiting = only_first.path().join("main");
-    assert_eq!(attempt(&waiting, true, 1, "p", "main").expect("previous"), 0);
+    assert_eq!(
+        attempt(&waiting, true, 1, "p", "main").expect("previous"),
+        0
+    );
     assert_eq!(attempt(&waiting, false, 1, "p", "main").expect("latest"), 0);
     let empty = pod_dir(&[]);
-    assert!(matches!(read_all(empty.path(), all).await, Err(LogsError::NotStarted { .. })));
+    assert!(matches!(
+        read_all(empty.path(), all).await,
+        Err(LogsError::NotStarted { .. })
+    ));
 }
 
 fn append(path: &Path, text: &str) {
-    let mut file = std::fs::OpenOptions::new().append(true).open(path).expect("open");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open");
     file.write_all(text.as_bytes()).expect("append");
 }
 
@@ -136,7 +205,10 @@ fn append(path: &Path, text: &str) {
 async fn following_reads_appended_lines_until_the_next_attempt() {
     let dir = pod_dir(&[("0.log", entry(T0, "stdout", "F", "a"))]);
     let log = dir.path().join("main/0.log");
-    let options = LogOptions { follow: true, ..LogOptions::default() };
+    let options = LogOptions {
+        follow: true,
+        ..LogOptions::default()
+    };
     let mut stream = LogStream::open(&dir.path().join("main"), 0, options, std::future::pending())
         .await
         .expect("open");
@@ -155,12 +227,17 @@ async fn following_reads_appended_lines_until_the_next_attempt() {
 #[tokio::test]
 async fn following_ends_after_the_process_exits() {
     let dir = pod_dir(&[("0.log", entry(T0, "stdout", "F", "a"))]);
-    let options = LogOptions { follow: true, ..LogOptions::default() };
+    let options = LogOptions {
+        follow: true,
+        ..LogOptions::default()
+    };
     let (exit, exited) = tokio::sync::oneshot::channel::<()>();
     let exited = async move {
         let _ = exited.await;
     };
-    let mut stream = LogStream::open(&dir.path().join("main"), 0, options, exited).await.expect("open");
+    let mut stream = LogStream::open(&dir.path().join("main"), 0, options, exited)
+        .await
+        .expect("open");
     assert_eq!(stream.next().await, Some(b"a\n".to_vec()));
     let _ = exit.send(());
     let started = Instant::now();

@@ -22,7 +22,12 @@ pub struct Agent {
     token: Option<String>,
 }
 
-async fn object(server: &Server, kind: &str, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+async fn object(
+    server: &Server,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
     let registry = server.registry();
     let info = registry
         .by_kind("v1", kind)
@@ -40,12 +45,17 @@ fn names(list: &Value) -> Vec<&str> {
 
 /// The container a request is about: the one named, or the pod's only container.
 fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let spec = &pod["spec"];
     let containers = names(&spec["containers"]);
     let init = names(&spec["initContainers"]);
     match requested.filter(|c| !c.is_empty()) {
-        Some(wanted) if containers.contains(&wanted) || init.contains(&wanted) => Ok(wanted.to_string()),
+        Some(wanted) if containers.contains(&wanted) || init.contains(&wanted) => {
+            Ok(wanted.to_string())
+        }
         Some(wanted) => Err(ApiError::BadRequest(format!(
             "container {wanted} is not valid for pod {name}"
         ))),
@@ -56,7 +66,10 @@ fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
                 containers.join(" ")
             );
             if !init.is_empty() {
-                message.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
             }
             Err(ApiError::BadRequest(message))
         }
@@ -65,7 +78,10 @@ fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
 
 /// The agent of the node the pod is on.
 async fn agent(server: &Server, pod: &Value) -> Result<Agent, ApiError> {
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let node_name = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
@@ -86,7 +102,11 @@ async fn agent(server: &Server, pod: &Value) -> Result<Agent, ApiError> {
         .and_then(Value::as_u64)
         .filter(|p| *p > 0)
         .unwrap_or(DEFAULT_AGENT_PORT);
-    let host = if address.contains(':') { format!("[{address}]") } else { address.to_string() };
+    let host = if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    };
     Ok(Agent {
         base: format!("https://{host}:{port}"),
         token: server.token.clone(),
@@ -95,7 +115,10 @@ async fn agent(server: &Server, pod: &Value) -> Result<Agent, ApiError> {
 
 /// The request's query, and the value of `container` in it.
 fn requested_container(query: &[(String, String)]) -> Option<&str> {
-    query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.as_str())
 }
 
 fn with_query(path: String, query: Option<&str>) -> String {
@@ -153,7 +176,10 @@ pub async fn port_forward(
     let result = async {
         let pod = object(&server, "Pod", Some(&namespace), &name).await?;
         let agent = agent(&server, &pod).await?;
-        let path = with_query(format!("/portForward/{namespace}/{name}"), request.uri().query());
+        let path = with_query(
+            format!("/portForward/{namespace}/{name}"),
+            request.uri().query(),
+        );
         proxy::upgrade(&agent, &path, request).await
     };
     result.await.unwrap_or_else(IntoResponse::into_response)

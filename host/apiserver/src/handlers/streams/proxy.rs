@@ -32,7 +32,10 @@ fn client() -> Result<reqwest::Client, ApiError> {
         .map_err(|e| ApiError::Internal(format!("building the node agent client: {e}")))
 }
 
-async fn send(agent: &Agent, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+async fn send(
+    agent: &Agent,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ApiError> {
     let request = match &agent.token {
         Some(token) => request.bearer_auth(token),
         None => request,
@@ -71,7 +74,11 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Hands an upgrade request on to the agent; when it switches protocols, so do we, and the two
 /// connections are joined. Anything else it answers is passed back.
-pub async fn upgrade(agent: &Agent, path: &str, mut request: Request) -> Result<Response, ApiError> {
+pub async fn upgrade(
+    agent: &Agent,
+    path: &str,
+    mut request: Request,
+) -> Result<Response, ApiError> {
     if !is_upgrade(request.headers()) {
         return Err(ApiError::BadRequest("Upgrade request required".into()));
     }
