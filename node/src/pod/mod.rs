@@ -3,7 +3,9 @@
 
 mod launch;
 mod probe;
+mod pull;
 pub mod slot;
+mod sources;
 pub mod status;
 pub mod volumes;
 
@@ -328,7 +330,7 @@ impl Worker {
             }
         }
         if self.sources.is_none() {
-            match self.fetch_sources(pod).await {
+            match sources::fetch(&self.ctx.api, pod).await {
                 Ok(sources) => self.sources = Some(sources),
                 Err(e) => {
                     tracing::warn!(pod = %pod_label(pod), error = %e, "reading configmaps and secrets");
@@ -363,91 +365,17 @@ impl Worker {
         wake
     }
 
-    async fn fetch_sources(&self, pod: &Pod) -> Result<Sources, crate::api::ApiError> {
-        let namespace = pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let (config_maps, secrets) = crate::container::referenced(pod);
-        let mut sources = Sources {
-            namespace: namespace.clone(),
-            ..Sources::default()
-        };
-        let data = |object: Option<Value>, decode: bool| {
-            object.map(|o| {
-                o.get("data")
-                    .and_then(Value::as_object)
-                    .map(|d| {
-                        d.iter()
-                            .map(|(k, v)| {
-                                let text = v.as_str().unwrap_or_default().to_string();
-                                let value = if decode { decode_secret(&text) } else { text };
-                                (k.clone(), value)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-        };
-        for name in config_maps {
-            let object = self
-                .ctx
-                .api
-                .get(&format!("/api/v1/namespaces/{namespace}/configmaps/{name}"))
-                .await?;
-            sources.config_maps.insert(name, data(object, false));
-        }
-        for name in secrets {
-            let object = self
-                .ctx
-                .api
-                .get(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
-                .await?;
-            sources.secrets.insert(name, data(object, true));
-        }
-        Ok(sources)
-    }
-
     /// Starts the container of slot `index`, or records why it cannot start.
     async fn start(&mut self, pod: &Pod, container: &Container, index: usize) {
         let now = Instant::now();
-        let reference = container.image.clone().unwrap_or_default();
-        let pull_policy = container.image_pull_policy.clone().unwrap_or_else(|| {
-            if reference.ends_with(":latest")
-                || !reference.rsplit('/').next().unwrap_or("").contains(':')
-            {
-                "Always".into()
-            } else {
-                "IfNotPresent".into()
-            }
-        });
-        let image = match self.ctx.runtime.image(&reference).await {
-            Ok(Some(image)) => image,
-            Ok(None) if pull_policy == "Never" => {
-                let message = format!(
-                    "Container image \"{reference}\" is not present with pull policy of Never"
-                );
-                self.slots[index].failed_to_start("ErrImageNeverPull", message, now);
-                return;
-            }
-            Ok(None) => {
-                let reason = if self.slots[index].backoff.is_zero() {
-                    "ErrImagePull"
-                } else {
-                    "ImagePullBackOff"
-                };
-                let message = format!(
-                    "Back-off pulling image \"{reference}\": the image is not on this node and no registry is reachable; import it with `wasmkube image import`"
-                );
-                self.slots[index].failed_to_start(reason, message, now);
-                return;
-            }
-            Err(e) => {
-                self.slots[index].failed_to_start("ErrImagePull", e.to_string(), now);
-                return;
-            }
-        };
+        let image =
+            match pull::image(self.ctx.runtime.as_ref(), container, &self.slots[index]).await {
+                Ok(image) => image,
+                Err(refusal) => {
+                    self.slots[index].failed_to_start(refusal.reason, refusal.message, now);
+                    return;
+                }
+            };
         let sources = self.sources.clone().unwrap_or_default();
         let pod_dir = self.ctx.pods_dir.join(&self.uid);
         if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {
@@ -691,15 +619,6 @@ fn pod_never_restarts(pod: &Pod) -> Pod {
         spec.restart_policy = Some("Never".into());
     }
     pod
-}
-
-fn decode_secret(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .unwrap_or_default()
 }
 
 fn policy(pod: &Pod) -> RestartPolicy {
