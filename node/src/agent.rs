@@ -101,6 +101,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     };
     cni.prepare_node().await?;
     tokio::spawn(registration::routes(api.clone(), config.node_name.clone()));
+    tokio::spawn(crate::storage::run(
+        api.clone(),
+        config.node_name.clone(),
+        config.root_dir.join("storage"),
+    ));
     let runtime: Arc<dyn Runtime> = Arc::new(ContainerdRuntime {
         containerd,
         cni,

@@ -29,12 +29,14 @@ pub enum ConfigError {
 }
 
 /// The ConfigMaps and Secrets of the pod's namespace that its containers refer to; `None` for
-/// one that does not exist.
+/// one that does not exist. `claims` holds the host directory of each PersistentVolumeClaim
+/// the pod mounts, by claim name.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     pub namespace: String,
     pub config_maps: HashMap<String, Option<BTreeMap<String, String>>>,
     pub secrets: HashMap<String, Option<BTreeMap<String, String>>>,
+    pub claims: HashMap<String, std::path::PathBuf>,
 }
 
 impl Sources {

@@ -11,4 +11,5 @@ pub mod pod;
 pub mod registration;
 pub mod runtime;
 pub mod spec;
+pub mod storage;
 pub mod streams;

@@ -1,16 +1,70 @@
-//! Mutating admission on create: DefaultTolerationSeconds gives every pod a bounded stay on a not-ready or unreachable node.
+//! Mutating admission on create: DefaultTolerationSeconds for pods, DefaultStorageClass for claims.
 
 use serde_json::{Value, json};
+use wasmkube_model::defaults::is_default_storage_class;
 use wasmkube_model::resource::ResourceInfo;
 
-use crate::config::ClusterConfig;
+use crate::Server;
 use crate::controllers::{NOT_READY, UNREACHABLE};
+use crate::error::ApiError;
+
+/// The annotation that named a claim's class before `spec.storageClassName`.
+const BETA_CLAIM_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
 /// Mutates `obj` before it is stored, as the admission plugins of kube-apiserver do.
-pub fn admit_create(cluster: &ClusterConfig, info: &ResourceInfo, obj: &mut Value) {
-    if info.group.is_empty() && info.kind == "Pod" {
-        default_toleration_seconds(obj, cluster.default_toleration_seconds);
+pub async fn admit_create(
+    server: &Server,
+    info: &ResourceInfo,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    if !info.group.is_empty() {
+        return Ok(());
     }
+    match info.kind.as_str() {
+        "Pod" => default_toleration_seconds(obj, server.cluster.default_toleration_seconds),
+        "PersistentVolumeClaim" => default_storage_class(server, obj).await?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The default StorageClass among `classes`: the newest one marked default, the first name on a
+/// tie, as Kubernetes picks it when several are marked.
+fn default_class(classes: &[Value]) -> Option<&str> {
+    fn field<'a>(class: &'a Value, name: &str) -> &'a str {
+        class["metadata"][name].as_str().unwrap_or_default()
+    }
+    classes
+        .iter()
+        .filter(|c| is_default_storage_class(c))
+        .min_by(|a, b| {
+            let created = |c| field(c, "creationTimestamp");
+            let name = |c| field(c, "name");
+            created(b).cmp(created(a)).then(name(a).cmp(name(b)))
+        })
+        .map(|c| field(c, "name"))
+}
+
+/// DefaultStorageClass: a claim that names no class (neither `spec.storageClassName` nor the
+/// beta annotation; an empty name asks for no class and is kept) gets the default class.
+async fn default_storage_class(server: &Server, claim: &mut Value) -> Result<(), ApiError> {
+    if !claim["spec"]["storageClassName"].is_null()
+        || !claim["metadata"]["annotations"][BETA_CLAIM_CLASS].is_null()
+    {
+        return Ok(());
+    }
+    let registry = server.registry();
+    let Some(info) = registry.by_kind("storage.k8s.io/v1", "StorageClass") else {
+        return Ok(());
+    };
+    let classes = server
+        .objects
+        .list(info, None, None, None, None, |_| true)
+        .await?;
+    if let Some(name) = default_class(&classes.items) {
+        claim["spec"]["storageClassName"] = json!(name);
+    }
+    Ok(())
 }
 
 /// Adds `{key, operator: Exists, effect: NoExecute, tolerationSeconds: seconds}` for the
@@ -45,6 +99,7 @@ fn default_toleration_seconds(pod: &mut Value, seconds: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
 
     fn keys(pod: &Value) -> Vec<(String, Option<i64>)> {
         pod["spec"]["tolerations"]
@@ -84,5 +139,30 @@ mod tests {
         let mut pod = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
         default_toleration_seconds(&mut pod, 300);
         assert_eq!(keys(&pod), [(String::new(), None)]);
+    }
+
+    fn class(name: &str, created: &str, default: Option<&str>) -> Value {
+        let mut class = json!({"metadata": {"name": name, "creationTimestamp": created}});
+        if let Some(value) = default {
+            class["metadata"]["annotations"] = json!({DEFAULT_STORAGE_CLASS: value});
+        }
+        class
+    }
+
+    #[test]
+    fn the_default_class_is_the_newest_marked_true() {
+        let old = class("old", "2024-01-01T00:00:00Z", Some("true"));
+        let new = class("new", "2025-01-01T00:00:00Z", Some("true"));
+        let plain = class("plain", "2026-01-01T00:00:00Z", None);
+        let off = class("off", "2026-01-01T00:00:00Z", Some("false"));
+        assert_eq!(default_class(&[old.clone(), plain.clone()]), Some("old"));
+        assert_eq!(default_class(&[old.clone(), new, off.clone()]), Some("new"));
+        assert_eq!(default_class(&[plain, off]), None);
+        let twin = class("a-twin", "2024-01-01T00:00:00Z", Some("true"));
+        assert_eq!(default_class(&[old, twin]), Some("a-twin"));
+        let mut beta = class("beta", "2024-01-01T00:00:00Z", None);
+        let annotation = "storageclass.beta.kubernetes.io/is-default-class";
+        beta["metadata"]["annotations"] = json!({annotation: "true"});
+        assert_eq!(default_class(&[beta]), Some("beta"));
     }
 }

@@ -22,6 +22,21 @@ fn each_in(obj: &mut Value, field: &str, f: impl Fn(&mut Value)) {
     }
 }
 
+/// The annotation that makes a StorageClass the cluster's default when set to `"true"`.
+pub const DEFAULT_STORAGE_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+
+/// Whether a StorageClass is marked default (by the annotation or its beta predecessor), as
+/// Kubernetes' `IsDefaultAnnotation` decides.
+pub fn is_default_storage_class(class: &Value) -> bool {
+    let annotations = &class["metadata"]["annotations"];
+    [
+        DEFAULT_STORAGE_CLASS,
+        "storageclass.beta.kubernetes.io/is-default-class",
+    ]
+    .iter()
+    .any(|a| annotations[a].as_str() == Some("true"))
+}
+
 /// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).
 pub fn image_pull_policy(image: &str) -> &'static str {
     if image.contains('@') {

@@ -12,6 +12,7 @@ use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{ClusterConfig, Server, app, controllers, serve_tls};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
+use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
@@ -123,45 +124,48 @@ pub async fn open_store(spec: &str, data_dir: &std::path::Path) -> anyhow::Resul
     Ok(store)
 }
 
-/// Creates the namespaces every cluster has, and the `kubernetes` Service of the apiserver.
+/// Creates the objects every cluster has, each only when absent (a user's changes stay): the
+/// namespaces, the `kubernetes` Service of the apiserver and the default StorageClass
+/// `local-path`, whose volumes the node agents provision.
 async fn bootstrap(server: &Server, port: u16) -> anyhow::Result<()> {
-    let registry = server.registry();
-    let info = registry
-        .by_kind("v1", "Namespace")
-        .context("namespaces are served")?;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        if server.objects.get(info, None, name).await?.is_none() {
-            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            wasmkube_apiserver::handlers::create_object(
-                server,
-                info,
-                None,
-                ns,
-                WriteOptions::INTERNAL,
-                &mut Vec::new(),
-            )
-            .await?;
-        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        ensure(server, None, ns).await?;
     }
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": server.service_range.first().to_string(), "ports": [{"name": "https", "port": 443, "targetPort": port}]},
+    });
+    ensure(server, Some("default"), svc).await?;
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local-path", "annotations": {DEFAULT_STORAGE_CLASS: "true"}},
+        "provisioner": wasmkube_node::storage::PROVISIONER,
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Delete",
+    });
+    ensure(server, None, class).await
+}
+
+/// Creates `object` in `ns` unless an object of its kind and name is there already.
+async fn ensure(
+    server: &Server,
+    ns: Option<&str>,
+    object: serde_json::Value,
+) -> anyhow::Result<()> {
+    let registry = server.registry();
+    let text = |field: &str| object[field].as_str().unwrap_or_default();
     let info = registry
-        .by_kind("v1", "Service")
-        .context("services are served")?;
-    if server
-        .objects
-        .get(info, Some("default"), "kubernetes")
-        .await?
-        .is_none()
-    {
-        let svc = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"clusterIP": server.service_range.first().to_string(), "ports": [{"name": "https", "port": 443, "targetPort": port}]},
-        });
+        .by_kind(text("apiVersion"), text("kind"))
+        .with_context(|| format!("{} is served", text("kind")))?;
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    if server.objects.get(info, ns, name).await?.is_none() {
         wasmkube_apiserver::handlers::create_object(
             server,
             info,
-            Some("default"),
-            svc,
+            ns,
+            object,
             WriteOptions::INTERNAL,
             &mut Vec::new(),
         )

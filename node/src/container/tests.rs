@@ -73,6 +73,7 @@ fn environment_from_sources_fields_and_resources() {
             Some(BTreeMap::from([("pw".to_string(), "hunter2".to_string())])),
         )]
         .into(),
+        ..Sources::default()
     };
     let env = environment(&pod, &c, &sources, &Allocatable::default()).expect("an environment");
     let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());

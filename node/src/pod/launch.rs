@@ -100,7 +100,7 @@ pub fn process(
     }
     let mut binds =
         volumes::etc_files(pod_dir, &hostname, pod_ip, resolv).map_err(Refusal::config)?;
-    binds.extend(volumes::binds(pod, pod_dir, container).map_err(Refusal::config)?);
+    binds.extend(volumes::binds(pod, pod_dir, container, sources).map_err(Refusal::config)?);
     let pod_security = spec.security_context.clone().unwrap_or_default();
     let security = container.security_context.clone().unwrap_or_default();
     let (image_uid, image_gid) = image_user(&image.config.user);

@@ -1,4 +1,5 @@
-//! What a pod's containers read from the API before they start: its ConfigMaps and Secrets.
+//! What a pod's containers read from the API before they start: its ConfigMaps and Secrets, and
+//! the volumes of its PersistentVolumeClaims.
 
 use std::collections::BTreeMap;
 
@@ -7,9 +8,20 @@ use serde_json::Value;
 
 use crate::api::{Api, ApiError};
 use crate::container::Sources;
+use crate::storage::{self, StorageError};
 
-/// Reads the ConfigMaps and Secrets the pod refers to (a missing one is recorded as absent).
-pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, ApiError> {
+#[derive(Debug, thiserror::Error)]
+pub enum SourcesError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Reads the ConfigMaps and Secrets the pod refers to (a missing one is recorded as absent) and
+/// finds the directories of its claims' volumes (a claim missing or not bound yet is an error:
+/// the pod waits for it).
+pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, SourcesError> {
     let namespace = pod
         .metadata
         .namespace
@@ -31,6 +43,18 @@ pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, ApiError> {
             .get(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
             .await?;
         sources.secrets.insert(name, data(object, true));
+    }
+    let spec = pod.spec.as_ref();
+    let node = spec
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or_default();
+    let volumes = spec.into_iter().flat_map(|s| s.volumes.iter().flatten());
+    for claim in volumes.filter_map(|v| v.persistent_volume_claim.as_ref()) {
+        let name = &claim.claim_name;
+        if !sources.claims.contains_key(name) {
+            let dir = storage::mount_dir(api, &namespace, name, node).await?;
+            sources.claims.insert(name.clone(), dir);
+        }
     }
     Ok(sources)
 }

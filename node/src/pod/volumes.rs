@@ -1,5 +1,6 @@
 //! A pod's volumes on the node: directories under the pod's own directory, filled from the API
-//! for configMap, secret, downwardAPI and projected; emptyDir of medium Memory is a tmpfs.
+//! for configMap, secret, downwardAPI and projected; emptyDir of medium Memory is a tmpfs;
+//! hostPath and persistentVolumeClaim volumes are directories of the host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub enum VolumeError {
     SecretMissing(String),
     #[error("volume {volume}: {message}")]
     Unsupported { volume: String, message: String },
+    #[error("persistentvolumeclaim {0:?} has no volume on this node yet")]
+    ClaimUnresolved(String),
     #[error("container {container} mounts volume {volume:?}, which the pod does not have")]
     NoSuchVolume { container: String, volume: String },
 }
@@ -171,6 +174,20 @@ async fn prepare_one(
         }
         return Ok(());
     }
+    if let Some(claim) = &volume.persistent_volume_claim {
+        let dir = claim_dir(sources, &claim.claim_name)?;
+        if !dir.is_dir() {
+            return Err(VolumeError::Unsupported {
+                volume: volume.name.clone(),
+                message: format!(
+                    "{} of persistentvolumeclaim {:?} is not a directory",
+                    dir.display(),
+                    claim.claim_name
+                ),
+            });
+        }
+        return Ok(());
+    }
     if let Some(source) = &volume.config_map {
         match sources
             .config_maps
@@ -229,10 +246,18 @@ async fn prepare_one(
     } else {
         return Err(VolumeError::Unsupported {
             volume: volume.name.clone(),
-            message: "only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported on this node".into(),
+            message: "only emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected volumes are supported on this node".into(),
         });
     }
     write_files(&dir, &files)
+}
+
+/// The host directory of a claim's volume, as the pod's sources found it.
+fn claim_dir<'a>(sources: &'a Sources, claim: &str) -> Result<&'a PathBuf, VolumeError> {
+    sources
+        .claims
+        .get(claim)
+        .ok_or_else(|| VolumeError::ClaimUnresolved(claim.to_string()))
 }
 
 fn is_mounted(dir: &Path) -> bool {
@@ -264,6 +289,7 @@ pub fn binds(
     pod: &Pod,
     pod_dir: &Path,
     container: &k8s_openapi::api::core::v1::Container,
+    sources: &Sources,
 ) -> Result<Vec<Bind>, VolumeError> {
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     let mut binds = Vec::new();
@@ -274,14 +300,17 @@ pub fn binds(
                 container: container.name.clone(),
                 volume: mount.name.clone(),
             })?;
-        let base = match &volume.host_path {
-            Some(host) => PathBuf::from(&host.path),
-            None => volume_dir(pod_dir, &volume.name),
+        let claim = volume.persistent_volume_claim.as_ref();
+        let base = match (&volume.host_path, claim) {
+            (Some(host), _) => PathBuf::from(&host.path),
+            (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
+            (None, None) => volume_dir(pod_dir, &volume.name),
         };
-        let read_only_kind = volume.config_map.is_some()
+        let read_only_volume = volume.config_map.is_some()
             || volume.secret.is_some()
             || volume.downward_api.is_some()
-            || volume.projected.is_some();
+            || volume.projected.is_some()
+            || claim.is_some_and(|c| c.read_only == Some(true));
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => {
                 let path = base.join(sub);
@@ -295,7 +324,7 @@ pub fn binds(
         binds.push(Bind {
             source,
             destination: mount.mount_path.clone(),
-            read_only: mount.read_only == Some(true) || read_only_kind,
+            read_only: mount.read_only == Some(true) || read_only_volume,
         });
     }
     Ok(binds)
@@ -332,4 +361,49 @@ pub fn etc_files(
         });
     }
     Ok(binds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_mount_their_volume_directory_read_only_when_asked() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "c", "volumeMounts": [
+                    {"name": "rw", "mountPath": "/rw"},
+                    {"name": "ro", "mountPath": "/ro"},
+                ]}],
+                "volumes": [
+                    {"name": "rw", "persistentVolumeClaim": {"claimName": "data"}},
+                    {"name": "ro", "persistentVolumeClaim": {"claimName": "data", "readOnly": true}},
+                ],
+            },
+        }))
+        .expect("a pod");
+        let container = &pod.spec.as_ref().expect("a spec").containers[0];
+        let mut sources = Sources::default();
+        let unresolved = binds(&pod, Path::new("/pod"), container, &sources);
+        assert!(matches!(unresolved, Err(VolumeError::ClaimUnresolved(c)) if c == "data"));
+        sources
+            .claims
+            .insert("data".into(), PathBuf::from("/storage/pvc-1"));
+        let binds = binds(&pod, Path::new("/pod"), container, &sources).expect("binds");
+        let got: Vec<(&str, &str, bool)> = binds
+            .iter()
+            .map(|b| {
+                let source = b.source.to_str().unwrap_or_default();
+                (source, b.destination.as_str(), b.read_only)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/storage/pvc-1", "/rw", false),
+                ("/storage/pvc-1", "/ro", true)
+            ]
+        );
+    }
 }

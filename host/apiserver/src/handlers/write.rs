@@ -68,7 +68,7 @@ pub async fn create_object(
     check_namespace(server, ns.filter(|_| info.namespaced)).await?;
     let name =
         strategy::prepare_create(info, ns, &mut obj, opts.validation, opts.manager, warnings)?;
-    admission::admit_create(&server.cluster, info, &mut obj);
+    admission::admit_create(server, info, &mut obj).await?;
     if opts.dry_run {
         return Ok(obj);
     }

@@ -310,7 +310,16 @@ fn is_event(info: &ResourceInfo) -> bool {
 }
 
 pub fn row_cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let name = json!(str_at(obj, "/metadata/name"));
+    let name = str_at(obj, "/metadata/name");
+    // kube-apiserver marks the default StorageClass in its name cell.
+    let name = if info.group == "storage.k8s.io"
+        && info.kind == "StorageClass"
+        && crate::defaults::is_default_storage_class(obj)
+    {
+        json!(format!("{name} (default)"))
+    } else {
+        json!(name)
+    };
     if is_event(info) {
         let mut row = cells::cells(info, obj, now, Value::Null);
         row.push(name);
