@@ -79,6 +79,36 @@ impl Cluster {
         Self::boot_new("up", &args)
     }
 
+    /// `up` with a node agent named `node` on a bridge and pod network of its own (so that
+    /// test binaries never share routes), the project's busybox image imported and the Node
+    /// Ready. Needs root, containerd and `target/images/busybox.tar` (scripts/setup.sh).
+    pub fn node(node: &str, bridge: &str, pod_network: &str, extra: &[&str]) -> Result<Cluster> {
+        let image = target_dir().join("images/busybox.tar");
+        if !image.exists() {
+            bail!("{} is missing: run scripts/build-images.sh", image.display());
+        }
+        // A bridge left by an earlier run would hold the same pod subnet.
+        let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+        let mut args = vec![
+            "--node-name",
+            node,
+            "--bridge",
+            bridge,
+            "--cluster-cidr",
+            pod_network,
+            "--pod-network",
+            pod_network,
+        ];
+        args.extend(extra);
+        let c = Self::up(&args)?;
+        c.wasmkube(&["image", "import", &image.display().to_string()])?;
+        eventually(Duration::from_secs(30), || {
+            let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+            Ok(c.ok(&["get", "node", node, "-o", ready])? == "True")
+        })?;
+        Ok(c)
+    }
+
     fn boot_new(command: &'static str, extra: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let policy = target_dir().join("wasm32-wasip2/release/wasmkube_policy_default.wasm");

@@ -10,21 +10,7 @@ use wasmkube_e2e::{Cluster, eventually};
 const NODE: &str = "wk-e2e";
 
 fn up(extra: &[&str]) -> Result<Cluster> {
-    let image = wasmkube_e2e::target_dir().join("images/busybox.tar");
-    if !image.exists() {
-        bail!(
-            "{} is missing: run scripts/build-images.sh",
-            image.display()
-        );
-    }
-    // A bridge left by an earlier run would hold the same pod subnet.
-    let _ = sh("ip link delete wke2e0 2>/dev/null");
-    let mut args = vec!["--node-name", NODE, "--bridge", "wke2e0"];
-    args.extend(extra);
-    let c = Cluster::up(&args)?;
-    c.wasmkube(&["image", "import", &image.display().to_string()])?;
-    node_ready(&c, NODE)?;
-    Ok(c)
+    Cluster::node(NODE, "wke2e0", "10.244.0.0/16", extra)
 }
 
 fn node_ready(c: &Cluster, node: &str) -> Result<()> {

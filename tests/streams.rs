@@ -35,33 +35,8 @@ spec:
 const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  nodeName: wk-streams\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: httpd\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [httpd, -f, -p, '80', -h, /var/www]\n";
 
 fn up() -> Result<Cluster> {
-    let image = wasmkube_e2e::target_dir().join("images/busybox.tar");
-    if !image.exists() {
-        bail!(
-            "{} is missing: run scripts/build-images.sh",
-            image.display()
-        );
-    }
-    // Port 0: the agent takes a free port and publishes it in the Node's status. A pod network
-    // of its own keeps the test clear of other clusters' routes on a shared machine.
-    let c = Cluster::up(&[
-        "--node-name",
-        NODE,
-        "--bridge",
-        "wkst0",
-        "--agent-port",
-        "0",
-        "--cluster-cidr",
-        "10.245.0.0/16",
-        "--pod-network",
-        "10.245.0.0/16",
-    ])?;
-    c.wasmkube(&["image", "import", &image.display().to_string()])?;
-    eventually(Duration::from_secs(30), || {
-        let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
-        Ok(c.ok(&["get", "node", NODE, "-o", ready])? == "True")
-    })?;
-    Ok(c)
+    // Port 0: the agent takes a free port and publishes it in the Node's status.
+    Cluster::node(NODE, "wkst0", "10.245.0.0/16", &["--agent-port", "0"])
 }
 
 fn apply(c: &Cluster, manifest: &str) -> Result<()> {
