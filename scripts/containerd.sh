@@ -19,7 +19,7 @@ answers() {
     $SUDO timeout 5 ctr -a "$SOCKET" version >/dev/null 2>&1
 }
 
-apt_install containerd runc containernetworking-plugins iptables busybox-static
+apt_install containerd runc containernetworking-plugins iptables busybox-static docker-registry skopeo
 
 if answers; then
     echo "containerd: already answering on $SOCKET"

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::api::{Api, ApiError, Connection};
 use crate::cni::{Cni, CniError};
 use crate::containerd::{Containerd, ContainerdError};
-use crate::image::{self, ImageError};
+use crate::image::{self, ImageError, registry};
 use crate::pod::{self, Context, Desired, Worker};
 use crate::registration::{self, Machine};
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
@@ -55,6 +55,8 @@ pub struct Config {
     pub node_ip: Option<String>,
     /// The port of the agent's API (logs, exec, port-forward); 0, or a taken port, gets a free one.
     pub agent_port: u16,
+    /// Registries (`host[:port]`) pulled from over plain HTTP, besides the loopback ones.
+    pub insecure_registries: Vec<String>,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s.
@@ -109,6 +111,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let runtime: Arc<dyn Runtime> = Arc::new(ContainerdRuntime {
         containerd,
         cni,
+        registry: registry::Client::new(config.insecure_registries.clone())
+            .map_err(ImageError::from)?,
         state_dir: config.root_dir.clone(),
     });
     let streams = Arc::new(Streams {

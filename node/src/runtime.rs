@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::cni::{Cni, CniError, PortMapping};
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
+use crate::image::registry::{self, Keychain};
 use crate::image::{self, Image, ImageError};
 
 pub use exec::{Control, ExecRequest, Session};
@@ -75,6 +76,9 @@ pub struct Found {
 pub trait Runtime: Send + Sync + 'static {
     /// The image, `None` when it is not present on the node.
     async fn image(&self, reference: &str) -> Result<Option<Image>, RuntimeError>;
+    /// Pulls the image from its registry (what the node has of it already is not downloaded
+    /// again), with credentials from `keychain`.
+    async fn pull(&self, reference: &str, keychain: &Keychain) -> Result<Image, RuntimeError>;
     /// Creates the container and starts its process.
     async fn start(&self, launch: Launch) -> Result<(), RuntimeError>;
     /// Waits for the container's process to end.
@@ -103,6 +107,7 @@ pub trait Runtime: Send + Sync + 'static {
 pub struct ContainerdRuntime {
     pub containerd: Containerd,
     pub cni: Cni,
+    pub registry: registry::Client,
     /// Where exec output and the FIFOs of interactive execs are kept (in `exec/`).
     pub state_dir: PathBuf,
 }
@@ -158,6 +163,10 @@ impl ContainerdRuntime {
 impl Runtime for ContainerdRuntime {
     async fn image(&self, reference: &str) -> Result<Option<Image>, RuntimeError> {
         Ok(image::resolve(&self.containerd, reference).await?)
+    }
+
+    async fn pull(&self, reference: &str, keychain: &Keychain) -> Result<Image, RuntimeError> {
+        Ok(image::pull(&self.containerd, &self.registry, reference, keychain).await?)
     }
 
     async fn start(&self, launch: Launch) -> Result<(), RuntimeError> {

@@ -43,6 +43,10 @@ pub struct AgentArgs {
     /// already taken, gets a free one. The Node's status says which.
     #[arg(long, default_value_t = wasmkube_node::registration::AGENT_PORT)]
     pub agent_port: u16,
+    /// A registry (HOST[:PORT], as in image references) to pull from over plain HTTP;
+    /// repeatable. Registries on localhost, 127.0.0.1 and ::1 always are.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 impl AgentArgs {
@@ -61,6 +65,7 @@ impl AgentArgs {
             bridge: self.bridge.clone(),
             node_ip: self.node_ip.clone(),
             agent_port: self.agent_port,
+            insecure_registries: self.insecure_registries.clone(),
         }
     }
 }

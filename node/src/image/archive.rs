@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::oci::{Descriptor, Index, Manifest};
+use super::oci::Descriptor;
 
 mod docker;
 mod layout;
@@ -233,49 +233,8 @@ impl Archive {
     }
 }
 
-/// containerd's GC labels for a manifest: it keeps its config and layers.
-fn manifest_labels(manifest: &Manifest) -> HashMap<String, String> {
-    let mut labels = HashMap::new();
-    labels.insert(
-        "containerd.io/gc.ref.content.config".to_string(),
-        manifest.config.digest.clone(),
-    );
-    for (i, layer) in manifest.layers.iter().enumerate() {
-        labels.insert(
-            format!("containerd.io/gc.ref.content.l.{i}"),
-            layer.digest.clone(),
-        );
-    }
-    labels
-}
-
-/// containerd's GC labels for an index: it keeps its manifests.
-fn index_labels(index: &Index) -> HashMap<String, String> {
-    index
-        .manifests
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            (
-                format!("containerd.io/gc.ref.content.m.{i}"),
-                m.digest.clone(),
-            )
-        })
-        .collect()
-}
-
-fn descriptor(media_type: &str, digest: String, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_string(),
-        digest,
-        size,
-        annotations: Default::default(),
-        platform: None,
-    }
-}
-
 fn stripped(d: &Descriptor) -> Descriptor {
-    descriptor(&d.media_type, d.digest.clone(), d.size)
+    Descriptor::new(&d.media_type, d.digest.clone(), d.size)
 }
 
 /// Every file and link of the tar `file`, by cleaned path.

@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::ImageError;
 use super::archive::Archive;
-use super::oci::{self, Descriptor};
+use super::oci::{self, Descriptor, Index, Manifest};
 use crate::containerd::{Containerd, ContainerdError};
 
 /// How much is sent to containerd in one write message (its limit is 16 MiB a message).
@@ -125,9 +125,8 @@ pub async fn write(
     labels: &HashMap<String, String>,
     data: Data<'_>,
 ) -> Result<(), ImageError> {
-    let mut writer = match Writer::open(lease, descriptor).await? {
-        Some(writer) => writer,
-        None => return set_labels(lease.containerd(), &descriptor.digest, labels).await,
+    let Some(mut writer) = Writer::open(lease, descriptor, labels).await? else {
+        return Ok(());
     };
     let size = descriptor.size;
     if let Data::Bytes(bytes) = &data
@@ -139,71 +138,42 @@ pub async fn write(
             size: bytes.len() as u64,
         });
     }
-    // Where containerd's ingest stands (0 unless the ingest was started before).
-    let mut offset = writer.offset;
-    if offset > size {
-        offset = 0;
-    }
-    while offset < size {
-        let len = CHUNK.min(size - offset);
-        let chunk = data.read(offset, len).await?;
-        let message = WriteContentRequest {
-            action: WriteAction::Write as i32,
-            offset: offset as i64,
-            data: chunk,
-            ..Default::default()
-        };
-        let Some(reply) = writer.exchange(message).await? else {
-            return set_labels(lease.containerd(), &descriptor.digest, labels).await;
-        };
-        offset += len;
-        if reply.offset != offset as i64 {
-            return Err(ImageError::WriteOffset {
-                digest: descriptor.digest.clone(),
-                expected: offset,
-                got: reply.offset,
-            });
+    while writer.offset < size {
+        let len = CHUNK.min(size - writer.offset);
+        let chunk = data.read(writer.offset, len).await?;
+        if !writer.push(chunk).await? {
+            return Ok(());
         }
     }
-    let commit = WriteContentRequest {
-        action: WriteAction::Commit as i32,
-        total: size as i64,
-        offset: offset as i64,
-        expected: descriptor.digest.clone(),
-        labels: labels.clone(),
-        ..Default::default()
-    };
-    let Some(reply) = writer.exchange(commit).await? else {
-        return set_labels(lease.containerd(), &descriptor.digest, labels).await;
-    };
-    if reply.digest != descriptor.digest {
-        return Err(ImageError::Committed {
-            digest: descriptor.digest.clone(),
-            got: reply.digest,
-        });
-    }
-    writer.close().await
+    writer.commit().await
 }
 
-/// One content Write stream, message by message: each request waits for its answer.
-struct Writer {
-    digest: String,
+/// One content Write stream, message by message: each request waits for its answer. Whoever
+/// finds the blob committed by someone else meanwhile sets the writer's labels on it instead.
+pub struct Writer<'a> {
+    containerd: &'a Containerd,
+    descriptor: Descriptor,
+    labels: HashMap<String, String>,
     sender: mpsc::Sender<WriteContentRequest>,
     replies: Streaming<WriteContentResponse>,
-    /// Where containerd's ingest of this blob stands.
+    /// Where containerd's ingest of this blob stands: the next byte to push.
     offset: u64,
 }
 
-impl Writer {
-    /// Starts writing `descriptor`'s blob; None when containerd has it already.
-    async fn open(
-        lease: &Lease<'_>,
+impl<'a> Writer<'a> {
+    /// Starts writing `descriptor`'s blob, to be committed with `labels`; None when containerd
+    /// has it already (then with `labels` set, and held by the lease).
+    pub async fn open(
+        lease: &Lease<'a>,
         descriptor: &Descriptor,
-    ) -> Result<Option<Writer>, ImageError> {
+        labels: &HashMap<String, String>,
+    ) -> Result<Option<Writer<'a>>, ImageError> {
+        let containerd = lease.containerd();
+        let present = || set_labels(containerd, &descriptor.digest, labels);
         let (mut sender, receiver) = mpsc::channel(1);
         let stat = WriteContentRequest {
             action: WriteAction::Stat as i32,
-            // One ingest per lease: concurrent imports of a blob never wait on each other's
+            // One ingest per lease: concurrent writes of a blob never wait on each other's
             // lock (the second commit finds it exists), and a crashed one's ingest goes with
             // its lease.
             r#ref: format!("{} {}", lease.id, descriptor.digest),
@@ -218,29 +188,91 @@ impl Writer {
             .map_err(|_| ImageError::WriteEnded {
                 digest: descriptor.digest.clone(),
             })?;
-        let replies = match lease
-            .containerd()
-            .content()
-            .write(lease.request(receiver))
-            .await
-        {
+        let replies = match containerd.content().write(lease.request(receiver)).await {
             Ok(replies) => replies.into_inner(),
-            Err(status) if status.code() == Code::AlreadyExists => return Ok(None),
+            Err(status) if status.code() == Code::AlreadyExists => {
+                present().await?;
+                return Ok(None);
+            }
             Err(status) => return Err(ContainerdError::call("content write")(status).into()),
         };
         let mut writer = Writer {
-            digest: descriptor.digest.clone(),
+            containerd,
+            descriptor: descriptor.clone(),
+            labels: labels.clone(),
             sender,
             replies,
             offset: 0,
         };
         match writer.reply().await? {
             Some(reply) => {
-                writer.offset = u64::try_from(reply.offset).unwrap_or(0);
+                // Where an ingest of this lease left off (a fresh lease's is empty); past the
+                // blob's end it is written afresh.
+                let offset = u64::try_from(reply.offset).unwrap_or(0);
+                writer.offset = if offset > descriptor.size { 0 } else { offset };
                 Ok(Some(writer))
             }
-            None => Ok(None),
+            None => {
+                present().await?;
+                Ok(None)
+            }
         }
+    }
+
+    /// Where containerd's ingest stands: the bytes before it need not be pushed again.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Writes the next bytes (at most 16 MiB); false when the blob turned out to be committed
+    /// by someone else (and is labelled).
+    pub async fn push(&mut self, data: Vec<u8>) -> Result<bool, ImageError> {
+        let len = data.len() as u64;
+        let message = WriteContentRequest {
+            action: WriteAction::Write as i32,
+            offset: self.offset as i64,
+            data,
+            ..Default::default()
+        };
+        let Some(reply) = self.exchange(message).await? else {
+            self.present().await?;
+            return Ok(false);
+        };
+        self.offset += len;
+        if reply.offset != self.offset as i64 {
+            return Err(ImageError::WriteOffset {
+                digest: self.descriptor.digest.clone(),
+                expected: self.offset,
+                got: reply.offset,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Commits the blob, which containerd checks against the descriptor's size and digest.
+    pub async fn commit(mut self) -> Result<(), ImageError> {
+        let commit = WriteContentRequest {
+            action: WriteAction::Commit as i32,
+            total: self.descriptor.size as i64,
+            offset: self.offset as i64,
+            expected: self.descriptor.digest.clone(),
+            labels: self.labels.clone(),
+            ..Default::default()
+        };
+        let Some(reply) = self.exchange(commit).await? else {
+            return self.present().await;
+        };
+        if reply.digest != self.descriptor.digest {
+            return Err(ImageError::Committed {
+                digest: self.descriptor.digest.clone(),
+                got: reply.digest,
+            });
+        }
+        self.close().await
+    }
+
+    async fn present(&self) -> Result<(), ImageError> {
+        set_labels(self.containerd, &self.descriptor.digest, &self.labels).await
     }
 
     /// Sends `message` and waits for its answer; None when containerd says the blob exists
@@ -258,7 +290,7 @@ impl Writer {
         match self.replies.message().await {
             Ok(Some(reply)) => Ok(Some(reply)),
             Ok(None) => Err(ImageError::WriteEnded {
-                digest: self.digest.clone(),
+                digest: self.descriptor.digest.clone(),
             }),
             Err(status) => exists_or(status),
         }
@@ -316,25 +348,42 @@ pub async fn set_labels(
 
 /// A whole blob from the content store, checked against its descriptor.
 pub async fn read(containerd: &Containerd, descriptor: &Descriptor) -> Result<Vec<u8>, ImageError> {
+    find(containerd, descriptor)
+        .await?
+        .ok_or_else(|| ImageError::Missing {
+            digest: descriptor.digest.clone(),
+        })
+}
+
+/// A whole blob from the content store, checked against its descriptor; None when the store
+/// does not have it.
+pub async fn find(
+    containerd: &Containerd,
+    descriptor: &Descriptor,
+) -> Result<Option<Vec<u8>>, ImageError> {
     let request = ReadContentRequest {
         digest: descriptor.digest.clone(),
         offset: 0,
         size: 0,
     };
-    let mut stream = containerd
-        .content()
-        .read(containerd.request(request))
-        .await
-        .map_err(ContainerdError::call("content read"))?
-        .into_inner();
+    let missing = |status: Status| match status.code() {
+        Code::NotFound => Ok(None),
+        _ => Err(ContainerdError::call("content read")(status)),
+    };
+    let mut stream = match containerd.content().read(containerd.request(request)).await {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => return Ok(missing(status)?),
+    };
     let capacity = usize::try_from(descriptor.size).unwrap_or(0).min(16 << 20);
     let mut data = Vec::with_capacity(capacity);
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .map_err(ContainerdError::call("content read"))?
-    {
-        data.extend_from_slice(&chunk.data);
+    loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => data.extend_from_slice(&chunk.data),
+            Ok(None) => break,
+            // The status of a missing blob may come with the first message.
+            Err(status) if data.is_empty() => return Ok(missing(status)?),
+            Err(status) => return Err(ContainerdError::call("content read")(status).into()),
+        }
         if data.len() as u64 > descriptor.size {
             break;
         }
@@ -353,5 +402,38 @@ pub async fn read(containerd: &Containerd, descriptor: &Descriptor) -> Result<Ve
             actual,
         });
     }
-    Ok(data)
+    Ok(Some(data))
+}
+
+// === GC labels ===
+
+/// containerd's GC labels for a manifest: it keeps its config and layers.
+pub fn manifest_labels(manifest: &Manifest) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert(
+        "containerd.io/gc.ref.content.config".to_string(),
+        manifest.config.digest.clone(),
+    );
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        labels.insert(
+            format!("containerd.io/gc.ref.content.l.{i}"),
+            layer.digest.clone(),
+        );
+    }
+    labels
+}
+
+/// containerd's GC labels for an index: it keeps its manifests.
+pub fn index_labels(index: &Index) -> HashMap<String, String> {
+    index
+        .manifests
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                format!("containerd.io/gc.ref.content.m.{i}"),
+                m.digest.clone(),
+            )
+        })
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! Images in containerd: importing OCI and docker archives, resolving references, listing.
+//! Images in containerd: importing OCI and docker archives, pulling from registries, resolving
+//! references, listing.
 //!
 //! Everything goes through containerd's gRPC API in the `wasmkube` namespace: blobs into the
 //! content store (with the GC labels containerd's own importer sets), image records, and layers
@@ -8,7 +9,9 @@
 mod archive;
 mod content;
 mod oci;
+mod pull;
 mod reference;
+pub mod registry;
 mod unpack;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +29,7 @@ use tracing::{info, warn};
 use self::archive::{Archive, Source};
 use self::content::{Data, Lease};
 use self::oci::{ConfigFile, Descriptor, Index, Kind, Manifest};
+use self::registry::{Keychain, Reference, RegistryError};
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
 
 pub use self::archive::ArchiveError;
@@ -40,6 +44,8 @@ pub enum ImageError {
     Containerd(#[from] ContainerdError),
     #[error("image archive {0}")]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("reading an image archive: {0}")]
     Blocking(#[from] tokio::task::JoinError),
     #[error("lease id {0:?} is not a valid gRPC metadata value")]
@@ -62,6 +68,8 @@ pub enum ImageError {
     },
     #[error("blob {digest} in containerd hashes to {actual}")]
     Digest { digest: String, actual: String },
+    #[error("blob {digest} is not in containerd's content store")]
+    Missing { digest: String },
     #[error("blob {digest}: {source}")]
     Json {
         digest: String,
@@ -149,21 +157,57 @@ async fn import_plan(
         };
         content::write(lease, &blob.descriptor, &blob.labels, data).await?;
     }
-    // Unpacked before it is named, so a named image is always ready to run.
+    publish(lease, &plan.images).await?;
+    let mut names = Vec::with_capacity(plan.images.len());
+    for (name, target) in &plan.images {
+        info!(image = %name, digest = %target.digest, "imported");
+        names.push(name.clone());
+    }
+    Ok(names)
+}
+
+/// Pulls the image `reference` names from its registry, with the credential `keychain` has for
+/// it: resolves the reference, downloads what containerd lacks of the manifest for this platform
+/// (nothing when it has that digest already), unpacks it and points the name at it.
+pub async fn pull(
+    containerd: &Containerd,
+    client: &registry::Client,
+    reference: &str,
+    keychain: &Keychain,
+) -> Result<Image, ImageError> {
+    let name = normalize(reference);
+    let parsed = Reference::parse(&name)?;
+    let credential = keychain.find(&parsed.registry, &parsed.repository).cloned();
+    let mut session = client.session(&parsed, credential);
+    let (target, data) = session.resolve(&parsed.object).await?;
+    let lease = Lease::create(containerd).await?;
+    let result = async {
+        let target = pull::fetch(&lease, &mut session, target, data).await?;
+        publish(&lease, &[(name.clone(), target.clone())]).await?;
+        Ok::<_, ImageError>(target)
+    }
+    .await;
+    lease.delete().await;
+    let target = result?;
+    info!(image = %name, digest = %target.digest, "pulled");
+    ready(containerd, name, target).await
+}
+
+/// Names images whose blobs are all in the content store: unpacks each target once, then
+/// creates or updates each name's record. Unpacked before it is named, so a named image is
+/// always ready to run.
+async fn publish(lease: &Lease<'_>, images: &[(String, Descriptor)]) -> Result<(), ImageError> {
     let mut unpacked = HashSet::new();
-    for (_, target) in &plan.images {
+    for (_, target) in images {
         if unpacked.insert(target.digest.as_str()) {
             let resolved = load(lease.containerd(), target).await?;
             unpack(lease, &resolved).await?;
         }
     }
-    let mut names = Vec::with_capacity(plan.images.len());
-    for (name, target) in &plan.images {
+    for (name, target) in images {
         record(lease, name, target).await?;
-        info!(image = %name, digest = %target.digest, "imported");
-        names.push(name.clone());
     }
-    Ok(names)
+    Ok(())
 }
 
 /// Creates the image record `name` → `target`, or points an existing one at `target`.
@@ -225,6 +269,16 @@ pub async fn resolve(
         .target
         .map(descriptor)
         .ok_or_else(|| ImageError::NoTarget { name: name.clone() })?;
+    ready(containerd, name, target).await.map(Some)
+}
+
+/// The image `name` whose record points at `target`, unpacked (now, if its snapshots went
+/// missing).
+async fn ready(
+    containerd: &Containerd,
+    name: String,
+    target: Descriptor,
+) -> Result<Image, ImageError> {
     let resolved = load(containerd, &target).await?;
     let chain_id = unpack::top_chain_id(
         &resolved.manifest,
@@ -238,7 +292,7 @@ pub async fn resolve(
         result?;
     }
     let run = resolved.config.config.unwrap_or_default();
-    Ok(Some(Image {
+    Ok(Image {
         name,
         digest: target.digest,
         chain_id,
@@ -249,7 +303,7 @@ pub async fn resolve(
             working_dir: run.working_dir.unwrap_or_default(),
             user: run.user.unwrap_or_default(),
         },
-    }))
+    })
 }
 
 /// Every image's name and size (its blobs for this platform, compressed), for the Node's
@@ -365,11 +419,5 @@ fn json<T: for<'de> serde::Deserialize<'de>>(
 }
 
 fn descriptor(d: types::Descriptor) -> Descriptor {
-    Descriptor {
-        media_type: d.media_type,
-        digest: d.digest,
-        size: u64::try_from(d.size).unwrap_or(0),
-        annotations: Default::default(),
-        platform: None,
-    }
+    Descriptor::new(&d.media_type, d.digest, u64::try_from(d.size).unwrap_or(0))
 }

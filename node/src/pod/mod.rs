@@ -368,14 +368,10 @@ impl Worker {
     /// Starts the container of slot `index`, or records why it cannot start.
     async fn start(&mut self, pod: &Pod, container: &Container, index: usize) {
         let now = Instant::now();
-        let image =
-            match pull::image(self.ctx.runtime.as_ref(), container, &self.slots[index]).await {
-                Ok(image) => image,
-                Err(refusal) => {
-                    self.slots[index].failed_to_start(refusal.reason, refusal.message, now);
-                    return;
-                }
-            };
+        let Some(image) = pull::image(&self.ctx, pod, container, &mut self.slots[index]).await
+        else {
+            return;
+        };
         let sources = self.sources.clone().unwrap_or_default();
         let pod_dir = self.ctx.pods_dir.join(&self.uid);
         if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 use tracing::debug;
 
-use super::{Archive, ArchiveError, Blob, Plan, Source, descriptor, manifest_labels};
-use crate::image::oci::{self, Manifest};
+use super::{Archive, ArchiveError, Blob, Plan, Source};
+use crate::image::content::manifest_labels;
+use crate::image::oci::{self, Descriptor, Manifest};
 use crate::image::reference::normalize;
 
 impl Archive {
@@ -44,7 +45,7 @@ impl Archive {
                     [0x28, 0xb5, 0x2f, 0xfd, ..] => oci::LAYER_ZSTD,
                     _ => oci::LAYER,
                 };
-                let descriptor = descriptor(media_type, digest, size);
+                let descriptor = Descriptor::new(media_type, digest, size);
                 layers.push(descriptor.clone());
                 push(
                     &mut plan,
@@ -57,7 +58,7 @@ impl Archive {
             }
             let (offset, size) = self.require(&entry.config)?;
             let (digest, _) = self.hash(offset, size)?;
-            let config = descriptor(oci::CONFIG, digest, size);
+            let config = Descriptor::new(oci::CONFIG, digest, size);
             push(
                 &mut plan,
                 Blob {
@@ -78,7 +79,7 @@ impl Archive {
                 entry: "manifest.json".to_string(),
                 source,
             })?;
-            let manifest = descriptor(oci::MANIFEST, oci::sha256(&bytes), bytes.len() as u64);
+            let manifest = Descriptor::new(oci::MANIFEST, oci::sha256(&bytes), bytes.len() as u64);
             for tag in &tags {
                 plan.images.push((normalize(tag), manifest.clone()));
             }

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use tracing::debug;
 
-use super::{Archive, ArchiveError, Blob, Plan, Source, index_labels, manifest_labels, stripped};
+use super::{Archive, ArchiveError, Blob, Plan, Source, stripped};
+use crate::image::content::{index_labels, manifest_labels};
 use crate::image::oci::{self, Descriptor, Index, Kind, Manifest};
 use crate::image::reference::normalize;
 

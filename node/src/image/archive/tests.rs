@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use super::*;
-use crate::image::oci;
+use crate::image::oci::{self, Manifest};
 
 /// A tar entry: a file with bytes, or a symbolic link.
 enum Item {
