@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::command::{CommandError, run};
+
 /// Where Debian's containernetworking-plugins puts the plugin binaries.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/cni";
 /// Where `ip netns` keeps named network namespaces.
@@ -17,6 +19,8 @@ const IFNAME: &str = "eth0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
     #[error("running {command}: {source}")]
     Spawn {
         command: String,
@@ -63,25 +67,6 @@ pub fn netns_path(uid: &str) -> PathBuf {
 
 fn netns_name(uid: &str) -> String {
     format!("wk-{uid}")
-}
-
-async fn run(program: &str, args: &[&str]) -> Result<String, CniError> {
-    let command = format!("{program} {}", args.join(" "));
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|source| CniError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(CniError::Failed {
-            command,
-            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 impl Cni {

@@ -2,11 +2,14 @@
 
 pub mod agent;
 pub mod api;
+pub mod cgroups;
 pub mod cni;
+pub mod command;
 pub mod container;
 pub mod containerd;
 pub mod image;
 pub mod logs;
+pub mod namespaces;
 pub mod pod;
 pub mod registration;
 pub mod runtime;

@@ -42,22 +42,22 @@ pub async fn make_fifos(dir: &Path, id: &str) -> Result<(PathBuf, PathBuf), LogE
     let (out, err) = fifos(dir, id);
     for path in [&out, &err] {
         if !path.exists() {
-            let status = tokio::process::Command::new("mkfifo")
-                .arg("-m")
-                .arg("600")
-                .arg(path)
-                .status()
-                .await
-                .map_err(io(path))?;
-            if !status.success() {
-                return Err(LogError::Io {
-                    path: path.clone(),
-                    source: std::io::Error::other("mkfifo failed"),
-                });
-            }
+            mkfifo(path).map_err(io(path))?;
         }
     }
     Ok((out, err))
+}
+
+/// Makes a FIFO only its owner may open (a system call, not a process: pods start in bursts).
+pub fn mkfifo(path: &Path) -> Result<(), std::io::Error> {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    Ok(mknodat(
+        CWD,
+        path,
+        FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )?)
 }
 
 /// Removes the container's FIFOs.

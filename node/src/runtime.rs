@@ -3,7 +3,7 @@
 mod exec;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use containerd_client::services::v1::container::Runtime as RuntimeInfo;
@@ -17,10 +17,12 @@ use containerd_client::types::v1::Status;
 use prost_types::Any;
 use serde_json::Value;
 
+use crate::cgroups::{self, CgroupError};
 use crate::cni::{Cni, CniError, PortMapping};
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
 use crate::image::registry::{self, Keychain};
 use crate::image::{self, Image, ImageError};
+use crate::namespaces::{self, NamespaceError};
 
 pub use exec::{Control, ExecRequest, Session};
 
@@ -32,6 +34,10 @@ pub enum RuntimeError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Network(#[from] CniError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -97,7 +103,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError>;
     /// The IP of a pod attached before, if it still is.
     fn address(&self, uid: &str) -> Option<String>;
-    /// Takes the pod's network away.
+    /// Takes the pod's network away, with its shared namespaces and its cgroup (its containers
+    /// are gone by then).
     async fn detach(&self, uid: &str, ports: &[PortMapping]) -> Result<(), RuntimeError>;
     /// The uids of pods with a network on this node.
     fn attached(&self) -> Vec<String>;
@@ -116,28 +123,6 @@ fn time(timestamp: Option<prost_types::Timestamp>) -> DateTime<Utc> {
     timestamp
         .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
         .unwrap_or_else(Utc::now)
-}
-
-/// Whether the container's memory cgroup saw the OOM killer (cgroup v1 or v2).
-fn oom_killed(cgroups_path: &str) -> bool {
-    let relative = cgroups_path.trim_start_matches('/');
-    let counters = [
-        Path::new("/sys/fs/cgroup/memory")
-            .join(relative)
-            .join("memory.oom_control"),
-        Path::new("/sys/fs/cgroup")
-            .join(relative)
-            .join("memory.events"),
-    ];
-    counters.iter().any(|path| {
-        std::fs::read_to_string(path).is_ok_and(|text| {
-            text.lines().any(|line| {
-                line.strip_prefix("oom_kill ")
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-                    .is_some_and(|n| n > 0)
-            })
-        })
-    })
 }
 
 impl ContainerdRuntime {
@@ -237,7 +222,7 @@ impl Runtime for ContainerdRuntime {
             .map_err(ContainerdError::call("tasks wait"))?
             .into_inner();
         let oom = match self.cgroups_path(id).await {
-            Some(path) => oom_killed(&path),
+            Some(path) => cgroups::oom_killed(&path),
             None => false,
         };
         Ok(Exit {
@@ -411,7 +396,14 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError> {
-        Ok(self.cni.attach(uid, ports).await?)
+        namespaces::create(uid).await?;
+        match self.cni.attach(uid, ports).await {
+            Ok(ip) => Ok(ip),
+            Err(e) => {
+                let _ = namespaces::remove(uid).await;
+                Err(e.into())
+            }
+        }
     }
 
     fn address(&self, uid: &str) -> Option<String> {
@@ -419,7 +411,9 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn detach(&self, uid: &str, ports: &[PortMapping]) -> Result<(), RuntimeError> {
-        Ok(self.cni.detach(uid, ports).await?)
+        self.cni.detach(uid, ports).await?;
+        namespaces::remove(uid).await?;
+        Ok(cgroups::remove_pod(uid)?)
     }
 
     fn attached(&self) -> Vec<String> {

@@ -100,7 +100,10 @@ pub struct Process {
     pub uid: u32,
     pub gid: u32,
     pub hostname: String,
+    /// The pod's namespaces its containers join.
     pub netns: PathBuf,
+    pub ipc: PathBuf,
+    pub uts: PathBuf,
     pub binds: Vec<Bind>,
     pub limits: Limits,
     pub read_only_rootfs: bool,
@@ -176,8 +179,10 @@ pub fn runtime_spec(process: &Process) -> Value {
     }
     let mut linux = json!({
         "namespaces": [
-            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "pid"}, {"type": "mount"},
             {"type": "network", "path": process.netns},
+            {"type": "ipc", "path": process.ipc},
+            {"type": "uts", "path": process.uts},
         ],
         "resources": resources,
         "cgroupsPath": process.cgroups_path,
@@ -265,13 +270,19 @@ mod tests {
                 memory: Some(64 << 20),
             },
             netns: "/run/netns/wk-x".into(),
+            ipc: "/run/wasmkube/namespaces/x/ipc".into(),
             ..Process::default()
         };
         let spec = runtime_spec(&process);
         assert_eq!(spec["linux"]["resources"]["cpu"]["shares"], 512);
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
-        assert_eq!(spec["linux"]["namespaces"][4]["path"], "/run/netns/wk-x");
+        assert_eq!(spec["linux"]["namespaces"][2]["path"], "/run/netns/wk-x");
+        assert_eq!(spec["linux"]["namespaces"][3]["type"], "ipc");
+        assert_eq!(
+            spec["linux"]["namespaces"][3]["path"],
+            "/run/wasmkube/namespaces/x/ipc"
+        );
         assert_eq!(spec["process"]["cwd"], "/");
     }
 }

@@ -8,6 +8,7 @@ use wasmkube_model::quantity;
 use crate::cni::netns_path;
 use crate::container::{self, Allocatable, Sources};
 use crate::image::Image;
+use crate::namespaces;
 use crate::spec::{self, Limits, Process};
 
 use super::volumes;
@@ -121,6 +122,7 @@ pub fn process(
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| image.config.working_dir.clone());
+    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let oom_score_adj = match super::status::qos_class(pod) {
         "Guaranteed" => -997,
         "BestEffort" => 1000,
@@ -133,7 +135,9 @@ pub fn process(
         uid,
         gid,
         hostname,
-        netns: netns_path(pod.metadata.uid.as_deref().unwrap_or_default()),
+        netns: netns_path(pod_uid),
+        ipc: namespaces::path(pod_uid, "ipc"),
+        uts: namespaces::path(pod_uid, "uts"),
         binds,
         limits: limits(container),
         read_only_rootfs: security.read_only_root_filesystem == Some(true),

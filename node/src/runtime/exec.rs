@@ -159,16 +159,8 @@ pub async fn start(
         fifo(request.stderr && !request.tty, "stderr"),
     ];
     let fifos: Vec<PathBuf> = paths.iter().flatten().cloned().collect();
-    if !fifos.is_empty() {
-        let made = tokio::process::Command::new("mkfifo")
-            .args(["-m", "600"])
-            .args(&fifos)
-            .status()
-            .await
-            .map_err(io_error(fifo_dir))?;
-        if !made.success() {
-            return Err(io_error(fifo_dir)(std::io::Error::other("mkfifo failed")));
-        }
+    for fifo in &fifos {
+        crate::logs::mkfifo(fifo).map_err(io_error(fifo))?;
     }
     let [stdin, stdout, stderr] = paths;
     let opens = [
