@@ -1,7 +1,7 @@
 //! The node agent: registers the node, then runs a worker for every pod bound to it, adopting
 //! the containers a previous agent left running and cleaning up after pods that are gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,6 +156,9 @@ fn resolv_conf() -> String {
         .collect()
 }
 
+/// How often the agent looks for containers and networks that no pod worker owns.
+const HOUSEKEEPING: Duration = Duration::from_secs(20);
+
 /// The pod workers of this node, by pod uid.
 struct Pods {
     ctx: Arc<Context>,
@@ -180,6 +183,8 @@ impl Pods {
             self.ctx.node_name
         );
         let mut first = true;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (items, version) = match self.ctx.api.list(&path).await {
                 Ok(list) => list,
@@ -203,8 +208,15 @@ impl Pods {
                     continue;
                 }
             };
-            while let Some(event) = watch.next().await {
-                let Ok(event) = event else { break };
+            loop {
+                let event = tokio::select! {
+                    event = watch.next() => event,
+                    _ = housekeeping.tick() => {
+                        self.clean_orphans().await;
+                        continue;
+                    }
+                };
+                let Some(Ok(event)) = event else { break };
                 match event.kind.as_str() {
                     "ADDED" | "MODIFIED" | "DELETED" => {}
                     "ERROR" => break,
@@ -239,7 +251,10 @@ impl Pods {
                 found.entry(uid).or_default().push(container);
             }
         }
-        let listed: Vec<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let listed: HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
         let running = pods
             .iter()
             .filter_map(|p| found.get(p.metadata.uid.as_deref()?))
@@ -253,7 +268,7 @@ impl Pods {
         let gone: Vec<String> = self
             .workers
             .keys()
-            .filter(|uid| !listed.contains(uid))
+            .filter(|uid| !listed.contains(uid.as_str()))
             .cloned()
             .collect();
         for uid in gone {
@@ -268,32 +283,53 @@ impl Pods {
                 ms = self.began.elapsed().as_millis() as u64,
                 "adopted the running containers of this node's pods"
             );
-            self.clean_orphans(found, &listed).await;
+            self.clean_orphans().await;
         }
         Ok(())
     }
 
-    /// Removes containers and networks of pods that no longer exist.
-    async fn clean_orphans(&self, found: HashMap<String, Vec<Found>>, listed: &[String]) {
-        for (uid, containers) in found {
-            for container in containers {
-                tracing::info!(container = %container.id, pod = %uid, "removing the container of a deleted pod");
-                let _ = self.ctx.runtime.signal(&container.id, 9).await;
-                let _ = self.ctx.runtime.wait(&container.id).await;
-                if let Err(e) = self.ctx.runtime.remove(&container.id).await {
-                    tracing::warn!(container = %container.id, error = %e, "removing an orphan");
-                }
-                crate::logs::remove_fifos(&self.ctx.fifo_dir, &container.id);
+    /// Removes the containers and networks of this node's pods that have no worker: pods
+    /// deleted while the agent was down, and anything a worker failed to give back.
+    async fn clean_orphans(&self) {
+        let containers = match self.ctx.runtime.list().await {
+            Ok(containers) => containers,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing containers for housekeeping");
+                return;
             }
+        };
+        let orphan = |uid: &str| !self.workers.contains_key(uid);
+        let containers: Vec<(String, String)> = containers
+            .into_iter()
+            .filter(|c| c.labels.get(pod::LABEL_NODE) == Some(&self.ctx.node_name))
+            .filter_map(|c| Some((c.labels.get(pod::LABEL_POD_UID)?.clone(), c.id)))
+            .filter(|(uid, _)| orphan(uid))
+            .collect();
+        let networks: Vec<String> = self
+            .ctx
+            .runtime
+            .attached()
+            .into_iter()
+            .filter(|uid| orphan(uid))
+            .collect();
+        if containers.is_empty() && networks.is_empty() {
+            return;
         }
-        for uid in self.ctx.runtime.attached() {
-            if !listed.contains(&uid) {
-                if let Err(e) = self.ctx.runtime.detach(&uid, &[]).await {
+        // Stopping takes time: the watch goes on meanwhile.
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            for (uid, id) in containers {
+                tracing::info!(container = %id, pod = %uid, "removing the container of a deleted pod");
+                pod::kill_and_remove(&ctx, &id).await;
+            }
+            for uid in networks {
+                tracing::info!(pod = %uid, "detaching the network of a deleted pod");
+                if let Err(e) = ctx.runtime.detach(&uid, &[]).await {
                     tracing::warn!(pod = %uid, error = %e, "detaching an orphan network");
                 }
-                pod::volumes::clean(&self.ctx.pods_dir.join(&uid)).await;
+                pod::volumes::clean(&ctx.pods_dir.join(&uid)).await;
             }
-        }
+        });
     }
 
     /// Hands the pod to its worker, starting one for a pod new to the node.

@@ -1,6 +1,8 @@
 //! A pod worker: one task per pod on this node that starts its containers in order, restarts
 //! them by its restart policy, stops them when the pod is deleted, and reports its status.
 
+mod event;
+mod hook;
 mod launch;
 mod probe;
 mod pull;
@@ -51,6 +53,13 @@ pub struct Context {
     pub resolv_conf: String,
 }
 
+/// The longest a postStart hook may run (the kubelet sets none; a hung hook would hold the
+/// pod's worker forever).
+const HOOK_LIMIT: Duration = Duration::from_secs(120);
+
+/// How many times removing a container or detaching a network is tried before giving up.
+const REMOVE_ATTEMPTS: u32 = 4;
+
 /// A container that ended: its id and how.
 type Ended = (String, Exit);
 
@@ -100,6 +109,9 @@ pub struct Worker {
     verdicts: (mpsc::Sender<probe::Verdict>, mpsc::Receiver<probe::Verdict>),
     /// The probing task of each running container that has probes.
     probes: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// The environment of each running container started by this worker, for exec probes
+    /// and hooks.
+    envs: HashMap<String, Vec<String>>,
 }
 
 impl Worker {
@@ -143,6 +155,7 @@ impl Worker {
             released: false,
             verdicts: mpsc::channel(16),
             probes: HashMap::new(),
+            envs: HashMap::new(),
         };
         worker.adopt(&pod, found);
         worker
@@ -182,7 +195,7 @@ impl Worker {
                 None => {
                     let restarts = slot.restarts;
                     self.watch_container(pod, &name, container.id.clone(), restarts);
-                    self.start_probes(pod, &name, &container.id, Vec::new());
+                    self.start_probes(pod, &name, &container.id);
                 }
                 Some(exit) => {
                     slot.ended(exit, policy, &pod_label(pod), now);
@@ -191,13 +204,8 @@ impl Worker {
             }
         }
         for id in stale {
-            let runtime = self.ctx.runtime.clone();
-            let fifo_dir = self.ctx.fifo_dir.clone();
-            tokio::spawn(async move {
-                let _ = runtime.signal(&id, 9).await;
-                let _ = runtime.remove(&id).await;
-                logs::remove_fifos(&fifo_dir, &id);
-            });
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move { kill_and_remove(&ctx, &id).await });
         }
     }
 
@@ -306,10 +314,8 @@ impl Worker {
         if let Some(probes) = self.probes.remove(id) {
             probes.abort();
         }
-        if let Err(e) = self.ctx.runtime.remove(id).await {
-            tracing::warn!(container = %id, error = %e, "removing an ended container");
-        }
-        logs::remove_fifos(&self.ctx.fifo_dir, id);
+        self.envs.remove(id);
+        remove_container(&self.ctx, id).await;
     }
 
     /// Does what the pod needs next; returns when to look again (a back-off ending).
@@ -389,7 +395,7 @@ impl Worker {
             &pod_dir,
             self.ip.as_deref().unwrap_or_default(),
             &self.ctx.resolv_conf,
-            format!("/wasmkube/pod{}/{id}", self.uid),
+            crate::cgroups::container_path(&self.uid, &id),
         ) {
             Ok(process) => process,
             Err(refusal) => {
@@ -433,7 +439,9 @@ impl Worker {
             Ok(()) => {
                 self.slots[index].started(id.clone(), Utc::now());
                 self.watch_exit(id.clone());
-                self.start_probes(pod, &container.name, &id, process.env);
+                self.envs.insert(id.clone(), process.env);
+                self.post_start(pod, container, &id).await;
+                self.start_probes(pod, &container.name, &id);
             }
             Err(e) => {
                 if let Some(done) = self.log_done.remove(&id) {
@@ -448,7 +456,7 @@ impl Worker {
 
 impl Worker {
     /// Starts probing a container that has probes; one without is ready as soon as it runs.
-    fn start_probes(&mut self, pod: &Pod, name: &str, id: &str, env: Vec<String>) {
+    fn start_probes(&mut self, pod: &Pod, name: &str, id: &str) {
         let spec = pod.spec.clone().unwrap_or_default();
         let Some(container) = spec.containers.iter().find(|c| c.name == name).cloned() else {
             // Init containers are not probed.
@@ -463,18 +471,90 @@ impl Worker {
         if !probed {
             return;
         }
-        let target = probe::Target {
-            id: id.to_string(),
-            pod_ip: self.ip.clone().unwrap_or_default(),
-            container,
-            env,
-        };
+        let target = self.target(id, container);
         let task = tokio::spawn(probe::run(
             self.ctx.runtime.clone(),
             target,
             self.verdicts.0.clone(),
         ));
         self.probes.insert(id.to_string(), task);
+    }
+
+    /// What probes and hooks of the running container `id` reach.
+    fn target(&self, id: &str, container: Container) -> probe::Target {
+        probe::Target {
+            id: id.to_string(),
+            pod_ip: self.ip.clone().unwrap_or_default(),
+            container,
+            // Adopted containers were started by an earlier agent: their env is not known.
+            env: self.envs.get(id).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Runs the container's postStart hook, if any, before anything else starts (as the
+    /// kubelet does); a failed hook kills the container, which then restarts by policy.
+    async fn post_start(&mut self, pod: &Pod, container: &Container, id: &str) {
+        let Some(handler) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        else {
+            return;
+        };
+        let target = self.target(id, container.clone());
+        if let Err(why) = hook::run(&self.ctx.runtime, &target, handler, HOOK_LIMIT).await {
+            let message = format!("PostStartHook failed: {why}");
+            tracing::info!(pod = %pod_label(pod), container = %container.name, %message);
+            event::warn(
+                &self.ctx.api,
+                &self.ctx.node_name,
+                pod,
+                &container.name,
+                "FailedPostStartHook",
+                &message,
+            )
+            .await;
+            let _ = self.ctx.runtime.signal(id, 9).await;
+        }
+    }
+
+    /// Runs the preStop hooks of the running containers at once, within `grace`; returns how
+    /// much of it is left for SIGTERM (at least 2 s after a hook, as the kubelet gives).
+    async fn pre_stop(&self, pod: &Pod, grace: Duration) -> Duration {
+        let began = Instant::now();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let hooks: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(|slot| {
+                let id = slot.running()?;
+                let container = spec.containers.iter().find(|c| c.name == slot.name)?;
+                let handler = container.lifecycle.as_ref()?.pre_stop.clone()?;
+                Some((self.target(id, container.clone()), handler))
+            })
+            .collect();
+        if hooks.is_empty() || grace.is_zero() {
+            return grace;
+        }
+        let runs = hooks.iter().map(|(target, handler)| async move {
+            if let Err(why) = hook::run(&self.ctx.runtime, target, handler, grace).await {
+                let message = format!("PreStopHook failed: {why}");
+                let name = &target.container.name;
+                event::warn(
+                    &self.ctx.api,
+                    &self.ctx.node_name,
+                    pod,
+                    name,
+                    "FailedPreStopHook",
+                    &message,
+                )
+                .await;
+            }
+        });
+        let _ = tokio::time::timeout(grace, futures::future::join_all(runs)).await;
+        grace
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_secs(2))
     }
 
     /// Acts on a probe's verdict: readiness, or a restart of an unhealthy container.
@@ -540,6 +620,7 @@ impl Worker {
         if running.is_empty() {
             return;
         }
+        let grace = self.pre_stop(&pod, grace).await;
         let first = if grace.is_zero() { 9 } else { 15 };
         for id in &running {
             if let Err(e) = self.ctx.runtime.signal(id, first).await {
@@ -555,7 +636,25 @@ impl Worker {
                     self.ended(&pod_never_restarts(&pod), &id, exit).await;
                 }
                 Ok(None) => return,
-                Err(_) if killed => return,
+                Err(_) if killed => {
+                    // No exit came through the wait: the process is dead or the wait broke.
+                    // Take what is left down by hand so that nothing stays behind.
+                    let left: Vec<String> = self
+                        .slots
+                        .iter()
+                        .filter_map(|s| s.running().map(str::to_string))
+                        .collect();
+                    for id in left {
+                        tracing::warn!(container = %id, "no exit seen after SIGKILL; removing it");
+                        let exit = Exit {
+                            code: 137,
+                            at: Utc::now(),
+                            oom_killed: false,
+                        };
+                        self.ended(&pod_never_restarts(&pod), &id, exit).await;
+                    }
+                    return;
+                }
                 Err(_) => {
                     for id in self.slots.iter().filter_map(Slot::running) {
                         let _ = self.ctx.runtime.signal(id, 9).await;
@@ -574,9 +673,17 @@ impl Worker {
         }
         let pod = self.desired.borrow().clone().unwrap_or_default();
         if self.ip.is_some() || self.ctx.runtime.attached().contains(&self.uid) {
-            match self.ctx.runtime.detach(&self.uid, &host_ports(&pod)).await {
-                Ok(()) => {}
-                Err(e) => tracing::warn!(pod = %self.uid, error = %e, "detaching the pod network"),
+            for attempt in 1..=REMOVE_ATTEMPTS {
+                match self.ctx.runtime.detach(&self.uid, &host_ports(&pod)).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == REMOVE_ATTEMPTS => {
+                        tracing::warn!(pod = %self.uid, error = %e, "detaching the pod network");
+                    }
+                    Err(e) => {
+                        tracing::debug!(pod = %self.uid, error = %e, "detaching the pod network; again");
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                    }
+                }
             }
         }
         volumes::clean(&self.ctx.pods_dir.join(&self.uid)).await;
@@ -606,6 +713,28 @@ impl Worker {
             Err(e) => tracing::warn!(pod = %pod_label(pod), error = %e, "writing the pod status"),
         }
     }
+}
+
+/// Kills a container that is not wanted any more and removes it once its process is gone.
+pub async fn kill_and_remove(ctx: &Context, id: &str) {
+    let _ = ctx.runtime.signal(id, 9).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), ctx.runtime.wait(id)).await;
+    remove_container(ctx, id).await;
+}
+
+/// Removes a container whose process ended, and its FIFOs; containerd refusing (busy, or
+/// restarting) is retried a few times before the agent's housekeeping is left to it.
+async fn remove_container(ctx: &Context, id: &str) {
+    for attempt in 1..=REMOVE_ATTEMPTS {
+        match ctx.runtime.remove(id).await {
+            Ok(()) => break,
+            Err(e) if attempt == REMOVE_ATTEMPTS => {
+                tracing::warn!(container = %id, error = %e, "removing an ended container");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await,
+        }
+    }
+    logs::remove_fifos(&ctx.fifo_dir, id);
 }
 
 /// The pod with restartPolicy Never, for containers being stopped for good.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ pub enum Verdict {
 }
 
 /// The result of one probe: success, or why not.
-type Outcome = Result<(), String>;
+pub type Outcome = Result<(), String>;
 
 /// Where a probe connects and what it runs.
 pub struct Target {
@@ -51,10 +51,31 @@ fn port(container: &Container, port: &IntOrString) -> Option<u16> {
     }
 }
 
+/// What a probe or a lifecycle hook does: one of these actions.
+pub struct Action<'a> {
+    pub exec: Option<&'a ExecAction>,
+    pub http_get: Option<&'a HTTPGetAction>,
+    pub tcp_socket: Option<&'a TCPSocketAction>,
+}
+
 /// Runs one probe once.
 async fn probe_once(runtime: &Arc<dyn Runtime>, target: &Target, probe: &Probe) -> Outcome {
-    let timeout = seconds(probe.timeout_seconds, 1);
-    if let Some(exec) = &probe.exec {
+    let action = Action {
+        exec: probe.exec.as_ref(),
+        http_get: probe.http_get.as_ref(),
+        tcp_socket: probe.tcp_socket.as_ref(),
+    };
+    act(runtime, target, &action, seconds(probe.timeout_seconds, 1)).await
+}
+
+/// Does `action` against the container once, within `timeout`.
+pub async fn act(
+    runtime: &Arc<dyn Runtime>,
+    target: &Target,
+    action: &Action<'_>,
+    timeout: Duration,
+) -> Outcome {
+    if let Some(exec) = action.exec {
         let args = exec.command.clone().unwrap_or_default();
         let mut env = target.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -76,7 +97,7 @@ async fn probe_once(runtime: &Arc<dyn Runtime>, target: &Target, probe: &Probe) 
             )),
         };
     }
-    if let Some(http) = &probe.http_get {
+    if let Some(http) = action.http_get {
         let port = port(&target.container, &http.port).ok_or("invalid port")?;
         let host = http.host.clone().unwrap_or_else(|| target.pod_ip.clone());
         let path = http.path.clone().unwrap_or_else(|| "/".into());
@@ -115,7 +136,7 @@ async fn probe_once(runtime: &Arc<dyn Runtime>, target: &Target, probe: &Probe) 
             )),
         };
     }
-    if let Some(tcp) = &probe.tcp_socket {
+    if let Some(tcp) = action.tcp_socket {
         let port = port(&target.container, &tcp.port).ok_or("invalid port")?;
         let host = tcp.host.clone().unwrap_or_else(|| target.pod_ip.clone());
         return match tokio::time::timeout(
