@@ -85,7 +85,10 @@ impl Cluster {
     pub fn node(node: &str, bridge: &str, pod_network: &str, extra: &[&str]) -> Result<Cluster> {
         let image = target_dir().join("images/busybox.tar");
         if !image.exists() {
-            bail!("{} is missing: run scripts/build-images.sh", image.display());
+            bail!(
+                "{} is missing: run scripts/build-images.sh",
+                image.display()
+            );
         }
         // A bridge left by an earlier run would hold the same pod subnet.
         let _ = Command::new("ip").args(["link", "delete", bridge]).output();

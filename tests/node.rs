@@ -379,3 +379,141 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
     drop(machine);
     result
 }
+
+#[test]
+fn containers_of_a_pod_share_namespaces_and_run_lifecycle_hooks() -> Result<()> {
+    let c = up(&[])?;
+    let long = Duration::from_secs(60);
+    let host_dir = c.dir.path().join("hooks");
+    std::fs::create_dir_all(&host_dir)?;
+    // Two containers: the first with hooks (postStart writes into the shared emptyDir; preStop
+    // writes onto the host, where it outlives the pod).
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: a
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'echo started > /shared/post-start']}}}}
+      preStop: {{exec: {{command: [sh, -c, 'echo stopping > /host/pre-stop']}}}}
+    volumeMounts: [{{name: shared, mountPath: /shared}}, {{name: host, mountPath: /host}}]
+  - name: b
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+  volumes:
+  - {{name: shared, emptyDir: {{}}}}
+  - {{name: host, hostPath: {{path: {}}}}}
+",
+        host_dir.display()
+    );
+    apply(&c, &manifest)?;
+    phase_is(&c, "pair", "Running", long)?;
+
+    // One network, IPC and UTS namespace for both containers; the hostname is the pod's.
+    let ns = |container: &str, kind: &str| {
+        c.ok(&[
+            "exec",
+            "pair",
+            "-c",
+            container,
+            "--",
+            "readlink",
+            &format!("/proc/self/ns/{kind}"),
+        ])
+    };
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(ns("a", kind)?, ns("b", kind)?, "{kind} namespace");
+    }
+    assert_ne!(ns("a", "pid")?, ns("b", "pid")?, "pid namespace");
+    for container in ["a", "b"] {
+        let hostname = c.ok(&["exec", "pair", "-c", container, "--", "hostname"])?;
+        assert_eq!(hostname.trim(), "pair");
+    }
+
+    // postStart ran before the second container started; preStop runs at deletion.
+    let shared = c.ok(&["exec", "pair", "-c", "b", "--", "cat", "/shared/post-start"])?;
+    assert_eq!(shared.trim(), "started");
+    c.ok(&["delete", "pod", "pair", "--wait", "--timeout=60s"])?;
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("pre-stop"))?.trim(),
+        "stopping"
+    );
+
+    // A failing postStart hook kills the container: an Event says why and it restarts.
+    let failing = "  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n    lifecycle:\n      postStart: {exec: {command: [sh, -c, 'exit 7']}}\n";
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: badhook\nspec:\n  nodeName: {NODE}\n  terminationGracePeriodSeconds: 1\n{failing}"
+    );
+    apply(&c, &manifest)?;
+    eventually(long, || {
+        let restarts = field(&c, "badhook", ".status.containerStatuses[0].restartCount")?;
+        Ok(restarts.parse::<u32>().unwrap_or(0) >= 1)
+    })?;
+    let events = c.ok(&[
+        "get",
+        "events",
+        "-o",
+        "jsonpath={range .items[*]}{.involvedObject.name} {.reason}: {.message}{\"\\n\"}{end}",
+    ])?;
+    assert!(
+        events.lines().any(
+            |e| e.starts_with("badhook FailedPostStartHook: PostStartHook failed")
+                && e.contains("exited with 7")
+        ),
+        "{events}"
+    );
+    Ok(())
+}
+
+#[test]
+fn pods_keep_running_across_a_containerd_restart() -> Result<()> {
+    let c = up(&[])?;
+    let long = Duration::from_secs(60);
+    apply(&c, WEB)?;
+    phase_is(&c, "web", "Running", long)?;
+    let id = field(&c, "web", ".status.containerStatuses[0].containerID")?;
+
+    // containerd stops and comes back (its shims, and so the containers, stay up meanwhile).
+    sh("pkill -TERM -f '^containerd --config /etc/wasmkube/containerd.toml$'")?;
+    eventually(Duration::from_secs(20), || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", "^containerd --config /etc/wasmkube/containerd.toml$"])
+            .output()?;
+        Ok(!out.status.success())
+    })?;
+    let script = wasmkube_e2e::repo().join("scripts/containerd.sh");
+    sh(&format!("bash {}", script.display()))?;
+
+    // The same container runs on, no restart counted; exec reaches it; new pods start; a
+    // deletion is finished.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(field(&c, "web", ".status.phase")?, "Running");
+    assert_eq!(
+        field(&c, "web", ".status.containerStatuses[0].containerID")?,
+        id
+    );
+    assert_eq!(
+        field(&c, "web", ".status.containerStatuses[0].restartCount")?,
+        "0"
+    );
+    assert!(
+        c.ok(&["exec", "web", "--", "cat", "/var/www/index.html"])?
+            .contains("wasmkube")
+    );
+    apply(&c, &pod("after", "Never", "exit 0", ""))?;
+    phase_is(&c, "after", "Succeeded", long)?;
+    let uid = field(&c, "web", ".metadata.uid")?;
+    c.ok(&["delete", "pod", "web", "--wait", "--timeout=60s"])?;
+    assert!(!std::path::Path::new(&format!("/run/netns/wk-{uid}")).exists());
+    Ok(())
+}
