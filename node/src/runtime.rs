@@ -45,6 +45,13 @@ pub enum RuntimeError {
     },
 }
 
+impl RuntimeError {
+    /// Whether the runtime answered that the container (or what was asked for) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::Containerd(e) if e.is_not_found())
+    }
+}
+
 /// A container to create and start.
 #[derive(Clone, Debug)]
 pub struct Launch {
@@ -156,18 +163,6 @@ impl Runtime for ContainerdRuntime {
 
     async fn start(&self, launch: Launch) -> Result<(), RuntimeError> {
         let c = &self.containerd;
-        let mounts = c
-            .snapshots()
-            .prepare(c.request(PrepareSnapshotRequest {
-                snapshotter: SNAPSHOTTER.into(),
-                key: launch.id.clone(),
-                parent: launch.image.chain_id.clone(),
-                labels: HashMap::new(),
-            }))
-            .await
-            .map_err(ContainerdError::call("snapshots prepare"))?
-            .into_inner()
-            .mounts;
         let container = Container {
             id: launch.id.clone(),
             labels: launch.labels,
@@ -190,6 +185,21 @@ impl Runtime for ContainerdRuntime {
             }))
             .await
             .map_err(ContainerdError::call("containers create"))?;
+        // The container (which names the snapshot) first, then the snapshot: a snapshot that
+        // nothing references yet is fair game for containerd's garbage collector, which runs
+        // whenever other pods' containers are deleted.
+        let mounts = c
+            .snapshots()
+            .prepare(c.request(PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: launch.id.clone(),
+                parent: launch.image.chain_id.clone(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .map_err(ContainerdError::call("snapshots prepare"))?
+            .into_inner()
+            .mounts;
         c.tasks()
             .create(c.request(CreateTaskRequest {
                 container_id: launch.id.clone(),
