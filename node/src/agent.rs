@@ -142,6 +142,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         fifo_dir: config.root_dir.join("fifo"),
         allocatable: machine.allocatable(),
         resolv_conf: resolv_conf(),
+        starting: tokio::sync::Semaphore::new(STARTING_AT_ONCE),
     });
     tracing::info!(node = %config.node_name, pod_cidr = %cidr, address = %machine.address, "node registered");
     Pods::new(ctx, began).run().await
@@ -155,6 +156,9 @@ fn resolv_conf() -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
+
+/// How many pod networks and containers are made at once (see [`Context::starting`]).
+const STARTING_AT_ONCE: usize = 4;
 
 /// How often the agent looks for containers and networks that no pod worker owns.
 const HOUSEKEEPING: Duration = Duration::from_secs(20);

@@ -51,6 +51,9 @@ pub struct Context {
     pub allocatable: Allocatable,
     /// The pods' `/etc/resolv.conf`.
     pub resolv_conf: String,
+    /// How many pod networks and containers are being made at once: a burst of pods queues
+    /// here rather than all slowing each other down on a small machine.
+    pub starting: tokio::sync::Semaphore,
 }
 
 /// The longest a postStart hook may run (the kubelet sets none; a hung hook would hold the
@@ -246,6 +249,8 @@ impl Worker {
                         let _ = exits.send((id, exit)).await;
                         return;
                     }
+                    // Removed meanwhile (a stop that gave up waiting, the housekeeping).
+                    Err(e) if e.is_not_found() => return,
                     Err(e) => {
                         tracing::warn!(container = %id, error = %e, "waiting for a container");
                         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -327,6 +332,7 @@ impl Worker {
             return None;
         }
         if self.ip.is_none() {
+            let _permit = self.ctx.starting.acquire().await;
             match self.ctx.runtime.attach(&self.uid, &host_ports(pod)).await {
                 Ok(ip) => self.ip = Some(ip),
                 Err(e) => {
@@ -378,10 +384,13 @@ impl Worker {
         else {
             return;
         };
+        // After the pull: a slow registry holds up only its own pod.
+        let ctx = self.ctx.clone();
+        let permit = ctx.starting.acquire().await;
         let sources = self.sources.clone().unwrap_or_default();
         let pod_dir = self.ctx.pods_dir.join(&self.uid);
         if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {
-            self.slots[index].failed_to_start("CreateContainerConfigError", e.to_string(), now);
+            self.refuse(pod, index, "CreateContainerConfigError", e.to_string(), now);
             return;
         }
         let attempt = self.slots[index].restarts;
@@ -399,14 +408,14 @@ impl Worker {
         ) {
             Ok(process) => process,
             Err(refusal) => {
-                self.slots[index].failed_to_start(refusal.reason, refusal.message, now);
+                self.refuse(pod, index, refusal.reason, refusal.message, now);
                 return;
             }
         };
         let (stdout, stderr) = match logs::make_fifos(&self.ctx.fifo_dir, &id).await {
             Ok(paths) => paths,
             Err(e) => {
-                self.slots[index].failed_to_start("RunContainerError", e.to_string(), now);
+                self.refuse(pod, index, "RunContainerError", e.to_string(), now);
                 return;
             }
         };
@@ -424,8 +433,6 @@ impl Worker {
             (LABEL_CONTAINER.to_string(), container.name.clone()),
             (LABEL_ATTEMPT.to_string(), attempt.to_string()),
         ]);
-        // A container left by a failed start of this attempt is in the way.
-        let _ = self.ctx.runtime.remove(&id).await;
         self.copy_logs(pod, &container.name, &id, attempt);
         let launch = Launch {
             id: id.clone(),
@@ -437,6 +444,7 @@ impl Worker {
         };
         match self.ctx.runtime.start(launch).await {
             Ok(()) => {
+                drop(permit);
                 self.slots[index].started(id.clone(), Utc::now());
                 self.watch_exit(id.clone());
                 self.envs.insert(id.clone(), process.env);
@@ -447,14 +455,22 @@ impl Worker {
                 if let Some(done) = self.log_done.remove(&id) {
                     let _ = done.send(true);
                 }
+                // What the failed start left (a snapshot, a container) would be in the way.
                 let _ = self.ctx.runtime.remove(&id).await;
-                self.slots[index].failed_to_start("RunContainerError", e.to_string(), now);
+                self.refuse(pod, index, "RunContainerError", e.to_string(), now);
             }
         }
     }
 }
 
 impl Worker {
+    /// Records why the container of slot `index` could not start; it is tried again after
+    /// its back-off.
+    fn refuse(&mut self, pod: &Pod, index: usize, reason: &str, message: String, now: Instant) {
+        tracing::warn!(pod = %pod_label(pod), container = %self.slots[index].name, %reason, %message, "the container did not start");
+        self.slots[index].failed_to_start(reason, message, now);
+    }
+
     /// Starts probing a container that has probes; one without is ready as soon as it runs.
     fn start_probes(&mut self, pod: &Pod, name: &str, id: &str) {
         let spec = pod.spec.clone().unwrap_or_default();

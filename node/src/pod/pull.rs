@@ -52,6 +52,7 @@ pub async fn image(
             Ok(Some(image)) => return Some(image),
             Ok(None) => {}
             Err(e) => {
+                tracing::warn!(image = %reference, error = %e, "resolving an image");
                 failed(slot, e.to_string(), now);
                 return None;
             }

@@ -83,7 +83,14 @@ fn start_agent(dir: &Path) -> anyhow::Result<(Process, Duration, u64)> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             let elapsed = began.elapsed();
-            std::thread::spawn(move || lines.for_each(drop));
+            // The agent's warnings tell why a figure is off (a failed start, a slow stop).
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if line.contains(" WARN ") || line.contains(" ERROR ") {
+                        eprintln!("agent: {line}");
+                    }
+                }
+            });
             return Ok((Process(child), elapsed, running));
         }
     }
