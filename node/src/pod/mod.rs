@@ -2,6 +2,7 @@
 //! them by its restart policy, stops them when the pod is deleted, and reports its status.
 
 mod event;
+mod health;
 mod hook;
 mod launch;
 mod probe;
@@ -9,6 +10,7 @@ mod pull;
 pub mod slot;
 mod sources;
 pub mod status;
+mod teardown;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ use crate::container::{Allocatable, Sources};
 use crate::logs;
 use crate::runtime::{Exit, Found, Launch, Runtime};
 use slot::{RestartPolicy, Slot, State};
+pub use teardown::kill_and_remove;
+use teardown::remove_container;
 
 /// Labels on every container wasmkube creates, so a restarted agent finds its pods again.
 pub const LABEL_NODE: &str = "io.wasmkube.node";
@@ -55,13 +59,6 @@ pub struct Context {
     /// here rather than all slowing each other down on a small machine.
     pub starting: tokio::sync::Semaphore,
 }
-
-/// The longest a postStart hook may run (the kubelet sets none; a hung hook would hold the
-/// pod's worker forever).
-const HOOK_LIMIT: Duration = Duration::from_secs(120);
-
-/// How many times removing a container or detaching a network is tried before giving up.
-const REMOVE_ATTEMPTS: u32 = 4;
 
 /// A container that ended: its id and how.
 type Ended = (String, Exit);
@@ -471,240 +468,6 @@ impl Worker {
         self.slots[index].failed_to_start(reason, message, now);
     }
 
-    /// Starts probing a container that has probes; one without is ready as soon as it runs.
-    fn start_probes(&mut self, pod: &Pod, name: &str, id: &str) {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let Some(container) = spec.containers.iter().find(|c| c.name == name).cloned() else {
-            // Init containers are not probed.
-            return;
-        };
-        let probed = container.startup_probe.is_some()
-            || container.liveness_probe.is_some()
-            || container.readiness_probe.is_some();
-        if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id)) {
-            slot.ready = container.readiness_probe.is_none() && container.startup_probe.is_none();
-        }
-        if !probed {
-            return;
-        }
-        let target = self.target(id, container);
-        let task = tokio::spawn(probe::run(
-            self.ctx.runtime.clone(),
-            target,
-            self.verdicts.0.clone(),
-        ));
-        self.probes.insert(id.to_string(), task);
-    }
-
-    /// What probes and hooks of the running container `id` reach.
-    fn target(&self, id: &str, container: Container) -> probe::Target {
-        probe::Target {
-            id: id.to_string(),
-            pod_ip: self.ip.clone().unwrap_or_default(),
-            container,
-            // Adopted containers were started by an earlier agent: their env is not known.
-            env: self.envs.get(id).cloned().unwrap_or_default(),
-        }
-    }
-
-    /// Runs the container's postStart hook, if any, before anything else starts (as the
-    /// kubelet does); a failed hook kills the container, which then restarts by policy.
-    async fn post_start(&mut self, pod: &Pod, container: &Container, id: &str) {
-        let Some(handler) = container
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.post_start.as_ref())
-        else {
-            return;
-        };
-        let target = self.target(id, container.clone());
-        if let Err(why) = hook::run(&self.ctx.runtime, &target, handler, HOOK_LIMIT).await {
-            let message = format!("PostStartHook failed: {why}");
-            tracing::info!(pod = %pod_label(pod), container = %container.name, %message);
-            event::warn(
-                &self.ctx.api,
-                &self.ctx.node_name,
-                pod,
-                &container.name,
-                "FailedPostStartHook",
-                &message,
-            )
-            .await;
-            let _ = self.ctx.runtime.signal(id, 9).await;
-        }
-    }
-
-    /// Runs the preStop hooks of the running containers at once, within `grace`; returns how
-    /// much of it is left for SIGTERM (at least 2 s after a hook, as the kubelet gives).
-    async fn pre_stop(&self, pod: &Pod, grace: Duration) -> Duration {
-        let began = Instant::now();
-        let spec = pod.spec.clone().unwrap_or_default();
-        let hooks: Vec<_> = self
-            .slots
-            .iter()
-            .filter_map(|slot| {
-                let id = slot.running()?;
-                let container = spec.containers.iter().find(|c| c.name == slot.name)?;
-                let handler = container.lifecycle.as_ref()?.pre_stop.clone()?;
-                Some((self.target(id, container.clone()), handler))
-            })
-            .collect();
-        if hooks.is_empty() || grace.is_zero() {
-            return grace;
-        }
-        let runs = hooks.iter().map(|(target, handler)| async move {
-            if let Err(why) = hook::run(&self.ctx.runtime, target, handler, grace).await {
-                let message = format!("PreStopHook failed: {why}");
-                let name = &target.container.name;
-                event::warn(
-                    &self.ctx.api,
-                    &self.ctx.node_name,
-                    pod,
-                    name,
-                    "FailedPreStopHook",
-                    &message,
-                )
-                .await;
-            }
-        });
-        let _ = tokio::time::timeout(grace, futures::future::join_all(runs)).await;
-        grace
-            .saturating_sub(began.elapsed())
-            .max(Duration::from_secs(2))
-    }
-
-    /// Acts on a probe's verdict: readiness, or a restart of an unhealthy container.
-    async fn judged(&mut self, pod: &Pod, verdict: probe::Verdict) {
-        let container = pod.spec.as_ref().and_then(|s| {
-            let id = match &verdict {
-                probe::Verdict::Ready(id, _)
-                | probe::Verdict::Started(id)
-                | probe::Verdict::Unhealthy(id, _) => id,
-            };
-            let slot = self
-                .slots
-                .iter()
-                .find(|s| s.running() == Some(id.as_str()))?;
-            s.containers.iter().find(|c| c.name == slot.name).cloned()
-        });
-        let Some(container) = container else { return };
-        match verdict {
-            probe::Verdict::Ready(id, ready) => {
-                if let Some(slot) = self
-                    .slots
-                    .iter_mut()
-                    .find(|s| s.running() == Some(id.as_str()))
-                {
-                    slot.ready = ready;
-                }
-            }
-            probe::Verdict::Started(id) => {
-                if let Some(slot) = self
-                    .slots
-                    .iter_mut()
-                    .find(|s| s.running() == Some(id.as_str()))
-                {
-                    slot.ready = container.readiness_probe.is_none();
-                }
-            }
-            probe::Verdict::Unhealthy(id, why) => {
-                tracing::info!(pod = %pod_label(pod), container = %container.name, %why, "restarting an unhealthy container");
-                let grace = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-                    .and_then(|g| u64::try_from(g).ok())
-                    .unwrap_or(30);
-                let runtime = self.ctx.runtime.clone();
-                tokio::spawn(async move {
-                    let _ = runtime.signal(&id, 15).await;
-                    tokio::time::sleep(Duration::from_secs(grace)).await;
-                    let _ = runtime.signal(&id, 9).await;
-                });
-            }
-        }
-    }
-
-    /// Stops every running container: SIGTERM, then SIGKILL once `grace` has passed.
-    async fn stop(&mut self, grace: Duration) {
-        let pod = self.desired.borrow().clone().unwrap_or_default();
-        let running: Vec<String> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.running().map(str::to_string))
-            .collect();
-        if running.is_empty() {
-            return;
-        }
-        let grace = self.pre_stop(&pod, grace).await;
-        let first = if grace.is_zero() { 9 } else { 15 };
-        for id in &running {
-            if let Err(e) = self.ctx.runtime.signal(id, first).await {
-                tracing::warn!(container = %id, error = %e, "signalling a container");
-            }
-        }
-        let mut deadline = Instant::now() + grace;
-        let mut killed = grace.is_zero();
-        while self.slots.iter().any(|s| s.running().is_some()) {
-            match tokio::time::timeout_at(deadline, self.exits.1.recv()).await {
-                Ok(Some((id, exit))) => {
-                    // Stopped for good: whatever the restart policy says.
-                    self.ended(&pod_never_restarts(&pod), &id, exit).await;
-                }
-                Ok(None) => return,
-                Err(_) if killed => {
-                    // No exit came through the wait: the process is dead or the wait broke.
-                    // Take what is left down by hand so that nothing stays behind.
-                    let left: Vec<String> = self
-                        .slots
-                        .iter()
-                        .filter_map(|s| s.running().map(str::to_string))
-                        .collect();
-                    for id in left {
-                        tracing::warn!(container = %id, "no exit seen after SIGKILL; removing it");
-                        let exit = Exit {
-                            code: 137,
-                            at: Utc::now(),
-                            oom_killed: false,
-                        };
-                        self.ended(&pod_never_restarts(&pod), &id, exit).await;
-                    }
-                    return;
-                }
-                Err(_) => {
-                    for id in self.slots.iter().filter_map(Slot::running) {
-                        let _ = self.ctx.runtime.signal(id, 9).await;
-                    }
-                    killed = true;
-                    deadline = Instant::now() + Duration::from_secs(10);
-                }
-            }
-        }
-    }
-
-    /// Gives back what the pod held on the node: its network, volumes and directory.
-    async fn release(&mut self) {
-        if std::mem::replace(&mut self.released, true) {
-            return;
-        }
-        let pod = self.desired.borrow().clone().unwrap_or_default();
-        if self.ip.is_some() || self.ctx.runtime.attached().contains(&self.uid) {
-            for attempt in 1..=REMOVE_ATTEMPTS {
-                match self.ctx.runtime.detach(&self.uid, &host_ports(&pod)).await {
-                    Ok(()) => break,
-                    Err(e) if attempt == REMOVE_ATTEMPTS => {
-                        tracing::warn!(pod = %self.uid, error = %e, "detaching the pod network");
-                    }
-                    Err(e) => {
-                        tracing::debug!(pod = %self.uid, error = %e, "detaching the pod network; again");
-                        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-                    }
-                }
-            }
-        }
-        volumes::clean(&self.ctx.pods_dir.join(&self.uid)).await;
-    }
-
     /// Writes the pod's status when it differs from what was last written.
     async fn report(&mut self, pod: &Pod) {
         let status = status::compute(&status::Facts {
@@ -729,37 +492,6 @@ impl Worker {
             Err(e) => tracing::warn!(pod = %pod_label(pod), error = %e, "writing the pod status"),
         }
     }
-}
-
-/// Kills a container that is not wanted any more and removes it once its process is gone.
-pub async fn kill_and_remove(ctx: &Context, id: &str) {
-    let _ = ctx.runtime.signal(id, 9).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), ctx.runtime.wait(id)).await;
-    remove_container(ctx, id).await;
-}
-
-/// Removes a container whose process ended, and its FIFOs; containerd refusing (busy, or
-/// restarting) is retried a few times before the agent's housekeeping is left to it.
-async fn remove_container(ctx: &Context, id: &str) {
-    for attempt in 1..=REMOVE_ATTEMPTS {
-        match ctx.runtime.remove(id).await {
-            Ok(()) => break,
-            Err(e) if attempt == REMOVE_ATTEMPTS => {
-                tracing::warn!(container = %id, error = %e, "removing an ended container");
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await,
-        }
-    }
-    logs::remove_fifos(&ctx.fifo_dir, id);
-}
-
-/// The pod with restartPolicy Never, for containers being stopped for good.
-fn pod_never_restarts(pod: &Pod) -> Pod {
-    let mut pod = pod.clone();
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.restart_policy = Some("Never".into());
-    }
-    pod
 }
 
 fn policy(pod: &Pod) -> RestartPolicy {

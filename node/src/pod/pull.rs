@@ -190,37 +190,35 @@ mod tests {
         ));
     }
 
+    /// The waiting slot's reason, message and end.
+    fn waiting(slot: &Slot) -> (&str, Option<&str>, Option<Instant>) {
+        match &slot.state {
+            State::Waiting {
+                reason,
+                message,
+                until,
+            } => (reason, message.as_deref(), *until),
+            other => panic!("not waiting: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_failed_pull_shows_its_error_then_backs_off() {
         let now = Instant::now();
         let mut slot = Slot::new("app", "r/x:1", false);
         failed(&mut slot, "boom".into(), now);
-        let State::Waiting {
-            reason,
-            message,
-            until,
-        } = &slot.state
-        else {
-            panic!("not waiting: {:?}", slot.state);
-        };
+        let (reason, message, until) = waiting(&slot);
         assert_eq!(reason, "ErrImagePull");
-        assert_eq!(message.as_deref(), Some("boom"));
-        assert_eq!(*until, Some(now + SHOW_ERROR));
+        assert_eq!(message, Some("boom"));
+        assert_eq!(until, Some(now + SHOW_ERROR));
         assert!(slot.backoff > SHOW_ERROR);
 
         let later = now + SHOW_ERROR;
         assert!(back_off(&mut slot, "r/x:1", later));
-        let State::Waiting {
-            reason,
-            message,
-            until,
-        } = &slot.state
-        else {
-            panic!("not waiting: {:?}", slot.state);
-        };
+        let (reason, message, until) = waiting(&slot);
         assert_eq!(reason, "ImagePullBackOff");
-        assert_eq!(message.as_deref(), Some("Back-off pulling image \"r/x:1\""));
-        assert_eq!(*until, Some(now + slot.backoff));
+        assert_eq!(message, Some("Back-off pulling image \"r/x:1\""));
+        assert_eq!(until, Some(now + slot.backoff));
         // The back-off over, the next start pulls again.
         let over = now + slot.backoff;
         assert!(!back_off(&mut slot, "r/x:1", over));
