@@ -21,13 +21,6 @@ const IFNAME: &str = "eth0";
 pub enum CniError {
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("running {command}: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error("{command} failed: {message}")]
-    Failed { command: String, message: String },
     #[error("CNI plugin {plugin} answered without an IP address: {result}")]
     NoAddress { plugin: String, result: String },
     #[error("{path}: {source}")]
@@ -230,7 +223,7 @@ impl Cni {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| CniError::Spawn {
+            .map_err(|source| CommandError::Spawn {
                 command: binary.display().to_string(),
                 source,
             })?;
@@ -240,7 +233,7 @@ impl Cni {
         let output = child
             .wait_with_output()
             .await
-            .map_err(|source| CniError::Spawn {
+            .map_err(|source| CommandError::Spawn {
                 command: binary.display().to_string(),
                 source,
             })?;
@@ -254,10 +247,11 @@ impl Cni {
                     None => m.to_string(),
                 })
                 .unwrap_or_else(|| String::from_utf8_lossy(&output.stderr).trim().to_string());
-            return Err(CniError::Failed {
+            return Err(CommandError::Failed {
                 command: label,
                 message,
-            });
+            }
+            .into());
         }
         Ok(result)
     }

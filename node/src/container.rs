@@ -282,37 +282,17 @@ pub fn environment(
                     resource_field(container, &r.resource, divisor, allocatable)?
                 } else if let Some(k) = &from.config_map_key_ref {
                     let data = sources.config_map(&k.name);
-                    match data.and_then(|d| d.get(&k.key)) {
-                        Some(v) => v.clone(),
-                        None if k.optional == Some(true) => continue,
-                        None if data.is_none() => {
-                            return Err(ConfigError::ConfigMapMissing(k.name.clone()));
-                        }
-                        None => {
-                            return Err(ConfigError::KeyMissing {
-                                kind: "configmap",
-                                namespace: namespace.clone(),
-                                name: k.name.clone(),
-                                key: k.key.clone(),
-                            });
-                        }
+                    let optional = k.optional == Some(true);
+                    match key_value(data, "configmap", &k.name, &k.key, optional, namespace)? {
+                        Some(value) => value,
+                        None => continue,
                     }
                 } else if let Some(k) = &from.secret_key_ref {
                     let data = sources.secret(&k.name);
-                    match data.and_then(|d| d.get(&k.key)) {
-                        Some(v) => v.clone(),
-                        None if k.optional == Some(true) => continue,
-                        None if data.is_none() => {
-                            return Err(ConfigError::SecretMissing(k.name.clone()));
-                        }
-                        None => {
-                            return Err(ConfigError::KeyMissing {
-                                kind: "secret",
-                                namespace: namespace.clone(),
-                                name: k.name.clone(),
-                                key: k.key.clone(),
-                            });
-                        }
+                    let optional = k.optional == Some(true);
+                    match key_value(data, "secret", &k.name, &k.key, optional, namespace)? {
+                        Some(value) => value,
+                        None => continue,
                     }
                 } else {
                     String::new()
@@ -336,3 +316,27 @@ pub fn environment(
 
 #[cfg(test)]
 mod tests;
+
+/// `key` of a ConfigMap's or Secret's (`kind`) data, for an env var; `None` when it is absent
+/// and the reference is optional.
+fn key_value(
+    data: Option<&BTreeMap<String, String>>,
+    kind: &'static str,
+    name: &str,
+    key: &str,
+    optional: bool,
+    namespace: &str,
+) -> Result<Option<String>, ConfigError> {
+    match data.and_then(|d| d.get(key)) {
+        Some(value) => Ok(Some(value.clone())),
+        None if optional => Ok(None),
+        None if data.is_none() && kind == "secret" => Err(ConfigError::SecretMissing(name.into())),
+        None if data.is_none() => Err(ConfigError::ConfigMapMissing(name.into())),
+        None => Err(ConfigError::KeyMissing {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            key: key.to_string(),
+        }),
+    }
+}
