@@ -200,6 +200,18 @@ impl Cluster {
         self.kubectl_stdin(args, None)
     }
 
+    /// `kubectl apply -f -` of `manifest`; its stderr as the error.
+    pub fn apply(&self, manifest: &str) -> Result<()> {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         kubectl_at(&self.kubeconfig(), args, stdin)
     }

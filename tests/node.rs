@@ -45,17 +45,6 @@ fn pod(name: &str, policy: &str, script: &str, extra: &str) -> String {
     )
 }
 
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    if !out.status.success() {
-        bail!(
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n  nodeName: wk-e2e\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: httpd\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [httpd, -f, -p, '80', -h, /var/www]\n";
 
 #[test]
@@ -64,17 +53,17 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     let long = Duration::from_secs(60);
 
     // A web server, reached by its pod IP from another pod.
-    apply(&c, WEB)?;
+    c.apply(WEB)?;
     phase_is(&c, "web", "Running", long)?;
     let ip = field(&c, "web", ".status.podIP")?;
     assert!(ip.starts_with("10.244."), "pod IP {ip:?}");
     assert_eq!(field(&c, "web", ".status.qosClass")?, "BestEffort");
     let fetch = format!("wget -qO- http://{ip}/ | grep -q wasmkube");
-    apply(&c, &pod("client", "Never", &fetch, ""))?;
+    c.apply(&pod("client", "Never", &fetch, ""))?;
     phase_is(&c, "client", "Succeeded", long)?;
 
     // Exit codes: 0 is Succeeded, 3 is Failed with the code in the status.
-    apply(&c, &pod("exit3", "Never", "exit 3", ""))?;
+    c.apply(&pod("exit3", "Never", "exit 3", ""))?;
     phase_is(&c, "exit3", "Failed", long)?;
     assert_eq!(
         field(
@@ -86,12 +75,10 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     );
 
     // Init containers in order, then ConfigMap and Secret values in env and files.
-    apply(
-        &c,
+    c.apply(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  greeting: hello\n",
     )?;
-    apply(
-        &c,
+    c.apply(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n",
     )?;
     let init = "  initContainers:\n  - name: one\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo 1 >> /work/order']\n    volumeMounts: [{name: work, mountPath: /work}]\n  - name: two\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo 2 >> /work/order']\n    volumeMounts: [{name: work, mountPath: /work}]\n";
@@ -99,20 +86,17 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     let check = "test \"$(cat /work/order)\" = \"$(printf '1\\n2')\" && test \"$GREETING\" = hello && test \"$PASSWORD\" = hunter2 && test \"$(cat /config/greeting)\" = hello && test \"$(cat /secret/password)\" = hunter2";
     let manifest = pod("configured", "Never", check, main_extra)
         .replace("  containers:\n", &format!("{init}  containers:\n"));
-    apply(&c, &manifest)?;
+    c.apply(&manifest)?;
     phase_is(&c, "configured", "Succeeded", long)?;
 
     // A memory hog beyond its limit is OOMKilled.
     let limits = "    resources: {limits: {memory: 16Mi}}\n";
-    apply(
-        &c,
-        &pod(
-            "hog",
-            "Never",
-            "dd if=/dev/zero of=/dev/null bs=64M count=1",
-            limits,
-        ),
-    )?;
+    c.apply(&pod(
+        "hog",
+        "Never",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1",
+        limits,
+    ))?;
     phase_is(&c, "hog", "Failed", long)?;
     assert_eq!(
         field(
@@ -124,7 +108,7 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     );
 
     // A crashing container restarts with growing back-off: CrashLoopBackOff.
-    apply(&c, &pod("crash", "Always", "exit 1", ""))?;
+    c.apply(&pod("crash", "Always", "exit 1", ""))?;
     eventually(long, || {
         Ok(field(&c, "crash", ".status.containerStatuses[0].restartCount")? == "1")
     })?;
@@ -148,29 +132,23 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     // Probes: a failing liveness probe restarts the container; a failing readiness probe
     // turns the pod not Ready without a restart; httpGet and tcpSocket probes that pass.
     let liveness = "    livenessProbe: {exec: {command: [cat, /tmp/healthy]}, periodSeconds: 1, failureThreshold: 2}\n";
-    apply(
-        &c,
-        &pod(
-            "sick",
-            "Always",
-            "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600",
-            liveness,
-        ),
-    )?;
+    c.apply(&pod(
+        "sick",
+        "Always",
+        "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 600",
+        liveness,
+    ))?;
     eventually(long, || {
         Ok(field(&c, "sick", ".status.containerStatuses[0].restartCount")? == "1")
     })?;
     let readiness =
         "    readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1}\n";
-    apply(
-        &c,
-        &pod(
-            "flaky",
-            "Always",
-            "touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 600",
-            readiness,
-        ),
-    )?;
+    c.apply(&pod(
+        "flaky",
+        "Always",
+        "touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 600",
+        readiness,
+    ))?;
     let ready = |pod: &str| field(&c, pod, ".status.conditions[?(@.type==\"Ready\")].status");
     eventually(long, || Ok(ready("flaky")? == "True"))?;
     eventually(long, || Ok(ready("flaky")? == "False"))?;
@@ -179,10 +157,12 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
         "0"
     );
     let web_probes = "    ports: [{name: http, containerPort: 80}]\n    readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}\n    livenessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}\n";
-    apply(
-        &c,
-        &pod("probed", "Always", "httpd -f -p 80 -h /var/www", web_probes),
-    )?;
+    c.apply(&pod(
+        "probed",
+        "Always",
+        "httpd -f -p 80 -h /var/www",
+        web_probes,
+    ))?;
     eventually(long, || Ok(ready("probed")? == "True"))?;
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
@@ -193,7 +173,7 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     // Restarting the agent keeps 20 running pods of a Deployment running: adopted, the same
     // containers, no restart counted.
     let sleepers = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: sleepers\nspec:\n  replicas: 20\n  selector:\n    matchLabels: {app: sleepers}\n  template:\n    metadata:\n      labels: {app: sleepers}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: sleep\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [sleep, '3600']\n";
-    apply(&c, sleepers)?;
+    c.apply(sleepers)?;
     let containers = |c: &Cluster| -> Result<Vec<String>> {
         let out = c.ok(&["get", "pods", "-l", "app=sleepers", "-o", "jsonpath={range .items[*]}{.status.phase} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].containerID}{\"\\n\"}{end}"])?;
         let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
@@ -224,7 +204,7 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
         "0"
     );
     c.ok(&["delete", "deployment", "sleepers"])?;
-    apply(&c, &pod("client2", "Never", &fetch, ""))?;
+    c.apply(&pod("client2", "Never", &fetch, ""))?;
     phase_is(&c, "client2", "Succeeded", long)?;
 
     // Deleting stops the containers and frees the network.
@@ -320,7 +300,7 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
 
         // A Deployment of web servers, scheduled onto the first node.
         let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: {kubernetes.io/hostname: wk-e2e}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [httpd, -f, -p, '80', -h, /var/www]\n";
-        apply(&c, deployment)?;
+        c.apply(deployment)?;
         eventually(long, || {
             let phases = c.ok(&[
                 "get",
@@ -351,7 +331,7 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
             .join(" && ");
         let client = pod("remote", "OnFailure", &script, "")
             .replace(&format!("nodeName: {NODE}"), "nodeName: wk-e2e-2");
-        apply(&c, &client)?;
+        c.apply(&client)?;
         phase_is(&c, "remote", "Succeeded", long)?;
         assert!(field(&c, "remote", ".status.podIP")?.starts_with("10.244."));
         assert_ne!(
@@ -416,7 +396,7 @@ spec:
 ",
         host_dir.display()
     );
-    apply(&c, &manifest)?;
+    c.apply(&manifest)?;
     phase_is(&c, "pair", "Running", long)?;
 
     // One network, IPC and UTS namespace for both containers; the hostname is the pod's.
@@ -454,7 +434,7 @@ spec:
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: badhook\nspec:\n  nodeName: {NODE}\n  terminationGracePeriodSeconds: 1\n{failing}"
     );
-    apply(&c, &manifest)?;
+    c.apply(&manifest)?;
     eventually(long, || {
         let restarts = field(&c, "badhook", ".status.containerStatuses[0].restartCount")?;
         Ok(restarts.parse::<u32>().unwrap_or(0) >= 1)
@@ -479,7 +459,7 @@ spec:
 fn pods_keep_running_across_a_containerd_restart() -> Result<()> {
     let c = up(&[])?;
     let long = Duration::from_secs(60);
-    apply(&c, WEB)?;
+    c.apply(WEB)?;
     phase_is(&c, "web", "Running", long)?;
     let id = field(&c, "web", ".status.containerStatuses[0].containerID")?;
 
@@ -510,7 +490,7 @@ fn pods_keep_running_across_a_containerd_restart() -> Result<()> {
         c.ok(&["exec", "web", "--", "cat", "/var/www/index.html"])?
             .contains("wasmkube")
     );
-    apply(&c, &pod("after", "Never", "exit 0", ""))?;
+    c.apply(&pod("after", "Never", "exit 0", ""))?;
     phase_is(&c, "after", "Succeeded", long)?;
     let uid = field(&c, "web", ".metadata.uid")?;
     c.ok(&["delete", "pod", "web", "--wait", "--timeout=60s"])?;

@@ -163,17 +163,6 @@ fn pod(name: &str, image: &str, policy: &str) -> String {
     )
 }
 
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    if !out.status.success() {
-        bail!(
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 fn field(c: &Cluster, pod: &str, path: &str) -> Result<String> {
     c.ok(&["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")])
 }
@@ -254,7 +243,7 @@ fn pods_pull_from_a_registry_by_their_pull_policy() -> Result<()> {
     };
 
     // IfNotPresent on a node without it: pulled, unpacked, run (its own layer is there).
-    apply(&c, &pod("fresh", &image, "IfNotPresent"))?;
+    c.apply(&pod("fresh", &image, "IfNotPresent"))?;
     running(&c, "fresh")?;
     eventually(Duration::from_secs(10), || {
         Ok(c.ok(&["logs", "fresh"])?.contains(&stamp))
@@ -267,14 +256,14 @@ fn pods_pull_from_a_registry_by_their_pull_policy() -> Result<()> {
 
     // Always: the manifest is resolved again, nothing already on the node is downloaded.
     let resolved = registry.requests("HEAD", "/v2/demo/busybox/manifests/1");
-    apply(&c, &pod("always", &image, "Always"))?;
+    c.apply(&pod("always", &image, "Always"))?;
     running(&c, "always")?;
     assert!(registry.requests("HEAD", "/v2/demo/busybox/manifests/1") > resolved);
     assert_eq!(registry.requests("GET", "/v2/demo/busybox/blobs/"), blobs);
 
     // A tag the registry does not have: the registry's answer, then the back-off.
     let missing = format!("{repository}:2");
-    apply(&c, &pod("missing", &missing, "IfNotPresent"))?;
+    c.apply(&pod("missing", &missing, "IfNotPresent"))?;
     let message = waits_with(&c, "missing", "ErrImagePull")?;
     assert!(
         message.contains(&missing) && message.contains("404"),
@@ -285,7 +274,7 @@ fn pods_pull_from_a_registry_by_their_pull_policy() -> Result<()> {
 
     // Never, for an image the node does not have.
     let absent = format!("{repository}:3");
-    apply(&c, &pod("never", &absent, "Never"))?;
+    c.apply(&pod("never", &absent, "Never"))?;
     let message = waits_with(&c, "never", "ErrImageNeverPull")?;
     assert!(message.contains(&absent), "{message}");
     assert_eq!(

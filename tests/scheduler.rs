@@ -24,16 +24,6 @@ fn pod(name: &str, labels: &str, spec: &str) -> String {
 /// tests keeps the node lifecycle controller from marking them unreachable and tainting them.
 const STATIC_NODES: [&str; 2] = ["--node-monitor-grace-period", "1h"];
 
-fn apply(c: &Cluster, yaml: &str) -> Result<()> {
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(yaml))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 /// The node a pod is bound to, once it is.
 fn node_of(c: &Cluster, pod: &str) -> Result<String> {
     let mut node = String::new();
@@ -59,14 +49,13 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
         ),
         node("n4", "zone-a", "", 1, "unschedulable: true"),
     ];
-    apply(&c, &nodes.concat())?;
+    c.apply(&nodes.concat())?;
 
     // An unschedulable pod: each node fails for its first reason, counted as kube-scheduler does.
     let big = "  containers: [{name: c, image: busybox, resources: {requests: {cpu: '3'}}}]\n";
-    apply(
-        &c,
-        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: big}}\nspec:\n{big}"),
-    )?;
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: big}}\nspec:\n{big}"
+    ))?;
     let message = "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 Insufficient cpu.";
     eventually(Duration::from_secs(20), || {
         Ok(c.ok(&["describe", "pod", "big"])?.contains(message))
@@ -83,7 +72,7 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
     assert_eq!(condition, "Unschedulable");
 
     // A node that fits appears: the pod is scheduled onto it at once.
-    apply(&c, &node("n5", "zone-b", "", 8, ""))?;
+    c.apply(&node("n5", "zone-b", "", 8, ""))?;
     assert_eq!(node_of(&c, "big")?, "n5");
     let describe = c.ok(&["describe", "pod", "big"])?;
     assert!(
@@ -92,20 +81,20 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
     );
 
     // nodeSelector; a toleration with required node affinity.
-    apply(&c, &pod("ssd", "", "  nodeSelector: {disk: ssd}\n"))?;
+    c.apply(&pod("ssd", "", "  nodeSelector: {disk: ssd}\n"))?;
     assert_eq!(node_of(&c, "ssd")?, "n1");
     let gpu = "  tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]\n  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms: [{matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [zone-c]}]}]\n";
-    apply(&c, &pod("gpu", "", gpu))?;
+    c.apply(&pod("gpu", "", gpu))?;
     assert_eq!(node_of(&c, "gpu")?, "n3");
 
     // Required anti-affinity per hostname over the two spread-pool nodes.
     let anti = "  nodeSelector: {pool: spread}\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: web}}}]\n";
-    apply(&c, &pod("web-1", "app: web", anti))?;
+    c.apply(&pod("web-1", "app: web", anti))?;
     let first = node_of(&c, "web-1")?;
-    apply(&c, &pod("web-2", "app: web", anti))?;
+    c.apply(&pod("web-2", "app: web", anti))?;
     let second = node_of(&c, "web-2")?;
     assert_ne!(first, second, "anti-affinity keeps them apart");
-    apply(&c, &pod("web-3", "app: web", anti))?;
+    c.apply(&pod("web-3", "app: web", anti))?;
     eventually(Duration::from_secs(20), || {
         Ok(c.ok(&["describe", "pod", "web-3"])?
             .contains("didn't match pod anti-affinity rules"))
@@ -116,7 +105,7 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
     let mut zones = Vec::new();
     for i in 0..4 {
         let name = format!("spread-{i}");
-        apply(&c, &pod(&name, "app: spread", spread))?;
+        c.apply(&pod(&name, "app: spread", spread))?;
         zones.push(node_of(&c, &name)?);
     }
     zones.sort();
@@ -124,11 +113,11 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
 
     // A preferred node-affinity term outweighs the small difference in allocation.
     let preferred = "  nodeSelector: {pool: spread}\n  affinity:\n    nodeAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, preference: {matchExpressions: [{key: disk, operator: In, values: [ssd]}]}}]\n";
-    apply(&c, &pod("prefers-ssd", "", preferred))?;
+    c.apply(&pod("prefers-ssd", "", preferred))?;
     assert_eq!(node_of(&c, "prefers-ssd")?, "n1");
 
     // Pods for another scheduler are left alone.
-    apply(&c, &pod("other", "", "  schedulerName: someone-else\n"))?;
+    c.apply(&pod("other", "", "  schedulerName: someone-else\n"))?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         c.ok(&["get", "pod", "other", "-o", "jsonpath={.spec.nodeName}"])?,
@@ -157,14 +146,14 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
         node("silver-1", "zone-a", "", 8, ""),
         node("silver-2", "zone-a", "", 8, ""),
     ];
-    apply(&c, &nodes.concat())?;
+    c.apply(&nodes.concat())?;
 
     // Shadow mode: the candidate runs on every pod and binds nothing.
     let prefer = "{plugin: preferlabel, scores: [{name: PreferLabel, weight: 100, args: {key: tier, value: gold}}]}";
     let shadow = format!(
         "apiVersion: wasmkube.dev/v1alpha1\nkind: SchedulerProfile\nmetadata: {{name: default-scheduler}}\nspec:\n  policies: [{{plugin: default}}]\n  shadow:\n    policies: [{{plugin: default}}, {prefer}]\n"
     );
-    apply(&c, &shadow)?;
+    c.apply(&shadow)?;
     eventually(Duration::from_secs(20), || {
         Ok(c.ok(&[
             "get",
@@ -179,7 +168,7 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
             .map(|i| pod(&format!("{prefix}-{i}"), "batch: x", ""))
             .collect()
     };
-    apply(&c, &batch("judged", 9))?;
+    c.apply(&batch("judged", 9))?;
     let on_gold = |prefix: &str, n: usize| -> Result<usize> {
         let mut gold = 0;
         for i in 0..n {
@@ -226,7 +215,7 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
     let load = std::thread::scope(|scope| -> Result<()> {
         let feeder = scope.spawn(|| -> Result<()> {
             for i in 0..30 {
-                apply(&c, &pod(&format!("load-{i}"), "batch: load", ""))?;
+                c.apply(&pod(&format!("load-{i}"), "batch: load", ""))?;
                 std::thread::sleep(Duration::from_millis(100));
             }
             Ok(())
@@ -235,7 +224,7 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
         let active = format!(
             "apiVersion: wasmkube.dev/v1alpha1\nkind: SchedulerProfile\nmetadata: {{name: default-scheduler}}\nspec:\n  policies: [{{plugin: default}}, {prefer}]\n"
         );
-        apply(&c, &active)?;
+        c.apply(&active)?;
         eventually(Duration::from_secs(20), || {
             Ok(c.ok(&[
                 "get",
@@ -246,7 +235,7 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
             ])?
             .contains("preferlabel@"))
         })?;
-        apply(&c, &batch("preferred", 6))?;
+        c.apply(&batch("preferred", 6))?;
         assert_eq!(
             on_gold("preferred", 6)?,
             6,
@@ -258,7 +247,7 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
             .map_err(|_| anyhow::anyhow!("feeder panicked"))?
     });
     load?;
-    apply(&c, &batch("after", 9))?;
+    c.apply(&batch("after", 9))?;
     assert!(on_gold("after", 9)? < 9, "back on the default policy");
 
     // Every pod bound once: none pending, no binding refused.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use wasmkube_e2e::{Cluster, eventually};
 
 const CLAIM: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 64Mi}}\n";
@@ -14,14 +14,6 @@ fn pod(name: &str, script: &str, read_only: bool) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {script:?}]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: data, readOnly: {read_only}}}\n"
     )
-}
-
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    if !out.status.success() {
-        bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 /// Waits until `kubectl get KIND NAME -o jsonpath=PATH` prints `want`.
@@ -60,7 +52,7 @@ fn claims_get_local_volumes_that_outlive_their_pods() -> Result<()> {
     }
 
     // The claim gets the default class and waits for its first pod.
-    apply(&c, CLAIM)?;
+    c.apply(CLAIM)?;
     until(&c, &["pvc", "data"], ".spec.storageClassName", "local-path")?;
     let uid = c.ok(&["get", "pvc", "data", "-o", "jsonpath={.metadata.uid}"])?;
     let volume = format!("pvc-{uid}");
@@ -69,7 +61,7 @@ fn claims_get_local_volumes_that_outlive_their_pods() -> Result<()> {
         ""
     );
 
-    apply(&c, &pod("writer", "echo kept > /data/file", false))?;
+    c.apply(&pod("writer", "echo kept > /data/file", false))?;
     until(&c, &["pod", "writer"], ".status.phase", "Succeeded")?;
     until(&c, &["pvc", "data"], ".status.phase", "Bound")?;
     let claims = c.ok(&["get", "pvc"])?;
@@ -100,7 +92,7 @@ fn claims_get_local_volumes_that_outlive_their_pods() -> Result<()> {
     // A second pod reads it back, and a read-only mount refuses writes.
     c.ok(&["delete", "pod", "writer"])?;
     let check = "test \"$(cat /data/file)\" = kept && ! touch /data/other";
-    apply(&c, &pod("reader", check, true))?;
+    c.apply(&pod("reader", check, true))?;
     until(&c, &["pod", "reader"], ".status.phase", "Succeeded")?;
     c.ok(&["delete", "pod", "reader"])?;
 

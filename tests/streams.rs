@@ -39,17 +39,6 @@ fn up() -> Result<Cluster> {
     Cluster::node(NODE, "wkst0", "10.245.0.0/16", &["--agent-port", "0"])
 }
 
-fn apply(c: &Cluster, manifest: &str) -> Result<()> {
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))?;
-    if !out.status.success() {
-        bail!(
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 fn running(c: &Cluster, pod: &str) -> Result<()> {
     eventually(Duration::from_secs(60), || {
         Ok(c.ok(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"])? == "Running")
@@ -128,8 +117,8 @@ impl Drop for DeletePods<'_> {
 fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
     let c = up()?;
     let _cleanup = DeletePods(&c);
-    apply(&c, TALKER)?;
-    apply(&c, WEB)?;
+    c.apply(TALKER)?;
+    c.apply(WEB)?;
     running(&c, "talker")?;
     running(&c, "web")?;
 
