@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::command::{CommandError, run};
+use crate::pod::volumes::is_mounted;
 
 /// Where the namespaces of each pod are bound: `<dir>/<uid>/{ipc,uts}`.
 const DIR: &str = "/run/wasmkube/namespaces";
@@ -37,7 +38,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NamespaceError + '_ {
 /// Makes the pod's IPC and UTS namespaces, unless they are there already.
 pub async fn create(uid: &str) -> Result<(), NamespaceError> {
     let dir = Path::new(DIR).join(uid);
-    if SHARED.iter().all(|kind| mounted(&path(uid, kind))) {
+    if SHARED.iter().all(|kind| is_mounted(&path(uid, kind))) {
         return Ok(());
     }
     remove(uid).await?;
@@ -59,7 +60,7 @@ pub async fn remove(uid: &str) -> Result<(), NamespaceError> {
     let dir = Path::new(DIR).join(uid);
     for kind in SHARED {
         let file = path(uid, kind);
-        if mounted(&file) {
+        if is_mounted(&file) {
             run("umount", &[&file.display().to_string()]).await?;
         }
     }
@@ -67,14 +68,4 @@ pub async fn remove(uid: &str) -> Result<(), NamespaceError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
         _ => Ok(()),
     }
-}
-
-/// Whether a namespace is bound on `file` (an nsfs mount, not the empty file under it).
-fn mounted(file: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|table| {
-        let target = file.display().to_string();
-        table
-            .lines()
-            .any(|line| line.split(' ').nth(4) == Some(target.as_str()))
-    })
 }

@@ -260,12 +260,13 @@ fn claim_dir<'a>(sources: &'a Sources, claim: &str) -> Result<&'a PathBuf, Volum
         .ok_or_else(|| VolumeError::ClaimUnresolved(claim.to_string()))
 }
 
-fn is_mounted(dir: &Path) -> bool {
+/// Whether something is mounted on `path` (a tmpfs volume, a bound namespace).
+pub fn is_mounted(path: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mounts").is_ok_and(|mounts| {
-        let dir = dir.display().to_string();
+        let path = path.display().to_string();
         mounts
             .lines()
-            .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+            .any(|l| l.split(' ').nth(1) == Some(path.as_str()))
     })
 }
 
