@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::{Api, ApiError, Connection};
 use crate::cni::{Cni, CniError};
+use crate::console::Consoles;
 use crate::containerd::{Containerd, ContainerdError};
 use crate::image::{self, ImageError, registry};
 use crate::pod::{self, Context, Desired, Worker};
@@ -115,8 +116,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             .map_err(ImageError::from)?,
         state_dir: config.root_dir.clone(),
     });
+    let consoles = Arc::new(Consoles::default());
     let streams = Arc::new(Streams {
         api: api.clone(),
+        consoles: consoles.clone(),
         runtime: runtime.clone(),
         node_name: config.node_name.clone(),
         log_dir: config.log_dir.clone(),
@@ -143,6 +146,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         allocatable: machine.allocatable(),
         resolv_conf: resolv_conf(),
         starting: tokio::sync::Semaphore::new(STARTING_AT_ONCE),
+        events: crate::pod::event::Recorder::start(api.clone(), config.node_name.clone()),
+        consoles,
     });
     tracing::info!(node = %config.node_name, pod_cidr = %cidr, address = %machine.address, "node registered");
     Pods::new(ctx, began).run().await

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cgroups;
 pub mod cni;
 pub mod command;
+pub mod console;
 pub mod container;
 pub mod containerd;
 pub mod image;

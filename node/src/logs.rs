@@ -3,9 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
+use tokio::sync::broadcast;
+
+use crate::console::{Chunk, Stream};
 
 /// A log file is rotated (to `<file>.1`) when it grows past this.
 pub const MAX_LOG_BYTES: u64 = 10 << 20;
@@ -60,11 +64,26 @@ pub fn mkfifo(path: &Path) -> Result<(), std::io::Error> {
     )?)
 }
 
+/// The FIFO of the standard input of a container whose spec asks for one (`stdin: true`).
+pub fn stdin_fifo(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.stdin"))
+}
+
+/// Makes the container's stdin FIFO (kept if it exists).
+pub fn make_stdin_fifo(dir: &Path, id: &str) -> Result<PathBuf, LogError> {
+    let path = stdin_fifo(dir, id);
+    if !path.exists() {
+        mkfifo(&path).map_err(io(&path))?;
+    }
+    Ok(path)
+}
+
 /// Removes the container's FIFOs.
 pub fn remove_fifos(dir: &Path, id: &str) {
     let (out, err) = fifos(dir, id);
     let _ = std::fs::remove_file(out);
     let _ = std::fs::remove_file(err);
+    let _ = std::fs::remove_file(stdin_fifo(dir, id));
 }
 
 /// One log file written by both streams of a container.
@@ -110,12 +129,14 @@ impl LogFile {
     }
 }
 
-/// Copies the container's two FIFOs into `log` until `done` fires and both are drained.
+/// Copies the container's two FIFOs into `log` until `done` fires and both are drained; what
+/// is read is also sent to the attached clients through `tap`.
 pub async fn copy(
     stdout: PathBuf,
     stderr: PathBuf,
     log: PathBuf,
     mut done: tokio::sync::watch::Receiver<bool>,
+    tap: broadcast::Sender<Chunk>,
 ) -> Result<(), LogError> {
     let mut file = LogFile::open(&log).await?;
     // Read-write keeps the FIFOs open with no writer, so they never report end of file.
@@ -140,11 +161,14 @@ pub async fn copy(
         tokio::select! {
             n = out.read(&mut chunk_out) => {
                 let n = n.map_err(io(&stdout))?;
+                // No client attached is no error.
+                let _ = tap.send((Stream::Stdout, Bytes::copy_from_slice(&chunk_out[..n])));
                 out_buf.extend_from_slice(&chunk_out[..n]);
                 flush_lines(&mut file, "stdout", &mut out_buf, false).await?;
             }
             n = err.read(&mut chunk_err) => {
                 let n = n.map_err(io(&stderr))?;
+                let _ = tap.send((Stream::Stderr, Bytes::copy_from_slice(&chunk_err[..n])));
                 err_buf.extend_from_slice(&chunk_err[..n]);
                 flush_lines(&mut file, "stderr", &mut err_buf, false).await?;
             }

@@ -60,9 +60,14 @@ pub struct Launch {
     /// The OCI runtime spec.
     pub spec: Value,
     pub labels: HashMap<String, String>,
-    /// Where its stdout and stderr go (the log files' writer reads these FIFOs).
+    /// Where its stdout and stderr go (the log files' writer reads these FIFOs); a terminal
+    /// writes only to stdout.
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// The FIFO its stdin is read from (`stdin: true`).
+    pub stdin: Option<PathBuf>,
+    /// On a pseudo-terminal (`tty: true`).
+    pub terminal: bool,
 }
 
 /// How a container's process ended.
@@ -106,6 +111,10 @@ pub trait Runtime: Send + Sync + 'static {
     async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError>;
     /// Starts an interactive process in the running container (kubectl exec).
     async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError>;
+    /// Resizes the terminal of the container's own process.
+    async fn resize(&self, id: &str, width: u32, height: u32) -> Result<(), RuntimeError>;
+    /// Closes the standard input of the container's own process.
+    async fn close_stdin(&self, id: &str) -> Result<(), RuntimeError>;
     /// Gives the pod its network; returns its IP.
     async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError>;
     /// The IP of a pod attached before, if it still is.
@@ -201,13 +210,24 @@ impl Runtime for ContainerdRuntime {
             .into_inner()
             .mounts;
         c.tasks()
-            .create(c.request(CreateTaskRequest {
-                container_id: launch.id.clone(),
-                rootfs: mounts,
-                stdout: launch.stdout.display().to_string(),
-                stderr: launch.stderr.display().to_string(),
-                ..Default::default()
-            }))
+            .create(
+                c.request(CreateTaskRequest {
+                    container_id: launch.id.clone(),
+                    rootfs: mounts,
+                    stdin: launch
+                        .stdin
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    stdout: launch.stdout.display().to_string(),
+                    stderr: if launch.terminal {
+                        String::new()
+                    } else {
+                        launch.stderr.display().to_string()
+                    },
+                    terminal: launch.terminal,
+                    ..Default::default()
+                }),
+            )
             .await
             .map_err(ContainerdError::call("tasks create"))?;
         c.tasks()
@@ -403,6 +423,14 @@ impl Runtime for ContainerdRuntime {
 
     async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError> {
         exec::start(&self.containerd, &self.state_dir.join("exec"), id, request).await
+    }
+
+    async fn resize(&self, id: &str, width: u32, height: u32) -> Result<(), RuntimeError> {
+        exec::resize(&self.containerd, id, "", width, height).await
+    }
+
+    async fn close_stdin(&self, id: &str) -> Result<(), RuntimeError> {
+        exec::close_stdin(&self.containerd, id, "").await
     }
 
     async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError> {

@@ -112,6 +112,8 @@ pub struct Process {
     pub capabilities: Vec<String>,
     pub cgroups_path: String,
     pub oom_score_adj: i32,
+    /// On a pseudo-terminal (`tty: true`).
+    pub terminal: bool,
 }
 
 /// The capability set: the defaults (or all, privileged) plus `add`, minus `drop` (`ALL` drops
@@ -211,7 +213,7 @@ pub fn runtime_spec(process: &Process) -> Value {
     json!({
         "ociVersion": "1.0.2-dev",
         "process": {
-            "terminal": false,
+            "terminal": process.terminal,
             "user": {"uid": process.uid, "gid": process.gid},
             "args": process.args,
             "env": process.env,

@@ -6,7 +6,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::time::Instant;
 
-use super::{Worker, event, hook, pod_label, probe};
+use super::event::Subject;
+use super::{Worker, hook, pod_label, probe};
 
 /// The longest a postStart hook may run (the kubelet sets none; a hung hook would hold the
 /// pod's worker forever).
@@ -29,11 +30,16 @@ impl Worker {
         if !probed {
             return;
         }
+        let events = probe::Events {
+            recorder: self.ctx.events.clone(),
+            subject: Subject::container(pod, name),
+        };
         let target = self.target(id, container);
         let task = tokio::spawn(probe::run(
             self.ctx.runtime.clone(),
             target,
             self.verdicts.0.clone(),
+            events,
         ));
         self.probes.insert(id.to_string(), task);
     }
@@ -63,15 +69,10 @@ impl Worker {
         if let Err(why) = hook::run(&self.ctx.runtime, &target, handler, HOOK_LIMIT).await {
             let message = format!("PostStartHook failed: {why}");
             tracing::info!(pod = %pod_label(pod), container = %container.name, %message);
-            event::warn(
-                &self.ctx.api,
-                &self.ctx.node_name,
-                pod,
-                &container.name,
-                "FailedPostStartHook",
-                &message,
-            )
-            .await;
+            let subject = Subject::container(pod, &container.name);
+            self.ctx
+                .events
+                .warning(&subject, "FailedPostStartHook", &message);
             let _ = self.ctx.runtime.signal(id, 9).await;
         }
     }
@@ -97,16 +98,10 @@ impl Worker {
         let runs = hooks.iter().map(|(target, handler)| async move {
             if let Err(why) = hook::run(&self.ctx.runtime, target, handler, grace).await {
                 let message = format!("PreStopHook failed: {why}");
-                let name = &target.container.name;
-                event::warn(
-                    &self.ctx.api,
-                    &self.ctx.node_name,
-                    pod,
-                    name,
-                    "FailedPreStopHook",
-                    &message,
-                )
-                .await;
+                let subject = Subject::container(pod, &target.container.name);
+                self.ctx
+                    .events
+                    .warning(&subject, "FailedPreStopHook", &message);
             }
         });
         let _ = tokio::time::timeout(grace, futures::future::join_all(runs)).await;
@@ -149,8 +144,14 @@ impl Worker {
                     slot.ready = container.readiness_probe.is_none();
                 }
             }
-            probe::Verdict::Unhealthy(id, why) => {
-                tracing::info!(pod = %pod_label(pod), container = %container.name, %why, "restarting an unhealthy container");
+            probe::Verdict::Unhealthy(id, probe) => {
+                tracing::info!(pod = %pod_label(pod), container = %container.name, %probe, "restarting an unhealthy container");
+                let message = format!(
+                    "Container {} failed {probe} probe, will be restarted",
+                    container.name
+                );
+                let subject = Subject::container(pod, &container.name);
+                self.ctx.events.normal(&subject, "Killing", &message);
                 let grace = pod
                     .spec
                     .as_ref()

@@ -99,6 +99,11 @@ pub fn process(
     if !env_strings.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env_strings.push(format!("HOSTNAME={hostname}"));
     }
+    let terminal = container.tty == Some(true);
+    // As containerd's CRI does for a terminal.
+    if terminal && !env_strings.iter().any(|e| e.starts_with("TERM=")) {
+        env_strings.push("TERM=xterm".into());
+    }
     let mut binds =
         volumes::etc_files(pod_dir, &hostname, pod_ip, resolv).map_err(Refusal::config)?;
     binds.extend(volumes::binds(pod, pod_dir, container, sources).map_err(Refusal::config)?);
@@ -149,5 +154,6 @@ pub fn process(
         ),
         cgroups_path,
         oom_score_adj,
+        terminal,
     })
 }

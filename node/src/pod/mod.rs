@@ -1,7 +1,7 @@
 //! A pod worker: one task per pod on this node that starts its containers in order, restarts
 //! them by its restart policy, stops them when the pod is deleted, and reports its status.
 
-mod event;
+pub mod event;
 mod health;
 mod hook;
 mod launch;
@@ -26,9 +26,11 @@ use tokio::time::Instant;
 
 use crate::api::Api;
 use crate::cni::PortMapping;
+use crate::console::{Console, Consoles, Stdin};
 use crate::container::{Allocatable, Sources};
 use crate::logs;
 use crate::runtime::{Exit, Found, Launch, Runtime};
+use event::Subject;
 use slot::{RestartPolicy, Slot, State};
 pub use teardown::kill_and_remove;
 use teardown::remove_container;
@@ -58,6 +60,9 @@ pub struct Context {
     /// How many pod networks and containers are being made at once: a burst of pods queues
     /// here rather than all slowing each other down on a small machine.
     pub starting: tokio::sync::Semaphore,
+    pub events: event::Recorder,
+    /// The running containers' consoles, which `kubectl attach` reaches.
+    pub consoles: Arc<Consoles>,
 }
 
 /// A container that ended: its id and how.
@@ -215,7 +220,8 @@ impl Worker {
         self.watch_exit(id);
     }
 
-    /// Copies the container's output into its log file until its process ends.
+    /// Copies the container's output into its log file until its process ends, and opens its
+    /// console to attaches (with its stdin, if its spec asks for one).
     fn copy_logs(&mut self, pod: &Pod, name: &str, id: &str, attempt: u32) {
         let (out, err) = logs::fifos(&self.ctx.fifo_dir, id);
         let log = logs::log_path(
@@ -226,13 +232,37 @@ impl Worker {
             name,
             attempt,
         );
+        let spec = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
+        let container = spec.into_iter().find(|c| c.name == name);
+        let stdin = container.filter(|c| c.stdin == Some(true)).and_then(|c| {
+            let path = logs::stdin_fifo(&self.ctx.fifo_dir, id);
+            Stdin::open(&path, c.stdin_once == Some(true))
+                .inspect_err(|e| tracing::warn!(container = %id, error = %e, "opening stdin"))
+                .ok()
+        });
+        let tty = container.is_some_and(|c| c.tty == Some(true));
+        let console = Arc::new(Console::new(stdin, tty));
+        let tap = console.output.clone();
+        self.ctx.consoles.insert(id, console);
         let (done_tx, done_rx) = watch::channel(false);
         self.log_done.insert(id.to_string(), done_tx);
         tokio::spawn(async move {
-            if let Err(e) = logs::copy(out, err, log, done_rx).await {
+            if let Err(e) = logs::copy(out, err, log, done_rx, tap).await {
                 tracing::warn!(error = %e, "copying container output");
             }
         });
+    }
+
+    /// The container's process ended (or never started): its output is read to the end and
+    /// its console closed.
+    fn close_output(&mut self, id: &str) {
+        if let Some(done) = self.log_done.remove(id) {
+            let _ = done.send(true);
+        }
+        self.ctx.consoles.remove(id);
     }
 
     /// Waits for the container's process to end and tells the worker.
@@ -309,10 +339,17 @@ impl Worker {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.running() == Some(id)) {
             slot.ready = false;
             slot.ended(exit, policy, &label, Instant::now());
+            if matches!(&slot.state, State::Waiting { reason, .. } if reason == "CrashLoopBackOff")
+            {
+                let message = format!(
+                    "Back-off restarting failed container {} in pod {label}",
+                    slot.name
+                );
+                let subject = Subject::container(pod, &slot.name);
+                self.ctx.events.warning(&subject, "BackOff", &message);
+            }
         }
-        if let Some(done) = self.log_done.remove(id) {
-            let _ = done.send(true);
-        }
+        self.close_output(id);
         if let Some(probes) = self.probes.remove(id) {
             probes.abort();
         }
@@ -334,6 +371,11 @@ impl Worker {
                 Ok(ip) => self.ip = Some(ip),
                 Err(e) => {
                     tracing::warn!(pod = %pod_label(pod), error = %e, "attaching the pod network");
+                    let message = format!("Failed to create pod sandbox: {e}");
+                    let subject = Subject::pod(pod);
+                    self.ctx
+                        .events
+                        .warning(&subject, "FailedCreatePodSandBox", &message);
                     return Some(now + Duration::from_secs(2));
                 }
             }
@@ -343,6 +385,9 @@ impl Worker {
                 Ok(sources) => self.sources = Some(sources),
                 Err(e) => {
                     tracing::warn!(pod = %pod_label(pod), error = %e, "reading configmaps and secrets");
+                    let message = format!("Unable to attach or mount volumes: {e}");
+                    let subject = Subject::pod(pod);
+                    self.ctx.events.warning(&subject, "FailedMount", &message);
                     return Some(now + Duration::from_secs(2));
                 }
             }
@@ -387,7 +432,12 @@ impl Worker {
         let sources = self.sources.clone().unwrap_or_default();
         let pod_dir = self.ctx.pods_dir.join(&self.uid);
         if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {
-            self.refuse(pod, index, "CreateContainerConfigError", e.to_string(), now);
+            // The pod waits for its volumes: an Event on the pod, the container still creating.
+            let message = e.to_string();
+            tracing::warn!(pod = %pod_label(pod), %message, "preparing volumes");
+            let subject = Subject::pod(pod);
+            self.ctx.events.warning(&subject, "FailedMount", &message);
+            self.slots[index].failed_to_start("ContainerCreating", message, now);
             return;
         }
         let attempt = self.slots[index].restarts;
@@ -409,7 +459,15 @@ impl Worker {
                 return;
             }
         };
-        let (stdout, stderr) = match logs::make_fifos(&self.ctx.fifo_dir, &id).await {
+        let fifos = async {
+            let (stdout, stderr) = logs::make_fifos(&self.ctx.fifo_dir, &id).await?;
+            let stdin = match container.stdin {
+                Some(true) => Some(logs::make_stdin_fifo(&self.ctx.fifo_dir, &id)?),
+                _ => None,
+            };
+            Ok::<_, logs::LogError>((stdout, stderr, stdin))
+        };
+        let (stdout, stderr, stdin) = match fifos.await {
             Ok(paths) => paths,
             Err(e) => {
                 self.refuse(pod, index, "RunContainerError", e.to_string(), now);
@@ -438,10 +496,20 @@ impl Worker {
             labels,
             stdout,
             stderr,
+            stdin,
+            terminal: container.tty == Some(true),
         };
         match self.ctx.runtime.start(launch).await {
             Ok(()) => {
                 drop(permit);
+                let subject = Subject::container(pod, &container.name);
+                let name = &container.name;
+                self.ctx
+                    .events
+                    .normal(&subject, "Created", &format!("Created container: {name}"));
+                self.ctx
+                    .events
+                    .normal(&subject, "Started", &format!("Started container {name}"));
                 self.slots[index].started(id.clone(), Utc::now());
                 self.watch_exit(id.clone());
                 self.envs.insert(id.clone(), process.env);
@@ -449,9 +517,7 @@ impl Worker {
                 self.start_probes(pod, &container.name, &id);
             }
             Err(e) => {
-                if let Some(done) = self.log_done.remove(&id) {
-                    let _ = done.send(true);
-                }
+                self.close_output(&id);
                 // What the failed start left (a snapshot, a container) would be in the way.
                 let _ = self.ctx.runtime.remove(&id).await;
                 self.refuse(pod, index, "RunContainerError", e.to_string(), now);
@@ -461,10 +527,15 @@ impl Worker {
 }
 
 impl Worker {
-    /// Records why the container of slot `index` could not start; it is tried again after
-    /// its back-off.
+    /// Records why the container of slot `index` could not start (a `Failed` Event, as the
+    /// kubelet's); it is tried again after its back-off.
     fn refuse(&mut self, pod: &Pod, index: usize, reason: &str, message: String, now: Instant) {
-        tracing::warn!(pod = %pod_label(pod), container = %self.slots[index].name, %reason, %message, "the container did not start");
+        let name = &self.slots[index].name;
+        tracing::warn!(pod = %pod_label(pod), container = %name, %reason, %message, "the container did not start");
+        let subject = Subject::container(pod, name);
+        self.ctx
+            .events
+            .warning(&subject, "Failed", &format!("Error: {message}"));
         self.slots[index].failed_to_start(reason, message, now);
     }
 

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::event::{Recorder, Subject};
 use crate::runtime::Runtime;
 
 /// What the probes tell the pod worker about container `id`.
@@ -18,8 +19,8 @@ pub enum Verdict {
     Ready(String, bool),
     /// The startup probe succeeded: liveness and readiness probing begins.
     Started(String),
-    /// A liveness or startup probe failed too often: restart the container.
-    Unhealthy(String, String),
+    /// A liveness or startup probe (named) failed too often: restart the container.
+    Unhealthy(String, &'static str),
 }
 
 /// The result of one probe: success, or why not.
@@ -86,10 +87,11 @@ pub async fn act(
         let run = runtime.exec(&target.id, process);
         return match tokio::time::timeout(timeout, run).await {
             Ok(Ok((0, _))) => Ok(()),
-            Ok(Ok((code, output))) => Err(format!(
-                "command {args:?} exited with {code}: {}",
-                output.trim()
-            )),
+            // The kubelet reports the command's output; we say the code when there is none.
+            Ok(Ok((code, output))) if output.trim().is_empty() => {
+                Err(format!("command {args:?} exited with {code}"))
+            }
+            Ok(Ok((_, output))) => Err(output.trim().to_string()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
                 "command {args:?} timed out after {}s",
@@ -153,6 +155,23 @@ pub async fn act(
     Ok(())
 }
 
+/// Where failed probes are recorded: an `Unhealthy` Event for each, as the kubelet's prober.
+pub struct Events {
+    pub recorder: Recorder,
+    pub subject: Subject,
+}
+
+impl Events {
+    /// Records the outcome of a `kind` probe (`Liveness`, …) if it failed; whether it succeeded.
+    fn judge(&self, kind: &str, outcome: &Outcome) -> bool {
+        if let Err(why) = outcome {
+            let message = format!("{kind} probe failed: {why}");
+            self.recorder.warning(&self.subject, "Unhealthy", &message);
+        }
+        outcome.is_ok()
+    }
+}
+
 /// Counts consecutive results against a probe's thresholds.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -176,7 +195,12 @@ impl Tally {
 }
 
 /// Probes the container until it is gone or found unhealthy, reporting verdicts.
-pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Sender<Verdict>) {
+pub async fn run(
+    runtime: Arc<dyn Runtime>,
+    target: Target,
+    verdicts: mpsc::Sender<Verdict>,
+    events: Events,
+) {
     let c = target.container.clone();
     let id = target.id.clone();
     if let Some(startup) = &c.startup_probe {
@@ -184,14 +208,10 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
         let mut tally = Tally::default();
         loop {
             let outcome = probe_once(&runtime, &target, startup).await;
-            match tally.record(startup, outcome.is_ok()) {
+            match tally.record(startup, events.judge("Startup", &outcome)) {
                 Some(true) => break,
                 Some(false) => {
-                    let why = format!(
-                        "Startup probe failed: {}",
-                        outcome.err().unwrap_or_default()
-                    );
-                    let _ = verdicts.send(Verdict::Unhealthy(id, why)).await;
+                    let _ = verdicts.send(Verdict::Unhealthy(id, "startup")).await;
                     return;
                 }
                 None => {}
@@ -233,12 +253,8 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
         {
             let outcome = probe_once(&runtime, &target, probe).await;
             *due = tokio::time::Instant::now() + seconds(probe.period_seconds, 10);
-            if tally.record(probe, outcome.is_ok()) == Some(false) {
-                let why = format!(
-                    "Liveness probe failed: {}",
-                    outcome.err().unwrap_or_default()
-                );
-                let _ = verdicts.send(Verdict::Unhealthy(id, why)).await;
+            if tally.record(probe, events.judge("Liveness", &outcome)) == Some(false) {
+                let _ = verdicts.send(Verdict::Unhealthy(id, "liveness")).await;
                 return;
             }
         }
@@ -247,7 +263,7 @@ pub async fn run(runtime: Arc<dyn Runtime>, target: Target, verdicts: mpsc::Send
         {
             let outcome = probe_once(&runtime, &target, probe).await;
             *due = tokio::time::Instant::now() + seconds(probe.period_seconds, 10);
-            if let Some(verdict) = tally.record(probe, outcome.is_ok())
+            if let Some(verdict) = tally.record(probe, events.judge("Readiness", &outcome))
                 && ready != Some(verdict)
             {
                 ready = Some(verdict);

@@ -13,6 +13,7 @@ use crate::image::Image;
 use crate::image::registry::Keychain;
 
 use super::Context;
+use super::event::Subject;
 use super::slot::{Slot, State};
 
 /// How long a failed pull shows `ErrImagePull` before the rest of its back-off shows as
@@ -42,17 +43,31 @@ pub async fn image(
     slot: &mut Slot,
 ) -> Option<Image> {
     let now = Instant::now();
+    let events = &ctx.events;
+    let subject = Subject::container(pod, &container.name);
     let reference = container.image.clone().unwrap_or_default();
     if back_off(slot, &reference, now) {
+        events.normal(
+            &subject,
+            "BackOff",
+            &format!("Back-off pulling image {reference:?}"),
+        );
+        events.warning(&subject, "Failed", "Error: ImagePullBackOff");
         return None;
     }
     let policy = pull_policy(container, &reference);
     if policy != "Always" {
         match ctx.runtime.image(&reference).await {
-            Ok(Some(image)) => return Some(image),
+            Ok(Some(image)) => {
+                let message = format!("Container image {reference:?} already present on machine");
+                events.normal(&subject, "Pulled", &message);
+                return Some(image);
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(image = %reference, error = %e, "resolving an image");
+                let message = format!("Failed to inspect image {reference:?}: {e}");
+                events.warning(&subject, "InspectFailed", &message);
                 failed(slot, e.to_string(), now);
                 return None;
             }
@@ -60,22 +75,50 @@ pub async fn image(
     }
     if policy == "Never" {
         let message =
-            format!("Container image \"{reference}\" is not present with pull policy of Never");
+            format!("Container image {reference:?} is not present with pull policy of Never");
+        events.warning(&subject, "ErrImageNeverPull", &message);
+        events.warning(&subject, "Failed", "Error: ErrImageNeverPull");
         slot.failed_to_start("ErrImageNeverPull", message, now);
         return None;
     }
+    let began = Instant::now();
     let keychain = keychain(&ctx.api, pod).await;
+    events.normal(&subject, "Pulling", &format!("Pulling image {reference:?}"));
+    let pulling = Instant::now();
     match ctx.runtime.pull(&reference, &keychain).await {
-        Ok(image) => Some(image),
+        Ok(image) => {
+            let message = format!(
+                "Successfully pulled image {reference:?} in {} ({} including waiting)",
+                go_duration(pulling.elapsed()),
+                go_duration(began.elapsed())
+            );
+            events.normal(&subject, "Pulled", &message);
+            Some(image)
+        }
         Err(e) => {
             tracing::warn!(image = %reference, error = %e, "pulling an image");
-            failed(
-                slot,
-                format!("failed to pull image \"{reference}\": {e}"),
-                now,
+            let message = format!("failed to pull image {reference:?}: {e}");
+            events.warning(
+                &subject,
+                "Failed",
+                &format!("Failed to pull image {reference:?}: {e}"),
             );
+            events.warning(&subject, "Failed", "Error: ErrImagePull");
+            failed(slot, message, now);
             None
         }
+    }
+}
+
+/// A duration as Go prints one cut to milliseconds (`512ms`, `1.234s`), as the kubelet's
+/// messages show them.
+fn go_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1000 {
+        format!("{millis}ms")
+    } else {
+        let text = format!("{}.{:03}", millis / 1000, millis % 1000);
+        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 
@@ -222,6 +265,14 @@ mod tests {
         // The back-off over, the next start pulls again.
         let over = now + slot.backoff;
         assert!(!back_off(&mut slot, "r/x:1", over));
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        assert_eq!(go_duration(Duration::from_millis(512)), "512ms");
+        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(go_duration(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(go_duration(Duration::from_secs(3)), "3s");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::time::Instant;
 
+use super::event::Subject;
 use super::slot::Slot;
 use super::{Context, Worker, host_ports, volumes};
 use crate::logs;
@@ -26,6 +27,11 @@ impl Worker {
             .collect();
         if running.is_empty() {
             return;
+        }
+        for slot in self.slots.iter().filter(|s| s.running().is_some()) {
+            let subject = Subject::container(&pod, &slot.name);
+            let message = format!("Stopping container {}", slot.name);
+            self.ctx.events.normal(&subject, "Killing", &message);
         }
         let grace = self.pre_stop(&pod, grace).await;
         let first = if grace.is_zero() { 9 } else { 15 };

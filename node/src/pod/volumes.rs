@@ -28,6 +28,11 @@ pub enum VolumeError {
     Unsupported { volume: String, message: String },
     #[error("persistentvolumeclaim {0:?} has no volume on this node yet")]
     ClaimUnresolved(String),
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {source}")]
+    SetUp {
+        volume: String,
+        source: Box<VolumeError>,
+    },
     #[error("container {container} mounts volume {volume:?}, which the pod does not have")]
     NoSuchVolume { container: String, volume: String },
 }
@@ -119,7 +124,12 @@ pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(),
         .and_then(|s| s.volumes.clone())
         .unwrap_or_default();
     for volume in &volumes {
-        prepare_one(pod, pod_dir, sources, volume).await?;
+        prepare_one(pod, pod_dir, sources, volume)
+            .await
+            .map_err(|source| VolumeError::SetUp {
+                volume: volume.name.clone(),
+                source: Box::new(source),
+            })?;
     }
     Ok(())
 }

@@ -223,30 +223,18 @@ pub async fn start(
 #[async_trait::async_trait]
 impl Control for Process {
     async fn resize(&self, width: u32, height: u32) -> Result<(), RuntimeError> {
-        let c = &self.containerd;
-        c.tasks()
-            .resize_pty(c.request(ResizePtyRequest {
-                container_id: self.container.clone(),
-                exec_id: self.exec_id.clone(),
-                width,
-                height,
-            }))
-            .await
-            .map_err(ContainerdError::call("tasks resize pty"))?;
-        Ok(())
+        resize(
+            &self.containerd,
+            &self.container,
+            &self.exec_id,
+            width,
+            height,
+        )
+        .await
     }
 
     async fn close_stdin(&self) -> Result<(), RuntimeError> {
-        let c = &self.containerd;
-        c.tasks()
-            .close_io(c.request(CloseIoRequest {
-                container_id: self.container.clone(),
-                exec_id: self.exec_id.clone(),
-                stdin: true,
-            }))
-            .await
-            .map_err(ContainerdError::call("tasks close io"))?;
-        Ok(())
+        close_stdin(&self.containerd, &self.container, &self.exec_id).await
     }
 
     async fn kill(&self) -> Result<(), RuntimeError> {
@@ -275,6 +263,43 @@ impl Control for Process {
             .map_err(ContainerdError::call("tasks wait exec"))?;
         Ok(i32::try_from(reply.into_inner().exit_status).unwrap_or(i32::MAX))
     }
+}
+
+/// Resizes the terminal of a process of `container` (its own when `exec_id` is empty).
+pub async fn resize(
+    c: &Containerd,
+    container: &str,
+    exec_id: &str,
+    width: u32,
+    height: u32,
+) -> Result<(), RuntimeError> {
+    c.tasks()
+        .resize_pty(c.request(ResizePtyRequest {
+            container_id: container.to_string(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+        }))
+        .await
+        .map_err(ContainerdError::call("tasks resize pty"))?;
+    Ok(())
+}
+
+/// Closes the stdin of a process of `container` (its own when `exec_id` is empty).
+pub async fn close_stdin(
+    c: &Containerd,
+    container: &str,
+    exec_id: &str,
+) -> Result<(), RuntimeError> {
+    c.tasks()
+        .close_io(c.request(CloseIoRequest {
+            container_id: container.to_string(),
+            exec_id: exec_id.to_string(),
+            stdin: true,
+        }))
+        .await
+        .map_err(ContainerdError::call("tasks close io"))?;
+    Ok(())
 }
 
 impl Drop for Process {

@@ -1,50 +1,43 @@
 //! `/exec/{namespace}/{pod}/{container}`: a command in a running container, its streams carried
-//! over a WebSocket in the `v5.channel.k8s.io` protocol kubectl speaks.
+//! over a WebSocket in the `v5.channel.k8s.io` protocol kubectl speaks (see `session`).
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
-use super::channel::{self, Incoming};
-use super::{StreamError, Streams, check_container, uid};
+use super::session::{self, Options, Started};
+use super::{StreamError, Streams, channel};
+use crate::console::Stdin;
 use crate::runtime::{Control, ExecRequest, Runtime, Session};
 
 /// The command and streams of the query (`command` repeats, one per argument).
 fn exec_request(query: &[(String, String)]) -> Result<ExecRequest, StreamError> {
-    let flag = |name: &str| {
-        query
-            .iter()
-            .any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1"))
-    };
-    let request = ExecRequest {
-        command: query
-            .iter()
-            .filter(|(k, _)| k == "command")
-            .map(|(_, v)| v.clone())
-            .collect(),
-        tty: flag("tty"),
-        stdin: flag("stdin"),
-        stdout: flag("stdout"),
-        stderr: flag("stderr"),
-    };
-    if request.command.is_empty() {
+    let options = Options::parse(query)?;
+    let command: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if command.is_empty() {
         return Err(StreamError::BadRequest(
             "you must specify at least 1 command".into(),
         ));
     }
-    if !(request.stdin || request.stdout || request.stderr) {
-        return Err(StreamError::BadRequest(
-            "you must specify at least 1 of stdin, stdout, stderr".into(),
-        ));
-    }
-    Ok(request)
+    Ok(ExecRequest {
+        command,
+        tty: options.tty,
+        stdin: options.stdin,
+        stdout: options.stdout,
+        stderr: options.stderr,
+    })
 }
 
 /// Checks the pod and container, then upgrades to the WebSocket the session runs on.
@@ -52,164 +45,94 @@ pub async fn exec(
     State(streams): State<Arc<Streams>>,
     Path((namespace, name, container)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, StreamError> {
     let request = exec_request(&query)?;
-    let pod = streams.pod(&namespace, &name).await?;
-    check_container(&pod, &container)?;
-    let id = streams
-        .containers(uid(&pod), &container)
-        .await?
-        .into_iter()
-        .find(|c| c.exit.is_none())
-        .map(|c| c.id)
-        .ok_or_else(|| {
-            StreamError::BadRequest(format!(
-                "container {container} in pod {name} is not running"
-            ))
-        })?;
-    let not_websocket = || {
-        StreamError::BadRequest(format!(
-            "exec is served over a WebSocket with the {} protocol",
-            channel::PROTOCOL
-        ))
-    };
-    let upgrade = upgrade
-        .map_err(|_| not_websocket())?
-        .protocols([channel::PROTOCOL]);
-    if upgrade.selected_protocol().is_none() {
-        return Err(not_websocket());
-    }
+    let id = streams.running(&namespace, &name, &container).await?;
+    let upgrade = session::accept(upgrade, "exec")?;
     let runtime = streams.runtime.clone();
-    Ok(upgrade.on_upgrade(move |socket| session(socket, runtime, id, request)))
+    Ok(session::upgrade(upgrade, start(runtime, id, request)))
 }
 
-/// Runs the command and carries its streams until it ended and its output was sent.
-async fn session(socket: WebSocket, runtime: Arc<dyn Runtime>, id: String, request: ExecRequest) {
-    let (mut sink, incoming) = socket.split();
-    let status = match runtime.exec_session(&id, &request).await {
-        Ok(Session {
-            stdin,
-            stdout,
-            stderr,
+/// Starts the command; its output is its stdout and stderr FIFOs until the shim closes them.
+async fn start(
+    runtime: Arc<dyn Runtime>,
+    id: String,
+    request: ExecRequest,
+) -> Result<Started, String> {
+    let Session {
+        stdin,
+        stdout,
+        stderr,
+        control,
+    } = runtime
+        .exec_session(&id, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let output = futures::stream::select(
+        chunks(stdout, channel::STDOUT),
+        chunks(stderr, channel::STDERR),
+    );
+    Ok(Started {
+        output: output.boxed(),
+        process: Arc::new(Exec {
+            stdin: stdin.map(|pipe| Stdin::new(pipe, false)),
             control,
-        }) => {
-            let control: Arc<dyn Control> = Arc::from(control);
-            let input = tokio::spawn(forward_input(incoming, stdin, control.clone()));
-            let status = forward_output(
-                &mut sink,
-                [stdout, stderr],
-                control.as_ref(),
-                input,
-                &request,
-            )
-            .await;
-            drop(control);
-            status
-        }
-        Err(e) => channel::failure(&e.to_string()),
-    };
-    let _ = sink
-        .send(Message::Binary(
-            channel::encode(channel::ERROR, status.to_string().as_bytes()).into(),
-        ))
-        .await;
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        })))
-        .await;
-    let _ = sink.close().await;
+            command: request.command,
+        }),
+    })
 }
 
-/// Client to process: standard input and its end, terminal sizes. Returns when the client is gone.
-async fn forward_input(
-    mut incoming: SplitStream<WebSocket>,
-    mut stdin: Option<pipe::Sender>,
-    control: Arc<dyn Control>,
-) {
-    while let Some(Ok(message)) = incoming.next().await {
-        let data = match message {
-            Message::Binary(data) => data,
-            Message::Close(_) => break,
-            _ => continue,
-        };
-        match channel::decode(&data) {
-            Incoming::Stdin(bytes) => {
-                if let Some(pipe) = stdin.as_mut()
-                    && pipe.write_all(bytes).await.is_err()
-                {
-                    stdin = None;
-                }
-            }
-            Incoming::Close(channel::STDIN) => {
-                // Our end goes first: the process reads to its end, then it is closed.
-                if stdin.take().is_some() {
-                    let _ = control.close_stdin().await;
-                }
-            }
-            Incoming::Resize { width, height } => {
-                let _ = control.resize(width.into(), height.into()).await;
-            }
-            Incoming::Close(_) | Incoming::Ignored => {}
-        }
-    }
+/// What a FIFO gives, as chunks on `channel`, until its end.
+fn chunks(pipe: Option<pipe::Receiver>, channel: u8) -> impl Stream<Item = (u8, Bytes)> {
+    futures::stream::unfold(pipe, move |pipe| async move {
+        let mut pipe = pipe?;
+        let mut buffer = BytesMut::zeroed(32 << 10);
+        let n = pipe.read(&mut buffer).await.ok().filter(|n| *n > 0)?;
+        buffer.truncate(n);
+        Some(((channel, buffer.freeze()), Some(pipe)))
+    })
 }
 
-async fn read(pipe: &mut Option<pipe::Receiver>, buffer: &mut [u8]) -> usize {
-    match pipe {
-        Some(pipe) => pipe.read(buffer).await.unwrap_or(0),
-        None => std::future::pending().await,
-    }
+/// An exec'd process: our end of its stdin, its control (dropping it removes the process).
+struct Exec {
+    stdin: Option<Stdin>,
+    control: Box<dyn Control>,
+    command: Vec<String>,
 }
 
-/// Process to client: stdout and stderr until both end and the process exited; the final
-/// status. The process is killed if the client goes first.
-async fn forward_output(
-    sink: &mut SplitSink<WebSocket, Message>,
-    mut outputs: [Option<pipe::Receiver>; 2],
-    control: &dyn Control,
-    mut input: tokio::task::JoinHandle<()>,
-    request: &ExecRequest,
-) -> Value {
-    let mut buffers = [vec![0u8; 32 << 10], vec![0u8; 32 << 10]];
-    let wait = control.wait();
-    tokio::pin!(wait);
-    let mut exit = None;
-    let mut client_gone = false;
-    while exit.is_none() || outputs.iter().any(Option::is_some) {
-        let [out, err] = &mut outputs;
-        let [out_buffer, err_buffer] = &mut buffers;
-        let (stream, n) = tokio::select! {
-            n = read(out, out_buffer) => (0, n),
-            n = read(err, err_buffer) => (1, n),
-            code = &mut wait, if exit.is_none() => {
-                exit = Some(code);
-                continue;
-            }
-            _ = &mut input, if !client_gone => {
-                client_gone = true;
-                let _ = control.kill().await;
-                continue;
-            }
-        };
-        if n == 0 {
-            outputs[stream] = None;
-            continue;
-        }
-        let channel = [channel::STDOUT, channel::STDERR][stream];
-        let message = channel::encode(channel, &buffers[stream][..n]);
-        if sink.send(Message::Binary(message.into())).await.is_err() && !client_gone {
-            client_gone = true;
-            let _ = control.kill().await;
+#[async_trait::async_trait]
+impl session::Process for Exec {
+    async fn write(&self, data: &[u8]) -> bool {
+        match &self.stdin {
+            Some(stdin) => stdin.write(data).await,
+            None => false,
         }
     }
-    input.abort();
-    match exit {
-        Some(Ok(code)) => channel::exit_status(&request.command, code),
-        Some(Err(e)) => channel::failure(&e.to_string()),
-        None => channel::failure("the process was lost"),
+
+    async fn close_stdin(&self) {
+        // Our end goes first: the process reads to its end, then it is closed.
+        if let Some(stdin) = &self.stdin
+            && stdin.close().await
+        {
+            let _ = self.control.close_stdin().await;
+        }
+    }
+
+    async fn resize(&self, width: u16, height: u16) {
+        let _ = self.control.resize(width.into(), height.into()).await;
+    }
+
+    async fn abandoned(&self) -> bool {
+        let _ = self.control.kill().await;
+        true
+    }
+
+    async fn finish(&self) -> Value {
+        match self.control.wait().await {
+            Ok(code) => channel::exit_status(&self.command, code),
+            Err(e) => channel::failure(&e.to_string()),
+        }
     }
 }
 

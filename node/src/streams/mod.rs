@@ -1,12 +1,14 @@
-//! The agent's own HTTPS API, the kubelet's streaming endpoints: container logs, exec and
-//! port-forward, which the apiserver proxies `kubectl logs/exec/port-forward` to with the
-//! cluster's token.
+//! The agent's own HTTPS API, the kubelet's streaming endpoints: container logs, exec, attach
+//! and port-forward, which the apiserver proxies `kubectl logs/exec/attach/port-forward` to
+//! with the cluster's token.
 
+mod attach;
 mod channel;
 pub mod container_logs;
 mod exec;
 mod portforward;
 mod server;
+mod session;
 mod spdy;
 
 use std::convert::Infallible;
@@ -22,6 +24,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api::{Api, ApiError};
+use crate::console::Consoles;
 use crate::pod::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD_UID};
 use crate::runtime::{Found, Runtime, RuntimeError};
 use container_logs::{LogOptions, LogQuery, LogStream, LogsError};
@@ -74,6 +77,8 @@ pub struct Streams {
     pub log_dir: PathBuf,
     /// The cluster's bearer token: the apiserver's requests carry it.
     pub token: String,
+    /// The running containers' consoles, for attach.
+    pub consoles: Arc<Consoles>,
 }
 
 impl Streams {
@@ -109,6 +114,28 @@ impl Streams {
             .collect();
         found.sort_by_key(|c| std::cmp::Reverse(c.created));
         Ok(found)
+    }
+
+    /// The id of the running container `container` of the pod, once the pod and container are
+    /// checked.
+    async fn running(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<String, StreamError> {
+        let pod = self.pod(namespace, name).await?;
+        check_container(&pod, container)?;
+        self.containers(uid(&pod), container)
+            .await?
+            .into_iter()
+            .find(|c| c.exit.is_none())
+            .map(|c| c.id)
+            .ok_or_else(|| {
+                StreamError::BadRequest(format!(
+                    "container {container} in pod {name} is not running"
+                ))
+            })
     }
 }
 
@@ -154,6 +181,7 @@ pub fn router(streams: Arc<Streams>) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs))
         .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
+        .route("/attach/{namespace}/{pod}/{container}", any(attach::attach))
         .route(
             "/portForward/{namespace}/{pod}",
             any(portforward::port_forward),
