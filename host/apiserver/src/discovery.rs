@@ -68,6 +68,12 @@ fn discovery_resource(info: &ResourceInfo) -> Value {
                 ),
                 "binding" => (kind_ref("", "v1", "Binding"), &["create"]),
                 "eviction" => (kind_ref("policy", "v1", "Eviction"), &["create"]),
+                "attach" => (kind_ref("", "v1", "PodAttachOptions"), &["create", "get"]),
+                "exec" => (kind_ref("", "v1", "PodExecOptions"), &["create", "get"]),
+                "portforward" => (
+                    kind_ref("", "v1", "PodPortForwardOptions"),
+                    &["create", "get"],
+                ),
                 _ => (kind_ref("", "v1", "Pod"), &["get"]),
             };
             json!({"subresource": sub, "responseKind": kind, "verbs": verbs})

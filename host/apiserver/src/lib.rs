@@ -194,6 +194,10 @@ pub fn app(server: Arc<Server>) -> Router {
             any(handlers::streams::exec),
         )
         .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/attach",
+            any(handlers::streams::attach),
+        )
+        .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
             any(handlers::streams::port_forward),
         )

@@ -29,7 +29,7 @@ pub struct ResourceInfo {
     /// `/status` change only `status`.
     pub status: bool,
     pub scale: Option<ScalePaths>,
-    /// Other subresources served (`binding`, `log`, `eviction`).
+    /// Other subresources served (`binding`, `log`, `eviction`, the streaming ones).
     pub extra_subresources: Vec<&'static str>,
     /// Served from a CustomResourceDefinition (generic JSON, no typed checks).
     pub custom: bool,
@@ -286,7 +286,14 @@ pub fn builtins() -> Vec<ResourceInfo> {
             .short(&["po"])
             .in_all()
             .with_status()
-            .with(&["binding", "log", "eviction"]),
+            .with(&[
+                "binding",
+                "log",
+                "eviction",
+                "attach",
+                "exec",
+                "portforward",
+            ]),
         builtin("", "v1", "Service", "services", true)
             .short(&["svc"])
             .in_all()

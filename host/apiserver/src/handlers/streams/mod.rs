@@ -1,4 +1,4 @@
-//! `pods/log`, `pods/exec` and `pods/portforward`: kubectl's streaming requests, checked here and
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: kubectl's streaming requests, checked here and
 //! handed to the node agent of the pod's node, as kube-apiserver hands them to the kubelet.
 
 mod proxy;
@@ -156,11 +156,34 @@ pub async fn exec(
     Query(query): Query<Vec<(String, String)>>,
     request: Request,
 ) -> Response {
+    to_container(&server, "exec", &namespace, &name, &query, request).await
+}
+
+/// `pods/{name}/attach` (GET or POST, upgraded): the container's own streams spliced to the
+/// agent's.
+pub async fn attach(
+    State(server): State<Arc<Server>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    to_container(&server, "attach", &namespace, &name, &query, request).await
+}
+
+/// An upgraded request about one container, handed to the agent's `/{endpoint}/…`.
+async fn to_container(
+    server: &Server,
+    endpoint: &str,
+    namespace: &str,
+    name: &str,
+    query: &[(String, String)],
+    request: Request,
+) -> Response {
     let result = async {
-        let pod = object(&server, "Pod", Some(&namespace), &name).await?;
-        let container = container(&pod, requested_container(&query))?;
-        let agent = agent(&server, &pod).await?;
-        let path = format!("/exec/{namespace}/{name}/{container}");
+        let pod = object(server, "Pod", Some(namespace), name).await?;
+        let container = container(&pod, requested_container(query))?;
+        let agent = agent(server, &pod).await?;
+        let path = format!("/{endpoint}/{namespace}/{name}/{container}");
         let path = with_query(path, request.uri().query());
         proxy::upgrade(&agent, &path, request).await
     };
