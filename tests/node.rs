@@ -497,3 +497,144 @@ fn pods_keep_running_across_a_containerd_restart() -> Result<()> {
     assert!(!std::path::Path::new(&format!("/run/netns/wk-{uid}")).exists());
     Ok(())
 }
+
+/// The Events about `pod`: (type, reason, message, count), from `kubectl get events`.
+fn events_of(c: &Cluster, pod: &str) -> Result<Vec<(String, String, String, u64)>> {
+    let selector = format!("involvedObject.name={pod}");
+    let list: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &selector,
+        "-o",
+        "json",
+    ])?)?;
+    let text = |e: &serde_json::Value, f: &str| e[f].as_str().unwrap_or_default().to_string();
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["name"] == pod)
+        .map(|e| {
+            let count = e["count"].as_u64().unwrap_or(0);
+            (
+                text(e, "type"),
+                text(e, "reason"),
+                text(e, "message"),
+                count,
+            )
+        })
+        .collect())
+}
+
+/// Waits until `pod` has an Event of `kind` and `reason` whose message contains `message`.
+fn has_event(c: &Cluster, pod: &str, kind: &str, reason: &str, message: &str) -> Result<()> {
+    eventually(Duration::from_secs(60), || {
+        Ok(events_of(c, pod)?
+            .iter()
+            .any(|(t, r, m, _)| t == kind && r == reason && m.contains(message)))
+    })
+    .map_err(|e| {
+        let describe = c.ok(&["describe", "pod", pod]).unwrap_or_default();
+        anyhow::anyhow!("no {kind} {reason} {message:?} for {pod}: {e}\n{describe}")
+    })
+}
+
+#[test]
+fn the_agent_records_the_kubelets_events() -> Result<()> {
+    let c = up(&[])?;
+    c.apply(&pod("fine", "Always", "exec sleep 3600", ""))?;
+    c.apply(&pod(
+        "sick",
+        "Always",
+        "exec sleep 3600",
+        "    livenessProbe:\n      exec: {command: [cat, /tmp/healthy]}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+    ))?;
+    c.apply(&pod("crash", "Always", "exit 1", ""))?;
+    c.apply(&pod("nocm", "Always", "exec sleep 3600",
+        "    volumeMounts: [{name: cfg, mountPath: /cfg}]\n  volumes:\n  - name: cfg\n    configMap: {name: missing}\n"))?;
+    c.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: never\nspec:\n  nodeName: wk-e2e\n  containers:\n  - name: main\n    image: registry.invalid/absent:1\n    imagePullPolicy: Never\n",
+    )?;
+
+    let normal = "Normal";
+    let warning = "Warning";
+    has_event(
+        &c,
+        "fine",
+        normal,
+        "Pulled",
+        "Container image \"busybox\" already present on machine",
+    )?;
+    has_event(&c, "fine", normal, "Created", "Created container: main")?;
+    has_event(&c, "fine", normal, "Started", "Started container main")?;
+    has_event(
+        &c,
+        "sick",
+        warning,
+        "Unhealthy",
+        "Liveness probe failed: cat: can't open '/tmp/healthy'",
+    )?;
+    has_event(
+        &c,
+        "sick",
+        normal,
+        "Killing",
+        "Container main failed liveness probe, will be restarted",
+    )?;
+    has_event(
+        &c,
+        "crash",
+        warning,
+        "BackOff",
+        "Back-off restarting failed container main in pod crash_default(",
+    )?;
+    has_event(
+        &c,
+        "never",
+        warning,
+        "ErrImageNeverPull",
+        "Container image \"registry.invalid/absent:1\" is not present with pull policy of Never",
+    )?;
+    has_event(&c, "never", warning, "Failed", "Error: ErrImageNeverPull")?;
+    has_event(
+        &c,
+        "nocm",
+        warning,
+        "FailedMount",
+        "MountVolume.SetUp failed for volume \"cfg\" : configmap \"missing\" not found",
+    )?;
+
+    // Repeats are counted on one Event, not written again: the crash loop's second back-off
+    // (10 s after the first) and the probe's failures every second.
+    eventually(Duration::from_secs(60), || {
+        let back_offs: Vec<_> = events_of(&c, "crash")?
+            .into_iter()
+            .filter(|(_, reason, _, _)| reason == "BackOff")
+            .collect();
+        Ok(back_offs.len() == 1 && back_offs[0].3 >= 2)
+    })?;
+    let unhealthy = events_of(&c, "sick")?
+        .into_iter()
+        .filter(|(_, reason, _, _)| reason == "Unhealthy")
+        .collect::<Vec<_>>();
+    assert_eq!(unhealthy.len(), 1, "{unhealthy:?}");
+    assert!(unhealthy[0].3 >= 2, "{unhealthy:?}");
+
+    // kubectl describe shows why each pod is stuck.
+    let describe = c.ok(&["describe", "pod", "nocm"])?;
+    assert!(describe.contains("FailedMount"), "{describe}");
+    let describe = c.ok(&["describe", "pod", "never"])?;
+    assert!(describe.contains("ErrImageNeverPull"), "{describe}");
+    let describe = c.ok(&["describe", "pod", "crash"])?;
+    assert!(
+        describe.contains("Back-off restarting failed container"),
+        "{describe}"
+    );
+
+    // Deleting a running pod stops its container with a Killing Event.
+    let stopping = c.kubectl(&["delete", "pod", "fine", "--wait=false"])?;
+    assert!(stopping.status.success());
+    has_event(&c, "fine", normal, "Killing", "Stopping container main")?;
+    Ok(())
+}

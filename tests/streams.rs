@@ -268,3 +268,122 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
     );
     Ok(())
 }
+
+/// A shell whose stdin stays open across attaches (no stdinOnce) and a ticker.
+const ATTACHABLE: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: holder
+spec:
+  nodeName: wk-streams
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: shell
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh]
+    stdin: true
+  - name: ticker
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']
+"#;
+
+/// kubectl with a time limit (for attaches that last as long as their container): its output.
+fn kubectl_for(c: &Cluster, seconds: &str, args: &[&str], stdin: &str) -> Result<String> {
+    let mut child = Command::new("timeout")
+        .arg(seconds)
+        .arg("kubectl")
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = child.stdin.take().context("stdin")?;
+    input.write_all(stdin.as_bytes())?;
+    drop(input);
+    let out = child.wait_with_output()?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+#[test]
+fn run_and_attach_reach_a_containers_own_streams() -> Result<()> {
+    let c = up()?;
+    let _cleanup = DeletePods(&c);
+    let run = |name: &str, flags: &str| {
+        format!(
+            "run --rm {name} --image=busybox --image-pull-policy=IfNotPresent --restart=Never {flags} -- sh"
+        )
+    };
+
+    // kubectl run -i: the shell reads the piped input (stdinOnce: its end closes the shell's
+    // stdin), its output comes back, and --rm deletes the pod.
+    let args = run("asker", "-i");
+    let args: Vec<&str> = args.split(' ').collect();
+    let out = c.kubectl_stdin(&args, Some("echo hello-attach\nexit 0\n"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("hello-attach"),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    assert!(stdout.contains("pod \"asker\" deleted"), "{stdout}");
+    eventually(Duration::from_secs(30), || {
+        Ok(!c.kubectl(&["get", "pod", "asker"])?.status.success())
+    })?;
+
+    // kubectl run -it, driven through a terminal.
+    let command = format!("kubectl {}", run("talky", "-it"));
+    let mut terminal = Command::new("timeout")
+        .args(["90", "script", "-qc", &command, "/dev/null"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut keys = terminal.stdin.take().context("stdin")?;
+    std::thread::sleep(Duration::from_secs(8));
+    keys.write_all(b"echo $((40+2)); exit\n")?;
+    let out = terminal.wait_with_output()?;
+    drop(keys);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.lines().any(|l| l.trim() == "42"),
+        "{screen}\n{}",
+        c.log()
+    );
+    eventually(Duration::from_secs(30), || {
+        Ok(!c.kubectl(&["get", "pod", "talky"])?.status.success())
+    })?;
+
+    // kubectl attach to running containers: output only, and input to a stdin that stays open.
+    c.apply(ATTACHABLE)?;
+    running(&c, "holder")?;
+    let ticks = kubectl_for(&c, "4", &["attach", "holder", "-c", "ticker"], "")?;
+    assert!(ticks.contains("tick "), "{ticks}");
+    for word in ["first", "second"] {
+        let said = kubectl_for(
+            &c,
+            "6",
+            &["attach", "-i", "holder", "-c", "shell"],
+            &format!("echo said-{word}\n"),
+        )?;
+        assert!(said.contains(&format!("said-{word}")), "{said}");
+    }
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "holder",
+            "-o",
+            "jsonpath={.status.containerStatuses[?(@.name==\"shell\")].restartCount}"
+        ])?,
+        "0"
+    );
+    Ok(())
+}
