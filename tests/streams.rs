@@ -101,6 +101,23 @@ fn fetch_through_port_forward(c: &Cluster, env: &[(&str, &str)]) -> Result<Strin
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Runs kubectl `command` on a terminal (through `script`), types `echo $((40+2)); exit` after
+/// `wait` seconds, and returns the screen.
+fn through_terminal(c: &Cluster, command: &str, wait: u64) -> Result<String> {
+    let mut terminal = Command::new("timeout")
+        .args(["90", "script", "-qc", command, "/dev/null"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut keys = terminal.stdin.take().context("stdin")?;
+    std::thread::sleep(Duration::from_secs(wait));
+    keys.write_all(b"echo $((40+2)); exit\n")?;
+    let out = terminal.wait_with_output()?;
+    drop(keys);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Deletes the pods when dropped (before the cluster), pass or fail, so no network of theirs
 /// outlives the test.
 struct DeletePods<'a>(&'a Cluster);
@@ -193,24 +210,7 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
         Some("piped in\nand more\n"),
     )?;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\nand more\n");
-    let mut terminal = Command::new("timeout")
-        .args([
-            "60",
-            "script",
-            "-qc",
-            "kubectl exec -it talker -c main -- sh",
-            "/dev/null",
-        ])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut keys = terminal.stdin.take().context("stdin")?;
-    std::thread::sleep(Duration::from_secs(2));
-    keys.write_all(b"echo $((40+2)); exit\n")?;
-    let out = terminal.wait_with_output()?;
-    drop(keys);
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let screen = through_terminal(&c, "kubectl exec -it talker -c main -- sh", 2)?;
     assert!(screen.lines().any(|l| l.trim() == "42"), "{screen}");
 
     // cp both ways (tar in the container, over exec's standard streams).
@@ -340,18 +340,7 @@ fn run_and_attach_reach_a_containers_own_streams() -> Result<()> {
 
     // kubectl run -it, driven through a terminal.
     let command = format!("kubectl {}", run("talky", "-it"));
-    let mut terminal = Command::new("timeout")
-        .args(["90", "script", "-qc", &command, "/dev/null"])
-        .env("KUBECONFIG", c.kubeconfig())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut keys = terminal.stdin.take().context("stdin")?;
-    std::thread::sleep(Duration::from_secs(8));
-    keys.write_all(b"echo $((40+2)); exit\n")?;
-    let out = terminal.wait_with_output()?;
-    drop(keys);
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let screen = through_terminal(&c, &command, 8)?;
     assert!(
         screen.lines().any(|l| l.trim() == "42"),
         "{screen}\n{}",

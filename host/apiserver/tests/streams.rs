@@ -1,5 +1,5 @@
-//! pods/log, pods/exec and pods/portforward before they reach a node agent: which container,
-//! which node, and what is not a streaming request.
+//! pods/log, pods/exec, pods/attach and pods/portforward before they reach a node agent: which
+//! container, which node, and what is not a streaming request.
 
 mod common;
 
@@ -82,7 +82,7 @@ async fn log_requests_name_a_container_of_a_pod_on_a_node() {
 }
 
 #[tokio::test]
-async fn exec_and_port_forward_must_be_upgrades() {
+async fn exec_attach_and_port_forward_must_be_upgrades() {
     let api = Api::new().await;
     let node = json!({"metadata": {"name": "n1"}, "status": {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
@@ -90,7 +90,11 @@ async fn exec_and_port_forward_must_be_upgrades() {
     let (code, body) = api.call("POST", "/api/v1/nodes", Some(node)).await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     pod(&api, "one", Some("n1"), &["a"]).await;
-    for path in ["exec?command=ls&stdout=true", "portforward"] {
+    for path in [
+        "exec?command=ls&stdout=true",
+        "attach?stdout=true",
+        "portforward",
+    ] {
         let (code, body) = api
             .call(
                 "POST",

@@ -138,14 +138,8 @@ impl session::Process for Exec {
 
 #[cfg(test)]
 mod tests {
+    use super::super::session::tests::query;
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn the_query_names_the_command_and_streams() {

@@ -169,10 +169,11 @@ async fn forward_input(mut incoming: SplitStream<WebSocket>, process: Arc<dyn Pr
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// A query of `(name, value)` pairs.
+    pub fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
