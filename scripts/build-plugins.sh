@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds every plugin crate (plugins/*/ and plugins/tests/*/, those with crate-type cdylib) for
-# wasm32-wasip2 in release, into the workspace target dir: target/wasm32-wasip2/release/<crate>.wasm.
-# Extra arguments go to cargo (e.g. --locked).
+# Builds every plugin crate (plugins/*/, plugins/tests/*/ and plugins/examples/*/, those with
+# crate-type cdylib) for wasm32-wasip2 in release, into target/plugins/wasm32-wasip2/release/<crate>.wasm:
+# the target directory where host/wasmkube/build.rs builds the built-in ones it embeds, so each is
+# compiled once. Extra arguments go to cargo (e.g. --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,6 @@ if [ ${#packages[@]} -eq 0 ]; then
     exit 1
 fi
 
-echo "build-plugins: cargo build --release --target wasm32-wasip2 ${packages[*]}"
-cargo build --release --target wasm32-wasip2 "${packages[@]}" "$@"
+target_dir="${CARGO_TARGET_DIR:-target}/plugins"
+echo "build-plugins: cargo build --release --target wasm32-wasip2 --target-dir $target_dir ${packages[*]}"
+cargo build --release --target wasm32-wasip2 --target-dir "$target_dir" "${packages[@]}" "$@"

@@ -13,6 +13,11 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
+/// Where `scripts/build-plugins.sh` (and the binary's build) put the plugin components.
+pub fn plugin_dir() -> PathBuf {
+    target_dir().join("plugins/wasm32-wasip2/release")
+}
+
 /// The `wasmkube` binary built by `cargo build -p wasmkube` (or `$WASMKUBE_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("WASMKUBE_BIN") {
@@ -52,8 +57,8 @@ impl Cluster {
         Self::start_with(&[])
     }
 
-    /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`). The
-    /// scheduler's default policy is always installed.
+    /// Starts a server with extra `wasmkube server` arguments (e.g. `--store etcd://…`), with the
+    /// built-in plugins the binary carries.
     pub fn start_with(extra: &[&str]) -> Result<Cluster> {
         Self::boot_new("server", extra)
     }
@@ -61,22 +66,7 @@ impl Cluster {
     /// Starts `wasmkube up`: the control plane with every built-in plugin and a real node agent
     /// (containerd, CNI) keeping its state and logs in the cluster's directory.
     pub fn up(extra: &[&str]) -> Result<Cluster> {
-        let release = target_dir().join("wasm32-wasip2/release");
-        let mut args: Vec<String> = Vec::new();
-        for plugin in [
-            "replicaset",
-            "deployment",
-            "job",
-            "daemonset",
-            "statefulset",
-            "endpoints",
-        ] {
-            let file = release.join(format!("wasmkube_plugin_{plugin}.wasm"));
-            args.extend(["--plugin".to_string(), file.display().to_string()]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::boot_new("up", &args)
+        Self::boot_new("up", extra)
     }
 
     /// `up` with a node agent named `node` on a bridge and pod network of its own (so that
@@ -114,9 +104,7 @@ impl Cluster {
 
     fn boot_new(command: &'static str, extra: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let policy = target_dir().join("wasm32-wasip2/release/wasmkube_policy_default.wasm");
-        let mut extra_args = vec!["--plugin".to_string(), policy.display().to_string()];
-        extra_args.extend(extra.iter().map(|s| s.to_string()));
+        let mut extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if command == "up" {
             for (flag, sub) in [("--node-dir", "node"), ("--log-dir", "logs")] {
                 extra_args.extend([flag.to_string(), dir.path().join(sub).display().to_string()]);

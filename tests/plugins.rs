@@ -7,8 +7,7 @@ use wasmkube_e2e::{Cluster, SimulatedNode, demo_dir, eventually, lines_with};
 
 #[test]
 fn replicaset_controller_runs_as_wasm() -> Result<()> {
-    let plugin =
-        wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_plugin_replicaset.wasm");
+    let plugin = wasmkube_e2e::plugin_dir().join("wasmkube_plugin_replicaset.wasm");
     assert!(
         plugin.exists(),
         "{} is missing: run scripts/build-plugins.sh",
@@ -43,7 +42,7 @@ fn replicaset_controller_runs_as_wasm() -> Result<()> {
 #[test]
 fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> Result<()> {
     let c = Cluster::start()?;
-    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    let release = wasmkube_e2e::plugin_dir();
     for name in ["replicaset", "deployment"] {
         let file = release.join(format!("wasmkube_plugin_{name}.wasm"));
         let file = file.display().to_string();
@@ -104,7 +103,7 @@ fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> R
 #[test]
 fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> Result<()> {
     let c = Cluster::start()?;
-    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    let release = wasmkube_e2e::plugin_dir();
     let plugin = |file: &std::path::Path, name: &str| -> Result<String> {
         let file = file.display().to_string();
         let stdout = c.wasmkube(&["plugin", "install", &file, "--name", name])?;
@@ -274,7 +273,7 @@ fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> R
 
 /// The server with the built-in plugins `names`, loaded from the release build.
 fn cluster_with(names: &[&str]) -> Result<Cluster> {
-    let release = wasmkube_e2e::target_dir().join("wasm32-wasip2/release");
+    let release = wasmkube_e2e::plugin_dir();
     let files: Vec<String> = names
         .iter()
         .map(|n| {

@@ -129,8 +129,7 @@ fn pods_land_where_kubernetes_would_put_them() -> Result<()> {
 #[test]
 fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<()> {
     let c = Cluster::start_with(&STATIC_NODES)?;
-    let plugin =
-        wasmkube_e2e::target_dir().join("wasm32-wasip2/release/wasmkube_policy_preferlabel.wasm");
+    let plugin = wasmkube_e2e::plugin_dir().join("wasmkube_policy_preferlabel.wasm");
     let plugin = plugin.display().to_string();
     c.wasmkube(&[
         "plugin",

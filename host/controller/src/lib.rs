@@ -1,5 +1,6 @@
 //! The controller manager: shared informers over the apiserver's store, work queues with backoff, and workers that call reconcilers.
 
+pub mod builtin;
 pub mod informer;
 pub mod manager;
 pub mod module;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
 use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
-use wasmkube_model::resource::PLUGIN_GROUP;
+use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 use wasmkube_runtime::{Module, Runtime};
 
 /// Bytes per chunk: with base64 and the object around it, well under etcd's default 1.5 MiB request limit.
@@ -92,14 +92,39 @@ impl PluginKind {
     }
 }
 
-/// A `Plugin` of `kind` running the module with `bytes`.
+/// Annotation naming who manages a Plugin: [`BUILTIN`] (the binary, see
+/// [`builtin`](crate::builtin)) or `user` (`wasmkube plugin install`, `--plugin`).
+pub const MANAGED_BY: &str = "wasmkube.dev/managed-by";
+/// The digest a built-in Plugin was last installed with by the binary: a Plugin whose module is
+/// no longer that digest was replaced by an operator.
+pub const BUILTIN_DIGEST: &str = "wasmkube.dev/builtin-digest";
+/// [`MANAGED_BY`] of the Plugins the binary installs.
+pub const BUILTIN: &str = "builtin";
+/// [`MANAGED_BY`] of the Plugins an operator installs.
+pub const USER: &str = "user";
+
+/// A `Plugin` of `kind` running the module with `bytes`, installed by an operator.
 pub fn plugin(name: &str, kind: PluginKind, bytes: &[u8]) -> Value {
     json!({
         "apiVersion": "wasmkube.dev/v1alpha1",
         "kind": "Plugin",
-        "metadata": {"name": name},
-        "spec": {"kind": kind.as_str(), "module": {"digest": digest(bytes), "chunks": bytes.len().div_ceil(CHUNK_BYTES).max(1)}},
+        "metadata": {"name": name, "annotations": {MANAGED_BY: USER}},
+        "spec": {"kind": kind.as_str(), "module": module_ref(&digest(bytes), bytes.len())},
     })
+}
+
+/// `spec.module` for a module of `len` bytes with `digest`: the digest and the chunk count.
+pub fn module_ref(digest: &str, len: usize) -> Value {
+    json!({"digest": digest, "chunks": len.div_ceil(CHUNK_BYTES).max(1)})
+}
+
+/// Whether the binary manages `plugin`: installed as a built-in and still running the module the
+/// binary gave it.
+pub fn is_builtin(plugin: &Value) -> bool {
+    let annotations = &plugin["metadata"]["annotations"];
+    annotations[MANAGED_BY] == BUILTIN
+        && annotations[BUILTIN_DIGEST].is_string()
+        && annotations[BUILTIN_DIGEST] == plugin["spec"]["module"]["digest"]
 }
 
 /// Puts the chunks back together (fetched by name with `get`) and checks the digest.
@@ -129,17 +154,12 @@ pub fn assemble(
     Ok(bytes)
 }
 
-/// Stores a module's chunks and points the Plugin `name` (of `kind`) at it, as `wasmkube plugin
-/// install` does.
-pub async fn install(
-    server: &Server,
-    name: &str,
-    kind: PluginKind,
-    bytes: &[u8],
-) -> Result<(), ApiError> {
-    let registry = server.registry();
-    let modules = registry
+/// Stores the `PluginModule` chunks of `bytes` that are not stored yet.
+pub async fn store_chunks(server: &Server, bytes: &[u8]) -> Result<(), ApiError> {
+    let modules = server
+        .registry()
         .get(PLUGIN_GROUP, "v1alpha1", "pluginmodules")
+        .cloned()
         .ok_or_else(|| ApiError::Internal("plugin modules are not served".into()))?;
     for chunk in chunks(bytes) {
         let chunk_name = chunk["metadata"]["name"]
@@ -148,13 +168,13 @@ pub async fn install(
             .to_string();
         if server
             .objects
-            .get(modules, None, &chunk_name)
+            .get(&modules, None, &chunk_name)
             .await?
             .is_none()
         {
             create_object(
                 server,
-                modules,
+                &modules,
                 None,
                 chunk,
                 WriteOptions::INTERNAL,
@@ -163,14 +183,33 @@ pub async fn install(
             .await?;
         }
     }
-    let plugins = registry
+    Ok(())
+}
+
+/// The `Plugin` resource.
+pub fn plugins(server: &Server) -> Result<Arc<ResourceInfo>, ApiError> {
+    server
+        .registry()
         .get(PLUGIN_GROUP, "v1alpha1", "plugins")
-        .ok_or_else(|| ApiError::Internal("plugins are not served".into()))?;
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("plugins are not served".into()))
+}
+
+/// Stores a module's chunks and points the Plugin `name` (of `kind`) at it, as `wasmkube plugin
+/// install` does: the Plugin is then managed by the operator, not the binary.
+pub async fn install(
+    server: &Server,
+    name: &str,
+    kind: PluginKind,
+    bytes: &[u8],
+) -> Result<(), ApiError> {
+    store_chunks(server, bytes).await?;
+    let plugins = plugins(server)?;
     let wanted = plugin(name, kind, bytes);
-    if server.objects.get(plugins, None, name).await?.is_none() {
+    if server.objects.get(&plugins, None, name).await?.is_none() {
         create_object(
             server,
-            plugins,
+            &plugins,
             None,
             wanted,
             WriteOptions::INTERNAL,
@@ -178,13 +217,14 @@ pub async fn install(
         )
         .await?;
     } else {
-        let update = Update::internal(plugins, None, name);
+        let update = Update::internal(&plugins, None, name);
         update_with(
             server,
             &update,
             |cur| {
                 let mut new = cur.clone();
                 new["spec"]["module"] = wanted["spec"]["module"].clone();
+                new["metadata"]["annotations"][MANAGED_BY] = json!(USER);
                 Ok(new)
             },
             &mut Vec::new(),

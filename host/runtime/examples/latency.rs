@@ -118,7 +118,7 @@ async fn instance(
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
+    let wasm = target.join(format!("plugins/wasm32-wasip2/release/{name}.wasm"));
     let bytes = std::fs::read(&wasm)
         .map_err(|e| format!("{}: {e}; run scripts/build-plugins.sh", wasm.display()))?;
     let started = Instant::now();

@@ -22,7 +22,7 @@ fn target_dir() -> PathBuf {
 /// The component of the test plugin crate `name`.
 fn plugin(name: &str) -> Vec<u8> {
     let path = target_dir()
-        .join("wasm32-wasip2/release")
+        .join("plugins/wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(

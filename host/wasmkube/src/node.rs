@@ -2,9 +2,11 @@
 //! in one process; `wasmkube image import` loads an image archive into the node's containerd.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use wasmkube_apiserver::Server;
 use wasmkube_node::agent::{self, Config};
 use wasmkube_node::api::Connection;
 use wasmkube_node::containerd::Containerd;
@@ -116,21 +118,46 @@ pub struct UpArgs {
     pub agent: AgentArgs,
 }
 
-/// The control plane and a node agent on this machine, in one process.
+/// The control plane and a node agent on this machine, in one process; prints a summary once
+/// the node is Ready.
 pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
-    let kubeconfig = args.server.data_dir.join("kubeconfig");
-    let _ = std::fs::remove_file(&kubeconfig);
-    let agent_args = args.agent.clone();
+    let started = server::start(args.server).await?;
+    let config = args
+        .agent
+        .config(Connection::from_kubeconfig(&started.kubeconfig)?);
+    let summary = started.summary(Some(&config.node_name));
+    let ready = node_ready(started.server.clone(), config.node_name.clone());
     let agent = async move {
-        while !kubeconfig.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let connection = Connection::from_kubeconfig(&kubeconfig)?;
-        agent::run(agent_args.config(connection)).await?;
+        agent::run(config).await?;
         anyhow::Ok(())
     };
-    tokio::try_join!(server::run(args.server), agent)?;
+    let banner = async move {
+        ready.await;
+        println!("{summary}");
+        anyhow::Ok(())
+    };
+    tokio::try_join!(started.serve(), agent, banner)?;
     Ok(())
+}
+
+/// Resolves once the Node `name` has a `Ready` condition that is `True`.
+async fn node_ready(server: Arc<Server>, name: String) {
+    let Some(nodes) = server.registry().by_kind("v1", "Node").cloned() else {
+        return;
+    };
+    loop {
+        if let Ok(Some(node)) = server.objects.get(&nodes, None, &name).await {
+            let ready = node.object["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if ready {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[derive(clap::Subcommand)]

@@ -1,4 +1,4 @@
-//! `wasmkube plugin install|list`: upload a `.wasm` as a Plugin through the API, and show the plugins with their health.
+//! `wasmkube plugin install|list|builtins`: upload a `.wasm` as a Plugin through the API, show the plugins with their health, and those built into the binary.
 
 use std::path::PathBuf;
 
@@ -6,6 +6,8 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use wasmkube_controller::module;
+
+use crate::server::BUILTINS;
 
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
@@ -27,6 +29,8 @@ pub enum PluginCommand {
         #[command(flatten)]
         cluster: Cluster,
     },
+    /// The plugins built into this binary, which `wasmkube server` and `up` install.
+    Builtins,
 }
 
 /// `--kind`.
@@ -165,7 +169,10 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     .await?
                 }
                 _ => {
-                    let patch = json!({"spec": {"module": plugin["spec"]["module"]}});
+                    let patch = json!({
+                        "metadata": {"annotations": plugin["metadata"]["annotations"]},
+                        "spec": {"module": plugin["spec"]["module"]},
+                    });
                     api.send(
                         api.client
                             .patch(&url)
@@ -194,8 +201,8 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 bail!(fail("listing plugins", code, &list));
             }
             println!(
-                "{:<20} {:<24} {:<14} {:<11} {:>10} {:>6}  MESSAGE",
-                "NAME", "CONTROLLER", "DIGEST", "PHASE", "RECONCILES", "TRAPS"
+                "{:<16} {:<10} {:<14} {:<10} {:<11} {:>10} {:>6}  MESSAGE",
+                "NAME", "KIND", "DIGEST", "MANAGED-BY", "PHASE", "RECONCILES", "TRAPS"
             );
             for p in list["items"].as_array().into_iter().flatten() {
                 let s = &p["status"];
@@ -203,16 +210,18 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     .as_str()
                     .or(p["spec"]["module"]["digest"].as_str())
                     .unwrap_or_default();
-                let short = digest
-                    .trim_start_matches("sha256:")
-                    .get(..12)
-                    .unwrap_or_default();
+                let managed_by = if module::is_builtin(p) {
+                    "built-in"
+                } else {
+                    "user"
+                };
                 let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
                 println!(
-                    "{:<20} {:<24} {:<14} {:<11} {:>10} {:>6}  {}",
+                    "{:<16} {:<10} {:<14} {:<10} {:<11} {:>10} {:>6}  {}",
                     text(&p["metadata"]["name"]),
-                    text(&s["controller"]),
-                    short,
+                    text(&p["spec"]["kind"]),
+                    short(digest),
+                    managed_by,
                     text(&s["phase"]),
                     s["reconciles"].as_u64().unwrap_or(0),
                     s["traps"].as_u64().unwrap_or(0),
@@ -221,5 +230,29 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        PluginCommand::Builtins => {
+            println!(
+                "{:<16} {:<10} {:<14} {:>9}",
+                "NAME", "KIND", "DIGEST", "BYTES"
+            );
+            for b in BUILTINS {
+                println!(
+                    "{:<16} {:<10} {:<14} {:>9}",
+                    b.name,
+                    b.kind.as_str(),
+                    short(b.digest),
+                    b.bytes.len()
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// The first 12 hex digits of a `sha256:` digest.
+fn short(digest: &str) -> &str {
+    digest
+        .trim_start_matches("sha256:")
+        .get(..12)
+        .unwrap_or_default()
 }

@@ -10,6 +10,7 @@ use wasmkube_apiserver::config::{self, ClusterCidr};
 use wasmkube_apiserver::handlers::WriteOptions;
 use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{ClusterConfig, Server, app, controllers, serve_tls};
+use wasmkube_controller::builtin::{Builtin, Outcome};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
@@ -29,10 +30,14 @@ pub struct ServerArgs {
     /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
     #[arg(long, default_value = "embedded")]
     pub store: String,
-    /// A plugin (a `.wasm` component: a controller or a scheduling policy) to run; repeat for
-    /// several.
+    /// A plugin (a `.wasm` component: a controller or a scheduling policy) to run besides the
+    /// built-in ones; repeat for several.
     #[arg(long = "plugin")]
     pub plugins: Vec<PathBuf>,
+    /// A built-in plugin to leave out (`replicaset`, `deployment`, `default`…; see `wasmkube
+    /// plugin builtins`); repeat for several. One installed by an earlier start is removed.
+    #[arg(long = "disable-plugin", value_name = "NAME")]
+    pub disabled: Vec<String>,
     /// The pod network: each node gets the next free /24 of it as `spec.podCIDR`.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: ClusterCidr,
@@ -74,9 +79,45 @@ fn plugin_name(file: &std::path::Path) -> String {
         .replace('_', "-")
 }
 
-/// Installs every `--plugin` as a `Plugin` object of the kind its component is (a changed file
-/// replaces the running module in place), and starts the supervisor and the scheduler.
-async fn start_plugins(server: &Arc<Server>, args: &ServerArgs) -> anyhow::Result<Plugins> {
+/// The plugins compiled into this binary (see `build.rs`).
+pub const BUILTINS: &[Builtin] = include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// Installs the built-in plugins (but the disabled ones) and every `--plugin` as `Plugin`
+/// objects of the kind their component is (a changed file replaces the running module in
+/// place), and starts the supervisor and the scheduler. Returns the plugins installed.
+async fn start_plugins(
+    server: &Arc<Server>,
+    args: &ServerArgs,
+) -> anyhow::Result<(Plugins, Vec<String>)> {
+    if let Some(unknown) = args
+        .disabled
+        .iter()
+        .find(|d| !BUILTINS.iter().any(|b| b.name == d.as_str()))
+    {
+        let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+        anyhow::bail!(
+            "--disable-plugin {unknown}: no such built-in plugin (built-ins: {})",
+            names.join(", ")
+        );
+    }
+    let mut installed = Vec::new();
+    for builtin in BUILTINS {
+        let outcome = if args.disabled.iter().any(|d| d == builtin.name) {
+            builtin.disable(server).await
+        } else {
+            builtin.ensure(server).await
+        }
+        .with_context(|| format!("installing the built-in plugin {}", builtin.name))?;
+        tracing::info!(
+            plugin = builtin.name,
+            kind = builtin.kind.as_str(),
+            outcome = outcome.as_str(),
+            "built-in plugin"
+        );
+        if !matches!(outcome, Outcome::Removed | Outcome::Absent) {
+            installed.push(builtin.name.to_string());
+        }
+    }
     let runtime = Arc::new(Runtime::new(args.data_dir.join("plugin-cache"))?);
     let manager = Manager::new(server.clone());
     for file in &args.plugins {
@@ -90,6 +131,7 @@ async fn start_plugins(server: &Arc<Server>, args: &ServerArgs) -> anyhow::Resul
             .await
             .with_context(|| format!("installing {}", file.display()))?;
         tracing::info!(plugin = %name, kind = kind.as_str(), file = %file.display(), "plugin installed");
+        installed.push(name);
     }
     let source = Arc::new(wasmkube_scheduler::source::Plugins {
         server: server.clone(),
@@ -99,10 +141,13 @@ async fn start_plugins(server: &Arc<Server>, args: &ServerArgs) -> anyhow::Resul
     let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
         .await
         .context("starting the scheduler")?;
-    Ok(Plugins {
+    let plugins = Plugins {
         _supervisor: supervisor::spawn(server.clone(), manager, runtime),
         _scheduler: scheduler,
-    })
+    };
+    installed.sort();
+    installed.dedup();
+    Ok((plugins, installed))
 }
 
 /// Opens the store named by `--store`.
@@ -174,7 +219,53 @@ async fn ensure(
     Ok(())
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+/// A control plane that is set up and ready to serve.
+pub struct Started {
+    /// The API's URL, as the kubeconfig names it.
+    pub url: String,
+    /// The admin kubeconfig, an absolute path.
+    pub kubeconfig: PathBuf,
+    /// The plugins installed at start: built-in and `--plugin` ones.
+    pub plugins: Vec<String>,
+    /// The control plane, for in-process callers.
+    pub server: Arc<Server>,
+    serving: futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    running: Plugins,
+}
+
+impl Started {
+    /// The one-screen summary printed when the cluster is ready.
+    pub fn summary(&self, node: Option<&str>) -> String {
+        let mut text = format!(
+            "wasmkube is serving on {}\n  kubeconfig: {}\n",
+            self.url,
+            self.kubeconfig.display()
+        );
+        if let Some(node) = node {
+            text += &format!("  node:       {node} (Ready)\n");
+        }
+        text += &format!("  plugins:    {}\n", self.plugins.join(", "));
+        text += &format!(
+            "\n  export KUBECONFIG={}\n  kubectl get nodes,plugins\n",
+            self.kubeconfig.display()
+        );
+        text
+    }
+
+    /// Serves the API until the process ends.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let Started {
+            serving, running, ..
+        } = self;
+        let result = serving.await;
+        drop(running);
+        result
+    }
+}
+
+/// Opens the store, installs the built-in objects and plugins, starts the controllers and the
+/// scheduler, and writes the kubeconfig; [`Started::serve`] then serves the API.
+pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args.store, &args.data_dir).await?;
@@ -187,17 +278,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     bootstrap(&server, port).await?;
     controllers::spawn(server.clone());
-    let _plugins = start_plugins(&server, &args).await?;
+    let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
     std::fs::write(&kubeconfig, identity.kubeconfig(port))
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     tracing::info!(port, store = %args.store, "serving the Kubernetes API");
-    println!(
-        "wasmkube is serving on https://127.0.0.1:{port}\n\n  export KUBECONFIG={}\n  kubectl get namespaces\n",
-        kubeconfig.display()
-    );
-    serve_tls(listener, identity.server_config()?, app(server)).await?;
-    Ok(())
+    let tls = identity.server_config()?;
+    let api = app(server.clone());
+    let serving = Box::pin(async move {
+        serve_tls(listener, tls, api).await?;
+        anyhow::Ok(())
+    });
+    Ok(Started {
+        url: format!("https://127.0.0.1:{port}"),
+        kubeconfig,
+        plugins: installed,
+        server,
+        serving,
+        running: plugins,
+    })
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = start(args).await?;
+    println!("{}", started.summary(None));
+    started.serve().await
 }

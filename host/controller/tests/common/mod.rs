@@ -24,7 +24,7 @@ pub fn wasm(name: &str) -> Vec<u8> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let path = target
-        .join("wasm32-wasip2/release")
+        .join("plugins/wasm32-wasip2/release")
         .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(

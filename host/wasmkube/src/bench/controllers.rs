@@ -27,7 +27,7 @@ pub struct ControllersArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=5000))]
     nodes: u64,
     /// Where the built plugins are (`scripts/build-plugins.sh`).
-    #[arg(long, default_value = "target/wasm32-wasip2/release")]
+    #[arg(long, default_value = "target/plugins/wasm32-wasip2/release")]
     plugins: PathBuf,
 }
 

@@ -42,7 +42,7 @@ pub struct SchedulerArgs {
     #[arg(long)]
     swap: bool,
     /// Where the built plugins are (`scripts/build-plugins.sh`).
-    #[arg(long, default_value = "target/wasm32-wasip2/release")]
+    #[arg(long, default_value = "target/plugins/wasm32-wasip2/release")]
     plugins: PathBuf,
 }
 

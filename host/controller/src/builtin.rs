@@ -1,0 +1,141 @@
+//! Plugins that ship inside the binary: installed when missing, upgraded when the binary carries another version, never written over an operator's own.
+
+use serde_json::{Value, json};
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::handlers::{
+    DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
+};
+
+use crate::module::{
+    BUILTIN, BUILTIN_DIGEST, MANAGED_BY, PluginKind, is_builtin, module_ref, plugins, store_chunks,
+};
+
+/// A plugin compiled into the binary.
+#[derive(Clone, Copy)]
+pub struct Builtin {
+    /// The Plugin's name (`replicaset`, `default`…).
+    pub name: &'static str,
+    pub kind: PluginKind,
+    /// The component.
+    pub bytes: &'static [u8],
+    /// `sha256:<hex>` of `bytes`, computed when the binary was built, so that a start which
+    /// finds the Plugin current does not read the bytes at all.
+    pub digest: &'static str,
+}
+
+/// What [`ensure`] or [`disable`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// There was no such Plugin: it was created.
+    Installed,
+    /// The Plugin ran an older built-in version: it now runs the binary's.
+    Upgraded,
+    /// The Plugin already runs the binary's version.
+    Current,
+    /// An operator replaced the module (or installed a Plugin of that name): left alone.
+    Replaced,
+    /// `--disable-plugin`: the binary's Plugin was deleted.
+    Removed,
+    /// `--disable-plugin`: there was no Plugin of the binary's to delete.
+    Absent,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Installed => "installed",
+            Outcome::Upgraded => "upgraded",
+            Outcome::Current => "current",
+            Outcome::Replaced => "replaced by an operator, left alone",
+            Outcome::Removed => "disabled, removed",
+            Outcome::Absent => "disabled",
+        }
+    }
+}
+
+impl Builtin {
+    /// The Plugin object the binary installs.
+    fn plugin(&self) -> Value {
+        json!({
+            "apiVersion": "wasmkube.dev/v1alpha1",
+            "kind": "Plugin",
+            "metadata": {
+                "name": self.name,
+                "annotations": {MANAGED_BY: BUILTIN, BUILTIN_DIGEST: self.digest},
+            },
+            "spec": {"kind": self.kind.as_str(), "module": module_ref(self.digest, self.bytes.len())},
+        })
+    }
+
+    /// Installs this plugin when it is missing and upgrades it when it runs another built-in
+    /// version; a Plugin an operator installed or swapped stays as it is.
+    pub async fn ensure(&self, server: &Server) -> Result<Outcome, ApiError> {
+        let info = plugins(server)?;
+        let current = server.objects.get(&info, None, self.name).await?;
+        match current.map(|c| c.object) {
+            Some(p) if !is_builtin(&p) => return Ok(Outcome::Replaced),
+            Some(p) if p["spec"]["module"]["digest"] == self.digest => {
+                return Ok(Outcome::Current);
+            }
+            _ => {}
+        }
+        store_chunks(server, self.bytes).await?;
+        let wanted = self.plugin();
+        let created = create_object(
+            server,
+            &info,
+            None,
+            wanted.clone(),
+            WriteOptions::INTERNAL,
+            &mut Vec::new(),
+        )
+        .await;
+        match created {
+            Ok(_) => return Ok(Outcome::Installed),
+            Err(ApiError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        // Checked again inside the update, so an operator's swap in between wins.
+        let update = Update::internal(&info, None, self.name);
+        let new = update_with(
+            server,
+            &update,
+            |cur| {
+                let mut new = cur.clone();
+                if is_builtin(cur) {
+                    new["spec"]["module"] = wanted["spec"]["module"].clone();
+                    new["metadata"]["annotations"][BUILTIN_DIGEST] =
+                        wanted["metadata"]["annotations"][BUILTIN_DIGEST].clone();
+                }
+                Ok(new)
+            },
+            &mut Vec::new(),
+        )
+        .await?;
+        Ok(if is_builtin(&new) {
+            Outcome::Upgraded
+        } else {
+            Outcome::Replaced
+        })
+    }
+
+    /// Leaves this plugin out (`--disable-plugin`): deletes the Plugin if the binary installed
+    /// it; one an operator installed stays.
+    pub async fn disable(&self, server: &Server) -> Result<Outcome, ApiError> {
+        let info = plugins(server)?;
+        match server.objects.get(&info, None, self.name).await? {
+            Some(p) if is_builtin(&p.object) => {
+                let uid = p.object["metadata"]["uid"].as_str().map(String::from);
+                let opts = DeleteOptions {
+                    uid,
+                    ..DeleteOptions::background()
+                };
+                delete_object(server, &info, None, self.name, &opts).await?;
+                Ok(Outcome::Removed)
+            }
+            Some(_) => Ok(Outcome::Replaced),
+            None => Ok(Outcome::Absent),
+        }
+    }
+}

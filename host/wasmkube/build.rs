@@ -1,0 +1,130 @@
+//! Builds the built-in plugins (every `plugins/*/` crate: the controllers and the default
+//! scheduling policy) for `wasm32-wasip2` in release and embeds them in the binary.
+//!
+//! The components are built by a nested cargo into `<target>/plugins`, a target directory of its
+//! own: the outer build holds the lock on `<target>/release` (or `debug`), which a nested release
+//! build in the same directory would wait for forever. `scripts/build-plugins.sh` builds into the
+//! same directory, so the plugins are compiled once whichever comes first.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// A built-in plugin crate: `plugins/<dir>/`.
+struct Builtin {
+    /// The package name (`wasmkube-plugin-replicaset`).
+    package: String,
+    /// The Plugin object's name (`replicaset`; `default` for the scheduling policy).
+    name: String,
+    /// `Controller`, or `Scheduler` for a policy (`wasmkube-policy-*`).
+    kind: &'static str,
+}
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest.join("../..");
+    let builtins = builtins(&workspace.join("plugins"));
+    for dir in ["plugins", "sdk", "wit"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("plugins");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&workspace)
+        .args(["build", "--release", "--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for b in &builtins {
+        build.args(["-p", &b.package]);
+    }
+    // The outer build's flags are for the host, not for wasm.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        build.env_remove(var);
+    }
+    let status = build
+        .status()
+        .expect("running cargo for the built-in plugins");
+    if !status.success() {
+        panic!(
+            "building the built-in plugins for {TARGET} failed; is the target installed? \
+             (`rustup target add {TARGET}`, which scripts/setup.sh does)"
+        );
+    }
+
+    let mut table = String::from("&[\n");
+    for b in &builtins {
+        let file = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{}.wasm", b.package.replace('-', "_")));
+        let bytes = std::fs::read(&file).expect("reading a built plugin");
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        writeln!(
+            table,
+            "    Builtin {{ name: {:?}, kind: PluginKind::{}, bytes: include_bytes!({:?}), digest: \"sha256:{digest}\" }},",
+            b.name,
+            b.kind,
+            file.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    table.push(']');
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("builtins.rs");
+    std::fs::write(out, table).expect("writing builtins.rs");
+}
+
+/// The crates under `plugins/` (not `examples/` nor `tests/`) that build a component.
+fn builtins(plugins: &Path) -> Vec<Builtin> {
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(plugins).expect("reading plugins/");
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("Cargo.toml")) else {
+            continue;
+        };
+        if !text
+            .lines()
+            .any(|l| l.starts_with("crate-type") && l.contains("\"cdylib\""))
+        {
+            continue;
+        }
+        let Some(package) = text.lines().find_map(|l| {
+            let value = l.strip_prefix("name")?.trim_start().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_string())
+        }) else {
+            continue;
+        };
+        let (name, kind) = if let Some(policy) = package.strip_prefix("wasmkube-policy-") {
+            (policy.to_string(), "Scheduler")
+        } else {
+            let name = package.strip_prefix("wasmkube-plugin-").unwrap_or(&package);
+            (name.to_string(), "Controller")
+        };
+        found.push(Builtin {
+            package,
+            name,
+            kind,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
