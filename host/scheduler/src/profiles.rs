@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wasmkube_apiserver::handlers::{Update, update_with};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
 use crate::cycle::{Stage, short};
 use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
+use crate::report::ProfileReport;
 use crate::scheduler::{Active, Reuse, Shared, Swap, Trapped};
 use crate::source::Source;
 
@@ -283,43 +284,94 @@ async fn roll_back(
     }
 }
 
-/// Writes each SchedulerProfile's status when its report changed, every second.
+/// The status of each Scheduler Plugin the profiles name: `Running` while a profile runs it
+/// (else the phase of the profile that tried to), with the schedulers that use it.
+fn plugin_statuses(reports: &BTreeMap<String, ProfileReport>) -> BTreeMap<String, Value> {
+    let mut users: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for report in reports.values() {
+        for label in &report.policies {
+            let plugin = label.split('@').next().unwrap_or(label);
+            let (phase, schedulers) = users
+                .entry(plugin.to_string())
+                .or_insert_with(|| (report.phase.clone(), Vec::new()));
+            if report.phase == "Running" {
+                *phase = report.phase.clone();
+            }
+            schedulers.push(report.scheduler_name.clone());
+        }
+    }
+    users
+        .into_iter()
+        .map(|(plugin, (phase, schedulers))| {
+            let ready = if phase == "Running" { "True" } else { "False" };
+            let message = format!("scheduling policy of {}", schedulers.join(", "));
+            let status = json!({
+                "phase": phase,
+                "message": message,
+                "conditions": [{"type": "Ready", "status": ready, "reason": phase, "message": message}],
+            });
+            (plugin, status)
+        })
+        .collect()
+}
+
+/// Writes `status` to the object `name` of `info` unless `written` says it already has it.
+async fn write_one(
+    shared: &Shared,
+    info: &ResourceInfo,
+    name: &str,
+    status: Value,
+    written: &mut BTreeMap<String, Value>,
+) {
+    if written.get(name) == Some(&status) {
+        return;
+    }
+    let update = Update {
+        subresource: Some("status"),
+        ..Update::internal(info, None, name)
+    };
+    let result = update_with(
+        &shared.server,
+        &update,
+        |cur| {
+            let mut new = cur.clone();
+            new["status"] = status.clone();
+            Ok(new)
+        },
+        &mut Vec::new(),
+    )
+    .await;
+    if result.is_ok() {
+        written.insert(name.to_string(), status);
+    }
+}
+
+/// Writes each SchedulerProfile's status, and that of the Scheduler Plugins they run, when it
+/// changed, every second.
 pub async fn write_status(shared: Arc<Shared>) {
-    let mut written: BTreeMap<String, Value> = BTreeMap::new();
-    let Some(info) = resource(&shared, "schedulerprofiles") else {
+    let (Some(profiles), Some(plugins)) = (
+        resource(&shared, "schedulerprofiles"),
+        resource(&shared, "plugins"),
+    ) else {
         return;
     };
+    let mut written_profiles = BTreeMap::new();
+    let mut written_plugins = BTreeMap::new();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let reports: Vec<(String, Value)> = shared
-            .stats()
-            .profiles
-            .iter()
-            .filter(|(object, _)| !object.is_empty())
-            .map(|(object, r)| (object.clone(), r.status()))
-            .collect();
-        for (object, status) in reports {
-            if written.get(&object) == Some(&status) {
-                continue;
-            }
-            let update = Update {
-                subresource: Some("status"),
-                ..Update::internal(&info, None, &object)
-            };
-            let result = update_with(
-                &shared.server,
-                &update,
-                |cur| {
-                    let mut new = cur.clone();
-                    new["status"] = status.clone();
-                    Ok(new)
-                },
-                &mut Vec::new(),
+        let reports = shared.stats().profiles.clone();
+        for (object, report) in reports.iter().filter(|(o, _)| !o.is_empty()) {
+            write_one(
+                &shared,
+                &profiles,
+                object,
+                report.status(),
+                &mut written_profiles,
             )
             .await;
-            if result.is_ok() {
-                written.insert(object, status);
-            }
+        }
+        for (plugin, status) in plugin_statuses(&reports) {
+            write_one(&shared, &plugins, &plugin, status, &mut written_plugins).await;
         }
     }
 }
