@@ -172,8 +172,37 @@ fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
         .collect()
 }
 
-/// The whole HTTP API: discovery, OpenAPI, health, metrics and every resource.
+/// The whole HTTP API: discovery, OpenAPI, health, metrics and every resource. Every path
+/// answers with or without a trailing slash, as kube-apiserver's router does (`/version/`).
 pub fn app(server: Arc<Server>) -> Router {
+    use tower::ServiceExt as _;
+    Router::new().fallback_service(routes(server).map_request(trim_trailing_slash))
+}
+
+/// `/version/` → `/version`, keeping the query; `/` stays.
+fn trim_trailing_slash(mut request: axum::extract::Request) -> axum::extract::Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = match path.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+fn routes(server: Arc<Server>) -> Router {
     Router::new()
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::api))

@@ -330,3 +330,22 @@ fn arbitrary_bodies_get_4xx_not_5xx() {
         })
         .expect("no 5xx");
 }
+
+#[tokio::test]
+async fn paths_answer_with_a_trailing_slash() {
+    let api = Api::new().await;
+    for path in ["/version/", "/api/", "/apis/", "/api/v1/", "/healthz/"] {
+        let (code, _) = api.call("GET", path, None).await;
+        assert_eq!(code, StatusCode::OK, "GET {path}");
+    }
+    let (code, version) = api.call("GET", "/version/?timeout=5s", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(version["gitVersion"].is_string());
+    let (code, list) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/", None)
+        .await;
+    assert_eq!(
+        (code, list["kind"].as_str()),
+        (StatusCode::OK, Some("ConfigMapList"))
+    );
+}
