@@ -55,9 +55,7 @@ fn apply_get_and_delete_a_directory() -> Result<()> {
     assert!(deploy.contains("web    0/2"), "{deploy}");
     let wide = c.ok(&["get", "deployments", "-n", "demo", "-o", "wide"])?;
     assert!(
-        wide.contains("CONTAINERS")
-            && wide.contains("wasmkube.local/busybox:latest")
-            && wide.contains("app=web"),
+        wide.contains("CONTAINERS") && wide.contains("busybox:latest") && wide.contains("app=web"),
         "{wide}"
     );
     let svc = c.ok(&["get", "svc", "-n", "demo"])?;

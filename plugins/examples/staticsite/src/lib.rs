@@ -172,8 +172,8 @@ fn deployment_spec(site: &str, config_map: &str, content: &str, replicas: i32) -
             spec: Some(PodSpec {
                 containers: vec![Container {
                     name: "httpd".into(),
-                    image: Some("wasmkube.local/busybox:latest".into()),
-                    image_pull_policy: Some("Never".into()),
+                    image: Some("busybox:latest".into()),
+                    image_pull_policy: Some("IfNotPresent".into()),
                     command: Some(
                         ["httpd", "-f", "-p", "8080", "-h", "/www"]
                             .map(Into::into)

@@ -70,7 +70,7 @@ fn creates_the_three_children_controlled_by_the_site() {
     assert_eq!(d.metadata.labels.as_ref().unwrap()[VERSION_LABEL], VERSION);
     let pod = spec.template.spec.as_ref().unwrap();
     let c = &pod.containers[0];
-    assert_eq!(c.image.as_deref(), Some("wasmkube.local/busybox:latest"));
+    assert_eq!(c.image.as_deref(), Some("busybox:latest"));
     assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
     assert_eq!(
         c.command.as_ref().unwrap().join(" "),
