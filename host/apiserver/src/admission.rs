@@ -99,7 +99,7 @@ fn default_toleration_seconds(pod: &mut Value, seconds: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
+    use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
 
     fn keys(pod: &Value) -> Vec<(String, Option<i64>)> {
         pod["spec"]["tolerations"]

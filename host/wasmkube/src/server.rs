@@ -12,7 +12,7 @@ use wasmkube_apiserver::tls::Identity;
 use wasmkube_apiserver::{ClusterConfig, Server, app, controllers, serve_tls};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
-use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
+use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
