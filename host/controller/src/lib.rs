@@ -1,8 +1,9 @@
-//! The controller manager: shared informers over the apiserver's store, work queues with backoff, and workers that call reconcilers.
+//! The controller manager: shared informers over the apiserver's store, work queues with backoff, workers that call reconcilers, and the native controllers.
 
 pub mod informer;
 pub mod manager;
 pub mod module;
+pub mod native;
 pub mod plugin;
 pub mod plugin_host;
 pub mod queue;

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
-use wasmkube_apiserver::{ClusterConfig, Server, controllers};
+use wasmkube_apiserver::registry::{Update, WriteOptions, create_object, update_with};
+use wasmkube_apiserver::{ClusterConfig, Server};
 use wasmkube_controller::informer::Change;
 use wasmkube_controller::module::PluginKind;
-use wasmkube_controller::{Manager, module, supervisor};
+use wasmkube_controller::{Manager, module, native, supervisor};
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
 
@@ -127,7 +128,7 @@ pub(super) async fn fresh_server() -> anyhow::Result<(tempfile::TempDir, Arc<Ser
         ..ClusterConfig::default()
     };
     let server = Server::with_config(store, None, cluster).await?;
-    controllers::spawn(server.clone());
+    native::spawn(server.clone());
     let namespace = json!({"metadata": {"name": "default"}});
     create(&server, "v1", "Namespace", None, namespace).await?;
     Ok((dir, server))
@@ -151,13 +152,8 @@ fn bind_pods(
         .add_handler(Arc::new(move |change: &Change| {
             let pod = &change.object;
             let unbound = pod["spec"]["nodeName"].is_null();
-            if !change.deleted && unbound && pod.pointer("/metadata/deletionTimestamp").is_none() {
-                let _ = tx.send(
-                    pod.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                );
+            if !change.deleted && unbound && !pod.is_deleting() {
+                let _ = tx.send(pod.name().to_string());
             }
         }));
     let next = Arc::new(AtomicUsize::new(0));
@@ -243,7 +239,7 @@ async fn census(server: &Server) -> anyhow::Result<(usize, Vec<(String, u64)>)> 
     let live = server
         .objects
         .list(&pods, Some("default"), None, None, None, |p| {
-            p.pointer("/metadata/deletionTimestamp").is_none()
+            !p.is_deleting()
         })
         .await?
         .items
