@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wasmkube_apiserver::registry::{Update, WriteOptions, create_object, update_with};
-use wasmkube_apiserver::{ClusterConfig, Server};
+use wasmkube_apiserver::Server;
 use wasmkube_controller::informer::Change;
 use wasmkube_controller::module::PluginKind;
-use wasmkube_controller::{Manager, module, native, supervisor};
+use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_runtime::Runtime;
-use wasmkube_store::embedded::EmbeddedStore;
 
+use super::cluster::{create, fresh_server, modify};
 use super::hollow;
 
 #[derive(clap::Args)]
@@ -58,80 +57,6 @@ fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
     leb(body.len(), &mut out);
     out.extend(body);
     out
-}
-
-pub(super) async fn create(
-    server: &Server,
-    api_version: &str,
-    kind: &str,
-    ns: Option<&str>,
-    obj: Value,
-) -> anyhow::Result<()> {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .cloned()
-        .with_context(|| format!("{kind} is served"))?;
-    create_object(
-        server,
-        &info,
-        ns,
-        obj,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn modify(
-    server: &Server,
-    api_version: &str,
-    kind: &str,
-    ns: Option<&str>,
-    name: &str,
-    sub: Option<&str>,
-    f: impl Fn(&mut Value),
-) -> anyhow::Result<()> {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .cloned()
-        .with_context(|| format!("{kind} is served"))?;
-    let update = Update {
-        subresource: sub,
-        ..Update::internal(&info, ns, name)
-    };
-    update_with(
-        server,
-        &update,
-        |cur| {
-            let mut new = cur.clone();
-            f(&mut new);
-            Ok(new)
-        },
-        &mut Vec::new(),
-    )
-    .await?;
-    Ok(())
-}
-
-/// An apiserver with its native controllers on a fresh embedded store in a temporary
-/// directory, with the `default` namespace, and a pod network with room for every hollow node.
-pub(super) async fn fresh_server() -> anyhow::Result<(tempfile::TempDir, Arc<Server>)> {
-    let dir = tempfile::Builder::new()
-        .prefix("wasmkube-bench-")
-        .tempdir()?;
-    let store = EmbeddedStore::open(&dir.path().join("store.redb"))?;
-    let cluster = ClusterConfig {
-        cluster_cidr: "10.0.0.0/8".parse()?,
-        ..ClusterConfig::default()
-    };
-    let server = Server::with_config(store, None, cluster).await?;
-    native::spawn(server.clone());
-    let namespace = json!({"metadata": {"name": "default"}});
-    create(&server, "v1", "Namespace", None, namespace).await?;
-    Ok((dir, server))
 }
 
 /// The scheduler's place: every pod without a node is bound to the next hollow node in turn

@@ -14,7 +14,7 @@ use wasmkube_controller::informer::Change;
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::names::LEASE_NAMESPACE;
 
-use super::controllers::{create, modify};
+use super::cluster::{create, modify};
 
 /// Running hollow nodes; dropping them stops their heartbeats and pod updates.
 pub struct Hollow {

@@ -16,7 +16,7 @@ use wasmkube_runtime::Runtime;
 use wasmkube_scheduler::policy::NativePolicy;
 use wasmkube_scheduler::source::{self, Native, Source};
 
-use super::controllers::{create, fresh_server};
+use super::cluster::{create, fresh_server};
 use super::hollow;
 
 #[derive(clap::Args)]
