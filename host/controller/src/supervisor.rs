@@ -12,6 +12,7 @@ use wasmkube_apiserver::Server;
 use wasmkube_apiserver::metrics::{Collector, write_histogram};
 use wasmkube_apiserver::registry::{Update, events, update_with};
 use wasmkube_model::event::EventType;
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 use wasmkube_runtime::{Limits, Module, Registration, Runtime, World};
 
@@ -157,14 +158,7 @@ pub fn spawn(
         informer.wait_synced().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         informer.add_handler(Arc::new(move |change: &crate::informer::Change| {
-            let _ = tx.send(
-                change
-                    .object
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            );
+            let _ = tx.send(change.object.name().to_string());
         }));
         let mut supervisor = Supervisor {
             server,
