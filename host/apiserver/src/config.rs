@@ -1,8 +1,10 @@
-//! The cluster-wide settings of the host: the pod network, how long nodes may stay silent, default tolerations.
+//! The cluster-wide settings of the host: the pod network, the service IP range, how long nodes may stay silent, default tolerations.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::time::Duration;
+
+use rand::Rng;
 
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(bad()),
+    }
+}
+
+/// The service IP range (a CIDR); `.1` is the `kubernetes` Service's.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceRange {
+    base: u32,
+    size: u32,
+}
+
+impl ServiceRange {
+    pub fn parse(cidr: &str) -> Option<ServiceRange> {
+        let (base, bits) = ipv4_cidr(cidr, 8..=30)?;
+        Some(ServiceRange {
+            base,
+            size: 1u32 << (32 - bits),
+        })
+    }
+
+    pub(crate) fn contains(&self, ip: Ipv4Addr) -> bool {
+        let ip = u32::from(ip);
+        ip > self.base && ip < self.base + self.size - 1
+    }
+
+    pub(crate) fn random(&self) -> Ipv4Addr {
+        // Skip the network address, .1 (reserved for the apiserver's Service) and broadcast.
+        Ipv4Addr::from(self.base + rand::rng().random_range(2..self.size - 1))
+    }
+
+    /// The first usable address, the `kubernetes` Service's.
+    pub fn first(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+}
+
+impl Default for ServiceRange {
+    fn default() -> Self {
+        ServiceRange::parse("10.96.0.0/12").expect("a valid CIDR")
     }
 }
 

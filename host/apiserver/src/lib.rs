@@ -1,176 +1,31 @@
 //! The wasmkube apiserver: the Kubernetes REST API over the revisioned store, as `fn app() -> Router`.
 
-mod admission;
-mod allocator;
-mod apply;
 pub mod config;
-pub mod controllers;
 mod discovery;
 pub mod error;
-pub mod events;
-pub mod handlers;
+mod handlers;
 pub mod metrics;
 pub mod node_agent;
 pub mod objects;
 mod openapi;
-pub mod request;
+pub mod registry;
+mod request;
 mod response;
 mod serve;
-pub mod strategy;
+pub mod server;
 pub mod tls;
-mod watch;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{any, get};
-use serde_json::Value;
-use wasmkube_model::resource::{PrinterColumn, Registry, ResourceInfo, ScalePaths, builtins};
-use wasmkube_store::Store;
 
 use crate::error::ApiError;
-use crate::objects::Objects;
 
-pub use crate::allocator::ServiceRange;
-pub use crate::config::ClusterConfig;
+pub use crate::config::{ClusterConfig, ServiceRange};
 pub use crate::metrics::Metrics;
 pub use crate::serve::serve_tls;
-
-/// The shared state of every request.
-pub struct Server {
-    pub objects: Objects,
-    registry: ArcSwap<Registry>,
-    pub metrics: Metrics,
-    /// The stored CRDs, as of the last registry refresh.
-    crds: ArcSwap<Vec<Value>>,
-    /// Generated OpenAPI documents by path, dropped when the registry changes.
-    openapi_cache: Mutex<HashMap<String, Arc<Value>>>,
-    /// `/openapi/v2` in protobuf, dropped with the rest of the cache.
-    openapi_v2_protobuf: Mutex<Option<Arc<Vec<u8>>>>,
-    /// Where Services get their cluster IPs.
-    pub service_range: ServiceRange,
-    /// The pod network, node health timing and default tolerations.
-    pub cluster: ClusterConfig,
-    /// The bearer token every request must carry; `None` disables authentication (tests).
-    token: Option<String>,
-}
-
-impl Server {
-    /// A server over `store`, serving the built-ins and every CRD already stored, with the
-    /// default [`ClusterConfig`].
-    pub async fn new(store: Arc<dyn Store>, token: Option<String>) -> Result<Arc<Self>, ApiError> {
-        Self::with_config(store, token, ClusterConfig::default()).await
-    }
-
-    /// A server over `store` for the cluster `cluster` describes.
-    pub async fn with_config(
-        store: Arc<dyn Store>,
-        token: Option<String>,
-        cluster: ClusterConfig,
-    ) -> Result<Arc<Self>, ApiError> {
-        let metrics = Metrics::default();
-        let server = Arc::new(Server {
-            objects: Objects::new(metrics::MeteredStore::wrap(store, &metrics)),
-            registry: ArcSwap::from_pointee(Registry::new(builtins())),
-            metrics,
-            crds: ArcSwap::from_pointee(Vec::new()),
-            openapi_cache: Mutex::new(HashMap::new()),
-            openapi_v2_protobuf: Mutex::new(None),
-            service_range: ServiceRange::default(),
-            cluster,
-            token,
-        });
-        server.refresh_registry().await?;
-        Ok(server)
-    }
-
-    pub fn registry(&self) -> Arc<Registry> {
-        self.registry.load_full()
-    }
-
-    /// Rebuilds the registry from the built-ins and the stored CRDs (after any CRD write).
-    pub async fn refresh_registry(&self) -> Result<(), ApiError> {
-        let registry = self.registry();
-        let crd_info = registry
-            .by_kind("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-            .cloned()
-            .ok_or_else(|| ApiError::Internal("CRDs are not served".into()))?;
-        let crds = self
-            .objects
-            .list(&crd_info, None, None, None, None, |_| true)
-            .await?;
-        let mut resources = builtins();
-        resources.extend(crds.items.iter().flat_map(crd_resources));
-        self.registry.store(Arc::new(Registry::new(resources)));
-        self.crds.store(Arc::new(crds.items));
-        if let Ok(mut cache) = self.openapi_cache.lock() {
-            cache.clear();
-        }
-        if let Ok(mut cache) = self.openapi_v2_protobuf.lock() {
-            *cache = None;
-        }
-        Ok(())
-    }
-}
-
-/// The resources a CRD serves: one per served version.
-fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
-    let spec = &crd["spec"];
-    let names = &spec["names"];
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let list = |v: &Value| {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect::<Vec<_>>()
-    };
-    spec["versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| v["served"] != false)
-        .map(|v| {
-            let scale = &v["subresources"]["scale"];
-            ResourceInfo {
-                group: text(&spec["group"]),
-                version: text(&v["name"]),
-                kind: text(&names["kind"]),
-                plural: text(&names["plural"]),
-                singular: match text(&names["singular"]) {
-                    s if s.is_empty() => text(&names["kind"]).to_lowercase(),
-                    s => s,
-                },
-                short_names: list(&names["shortNames"]),
-                categories: list(&names["categories"]),
-                namespaced: spec["scope"] != "Cluster",
-                status: v["subresources"]["status"].is_object(),
-                scale: scale.is_object().then(|| ScalePaths {
-                    spec_replicas: text(&scale["specReplicasPath"]),
-                    status_replicas: text(&scale["statusReplicasPath"]),
-                    label_selector: scale["labelSelectorPath"].as_str().map(String::from),
-                }),
-                extra_subresources: Vec::new(),
-                custom: true,
-                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
-                printer_columns: v["additionalPrinterColumns"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| PrinterColumn {
-                        name: text(&c["name"]),
-                        kind: text(&c["type"]),
-                        json_path: text(&c["jsonPath"]),
-                        priority: c["priority"].as_i64().unwrap_or(0),
-                        description: text(&c["description"]),
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
-}
+pub use crate::server::Server;
 
 /// The whole HTTP API: discovery, OpenAPI, health, metrics and every resource. Every path
 /// answers with or without a trailing slash, as kube-apiserver's router does (`/version/`).
@@ -213,7 +68,7 @@ fn routes(server: Arc<Server>) -> Router {
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
-        .route("/metrics", get(metrics::render))
+        .route("/metrics", get(handlers::metrics::render))
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/log",
             any(handlers::streams::log),
@@ -235,7 +90,7 @@ fn routes(server: Arc<Server>) -> Router {
         .fallback(|| async { ApiError::UnknownResource })
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),
-            metrics::observe,
+            handlers::metrics::observe,
         ))
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),

@@ -3,14 +3,13 @@
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::Server;
+use wasmkube_model::names::LEASE_NAMESPACE;
+
 use crate::error::ApiError;
-use crate::handlers::{
+use crate::registry::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
-
-/// Where node Leases live (the namespace must exist).
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+use crate::server::Server;
 
 /// Renews the Lease of `node` (creating it the first time) with the time now, as a kubelet does
 /// every 10 s: the node's heartbeat.

@@ -11,6 +11,17 @@ use wasmkube_store::{Compare, KeyValue, Op, Range, Store, Txn, TxnResult};
 
 use crate::error::ApiError;
 
+/// Parses a `resourceVersion` string: empty and "0" mean "any".
+pub fn parse_revision(rv: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match rv {
+        None | Some("") | Some("0") => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest(format!("invalid resource version {s:?}"))),
+    }
+}
+
 /// An object as read from the store, with the revision it was last written at.
 #[derive(Clone, Debug)]
 pub struct Stored {

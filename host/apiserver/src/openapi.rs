@@ -9,8 +9,8 @@ use serde_json::Value;
 use wasmkube_model::openapi;
 use wasmkube_model::resource::ResourceInfo;
 
-use crate::Server;
 use crate::error::ApiError;
+use crate::server::Server;
 
 /// The `openAPIV3Schema` a CRD declares for one of its versions.
 fn crd_schema(crds: &[Value], info: &ResourceInfo) -> Option<Value> {

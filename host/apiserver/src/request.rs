@@ -1,11 +1,13 @@
-//! What a request is about: the resource path (`/apis/apps/v1/namespaces/ns/deployments/web/scale`) and the query options.
+//! What a request is about: the resource path (`/apis/apps/v1/namespaces/ns/deployments/web/scale`), the query options, and the body decoded.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::Value;
 use wasmkube_model::resource::{Registry, ResourceInfo};
 
 use crate::error::ApiError;
+use crate::objects;
 
 /// A parsed resource path.
 #[derive(Clone, Debug)]
@@ -133,19 +135,49 @@ impl Query {
 
     /// The revision of `resourceVersion`, `None` for unset or "0" (any revision will do).
     pub fn revision(&self) -> Result<Option<i64>, ApiError> {
-        parse_revision(self.resource_version.as_deref())
+        objects::parse_revision(self.resource_version.as_deref())
     }
 }
 
-/// Parses a `resourceVersion` string: empty and "0" mean "any".
-pub fn parse_revision(rv: Option<&str>) -> Result<Option<i64>, ApiError> {
-    match rv {
-        None | Some("") | Some("0") => Ok(None),
-        Some(s) => s
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ApiError::BadRequest(format!("invalid resource version {s:?}"))),
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Parses a JSON or YAML body into an object.
+pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::BodyTooLarge(MAX_BODY_BYTES));
     }
+    let value: Value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        // kubectl's typed commands (`create namespace`, `create deployment`, …) send protobuf.
+        wasmkube_model::protobuf::decode(body)
+            .map(|(_, _, object)| object)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?
+    } else if content_type.contains("yaml") {
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))?
+    };
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    Ok(value)
+}
+
+/// The field manager of a write: the `fieldManager` parameter, else the client's User-Agent
+/// up to the first `/` (as Kubernetes does).
+pub fn field_manager(query: Option<&str>, headers: &http::HeaderMap) -> String {
+    if let Some(m) = query.filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("unknown");
+    agent.split('/').next().unwrap_or("unknown").to_string()
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
-//! Graceful pod deletion through the API: a pod on a node waits for its node (grace from the options, from the spec, shortened, 0), others go at once; eviction and namespace deletion take the same path.
+//! Graceful pod deletion through the API: a pod on a node waits for its node (grace from the options, from the spec, shortened, 0), others go at once; eviction takes the same path (namespace deletion: the controller crate's `gc.rs`).
 
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{Api, until};
+use common::Api;
 use http::StatusCode;
 use serde_json::{Value, json};
-use wasmkube_apiserver::{controllers, node_agent};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
@@ -205,38 +204,4 @@ async fn eviction_takes_its_delete_options() {
     assert_eq!(code, StatusCode::CREATED);
     let evicted = get(&api, "web").await.expect("waits for its node");
     assert_eq!(deletion(&evicted).1, 3);
-}
-
-#[tokio::test]
-async fn a_namespace_waits_for_its_pods_nodes() {
-    let api = Api::new().await;
-    controllers::spawn(api.server.clone());
-    let (code, _) = api
-        .call(
-            "POST",
-            "/api/v1/namespaces",
-            Some(json!({"metadata": {"name": "team"}})),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED);
-    pod_in(&api, "team", "web", Some("n1"), json!({})).await;
-    api.call("DELETE", "/api/v1/namespaces/team", None).await;
-    let path = "/api/v1/namespaces/team/pods/web";
-    let mut terminating = Value::Null;
-    until("the pod marked for deletion", async || {
-        terminating = api.call("GET", path, None).await.1;
-        terminating["metadata"]["deletionGracePeriodSeconds"] == 30
-    })
-    .await;
-    let (_, ns) = api.call("GET", "/api/v1/namespaces/team", None).await;
-    assert_eq!(ns["status"]["phase"], "Terminating");
-
-    // Its node stops it: the pod goes, then the namespace.
-    node_agent::finish_deletion(&api.server, &terminating)
-        .await
-        .expect("deleted");
-    until("the namespace removed", async || {
-        api.call("GET", "/api/v1/namespaces/team", None).await.0 == StatusCode::NOT_FOUND
-    })
-    .await;
 }

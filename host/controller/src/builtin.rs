@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
-use wasmkube_apiserver::handlers::{
+use wasmkube_apiserver::registry::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
 

@@ -1,9 +1,10 @@
-//! The controller manager: shared informers over the apiserver's store, work queues with backoff, and workers that call reconcilers.
+//! The controller manager: shared informers over the apiserver's store, work queues with backoff, workers that call reconcilers, and the native controllers.
 
 pub mod builtin;
 pub mod informer;
 pub mod manager;
 pub mod module;
+pub mod native;
 pub mod plugin;
 pub mod plugin_host;
 pub mod queue;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde_json::Value;
 use wasmkube_apiserver::Server;
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::selector::LabelSelector;
 
@@ -113,24 +114,21 @@ impl Drop for Manager {
 
 /// The key of the controlling owner of `obj` if that owner is of `owner`'s kind.
 fn controller_of(obj: &Value, owner: &ResourceInfo) -> Option<ObjectKey> {
-    let refs = obj.pointer("/metadata/ownerReferences")?.as_array()?;
-    let owner_ref = refs.iter().find(|r| r["controller"] == true)?;
+    let owner_ref = obj
+        .owner_references()
+        .iter()
+        .find(|r| r["controller"] == true)?;
     let api_version = owner_ref["apiVersion"].as_str().unwrap_or_default();
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
     (owner_ref["kind"] == owner.kind.as_str() && group == owner.group).then(|| ObjectKey {
-        namespace: obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        namespace: obj.namespace().unwrap_or_default().to_string(),
         name: owner_ref["name"].as_str().unwrap_or_default().to_string(),
     })
 }
 
 /// The primaries in `obj`'s namespace whose `spec.selector` selects it.
 fn selecting(primaries: &Informer, obj: &Value) -> Vec<ObjectKey> {
-    let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-    let labels = obj.pointer("/metadata/labels");
+    let (namespace, labels) = (obj.namespace(), obj.labels());
     primaries
         .list(namespace)
         .iter()

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
-use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
+use wasmkube_apiserver::registry::{Update, WriteOptions, create_object, update_with};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 use wasmkube_runtime::{Module, Runtime};
 

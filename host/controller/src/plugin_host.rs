@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
+use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError as ServerError;
-use wasmkube_apiserver::handlers::{
-    DeleteOptions, Propagation as DeletePropagation, Update, WriteOptions, apply_patch,
-    create_object, delete_object, update_with,
+use wasmkube_apiserver::registry::{
+    DeleteOptions, Update, WriteOptions, apply_patch, create_object, delete_object, events,
+    update_with,
 };
-use wasmkube_apiserver::{Server, events};
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::selector::LabelSelector;
 use wasmkube_runtime::{
@@ -115,19 +116,6 @@ fn ns(namespace: &str) -> Option<&str> {
     Some(namespace).filter(|n| !n.is_empty())
 }
 
-fn name_of(obj: &Value) -> String {
-    obj.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn namespace_of(obj: &Value) -> Option<String> {
-    obj.pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .map(String::from)
-}
-
 impl PluginHost {
     /// PUT of `obj` (main resource or status) with its resourceVersion as precondition.
     async fn replace(
@@ -138,11 +126,10 @@ impl PluginHost {
     ) -> Result<String, ApiError> {
         let info = self.resource(&gvr, "update")?;
         let obj = parse(&obj)?;
-        let (name, namespace) = (name_of(&obj), namespace_of(&obj));
         let update = Update {
             info: &info,
-            ns: namespace.as_deref(),
-            name: &name,
+            ns: obj.namespace(),
+            name: obj.name(),
             subresource,
             opts: self.write_options(),
         };
@@ -179,7 +166,7 @@ impl HostApi for PluginHost {
         let objects = self.manager.informer(&info).list(ns(&namespace));
         Ok(objects
             .iter()
-            .filter(|o| selector.matches_value(o.pointer("/metadata/labels")))
+            .filter(|o| selector.matches_value(o.labels()))
             .map(|o| text(o))
             .collect())
     }
@@ -187,7 +174,7 @@ impl HostApi for PluginHost {
     async fn create(&self, resource: Gvr, obj: String) -> Result<String, ApiError> {
         let info = self.resource(&resource, "create")?;
         let obj = parse(&obj)?;
-        let namespace = namespace_of(&obj);
+        let namespace = obj.namespace().map(String::from);
         create_object(
             &self.server,
             &info,
@@ -247,13 +234,8 @@ impl HostApi for PluginHost {
         propagation: Propagation,
     ) -> Result<(), ApiError> {
         let info = self.resource(&resource, "delete")?;
-        let propagation = match propagation {
-            Propagation::Background => DeletePropagation::Background,
-            Propagation::Foreground => DeletePropagation::Foreground,
-            Propagation::Orphan => DeletePropagation::Orphan,
-        };
         let opts = DeleteOptions {
-            propagation,
+            propagation: propagation.into(),
             ..DeleteOptions::background()
         };
         delete_object(&self.server, &info, ns(&key.namespace), &key.name, &opts)
@@ -272,11 +254,11 @@ impl HostApi for PluginHost {
         let Ok(regarding) = parse(&regarding) else {
             return;
         };
-        if let Err(e) = record_event(
+        if let Err(e) = events::record(
             &self.server,
             &self.plugin,
             &regarding,
-            kind,
+            kind.into(),
             &reason,
             &message,
         )
@@ -300,21 +282,4 @@ impl HostApi for PluginHost {
     fn now(&self) -> String {
         Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
     }
-}
-
-/// Records a core Event about `regarding`, as `component` reports it: the apiserver's
-/// correlated Events (the same report again raises `count`), for a plugin's event type.
-pub async fn record_event(
-    server: &Server,
-    component: &str,
-    regarding: &Value,
-    kind: EventType,
-    reason: &str,
-    message: &str,
-) -> Result<(), ServerError> {
-    let kind = match kind {
-        EventType::Normal => events::EventType::Normal,
-        EventType::Warning => events::EventType::Warning,
-    };
-    events::record(server, component, regarding, kind, reason, message).await
 }

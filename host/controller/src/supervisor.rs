@@ -9,15 +9,16 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::handlers::{Update, update_with};
 use wasmkube_apiserver::metrics::{Collector, write_histogram};
+use wasmkube_apiserver::registry::{Update, events, update_with};
+use wasmkube_model::event::EventType;
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
-use wasmkube_runtime::{EventType, Limits, Module, Registration, Runtime, World};
+use wasmkube_runtime::{Limits, Module, Registration, Runtime, World};
 
 use crate::Manager;
 use crate::module::ModuleError;
 use crate::plugin::{self, PluginError, Prepared, RunningPlugin};
-use crate::plugin_host::record_event;
 use crate::wasm::Health;
 
 /// A new module that traps this often soon after it took over is rolled back.
@@ -157,14 +158,7 @@ pub fn spawn(
         informer.wait_synced().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         informer.add_handler(Arc::new(move |change: &crate::informer::Change| {
-            let _ = tx.send(
-                change
-                    .object
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            );
+            let _ = tx.send(change.object.name().to_string());
         }));
         let mut supervisor = Supervisor {
             server,
@@ -210,7 +204,7 @@ impl Supervisor {
     async fn event(&self, plugin: &Value, kind: EventType, reason: &str, message: &str) {
         let mut regarding = plugin.clone();
         regarding["metadata"]["namespace"] = json!("default");
-        if let Err(e) = record_event(
+        if let Err(e) = events::record(
             &self.server,
             "wasmkube-plugins",
             &regarding,

@@ -4,8 +4,8 @@
 mod common;
 
 use serde_json::json;
-use wasmkube_controller::plugin_host::record_event;
-use wasmkube_runtime::EventType;
+use wasmkube_apiserver::registry::events;
+use wasmkube_model::event::EventType;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_reports_are_counted_on_one_event() {
@@ -25,7 +25,7 @@ async fn repeated_reports_are_counted_on_one_event() {
         "0/1 nodes are available.",
         "0/2 nodes are available.",
     ] {
-        record_event(
+        events::record(
             &server,
             "default-scheduler",
             &pod,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::handlers::{WriteOptions, create_object};
+use wasmkube_apiserver::registry::{WriteOptions, create_object};
 use wasmkube_controller::{Controller, Manager, ObjectKey, Outcome, Reconciler};
 
 /// Records every key it is asked about, under a label.

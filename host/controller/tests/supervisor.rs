@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::wasm;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::handlers::{WriteOptions, create_object};
+use wasmkube_apiserver::registry::{WriteOptions, create_object};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;

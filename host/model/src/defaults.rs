@@ -3,6 +3,8 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use crate::names::{BETA_DEFAULT_STORAGE_CLASS, DEFAULT_STORAGE_CLASS};
+
 /// Sets `obj[key]` to `value` when it is absent or null; creates `obj` as a map if needed.
 fn default(obj: &mut Value, key: &str, value: Value) {
     if !obj.is_object() {
@@ -22,19 +24,13 @@ fn each_in(obj: &mut Value, field: &str, f: impl Fn(&mut Value)) {
     }
 }
 
-/// The annotation that makes a StorageClass the cluster's default when set to `"true"`.
-pub const DEFAULT_STORAGE_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
-
 /// Whether a StorageClass is marked default (by the annotation or its beta predecessor), as
 /// Kubernetes' `IsDefaultAnnotation` decides.
 pub fn is_default_storage_class(class: &Value) -> bool {
     let annotations = &class["metadata"]["annotations"];
-    [
-        DEFAULT_STORAGE_CLASS,
-        "storageclass.beta.kubernetes.io/is-default-class",
-    ]
-    .iter()
-    .any(|a| annotations[a].as_str() == Some("true"))
+    [DEFAULT_STORAGE_CLASS, BETA_DEFAULT_STORAGE_CLASS]
+        .iter()
+        .any(|a| annotations[a].as_str() == Some("true"))
 }
 
 /// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).

@@ -6,6 +6,9 @@
 pub mod apply;
 pub mod convert;
 pub mod defaults;
+pub mod event;
+pub mod meta;
+pub mod names;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

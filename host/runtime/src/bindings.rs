@@ -38,3 +38,24 @@ pub use wasmkube::plugin::host_api::Host as HostImports;
 pub use wasmkube::plugin::types::{
     ApiError, EventType, Gvr, Host as TypesHost, LogLevel, ObjectKey, PatchType, Propagation,
 };
+
+// === The host's own types for the WIT enums it shares ===
+
+impl From<EventType> for wasmkube_model::event::EventType {
+    fn from(kind: EventType) -> Self {
+        match kind {
+            EventType::Normal => Self::Normal,
+            EventType::Warning => Self::Warning,
+        }
+    }
+}
+
+impl From<Propagation> for wasmkube_model::meta::Propagation {
+    fn from(propagation: Propagation) -> Self {
+        match propagation {
+            Propagation::Background => Self::Background,
+            Propagation::Foreground => Self::Foreground,
+            Propagation::Orphan => Self::Orphan,
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wasmkube_apiserver::handlers::{Update, update_with};
+use wasmkube_apiserver::registry::{Update, update_with};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
 use crate::cycle::{Stage, short};

@@ -10,12 +10,13 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::handlers::{Update, bind_pod, update_with};
+use wasmkube_apiserver::registry::{Update, bind_pod, events, update_with};
 use wasmkube_controller::Manager;
 use wasmkube_controller::informer::Change;
-use wasmkube_controller::plugin_host::record_event;
+use wasmkube_model::event::EventType;
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
-use wasmkube_runtime::{CallError, EventType};
+use wasmkube_runtime::CallError;
 
 use crate::cache::{Cache, NodeChange, PodKey, pod_key, reduce_pod};
 use crate::cycle::{self, Found, Stage, StageError};
@@ -128,10 +129,7 @@ impl Shared {
             self.cache().pod_placed(pod);
             return;
         }
-        if pod
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
-        {
+        if pod.is_deleting() {
             self.queue().remove(&key);
             return;
         }
@@ -453,7 +451,7 @@ async fn bind(shared: Arc<Shared>, queued: QueuedPod, node: String) {
 }
 
 async fn event(shared: &Shared, pod: &Value, kind: EventType, reason: &str, message: &str) {
-    if let Err(e) = record_event(
+    if let Err(e) = events::record(
         &shared.server,
         DEFAULT_SCHEDULER,
         pod,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::create;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::handlers::{DeleteOptions, delete_object};
+use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
 use wasmkube_controller::Manager;
 use wasmkube_policy_default::DefaultPolicy;
 use wasmkube_policy_preferlabel::PreferLabel;

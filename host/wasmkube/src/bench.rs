@@ -2,6 +2,7 @@
 
 mod api;
 mod client;
+mod cluster;
 mod controllers;
 mod hollow;
 mod node;

@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::config::{self, ClusterCidr};
-use wasmkube_apiserver::handlers::WriteOptions;
+use wasmkube_apiserver::registry::{WriteOptions, create_object};
 use wasmkube_apiserver::tls::Identity;
-use wasmkube_apiserver::{ClusterConfig, Server, app, controllers, serve_tls};
+use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
 use wasmkube_controller::module::PluginKind;
-use wasmkube_controller::{Manager, module, supervisor};
-use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
+use wasmkube_controller::{Manager, module, native, supervisor};
+use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
 use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
@@ -206,7 +206,7 @@ async fn ensure(
         .with_context(|| format!("{} is served", text("kind")))?;
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     if server.objects.get(info, ns, name).await?.is_none() {
-        wasmkube_apiserver::handlers::create_object(
+        create_object(
             server,
             info,
             ns,
@@ -277,7 +277,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
         .with_context(|| format!("binding port {}", args.port))?;
     let port = listener.local_addr()?.port();
     bootstrap(&server, port).await?;
-    controllers::spawn(server.clone());
+    native::spawn(server.clone());
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");

@@ -1,10 +1,11 @@
 //! The resource endpoints: one entry point that parses the path and dispatches on verb and subresource.
 
 mod delete;
-mod grace;
+pub mod metrics;
 mod read;
 mod scale;
 pub mod streams;
+mod watch;
 mod write;
 
 use std::sync::Arc;
@@ -16,16 +17,11 @@ use http::{HeaderMap, Method, Uri};
 
 use serde_json::Value;
 
-use crate::Server;
 use crate::discovery;
 use crate::error::ApiError;
 use crate::request::{self, Query, Target};
 use crate::response::Format;
-use crate::strategy;
-
-pub use delete::{DeleteOptions, Propagation, delete_object, remove_finalizer};
-pub use read::Filter;
-pub use write::{Update, WriteOptions, apply_patch, bind_pod, create_object, update_with};
+use crate::server::Server;
 
 /// Everything under `/api/` and `/apis/`.
 pub async fn handle(
@@ -63,12 +59,12 @@ impl Call<'_> {
 
     /// The field manager of this write.
     pub fn manager(&self) -> String {
-        strategy::field_manager(self.query.field_manager.as_deref(), self.headers)
+        request::field_manager(self.query.field_manager.as_deref(), self.headers)
     }
 
     /// The body as an object.
     pub fn object(&self) -> Result<Value, ApiError> {
-        strategy::parse_body(&self.body, self.content_type)
+        request::parse_body(&self.body, self.content_type)
     }
 }
 
@@ -103,10 +99,10 @@ async fn route(
         call.query.is_watch(),
     );
     match (method.clone(), named, sub) {
-        (Method::GET, false, None) if watch => crate::watch::serve(&call).await,
+        (Method::GET, false, None) if watch => watch::serve(&call).await,
         (Method::GET, false, None) => read::list(&call).await,
         (Method::GET, true, Some("scale")) => scale::get(&call).await,
-        (Method::GET, true, _) if watch => crate::watch::serve(&call).await,
+        (Method::GET, true, _) if watch => watch::serve(&call).await,
         (Method::GET, true, _) => read::get(&call).await,
         (Method::POST, false, None) => write::create(&call).await,
         (Method::POST, true, Some("binding")) => write::bind(&call).await,

@@ -3,6 +3,7 @@
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::Value;
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::selector::{FieldSelector, LabelSelector};
 
 use super::Call;
@@ -56,7 +57,7 @@ impl Filter {
     pub fn matches(&self, object: &Value) -> bool {
         self.labels
             .as_ref()
-            .is_none_or(|l| l.matches_value(object.pointer("/metadata/labels")))
+            .is_none_or(|l| l.matches_value(object.labels()))
             && self
                 .fields
                 .as_ref()

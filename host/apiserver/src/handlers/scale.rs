@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use wasmkube_model::resource::{ResourceInfo, ScalePaths};
 
 use super::Call;
-use super::write::{Update, WriteOptions, apply_patch, update_with};
 use crate::error::ApiError;
+use crate::registry::{Update, WriteOptions, apply_patch, update_with};
 use crate::response;
 
 /// `.spec.replicas` as a JSON pointer, `/spec/replicas`.

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{
+use wasmkube_apiserver::registry::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
-use wasmkube_apiserver::{Server, controllers, node_agent};
-use wasmkube_controller::Manager;
+use wasmkube_apiserver::{Server, node_agent};
 use wasmkube_controller::plugin::{self, RunningPlugin};
+use wasmkube_controller::{Manager, native};
+use wasmkube_model::names::LEASE_NAMESPACE;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_runtime::{Limits, Runtime};
 use wasmkube_store::embedded::EmbeddedStore;
@@ -39,8 +40,8 @@ pub fn wasm(name: &str) -> Vec<u8> {
 pub async fn server(dir: &tempfile::TempDir) -> Arc<Server> {
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
     let server = Server::new(store, None).await.expect("server starts");
-    controllers::spawn(server.clone());
-    for ns in ["default", node_agent::LEASE_NAMESPACE] {
+    native::spawn(server.clone());
+    for ns in ["default", LEASE_NAMESPACE] {
         create(
             &server,
             "v1",

@@ -4,14 +4,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{int_at, len_at, map_string, or_none, selector_string, since, str_at, template_cells};
+use crate::meta::ResourceExt;
 use crate::resource::ResourceInfo;
 
 /// Pod STATUS as kubectl shows it: the waiting/terminated reason of a container wins over the phase.
 fn pod_status(pod: &Value) -> String {
-    if pod
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-    {
+    if pod.is_deleting() {
         return "Terminating".into();
     }
     let mut reason = match str_at(pod, "/status/reason") {
@@ -372,7 +370,7 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>, age: Value) -
         ("", "Namespace") => vec![json!(str_at(o, "/status/phase")), age],
         ("", "Node") => {
             let roles: Vec<&str> = o
-                .pointer("/metadata/labels")
+                .labels()
                 .and_then(Value::as_object)
                 .into_iter()
                 .flatten()

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::meta::{is_dns1123_label, is_dns1123_subdomain};
 use super::{ErrorType, Errors};
+use crate::meta::ResourceExt;
 
 /// ConfigMaps and Secrets hold at most this many bytes of data.
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -160,10 +161,7 @@ pub fn validate_crd(obj: &Value, errs: &mut Errors) {
     {
         errs.required("spec.names.kind", "");
     }
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let name = obj.name();
     if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
         errs.invalid(
             "metadata.name",

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmkube_apiserver::handlers::{WriteOptions, create_object};
-use wasmkube_apiserver::{ClusterConfig, Server, controllers};
+use wasmkube_apiserver::registry::{WriteOptions, create_object};
+use wasmkube_apiserver::{ClusterConfig, Server};
+use wasmkube_controller::native;
 use wasmkube_store::embedded::EmbeddedStore;
 
 /// A server on a fresh embedded store in `dir`, with its native controllers and the `default`
@@ -25,7 +26,7 @@ pub async fn server(dir: &tempfile::TempDir) -> Arc<Server> {
     let server = Server::with_config(store, None, cluster)
         .await
         .expect("server");
-    controllers::spawn(server.clone());
+    native::spawn(server.clone());
     create(
         &server,
         "v1",

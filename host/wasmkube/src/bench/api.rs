@@ -11,7 +11,8 @@ use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout};
 use wasmkube_apiserver::tls::Identity;
-use wasmkube_apiserver::{Server, app, controllers, serve_tls};
+use wasmkube_apiserver::{Server, app, serve_tls};
+use wasmkube_controller::native;
 use wasmkube_store::Store;
 use wasmkube_store::bench::BenchRow;
 
@@ -51,7 +52,7 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let config = identity.server_config()?;
     let _tasks = AbortOnDrop(vec![
-        controllers::spawn(server.clone()),
+        native::spawn(server.clone()),
         tokio::spawn(async move {
             if let Err(e) = serve_tls(listener, config, app(server)).await {
                 tracing::error!(error = %e, "the bench apiserver stopped");

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wasmkube_apiserver::handlers::{Update, WriteOptions, create_object, update_with};
-use wasmkube_apiserver::{ClusterConfig, Server, controllers};
+use wasmkube_apiserver::Server;
 use wasmkube_controller::informer::Change;
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_runtime::Runtime;
-use wasmkube_store::embedded::EmbeddedStore;
 
+use super::cluster::{create, fresh_server, modify};
 use super::hollow;
 
 #[derive(clap::Args)]
@@ -59,80 +59,6 @@ fn rebuilt(bytes: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-pub(super) async fn create(
-    server: &Server,
-    api_version: &str,
-    kind: &str,
-    ns: Option<&str>,
-    obj: Value,
-) -> anyhow::Result<()> {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .cloned()
-        .with_context(|| format!("{kind} is served"))?;
-    create_object(
-        server,
-        &info,
-        ns,
-        obj,
-        WriteOptions::INTERNAL,
-        &mut Vec::new(),
-    )
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn modify(
-    server: &Server,
-    api_version: &str,
-    kind: &str,
-    ns: Option<&str>,
-    name: &str,
-    sub: Option<&str>,
-    f: impl Fn(&mut Value),
-) -> anyhow::Result<()> {
-    let info = server
-        .registry()
-        .by_kind(api_version, kind)
-        .cloned()
-        .with_context(|| format!("{kind} is served"))?;
-    let update = Update {
-        subresource: sub,
-        ..Update::internal(&info, ns, name)
-    };
-    update_with(
-        server,
-        &update,
-        |cur| {
-            let mut new = cur.clone();
-            f(&mut new);
-            Ok(new)
-        },
-        &mut Vec::new(),
-    )
-    .await?;
-    Ok(())
-}
-
-/// An apiserver with its native controllers on a fresh embedded store in a temporary
-/// directory, with the `default` namespace, and a pod network with room for every hollow node.
-pub(super) async fn fresh_server() -> anyhow::Result<(tempfile::TempDir, Arc<Server>)> {
-    let dir = tempfile::Builder::new()
-        .prefix("wasmkube-bench-")
-        .tempdir()?;
-    let store = EmbeddedStore::open(&dir.path().join("store.redb"))?;
-    let cluster = ClusterConfig {
-        cluster_cidr: "10.0.0.0/8".parse()?,
-        ..ClusterConfig::default()
-    };
-    let server = Server::with_config(store, None, cluster).await?;
-    controllers::spawn(server.clone());
-    let namespace = json!({"metadata": {"name": "default"}});
-    create(&server, "v1", "Namespace", None, namespace).await?;
-    Ok((dir, server))
-}
-
 /// The scheduler's place: every pod without a node is bound to the next hollow node in turn
 /// (the hollow nodes run it).
 fn bind_pods(
@@ -151,13 +77,8 @@ fn bind_pods(
         .add_handler(Arc::new(move |change: &Change| {
             let pod = &change.object;
             let unbound = pod["spec"]["nodeName"].is_null();
-            if !change.deleted && unbound && pod.pointer("/metadata/deletionTimestamp").is_none() {
-                let _ = tx.send(
-                    pod.pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                );
+            if !change.deleted && unbound && !pod.is_deleting() {
+                let _ = tx.send(pod.name().to_string());
             }
         }));
     let next = Arc::new(AtomicUsize::new(0));
@@ -243,7 +164,7 @@ async fn census(server: &Server) -> anyhow::Result<(usize, Vec<(String, u64)>)> 
     let live = server
         .objects
         .list(&pods, Some("default"), None, None, None, |p| {
-            p.pointer("/metadata/deletionTimestamp").is_none()
+            !p.is_deleting()
         })
         .await?
         .items

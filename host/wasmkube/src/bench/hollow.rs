@@ -11,8 +11,10 @@ use tokio::sync::mpsc;
 use wasmkube_apiserver::{Server, node_agent};
 use wasmkube_controller::Manager;
 use wasmkube_controller::informer::Change;
+use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::names::LEASE_NAMESPACE;
 
-use super::controllers::{create, modify};
+use super::cluster::{create, modify};
 
 /// Running hollow nodes; dropping them stops their heartbeats and pod updates.
 pub struct Hollow {
@@ -41,7 +43,7 @@ pub async fn start(
     zones: usize,
     label: impl Fn(usize) -> Option<(String, String)>,
 ) -> anyhow::Result<Hollow> {
-    let namespace = json!({"metadata": {"name": node_agent::LEASE_NAMESPACE}});
+    let namespace = json!({"metadata": {"name": LEASE_NAMESPACE}});
     create(server, "v1", "Namespace", None, namespace).await?;
     let creators = Arc::new(tokio::sync::Semaphore::new(16));
     let mut created = Vec::new();
@@ -124,7 +126,7 @@ fn run_pods(server: Arc<Server>, manager: &Manager) -> anyhow::Result<tokio::tas
             let on_hollow = pod["spec"]["nodeName"]
                 .as_str()
                 .is_some_and(|n| n.starts_with("hollow-"));
-            let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+            let deleting = pod.is_deleting();
             if on_hollow && !change.deleted && (deleting || pod["status"]["phase"] == "Pending") {
                 let _ = tx.send(pod.clone());
             }
@@ -138,7 +140,7 @@ fn run_pods(server: Arc<Server>, manager: &Manager) -> anyhow::Result<tokio::tas
             let server = server.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                if pod.is_deleting() {
                     let _ = node_agent::finish_deletion(&server, &pod).await;
                     return;
                 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_node::api::{Api, Connection};
 
 const NODE: &str = "bench";
@@ -146,11 +147,7 @@ async fn start_pods(api: &Api, names: &[String], burst: bool) -> anyhow::Result<
             .await
             .context("pods did not all start within 300 s")?
             .context("the watch ended")??;
-        let name = event
-            .object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = event.object.name();
         let running = event
             .object
             .pointer("/status/phase")

@@ -16,7 +16,7 @@ use wasmkube_runtime::Runtime;
 use wasmkube_scheduler::policy::NativePolicy;
 use wasmkube_scheduler::source::{self, Native, Source};
 
-use super::controllers::{create, fresh_server};
+use super::cluster::{create, fresh_server};
 use super::hollow;
 
 #[derive(clap::Args)]
@@ -243,12 +243,12 @@ async fn run_once(args: &SchedulerArgs, wasm: bool) -> anyhow::Result<Figures> {
                 .get("wasmkube.dev", "v1alpha1", "schedulerprofiles")
                 .cloned()
                 .context("profiles are served")?;
-            wasmkube_apiserver::handlers::delete_object(
+            wasmkube_apiserver::registry::delete_object(
                 &server,
                 &info,
                 None,
                 "default-scheduler",
-                &wasmkube_apiserver::handlers::DeleteOptions::background(),
+                &wasmkube_apiserver::registry::DeleteOptions::background(),
             )
             .await?;
             swaps.wait_for(|n| *n > before).await?;

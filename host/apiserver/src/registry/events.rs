@@ -1,27 +1,12 @@
 //! Events the host records about objects, correlated as Kubernetes' event recorder does.
 
 use serde_json::{Value, json};
+use wasmkube_model::event::EventType;
+use wasmkube_model::meta::now;
 
-use crate::Server;
+use super::write::{Update, WriteOptions, create_object, update_with};
 use crate::error::ApiError;
-use crate::handlers::{Update, WriteOptions, create_object, update_with};
-use crate::strategy;
-
-/// `Normal` or `Warning`, as `kubectl describe` shows them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
+use crate::server::Server;
 
 /// FNV-1a: a hash that stays the same across builds and restarts, for Event names.
 fn fnv1a(text: &str) -> u64 {
@@ -58,7 +43,7 @@ pub async fn record(
         meta["name"].as_str().unwrap_or_default(),
         fnv1a(&report)
     );
-    let now = strategy::now();
+    let now = now();
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",

@@ -14,30 +14,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::objects::decode;
+use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::names::CRD_CLEANUP;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_store::{EventKind, Range, WatchItem};
 
 use self::graph::{Graph, ObjectRef};
 use self::nodes::Nodes;
-use crate::Server;
-use crate::error::ApiError;
-use crate::objects::decode;
-
-pub use self::crd::CRD_CLEANUP;
-pub use self::nodes::taints::{NOT_READY, UNREACHABLE};
 
 const ROOT: &str = "/registry/";
-
-fn deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-}
-
-fn has_finalizer(obj: &Value, f: &str) -> bool {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|l| l.iter().any(|x| x == f))
-}
 
 /// The resource an object key belongs to (any served version of its group and plural).
 fn info_of(server: &Server, key: &str) -> Option<Arc<ResourceInfo>> {
@@ -189,7 +177,7 @@ async fn settle(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
         match (info.group.as_str(), info.kind.as_str()) {
             ("", "Namespace") => namespace::settle(server, &info, &r.name, obj).await?,
             ("apiextensions.k8s.io", "CustomResourceDefinition")
-                if deleting(obj) && has_finalizer(obj, CRD_CLEANUP) =>
+                if obj.is_deleting() && obj.has_finalizer(CRD_CLEANUP) =>
             {
                 crd::finish(server, &info, obj, &r.name).await?
             }

@@ -1,16 +1,15 @@
 //! CRD cleanup: a deleted CustomResourceDefinition waits until its custom resources are gone.
 
 use serde_json::Value;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::registry::{DeleteOptions, delete_object, remove_finalizer};
+use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::names::CRD_CLEANUP;
 use wasmkube_model::resource::ResourceInfo;
 
+use super::ROOT;
 use super::graph::ObjectRef;
-use super::{ROOT, deleting};
-use crate::Server;
-use crate::error::ApiError;
-use crate::handlers::{DeleteOptions, delete_object, remove_finalizer};
-
-/// The finalizer that holds a CRD until its custom resources are gone.
-pub const CRD_CLEANUP: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// The CRD that serves the custom resource stored at `key` (`/registry/{group}/{plural}/…`).
 pub fn crd_of(key: &str) -> Option<ObjectRef> {
@@ -50,12 +49,8 @@ pub async fn finish(
             .list(resource, None, None, None, None, |_| true)
             .await?;
         if !page.items.is_empty() {
-            for obj in page.items.iter().filter(|o| !deleting(o)) {
-                let obj_name = obj
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+            for obj in page.items.iter().filter(|o| !o.is_deleting()) {
+                let (ns, obj_name) = (obj.namespace(), obj.name());
                 match delete_object(server, resource, ns, obj_name, &DeleteOptions::background())
                     .await
                 {

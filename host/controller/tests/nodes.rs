@@ -1,5 +1,7 @@
 //! The node controllers through the API: pod CIDRs, node health with paused time (a silent node becomes Unknown and tainted at 40 s, and recovers), NoExecute taint eviction, default tolerations.
 
+// The apiserver's harness: a server driven through `app()` with `oneshot`.
+#[path = "../../apiserver/tests/common/mod.rs"]
 mod common;
 
 use std::str::FromStr;
@@ -10,7 +12,9 @@ use common::{Api, FrozenTime, pause_for_real, until};
 use http::StatusCode;
 use serde_json::{Value, json};
 use wasmkube_apiserver::config::ClusterCidr;
-use wasmkube_apiserver::{ClusterConfig, controllers, node_agent};
+use wasmkube_apiserver::{ClusterConfig, node_agent};
+use wasmkube_controller::native;
+use wasmkube_model::names::LEASE_NAMESPACE;
 
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -18,8 +22,8 @@ const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// A server with its controllers and the `kube-node-lease` namespace.
 async fn cluster(config: ClusterConfig) -> Api {
     let api = Api::with_config(config).await;
-    controllers::spawn(api.server.clone());
-    let ns = json!({"metadata": {"name": node_agent::LEASE_NAMESPACE}});
+    native::spawn(api.server.clone());
+    let ns = json!({"metadata": {"name": LEASE_NAMESPACE}});
     let (code, _) = api.call("POST", "/api/v1/namespaces", Some(ns)).await;
     assert_eq!(code, StatusCode::CREATED);
     api
@@ -233,7 +237,7 @@ async fn a_node_that_never_reported_is_unknown_after_the_grace_period() {
 async fn after_a_restart_a_node_that_reported_gets_a_whole_grace_period() {
     let _time = FrozenTime::new();
     let api = Api::new().await;
-    let controllers = controllers::spawn(api.server.clone());
+    let controllers = native::spawn(api.server.clone());
     // Its heartbeat was written 35 s ago (wall clock): the controllers count from when they see
     // it, not from when it was written.
     register_node(&api, "n1", json!([ready_ago("True", 35)])).await;
@@ -242,7 +246,7 @@ async fn after_a_restart_a_node_that_reported_gets_a_whole_grace_period() {
     assert!(taints(&node(&api, "n1").await).is_empty());
     controllers.abort();
     let _ = controllers.await;
-    controllers::spawn(api.server.clone());
+    native::spawn(api.server.clone());
     // The new controllers are at work, past their first list.
     caught_up(&api).await;
 
@@ -420,7 +424,7 @@ async fn pod_cidrs_are_handed_out_in_order_reused_and_kept_across_restarts() {
         ..ClusterConfig::default()
     };
     let api = Api::with_config(config).await;
-    let controllers = controllers::spawn(api.server.clone());
+    let controllers = native::spawn(api.server.clone());
     create_node(&api, "a", json!([])).await;
     until("a gets the first /24", async || {
         cidrs(&api, &["a"]).await == ["10.8.0.0/24"]
@@ -460,7 +464,7 @@ async fn pod_cidrs_are_handed_out_in_order_reused_and_kept_across_restarts() {
     // and hand out none twice.
     controllers.abort();
     let _ = controllers.await;
-    controllers::spawn(api.server.clone());
+    native::spawn(api.server.clone());
     create_node(&api, "d", json!([])).await;
     settle().await;
     assert_eq!(cidrs(&api, &["c", "d"]).await, ["10.8.0.0/24", ""]);

@@ -1,5 +1,7 @@
-//! Garbage collection and namespace lifecycle through the API: Background, Foreground and Orphan.
+//! Garbage collection and namespace lifecycle through the API: Background, Foreground and Orphan; a namespace waits for its pods' nodes.
 
+// The apiserver's harness: a server driven through `app()` with `oneshot`.
+#[path = "../../apiserver/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
@@ -7,7 +9,8 @@ use std::time::Duration;
 use common::Api;
 use http::StatusCode;
 use serde_json::{Value, json};
-use wasmkube_apiserver::controllers;
+use wasmkube_apiserver::node_agent;
+use wasmkube_controller::native;
 
 async fn call(api: &Api, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
     api.call(method, path, (!body.is_null()).then_some(body))
@@ -17,7 +20,7 @@ async fn call(api: &Api, method: &str, path: &str, body: Value) -> (StatusCode, 
 /// A server with the host controllers running and namespaces `default` and `team`.
 async fn setup() -> Api {
     let api = Api::new().await;
-    controllers::spawn(api.server.clone());
+    native::spawn(api.server.clone());
     call(
         &api,
         "POST",
@@ -178,4 +181,41 @@ async fn deleting_a_namespace_empties_it_first() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("namespace team was never removed");
+}
+
+#[tokio::test]
+async fn a_namespace_waits_for_its_pods_nodes() {
+    let api = Api::new().await;
+    native::spawn(api.server.clone());
+    let (code, _) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces",
+            Some(json!({"metadata": {"name": "team"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let pod = json!({"metadata": {"name": "web"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, pod) = call(&api, "POST", "/api/v1/namespaces/team/pods", pod).await;
+    assert_eq!(code, StatusCode::CREATED, "{pod}");
+    api.call("DELETE", "/api/v1/namespaces/team", None).await;
+    let path = "/api/v1/namespaces/team/pods/web";
+    let mut terminating = Value::Null;
+    common::until("the pod marked for deletion", async || {
+        terminating = api.call("GET", path, None).await.1;
+        terminating["metadata"]["deletionGracePeriodSeconds"] == 30
+    })
+    .await;
+    let (_, ns) = api.call("GET", "/api/v1/namespaces/team", None).await;
+    assert_eq!(ns["status"]["phase"], "Terminating");
+
+    // Its node stops it: the pod goes, then the namespace.
+    node_agent::finish_deletion(&api.server, &terminating)
+        .await
+        .expect("deleted");
+    common::until("the namespace removed", async || {
+        api.call("GET", "/api/v1/namespaces/team", None).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
 }

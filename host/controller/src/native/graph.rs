@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
+use wasmkube_model::meta::ResourceExt;
 
 /// An object the controllers know: its store key, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,16 +25,12 @@ impl ObjectRef {
 }
 
 pub fn uid(obj: &Value) -> Option<String> {
-    obj.pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .map(String::from)
+    obj.uid().map(String::from)
 }
 
 pub fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    obj.owner_references()
+        .iter()
         .filter_map(|r| r["uid"].as_str().map(String::from))
         .collect()
 }

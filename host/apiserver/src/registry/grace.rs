@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
 
 /// The grace period of a pod that sets none.
@@ -20,8 +21,7 @@ pub enum Plan {
 /// Whether `obj` is marked for deletion with no grace period to wait for: only finalizers may
 /// hold it.
 pub fn marked_without_grace(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
+    obj.is_deleting()
         && obj["metadata"]["deletionGracePeriodSeconds"]
             .as_i64()
             .is_none_or(|g| g == 0)

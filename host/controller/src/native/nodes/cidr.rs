@@ -3,13 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::config::ClusterCidr;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::registry::events;
+use wasmkube_apiserver::registry::{Update, update_with};
+use wasmkube_model::event::EventType;
+use wasmkube_model::meta::ResourceExt;
 
-use super::{name_of, report, served};
-use crate::Server;
-use crate::config::ClusterCidr;
-use crate::error::ApiError;
-use crate::events::{self, EventType};
-use crate::handlers::{Update, update_with};
+use super::{report, served};
 
 pub struct Cidrs {
     net: ClusterCidr,
@@ -57,7 +59,7 @@ impl Cidrs {
     }
 
     pub fn node(&mut self, node: &Value, deleted: bool) {
-        let name = name_of(node);
+        let name = node.name();
         if deleted {
             self.release(name);
             self.wanting.remove(name);

@@ -1,45 +1,13 @@
-//! What happens to an object between the request body and the store: decoding, defaulting, metadata, validation.
+//! What happens to an object between the decoded body and the store: type checks, pruning, defaulting, metadata, validation.
 
-use chrono::{SecondsFormat, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
+use wasmkube_model::meta::{ResourceExt, now};
+use wasmkube_model::names::CRD_CLEANUP;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::{apply, defaults, patch, schema, typed, validation};
 
 use crate::error::ApiError;
-
-/// The largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-
-/// Now, as Kubernetes writes times.
-pub fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// Parses a JSON or YAML body into an object.
-pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::BodyTooLarge(MAX_BODY_BYTES));
-    }
-    let value: Value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        // kubectl's typed commands (`create namespace`, `create deployment`, …) send protobuf.
-        wasmkube_model::protobuf::decode(body)
-            .map(|(_, _, object)| object)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?
-    } else if content_type.contains("yaml") {
-        serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON: {e}")))?
-    };
-    if !value.is_object() {
-        return Err(ApiError::BadRequest(
-            "the request body must be a JSON object".into(),
-        ));
-    }
-    Ok(value)
-}
 
 /// Checks `apiVersion`/`kind` against the endpoint, fills them in when missing.
 fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
@@ -136,11 +104,7 @@ fn check_valid(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<
     if errors.is_empty() {
         Ok(())
     } else {
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        Err(ApiError::invalid(info, name, errors))
+        Err(ApiError::invalid(info, obj.name(), errors))
     }
 }
 
@@ -237,26 +201,13 @@ fn record_manager(
     }
 }
 
-/// The field manager of a write: the `fieldManager` parameter, else the client's User-Agent
-/// up to the first `/` (as Kubernetes does).
-pub fn field_manager(query: Option<&str>, headers: &http::HeaderMap) -> String {
-    if let Some(m) = query.filter(|m| !m.is_empty()) {
-        return m.to_string();
-    }
-    let agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("unknown");
-    agent.split('/').next().unwrap_or("unknown").to_string()
-}
-
 /// Status the server itself sets on creation.
 fn initial_status(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)}),
         ("batch", "Job") if obj["spec"]["manualSelector"] != true => generate_job_selector(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            obj["metadata"]["finalizers"] = json!([crate::controllers::CRD_CLEANUP]);
+            obj["metadata"]["finalizers"] = json!([CRD_CLEANUP]);
             let names = obj["spec"]["names"].clone();
             let now = now();
             obj["status"] = json!({

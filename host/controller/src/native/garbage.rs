@@ -1,15 +1,17 @@
 //! The garbage collector: dependents follow their owners per the propagation policy (Background, Foreground, Orphan).
 
 use serde_json::Value;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::registry::{
+    DeleteOptions, Update, delete_object, remove_finalizer, update_with,
+};
+use wasmkube_model::meta::{Propagation, ResourceExt};
+use wasmkube_model::names::{FOREGROUND_DELETION, ORPHAN};
 use wasmkube_model::resource::ResourceInfo;
 
 use super::graph::{self, Graph, ObjectRef};
-use super::{deleting, has_finalizer, info_of};
-use crate::Server;
-use crate::error::ApiError;
-use crate::handlers::{
-    DeleteOptions, Propagation, Update, delete_object, remove_finalizer, update_with,
-};
+use super::info_of;
 
 /// - Orphan: the owner's references are removed from its dependents, then its `orphan` finalizer.
 /// - Foreground: dependents are deleted (in foreground too); with none left, the owner's
@@ -26,15 +28,15 @@ pub async fn settle(
     let ns = r.namespace.as_deref();
     let my_uid = graph::uid(obj).unwrap_or_default();
     let dependents = graph.dependents_of(&my_uid);
-    if deleting(obj) && has_finalizer(obj, "orphan") {
+    if obj.is_deleting() && obj.has_finalizer(ORPHAN) {
         for dependent in &dependents {
             drop_owner(server, dependent, &my_uid).await?;
         }
-        return remove_finalizer(server, info, ns, &r.name, "orphan").await;
+        return remove_finalizer(server, info, ns, &r.name, ORPHAN).await;
     }
-    if deleting(obj) && has_finalizer(obj, "foregroundDeletion") {
+    if obj.is_deleting() && obj.has_finalizer(FOREGROUND_DELETION) {
         if dependents.is_empty() {
-            return remove_finalizer(server, info, ns, &r.name, "foregroundDeletion").await;
+            return remove_finalizer(server, info, ns, &r.name, FOREGROUND_DELETION).await;
         }
         let opts = DeleteOptions {
             propagation: Propagation::Foreground,
@@ -46,7 +48,7 @@ pub async fn settle(
         return Ok(());
     }
     let owners = graph::owner_uids(obj);
-    if owners.is_empty() || deleting(obj) {
+    if owners.is_empty() || obj.is_deleting() {
         return Ok(());
     }
     let gone: Vec<&String> = owners

@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wasmkube_model::resource::ResourceInfo;
-
-use super::deleting;
-use crate::Server;
-use crate::error::ApiError;
-use crate::handlers::{
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::registry::{
     DeleteOptions, Update, WriteOptions, create_object, delete_object, update_with,
 };
+use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::resource::ResourceInfo;
 
 pub async fn settle(
     server: &Server,
@@ -18,7 +17,7 @@ pub async fn settle(
     name: &str,
     ns: &Value,
 ) -> Result<(), ApiError> {
-    if deleting(ns) {
+    if ns.is_deleting() {
         finish(server, info, name).await
     } else {
         ensure_default_service_account(server, name).await
@@ -74,11 +73,8 @@ async fn finish(server: &Server, info: &ResourceInfo, name: &str) -> Result<(), 
             .await?;
         for obj in page.items {
             remaining += 1;
-            let obj_name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !deleting(&obj) {
+            let obj_name = obj.name();
+            if !obj.is_deleting() {
                 match delete_object(
                     server,
                     resource,

@@ -2,14 +2,11 @@
 
 use serde_json::{Value, json};
 use wasmkube_model::defaults::is_default_storage_class;
+use wasmkube_model::names::{BETA_CLAIM_CLASS, NOT_READY, UNREACHABLE};
 use wasmkube_model::resource::ResourceInfo;
 
-use crate::Server;
-use crate::controllers::{NOT_READY, UNREACHABLE};
 use crate::error::ApiError;
-
-/// The annotation that named a claim's class before `spec.storageClassName`.
-const BETA_CLAIM_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+use crate::server::Server;
 
 /// Mutates `obj` before it is stored, as the admission plugins of kube-apiserver do.
 pub async fn admit_create(
@@ -99,7 +96,7 @@ fn default_toleration_seconds(pod: &mut Value, seconds: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmkube_model::defaults::DEFAULT_STORAGE_CLASS;
+    use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
 
     fn keys(pod: &Value) -> Vec<(String, Option<i64>)> {
         pod["spec"]["tolerations"]

@@ -6,13 +6,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::registry::{Update, update_with};
+use wasmkube_model::meta::{ResourceExt, now};
 
 use super::taints::{self, condition};
-use super::{name_of, report, served};
-use crate::Server;
-use crate::error::ApiError;
-use crate::handlers::{Update, update_with};
-use crate::strategy;
+use super::{report, served};
 
 /// The conditions a silent node no longer vouches for.
 const REPORTED: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
@@ -86,7 +86,7 @@ impl Health {
     }
 
     pub fn lease(&mut self, lease: &Value, deleted: bool) {
-        let name = name_of(lease);
+        let name = lease.name();
         if deleted {
             self.leases.remove(name);
             return;
@@ -101,7 +101,7 @@ impl Health {
     }
 
     pub fn node(&mut self, node: &Value, deleted: bool) {
-        let name = name_of(node).to_string();
+        let name = node.name().to_string();
         if deleted {
             if let Some(old) = self.nodes.remove(&name) {
                 self.deadlines.remove(&(old.deadline, name.clone()));
@@ -153,7 +153,7 @@ async fn mark_unknown(
         subresource: Some("status"),
         ..Update::internal(&info, None, name)
     };
-    let now = strategy::now();
+    let now = now();
     let silence = |cur: &Value| {
         if ready_heartbeat(cur) > last {
             return Ok(cur.clone());
@@ -189,7 +189,7 @@ async fn mark_unknown(
 /// Makes a node's not-ready and unreachable taints follow its Ready condition.
 async fn taint(server: &Server, name: &str) -> Result<(), ApiError> {
     let info = served(server, "Node")?;
-    let now = strategy::now();
+    let now = now();
     let follow = |cur: &Value| {
         let mut node = cur.clone();
         if !taints::follow_ready_already(cur) {

@@ -9,22 +9,16 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::time::Instant;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::config::ClusterConfig;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::names::LEASE_NAMESPACE;
 use wasmkube_model::resource::ResourceInfo;
-
-use crate::Server;
-use crate::config::ClusterConfig;
-use crate::error::ApiError;
-use crate::node_agent::LEASE_NAMESPACE;
 
 const NODES: &str = "/registry/core/nodes/";
 const PODS: &str = "/registry/core/pods/";
 const LEASES: &str = "/registry/coordination.k8s.io/leases/";
-
-fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
 
 /// The core resource of `kind`.
 fn served(server: &Server, kind: &str) -> Result<Arc<ResourceInfo>, ApiError> {
@@ -71,9 +65,7 @@ impl Nodes {
             self.eviction.node(obj, deleted);
         } else if key.starts_with(PODS) {
             self.eviction.pod(obj, deleted);
-        } else if key.starts_with(LEASES)
-            && obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some(LEASE_NAMESPACE)
-        {
+        } else if key.starts_with(LEASES) && obj.namespace() == Some(LEASE_NAMESPACE) {
             self.health.lease(obj, deleted);
         }
     }

@@ -4,13 +4,15 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 use tokio::time::Instant;
+use wasmkube_apiserver::Server;
+use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::registry::events;
+use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
+use wasmkube_model::event::EventType;
+use wasmkube_model::meta::ResourceExt;
 
 use super::taints::{self, Stay};
-use super::{name_of, report, served};
-use crate::Server;
-use crate::error::ApiError;
-use crate::events::{self, EventType};
-use crate::handlers::{DeleteOptions, delete_object};
+use super::{report, served};
 
 /// A pod by namespace and name.
 type PodKey = (String, String);
@@ -45,7 +47,7 @@ pub struct Eviction {
 
 impl Eviction {
     pub fn node(&mut self, node: &Value, deleted: bool) {
-        let name = name_of(node);
+        let name = node.name();
         let taints = if deleted {
             Vec::new()
         } else {
@@ -67,7 +69,7 @@ impl Eviction {
         let meta = &pod["metadata"];
         let key = (
             meta["namespace"].as_str().unwrap_or_default().to_string(),
-            name_of(pod).to_string(),
+            pod.name().to_string(),
         );
         let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
         let terminating = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());

@@ -4,53 +4,17 @@ use std::net::Ipv4Addr;
 
 use rand::Rng;
 use serde_json::{Value, json};
+use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::validation::{ErrorType, FieldError};
 
+use crate::config::ServiceRange;
 use crate::error::ApiError;
 use crate::objects::Objects;
 
 const IP_PREFIX: &str = "/registry/ranges/serviceips/";
 const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
-
-/// The service IP range (a CIDR); `.1` is the `kubernetes` Service's.
-#[derive(Clone, Copy, Debug)]
-pub struct ServiceRange {
-    base: u32,
-    size: u32,
-}
-
-impl ServiceRange {
-    pub fn parse(cidr: &str) -> Option<ServiceRange> {
-        let (base, bits) = crate::config::ipv4_cidr(cidr, 8..=30)?;
-        Some(ServiceRange {
-            base,
-            size: 1u32 << (32 - bits),
-        })
-    }
-
-    fn contains(&self, ip: Ipv4Addr) -> bool {
-        let ip = u32::from(ip);
-        ip > self.base && ip < self.base + self.size - 1
-    }
-
-    fn random(&self) -> Ipv4Addr {
-        // Skip the network address, .1 (reserved for the apiserver's Service) and broadcast.
-        Ipv4Addr::from(self.base + rand::rng().random_range(2..self.size - 1))
-    }
-
-    /// The first usable address, the `kubernetes` Service's.
-    pub fn first(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 1)
-    }
-}
-
-impl Default for ServiceRange {
-    fn default() -> Self {
-        ServiceRange::parse("10.96.0.0/12").expect("a valid CIDR")
-    }
-}
 
 fn is_service(info: &ResourceInfo) -> bool {
     info.group.is_empty() && info.kind == "Service"
@@ -125,11 +89,7 @@ pub async fn allocate(
     if !is_service(info) || !obj.get("spec").is_some_and(Value::is_object) {
         return Ok(());
     }
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = obj.name().to_string();
     let held = old.map(|o| claims(info, o)).unwrap_or_default();
     if wants_ip(obj) {
         let requested = obj

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_store::{EventKind, WatchItem};
 
+use super::Call;
+use super::read::Filter;
 use crate::error::ApiError;
-use crate::handlers::Call;
-use crate::handlers::Filter;
 use crate::objects::{decode_as, set_resource_version};
 use crate::response::{self, Format};
 

@@ -3,11 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-/// The taint of a node that reports `Ready=False`.
-pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// The taint of a node that stopped reporting (`Ready=Unknown`).
-pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+use wasmkube_model::names::{NOT_READY, UNREACHABLE};
 
 fn text<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or_default()
