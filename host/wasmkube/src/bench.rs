@@ -5,6 +5,7 @@ mod client;
 mod cluster;
 mod controllers;
 mod hollow;
+mod memory;
 mod node;
 mod report;
 mod scheduler;
@@ -36,6 +37,8 @@ enum BenchTarget {
     Scheduler(scheduler::SchedulerArgs),
     /// A real node agent (containerd, CNI): pod start latency, idle RSS and CPU, adoption.
     Node(node::NodeArgs),
+    /// The resident memory of a real `wasmkube up`, idle and with 100 running pods.
+    Memory(memory::MemoryArgs),
 }
 
 #[derive(clap::Args)]
@@ -117,6 +120,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Controllers(args) => controllers::run(args).await,
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,
+        BenchTarget::Memory(args) => memory::run(args).await,
     }
 }
 

@@ -34,7 +34,7 @@ pub struct NodeArgs {
 }
 
 /// A child process killed when dropped.
-struct Process(Child);
+pub(super) struct Process(pub(super) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -43,7 +43,7 @@ impl Drop for Process {
     }
 }
 
-fn wasmkube() -> anyhow::Result<Command> {
+pub(super) fn wasmkube() -> anyhow::Result<Command> {
     Ok(Command::new(std::env::current_exe()?))
 }
 
@@ -98,11 +98,16 @@ fn start_agent(dir: &Path) -> anyhow::Result<(Process, Duration, u64)> {
     bail!("the node agent ended before adopting its pods")
 }
 
-fn pod(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+/// A busybox pod that sleeps an hour, on `node` (or wherever the scheduler puts it).
+fn pod(name: &str, node: Option<&str>) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1,
             "containers": [{"name": "sleep", "image": "busybox", "imagePullPolicy": "IfNotPresent",
-                "command": ["sleep", "3600"]}]}})
+                "command": ["sleep", "3600"]}]}});
+    if let Some(node) = node {
+        pod["spec"]["nodeName"] = json!(node);
+    }
+    pod
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -113,9 +118,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
 }
 
-/// Creates `names` (all at once when `burst`, else each after the previous runs) and returns
-/// each pod's time from its create request to the status that says Running.
-async fn start_pods(api: &Api, names: &[String], burst: bool) -> anyhow::Result<Vec<Duration>> {
+/// Creates `names` on `node` (unscheduled when `None`), all at once when `burst`, else each after
+/// the previous runs, and returns each pod's time from its create request to the status that
+/// says Running.
+pub(super) async fn start_pods(
+    api: &Api,
+    node: Option<&str>,
+    names: &[String],
+    burst: bool,
+) -> anyhow::Result<Vec<Duration>> {
     let path = format!("/api/v1/namespaces/{NAMESPACE}/pods");
     let (_, version) = api.list(&path).await?;
     let mut watch = api.watch(&path, &version).await?;
@@ -125,7 +136,7 @@ async fn start_pods(api: &Api, names: &[String], burst: bool) -> anyhow::Result<
     let create = |name: &String| {
         let api = api.clone();
         let path = path.clone();
-        let body = pod(name);
+        let body = pod(name, node);
         async move { api.create(&path, &body).await }
     };
     if burst {
@@ -165,7 +176,8 @@ async fn start_pods(api: &Api, names: &[String], burst: bool) -> anyhow::Result<
     Ok(latencies)
 }
 
-async fn delete_pods(api: &Api, names: &[String]) -> anyhow::Result<()> {
+/// Deletes `names` and waits until the apiserver has none left (the agent has stopped them).
+pub(super) async fn delete_pods(api: &Api, names: &[String]) -> anyhow::Result<()> {
     for name in names {
         api.delete(&format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}"), 1)
             .await?;
@@ -185,14 +197,19 @@ async fn delete_pods(api: &Api, names: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A field in KiB of /proc/PID/status (`VmRSS`, `RssAnon`…).
+pub(super) fn status_kb(status: &str, field: &str) -> anyhow::Result<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} in /proc/PID/status"))
+}
+
 /// The process's resident set (KiB) and CPU time (clock ticks) from /proc.
 fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")?;
+    let rss = status_kb(&status, "VmRSS")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -241,7 +258,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let (agent, _, _) = start_agent(dir.path())?;
 
     let burst: Vec<String> = (0..args.pods).map(|i| format!("burst-{i:03}")).collect();
-    let at_once = start_pods(&api, &burst, true).await?;
+    let at_once = start_pods(&api, Some(NODE), &burst, true).await?;
 
     let (rss_before, ticks_before) = usage(agent.0.id())?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
@@ -255,7 +272,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
 
     delete_pods(&api, &burst).await?;
     let serial: Vec<String> = (0..args.pods).map(|i| format!("serial-{i:03}")).collect();
-    let one_by_one = start_pods(&api, &serial, false).await?;
+    let one_by_one = start_pods(&api, Some(NODE), &serial, false).await?;
     delete_pods(&api, &serial).await?;
     drop(agent);
 
