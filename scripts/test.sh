@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo build -p wasmkube
+# Every test's cluster shares this compilation cache: filled once here, not by the first tests.
+target/debug/wasmkube plugin precompile --plugin-cache target/plugin-cache
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -104,7 +104,10 @@ impl Cluster {
 
     fn boot_new(command: &'static str, extra: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let mut extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // One compilation cache for every test's cluster (scripts/test.sh fills it first).
+        let cache = target_dir().join("plugin-cache");
+        let mut extra_args = vec!["--plugin-cache".to_string(), cache.display().to_string()];
+        extra_args.extend(extra.iter().map(|s| s.to_string()));
         if command == "up" {
             for (flag, sub) in [("--node-dir", "node"), ("--log-dir", "logs")] {
                 extra_args.extend([flag.to_string(), dir.path().join(sub).display().to_string()]);

@@ -31,6 +31,12 @@ pub enum PluginCommand {
     },
     /// The plugins built into this binary, which `wasmkube server` and `up` install.
     Builtins,
+    /// Compiles the built-in plugins into a plugin cache, so that a first start does not wait
+    /// for the compiler (`wasmkube server --plugin-cache DIR`).
+    Precompile {
+        #[arg(long, value_name = "DIR")]
+        plugin_cache: PathBuf,
+    },
 }
 
 /// `--kind`.
@@ -227,6 +233,17 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     s["traps"].as_u64().unwrap_or(0),
                     s["message"].as_str().unwrap_or("")
                 );
+            }
+            Ok(())
+        }
+        PluginCommand::Precompile { plugin_cache } => {
+            let runtime = wasmkube_runtime::Runtime::new(&plugin_cache)?;
+            for b in BUILTINS {
+                let began = std::time::Instant::now();
+                runtime
+                    .load(b.bytes)
+                    .with_context(|| format!("compiling {}", b.name))?;
+                println!("{:<16} {:>6} ms", b.name, began.elapsed().as_millis());
             }
             Ok(())
         }

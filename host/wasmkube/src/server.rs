@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// plugin builtins`); repeat for several. One installed by an earlier start is removed.
     #[arg(long = "disable-plugin", value_name = "NAME")]
     pub disabled: Vec<String>,
+    /// Where compiled plugins are cached (default: DATA_DIR/plugin-cache); it must be private to
+    /// the host, its files are loaded as code. `wasmkube plugin precompile` fills it ahead.
+    #[arg(long, value_name = "DIR")]
+    pub plugin_cache: Option<PathBuf>,
     /// The pod network: each node gets the next free /24 of it as `spec.podCIDR`.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: ClusterCidr,
@@ -118,7 +122,11 @@ async fn start_plugins(
             installed.push(builtin.name.to_string());
         }
     }
-    let runtime = Arc::new(Runtime::new(args.data_dir.join("plugin-cache"))?);
+    let cache = args
+        .plugin_cache
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("plugin-cache"));
+    let runtime = Arc::new(Runtime::new(cache)?);
     let manager = Manager::new(server.clone());
     for file in &args.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
