@@ -13,7 +13,7 @@ const JOB: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspe
 
 #[test]
 fn the_readme_demo_runs_with_the_built_in_plugins() -> Result<()> {
-    let c = Cluster::node(NODE, "wkdemo0", "10.244.0.0/16", &[])?;
+    let c = Cluster::node(NODE, "wkdemo0", "10.250.0.0/16", &[])?;
     let minute = Duration::from_secs(60);
     let plugins = c.ok(&["get", "plugins", "-o", "name"])?;
     for builtin in ["deployment", "replicaset", "job", "default"] {
@@ -66,7 +66,7 @@ fn the_readme_demo_runs_with_the_built_in_plugins() -> Result<()> {
     })?;
     let wide = c.ok(&["get", "pod", "web", "-o", "wide"])?;
     assert!(
-        wide.contains("Running") && wide.contains("10.244."),
+        wide.contains("Running") && wide.contains("10.250."),
         "{wide}"
     );
 

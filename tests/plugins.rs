@@ -5,6 +5,14 @@ use std::time::Duration;
 use anyhow::Result;
 use wasmkube_e2e::{Cluster, SimulatedNode, demo_dir, eventually, lines_with};
 
+/// Whether `wasmkube plugin list` shows each of `names` Running (the built-in plugins run too).
+fn all_running(list: &str, names: &[&str]) -> bool {
+    names.iter().all(|name| {
+        list.lines()
+            .any(|l| l.split_whitespace().next() == Some(*name) && l.contains("Running"))
+    })
+}
+
 #[test]
 fn replicaset_controller_runs_as_wasm() -> Result<()> {
     let plugin = wasmkube_e2e::plugin_dir().join("wasmkube_plugin_replicaset.wasm");
@@ -49,11 +57,10 @@ fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> R
         c.wasmkube(&["plugin", "install", &file, "--name", name])?;
     }
     eventually(Duration::from_secs(20), || {
-        Ok(c.wasmkube(&["plugin", "list"])?
-            .lines()
-            .filter(|l| l.contains("Running"))
-            .count()
-            == 2)
+        Ok(all_running(
+            &c.wasmkube(&["plugin", "list"])?,
+            &["replicaset", "deployment"],
+        ))
     })?;
     let _node = SimulatedNode::start(c.kubeconfig());
 
@@ -133,7 +140,10 @@ fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> R
     let v1 = plugin(&staticsite, "staticsite")?;
     assert!(v1.starts_with("sha256:"), "{v1}");
     eventually(Duration::from_secs(30), || {
-        Ok(lines_with(&list()?, "Running") == 3)
+        Ok(all_running(
+            &list()?,
+            &["replicaset", "deployment", "staticsite"],
+        ))
     })
     .map_err(|e| anyhow::anyhow!("{e}: plugins:\n{}", list().unwrap_or_default()))?;
     let _node = SimulatedNode::start(c.kubeconfig());

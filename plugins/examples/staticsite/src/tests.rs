@@ -71,7 +71,7 @@ fn creates_the_three_children_controlled_by_the_site() {
     let pod = spec.template.spec.as_ref().unwrap();
     let c = &pod.containers[0];
     assert_eq!(c.image.as_deref(), Some("busybox:latest"));
-    assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(
         c.command.as_ref().unwrap().join(" "),
         "httpd -f -p 8080 -h /www"
