@@ -8,6 +8,11 @@ mod server;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc returns freed memory to the system where glibc's per-thread arenas keep it (see
+/// docs/benchmarks.md, Memory).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wasmkube",
