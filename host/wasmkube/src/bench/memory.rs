@@ -131,6 +131,7 @@ fn start_up(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Process> {
         .arg("--log-dir")
         .arg(dir.join("logs"))
         .env("NO_COLOR", "1")
+        .env("RUST_LIB_BACKTRACE", "0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
