@@ -35,6 +35,9 @@ fn replicaset_controller_runs_as_wasm() -> Result<()> {
             .count())
     };
     eventually(Duration::from_secs(20), || Ok(pods()? == 3))?;
+    // Events about a cluster-scoped object name no namespace, so kubectl describe finds them.
+    let describe = c.ok(&["describe", "plugin", "replicaset"])?;
+    assert!(describe.contains("Started"), "{describe}");
     let table = c.ok(&["get", "rs", "web"])?;
     assert!(
         table.contains("DESIRED") && table.contains("web    3         3"),

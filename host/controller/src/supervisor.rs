@@ -202,12 +202,12 @@ impl Supervisor {
     }
 
     async fn event(&self, plugin: &Value, kind: EventType, reason: &str, message: &str) {
-        let mut regarding = plugin.clone();
-        regarding["metadata"]["namespace"] = json!("default");
+        // A Plugin is cluster-scoped: the Event lives in `default`, its involvedObject has no
+        // namespace, which is what `kubectl describe plugin` looks for.
         if let Err(e) = events::record(
             &self.server,
             "wasmkube-plugins",
-            &regarding,
+            plugin,
             kind,
             reason,
             message,
