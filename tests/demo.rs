@@ -77,24 +77,20 @@ fn the_readme_demo_runs_with_the_built_in_plugins() -> Result<()> {
     })?;
 
     // A rollout, undone.
+    let rolled_out = || {
+        c.ok(&[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            "demo",
+            "--timeout=60s",
+        ])
+    };
     c.ok(&["set", "env", "deployment/web", "-n", "demo", "STAGE=two"])?;
-    c.ok(&[
-        "rollout",
-        "status",
-        "deployment/web",
-        "-n",
-        "demo",
-        "--timeout=60s",
-    ])?;
+    rolled_out()?;
     c.ok(&["rollout", "undo", "deployment/web", "-n", "demo"])?;
-    c.ok(&[
-        "rollout",
-        "status",
-        "deployment/web",
-        "-n",
-        "demo",
-        "--timeout=60s",
-    ])?;
+    rolled_out()?;
     let env = c.ok(&[
         "get",
         "deploy",

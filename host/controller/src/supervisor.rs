@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::metrics::{Collector, write_histogram};
-use wasmkube_apiserver::registry::{Update, events, update_with};
+use wasmkube_apiserver::registry::{events, replace_status};
 use wasmkube_model::event::EventType;
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
@@ -467,22 +467,7 @@ impl Supervisor {
     }
 
     async fn patch_status(&self, name: &str, status: Value) {
-        let update = Update {
-            subresource: Some("status"),
-            ..Update::internal(&self.info, None, name)
-        };
-        let result = update_with(
-            &self.server,
-            &update,
-            |cur| {
-                let mut new = cur.clone();
-                new["status"] = status.clone();
-                Ok(new)
-            },
-            &mut Vec::new(),
-        )
-        .await;
-        if let Err(e) = result {
+        if let Err(e) = replace_status(&self.server, &self.info, name, &status).await {
             tracing::debug!(plugin = %name, error = %e, "plugin status not written");
         }
     }

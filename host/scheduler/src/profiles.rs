@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wasmkube_apiserver::registry::{Update, update_with};
+use wasmkube_apiserver::registry::replace_status;
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
 use crate::cycle::{Stage, short};
@@ -326,22 +326,10 @@ async fn write_one(
     if written.get(name) == Some(&status) {
         return;
     }
-    let update = Update {
-        subresource: Some("status"),
-        ..Update::internal(info, None, name)
-    };
-    let result = update_with(
-        &shared.server,
-        &update,
-        |cur| {
-            let mut new = cur.clone();
-            new["status"] = status.clone();
-            Ok(new)
-        },
-        &mut Vec::new(),
-    )
-    .await;
-    if result.is_ok() {
+    if replace_status(&shared.server, info, name, &status)
+        .await
+        .is_ok()
+    {
         written.insert(name.to_string(), status);
     }
 }

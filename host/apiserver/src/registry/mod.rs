@@ -19,4 +19,4 @@ pub use bind::bind_pod;
 pub use delete::{DeleteOptions, delete_object, remove_finalizer};
 pub use grace::marked_without_grace;
 pub use patch::apply_patch;
-pub use write::{Update, WriteOptions, create_object, update_with};
+pub use write::{Update, WriteOptions, create_object, replace_status, update_with};

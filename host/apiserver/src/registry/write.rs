@@ -93,6 +93,26 @@ impl<'a> Update<'a> {
     }
 }
 
+/// Replaces the `status` of the cluster-scoped object `name` of `info` (the status subresource),
+/// as the server's own components report it.
+pub async fn replace_status(
+    server: &Server,
+    info: &ResourceInfo,
+    name: &str,
+    status: &Value,
+) -> Result<Value, ApiError> {
+    let update = Update {
+        subresource: Some("status"),
+        ..Update::internal(info, None, name)
+    };
+    let replace = |cur: &Value| {
+        let mut new = cur.clone();
+        new["status"] = status.clone();
+        Ok(new)
+    };
+    update_with(server, &update, replace, &mut Vec::new()).await
+}
+
 /// Applies `change` to the current object and stores the result with compare-and-swap, retrying
 /// when someone else wrote in between. A changed object naming a `resourceVersion` other than
 /// the current one is a 409. An unchanged object is not written.
