@@ -10,8 +10,7 @@ use containerd_client::services::v1::container::Runtime as RuntimeInfo;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, ExecProcessRequest, GetRequest, KillRequest, ListContainersRequest,
-    StartRequest, WaitRequest,
+    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
 };
 use containerd_client::types::v1::Status;
 use prost_types::Any;
@@ -25,6 +24,10 @@ use crate::image::{self, Image, ImageError};
 use crate::namespaces::{self, NamespaceError};
 
 pub use exec::{Control, ExecRequest, Session};
+
+/// How much of each output stream of a probe's or hook's command is kept: the kubelet's
+/// `maxReadLength` for exec probes (pkg/probe/exec), 10 KiB.
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -107,7 +110,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Every container wasmkube created on this node.
     async fn list(&self) -> Result<Vec<Found>, RuntimeError>;
-    /// Runs `args` in the running container and returns its exit code and output.
+    /// Runs `process` in the running container and returns its exit code and output (at most
+    /// [`EXEC_OUTPUT_LIMIT`] bytes of each stream).
     async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError>;
     /// Starts an interactive process in the running container (kubectl exec).
     async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError>;
@@ -364,61 +368,8 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError> {
-        let c = &self.containerd;
-        let exec_id = format!("probe-{}", uuid::Uuid::new_v4().simple());
-        let dir = self.state_dir.join("exec");
-        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let output = dir.join(&exec_id);
-        let uri = format!("file://{}", output.display());
-        c.tasks()
-            .exec(c.request(ExecProcessRequest {
-                container_id: id.to_string(),
-                stdout: uri.clone(),
-                stderr: uri,
-                spec: Some(Any {
-                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
-                    value: process.to_string().into_bytes(),
-                }),
-                exec_id: exec_id.clone(),
-                ..Default::default()
-            }))
-            .await
-            .map_err(ContainerdError::call("tasks exec"))?;
-        let waited = async {
-            c.tasks()
-                .start(c.request(StartRequest {
-                    container_id: id.to_string(),
-                    exec_id: exec_id.clone(),
-                }))
-                .await
-                .map_err(ContainerdError::call("tasks start exec"))?;
-            let reply = c
-                .tasks()
-                .wait(c.request(WaitRequest {
-                    container_id: id.to_string(),
-                    exec_id: exec_id.clone(),
-                }))
-                .await
-                .map_err(ContainerdError::call("tasks wait exec"))?;
-            Ok::<_, ContainerdError>(reply.into_inner().exit_status)
-        }
-        .await;
-        let _ = c
-            .tasks()
-            .delete_process(
-                c.request(containerd_client::services::v1::DeleteProcessRequest {
-                    container_id: id.to_string(),
-                    exec_id,
-                }),
-            )
-            .await;
-        let text = std::fs::read_to_string(&output).unwrap_or_default();
-        let _ = std::fs::remove_file(&output);
-        let code = waited?;
-        Ok((i32::try_from(code).unwrap_or(i32::MAX), text))
+        let fifo_dir = self.state_dir.join("exec");
+        exec::run(&self.containerd, &fifo_dir, id, process, EXEC_OUTPUT_LIMIT).await
     }
 
     async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError> {

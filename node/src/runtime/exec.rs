@@ -148,6 +148,59 @@ pub async fn start(
     request: &ExecRequest,
 ) -> Result<Session, RuntimeError> {
     let spec = container_process(c, container, request).await?;
+    start_process(c, fifo_dir, container, spec, request).await
+}
+
+/// Runs `process` (an OCI process spec) in `container` to its end: its exit code and its
+/// stdout and stderr, of which the first `limit` bytes each are kept (the rest is drained).
+/// The output is read from the shim's FIFOs to their end, so none of it is missed.
+pub async fn run(
+    c: &Containerd,
+    fifo_dir: &Path,
+    container: &str,
+    process: Value,
+    limit: usize,
+) -> Result<(i32, String), RuntimeError> {
+    let streams = ExecRequest {
+        stdout: true,
+        stderr: true,
+        ..ExecRequest::default()
+    };
+    let session = start_process(c, fifo_dir, container, process, &streams).await?;
+    let (out, err, code) = tokio::join!(
+        read_bounded(session.stdout, limit),
+        read_bounded(session.stderr, limit),
+        session.control.wait()
+    );
+    let mut output = out;
+    output.extend_from_slice(&err);
+    Ok((code?, String::from_utf8_lossy(&output).into_owned()))
+}
+
+/// Reads `stream` to its end; its first `limit` bytes.
+async fn read_bounded(stream: Option<pipe::Receiver>, limit: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let Some(mut stream) = stream else {
+        return kept;
+    };
+    let mut buffer = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut buffer).await {
+        let room = limit.saturating_sub(kept.len()).min(n);
+        kept.extend_from_slice(&buffer[..room]);
+    }
+    kept
+}
+
+/// Starts `spec` in the running container `container` with `request`'s streams, its FIFOs
+/// in `fifo_dir`.
+async fn start_process(
+    c: &Containerd,
+    fifo_dir: &Path,
+    container: &str,
+    spec: Value,
+    request: &ExecRequest,
+) -> Result<Session, RuntimeError> {
     std::fs::create_dir_all(fifo_dir).map_err(io_error(fifo_dir))?;
     let exec_id = format!("exec-{}", uuid::Uuid::new_v4().simple());
     let fifo =
