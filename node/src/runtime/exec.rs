@@ -374,3 +374,22 @@ impl Drop for Process {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn output_is_read_to_its_end_and_kept_up_to_the_limit() {
+        let (mut writer, reader) = pipe::pipe().expect("pipe");
+        let writing = tokio::spawn(async move {
+            writer.write_all(&[b'x'; 30 * 1024]).await.expect("written");
+        });
+        let kept = read_bounded(Some(reader), 10 * 1024).await;
+        writing.await.expect("writer ended");
+        assert_eq!(kept.len(), 10 * 1024, "the rest drained, not kept");
+        assert!(read_bounded(None, 10).await.is_empty());
+    }
+}
