@@ -16,6 +16,8 @@ pub enum SourcesError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("secret {secret:?}: the value of key {key:?} is not base64")]
+    SecretValue { secret: String, key: String },
 }
 
 /// Reads the ConfigMaps and Secrets the pod refers to (a missing one is recorded as absent) and
@@ -36,13 +38,17 @@ pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, SourcesError> {
         let object = api
             .get(&format!("/api/v1/namespaces/{namespace}/configmaps/{name}"))
             .await?;
-        sources.config_maps.insert(name, data(object, false));
+        sources.config_maps.insert(name, config_map_data(object));
     }
     for name in secrets {
         let object = api
             .get(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
             .await?;
-        sources.secrets.insert(name, data(object, true));
+        let data = secret_data(object).map_err(|key| SourcesError::SecretValue {
+            secret: name.clone(),
+            key,
+        })?;
+        sources.secrets.insert(name, data);
     }
     let spec = pod.spec.as_ref();
     let node = spec
@@ -59,29 +65,41 @@ pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, SourcesError> {
     Ok(sources)
 }
 
-/// An object's `data` as text, base64-decoded for a Secret.
-fn data(object: Option<Value>, decode: bool) -> Option<BTreeMap<String, String>> {
+/// The `data` of a ConfigMap `object`, `None` when it does not exist.
+fn config_map_data(object: Option<Value>) -> Option<BTreeMap<String, String>> {
     object.map(|o| {
         o.get("data")
             .and_then(Value::as_object)
             .map(|d| {
                 d.iter()
-                    .map(|(k, v)| {
-                        let text = v.as_str().unwrap_or_default().to_string();
-                        let value = if decode { decode_secret(&text) } else { text };
-                        (k.clone(), value)
-                    })
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                     .collect()
             })
             .unwrap_or_default()
     })
 }
 
-fn decode_secret(text: &str) -> String {
+/// The `data` of a Secret `object` as bytes: base64-decoded here, once (the volumes and the
+/// environment use the bytes as they are). `None` when the Secret does not exist; the key of a
+/// value that is not base64 as the error.
+pub(super) fn secret_data(
+    object: Option<Value>,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .unwrap_or_default()
+    let Some(object) = object else {
+        return Ok(None);
+    };
+    let mut data = BTreeMap::new();
+    for (key, value) in object
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap_or_default())
+            .map_err(|_| key.clone())?;
+        data.insert(key.clone(), bytes);
+    }
+    Ok(Some(data))
 }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
 
 use crate::container::Sources;
@@ -65,33 +64,24 @@ fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Volu
     Ok(())
 }
 
-/// The files of a key/value source: every key, or just `items` mapped to their paths.
-fn project(
-    data: &BTreeMap<String, String>,
+/// The files of a key/value source: every key, or just `items` mapped to their paths. The
+/// values are written as they are (a Secret's were decoded once, when read from the API).
+fn project<V: AsRef<[u8]>>(
+    data: &BTreeMap<String, V>,
     items: Option<&Vec<KeyToPath>>,
-    decode: bool,
     files: &mut BTreeMap<String, Vec<u8>>,
 ) {
-    let bytes = |value: &String| {
-        if decode {
-            base64::engine::general_purpose::STANDARD
-                .decode(value)
-                .unwrap_or_else(|_| value.clone().into_bytes())
-        } else {
-            value.clone().into_bytes()
-        }
-    };
     match items {
         Some(items) => {
             for item in items {
                 if let Some(value) = data.get(&item.key) {
-                    files.insert(item.path.clone(), bytes(value));
+                    files.insert(item.path.clone(), value.as_ref().to_vec());
                 }
             }
         }
         None => {
             for (key, value) in data {
-                files.insert(key.clone(), bytes(value));
+                files.insert(key.clone(), value.as_ref().to_vec());
             }
         }
     }
@@ -115,8 +105,7 @@ fn downward(pod: &Pod, path: &str) -> String {
     }
 }
 
-/// Prepares every volume of the pod under `pod_dir`. Secrets in `sources` are base64 as the
-/// API serves them.
+/// Prepares every volume of the pod under `pod_dir`.
 pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
     let volumes = pod
         .spec
@@ -204,14 +193,14 @@ async fn prepare_one(
             .get(&source.name)
             .and_then(Option::as_ref)
         {
-            Some(data) => project(data, source.items.as_ref(), false, &mut files),
+            Some(data) => project(data, source.items.as_ref(), &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::ConfigMapMissing(source.name.clone())),
         }
     } else if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
         match sources.secrets.get(&name).and_then(Option::as_ref) {
-            Some(data) => project(data, source.items.as_ref(), true, &mut files),
+            Some(data) => project(data, source.items.as_ref(), &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::SecretMissing(name)),
         }
@@ -228,14 +217,14 @@ async fn prepare_one(
         for source in projected.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
                 match sources.config_maps.get(&c.name).and_then(Option::as_ref) {
-                    Some(data) => project(data, c.items.as_ref(), false, &mut files),
+                    Some(data) => project(data, c.items.as_ref(), &mut files),
                     None if c.optional == Some(true) => {}
                     None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
                 }
             }
             if let Some(s) = &source.secret {
                 match sources.secrets.get(&s.name).and_then(Option::as_ref) {
-                    Some(data) => project(data, s.items.as_ref(), true, &mut files),
+                    Some(data) => project(data, s.items.as_ref(), &mut files),
                     None if s.optional == Some(true) => {}
                     None => return Err(VolumeError::SecretMissing(s.name.clone())),
                 }
@@ -416,5 +405,25 @@ mod tests {
                 ("/storage/pvc-1", "/ro", true)
             ]
         );
+    }
+
+    /// A Secret's value is base64-decoded once: `hunter22` (served as `aHVudGVyMjI=`) and bytes
+    /// that are not UTF-8 come out of the volume byte for byte.
+    #[tokio::test]
+    async fn secret_volume_files_are_the_secret_bytes() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [], "volumes": [{"name": "s", "secret": {"secretName": "creds"}}]},
+        }))
+        .expect("a pod");
+        let secret = serde_json::json!({"data": {"pw": "aHVudGVyMjI=", "bin": "/wCAQQ=="}});
+        let mut sources = Sources::default();
+        let data = super::super::sources::secret_data(Some(secret)).expect("base64 values");
+        sources.secrets.insert("creds".into(), data);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        prepare(&pod, dir.path(), &sources).await.expect("prepared");
+        let read = |name: &str| std::fs::read(dir.path().join("volumes/s").join(name)).ok();
+        assert_eq!(read("pw").as_deref(), Some(&b"hunter22"[..]));
+        assert_eq!(read("bin").as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
     }
 }
