@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use wasmkube_model::validation::is_dns1123_label;
 
 use crate::container::Sources;
 use crate::spec::Bind;
@@ -34,6 +35,8 @@ pub enum VolumeError {
     },
     #[error("container {container} mounts volume {volume:?}, which the pod does not have")]
     NoSuchVolume { container: String, volume: String },
+    #[error("volume name {0:?} is not a DNS-1123 label")]
+    VolumeName(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
@@ -43,9 +46,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
     }
 }
 
-/// The host directory a volume is served from.
-fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
-    pod_dir.join("volumes").join(name)
+/// The host directory a volume is served from; the name must be a DNS-1123 label (no `/`, no
+/// `..`), whatever the apiserver let through.
+fn volume_dir(pod_dir: &Path, name: &str) -> Result<PathBuf, VolumeError> {
+    if !is_dns1123_label(name) {
+        return Err(VolumeError::VolumeName(name.to_string()));
+    }
+    Ok(pod_dir.join("volumes").join(name))
 }
 
 /// Writes `files` (relative path → bytes) into `dir`, replacing what was there.
@@ -129,7 +136,7 @@ async fn prepare_one(
     sources: &Sources,
     volume: &Volume,
 ) -> Result<(), VolumeError> {
-    let dir = volume_dir(pod_dir, &volume.name);
+    let dir = volume_dir(pod_dir, &volume.name)?;
     let mut files = BTreeMap::new();
     if let Some(empty) = &volume.empty_dir {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -304,7 +311,7 @@ pub fn binds(
         let base = match (&volume.host_path, claim) {
             (Some(host), _) => PathBuf::from(&host.path),
             (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
-            (None, None) => volume_dir(pod_dir, &volume.name),
+            (None, None) => volume_dir(pod_dir, &volume.name)?,
         };
         let read_only_volume = volume.config_map.is_some()
             || volume.secret.is_some()
@@ -425,5 +432,30 @@ mod tests {
         let read = |name: &str| std::fs::read(dir.path().join("volumes/s").join(name)).ok();
         assert_eq!(read("pw").as_deref(), Some(&b"hunter22"[..]));
         assert_eq!(read("bin").as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
+    }
+
+    /// A volume name that is not a DNS-1123 label never becomes a directory: not for a volume
+    /// of the pod, not for a container's mount of it.
+    #[tokio::test]
+    async fn volume_names_that_are_not_labels_are_refused() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "c", "volumeMounts": [{"name": "../../x", "mountPath": "/x"}]}],
+                "volumes": [{"name": "../../x", "emptyDir": {}}],
+            },
+        }))
+        .expect("a pod");
+        let root = tempfile::tempdir().expect("a temp dir");
+        let pod_dir = root.path().join("pods/uid");
+        let prepared = prepare(&pod, &pod_dir, &Sources::default()).await;
+        assert!(matches!(
+            prepared,
+            Err(VolumeError::SetUp { source, .. }) if matches!(*source, VolumeError::VolumeName(_))
+        ));
+        assert!(!root.path().join("pods/x").exists());
+        let container = &pod.spec.as_ref().expect("a spec").containers[0];
+        let bound = binds(&pod, &pod_dir, container, &Sources::default());
+        assert!(matches!(bound, Err(VolumeError::VolumeName(n)) if n == "../../x"));
     }
 }

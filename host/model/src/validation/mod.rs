@@ -6,6 +6,8 @@ mod plugin;
 mod pod_refs;
 mod workloads;
 
+pub use meta::{is_dns1123_label, is_dns1123_subdomain};
+
 use serde_json::Value;
 
 use crate::resource::ResourceInfo;
