@@ -65,21 +65,22 @@ pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, SourcesError> {
         .and_then(|s| s.node_name.as_deref())
         .unwrap_or_default();
     for name in claims {
-        if !sources.claims.contains_key(&name) {
-            let dir = storage::mount_dir(api, &namespace, &name, node).await?;
-            sources.claims.insert(name, dir);
-        }
+        let dir = storage::mount_dir(api, &namespace, &name, node).await?;
+        sources.claims.insert(name, dir);
     }
     Ok(sources)
 }
 
-/// The names of the pod's PersistentVolumeClaims.
+/// The names of the pod's PersistentVolumeClaims, each once.
 fn claim_names(pod: &Pod) -> Vec<String> {
     let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
-    volumes
+    let mut names: Vec<String> = volumes
         .filter_map(|v| v.persistent_volume_claim.as_ref())
         .map(|c| c.claim_name.clone())
-        .collect()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Refuses names from the pod spec that cannot be what they claim to be before they become
