@@ -5,11 +5,25 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use wasmkube_model::validation::is_dns1123_label;
 
 use crate::container::Sources;
 use crate::spec::Bind;
+
+mod beneath;
+
+/// The files of a volume: path in the volume → bytes and mode.
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// The mode of a volume's files when the pod asks for none (Kubernetes' `defaultMode`).
+const DEFAULT_MODE: i32 = 0o644;
+
+/// A mode from the pod spec: its permission bits only.
+fn mode(mode: Option<i32>, default: Option<i32>) -> u32 {
+    let mode = mode.or(default).unwrap_or(DEFAULT_MODE);
+    u32::try_from(mode).unwrap_or(0o644) & 0o777
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -37,6 +51,8 @@ pub enum VolumeError {
     NoSuchVolume { container: String, volume: String },
     #[error("volume name {0:?} is not a DNS-1123 label")]
     VolumeName(String),
+    #[error("path {path:?} {reason}")]
+    Path { path: String, reason: &'static str },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
@@ -55,41 +71,68 @@ fn volume_dir(pod_dir: &Path, name: &str) -> Result<PathBuf, VolumeError> {
     Ok(pod_dir.join("volumes").join(name))
 }
 
-/// Writes `files` (relative path → bytes) into `dir`, replacing what was there.
-fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), VolumeError> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+/// Writes `files` into `dir`, replacing what was there. Every path is checked first (relative,
+/// no `..`); the directory itself is kept, as containers of the pod may have it mounted; each
+/// file is written beneath it without following a symlink, then renamed into place.
+fn write_files(dir: &Path, files: &Files) -> Result<(), VolumeError> {
+    for relative in files.keys() {
+        beneath::elements(relative)?;
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    for (relative, bytes) in files {
-        let path = dir.join(relative.trim_start_matches('/'));
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(&path, bytes).map_err(io(&path))?;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        // `file_type` is the entry's own: a symlink is removed, never followed.
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(io(&path))?;
+    }
+    for (relative, (bytes, mode)) in files {
+        beneath::write_file(dir, relative, bytes, *mode)?;
     }
     Ok(())
 }
 
-/// The files of a key/value source: every key, or just `items` mapped to their paths. The
-/// values are written as they are (a Secret's were decoded once, when read from the API).
+/// The files of a key/value source: every key, or just `items` mapped to their paths, with
+/// the item's mode or `default_mode`. The values are written as they are (a Secret's were
+/// decoded once, when read from the API).
 fn project<V: AsRef<[u8]>>(
     data: &BTreeMap<String, V>,
     items: Option<&Vec<KeyToPath>>,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    default_mode: Option<i32>,
+    files: &mut Files,
 ) {
     match items {
         Some(items) => {
             for item in items {
                 if let Some(value) = data.get(&item.key) {
-                    files.insert(item.path.clone(), value.as_ref().to_vec());
+                    let file = (value.as_ref().to_vec(), mode(item.mode, default_mode));
+                    files.insert(item.path.clone(), file);
                 }
             }
         }
         None => {
             for (key, value) in data {
-                files.insert(key.clone(), value.as_ref().to_vec());
+                let file = (value.as_ref().to_vec(), mode(None, default_mode));
+                files.insert(key.clone(), file);
             }
+        }
+    }
+}
+
+/// The files of downward API `items`.
+fn downward_files(
+    pod: &Pod,
+    items: Option<&Vec<DownwardAPIVolumeFile>>,
+    default_mode: Option<i32>,
+    files: &mut Files,
+) {
+    for item in items.into_iter().flatten() {
+        if let Some(field) = &item.field_ref {
+            let bytes = downward(pod, &field.field_path).into_bytes();
+            files.insert(item.path.clone(), (bytes, mode(item.mode, default_mode)));
         }
     }
 }
@@ -200,53 +243,41 @@ async fn prepare_one(
             .get(&source.name)
             .and_then(Option::as_ref)
         {
-            Some(data) => project(data, source.items.as_ref(), &mut files),
+            Some(data) => project(data, source.items.as_ref(), source.default_mode, &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::ConfigMapMissing(source.name.clone())),
         }
     } else if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
         match sources.secrets.get(&name).and_then(Option::as_ref) {
-            Some(data) => project(data, source.items.as_ref(), &mut files),
+            Some(data) => project(data, source.items.as_ref(), source.default_mode, &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::SecretMissing(name)),
         }
     } else if let Some(source) = &volume.downward_api {
-        for item in source.items.iter().flatten() {
-            if let Some(field) = &item.field_ref {
-                files.insert(
-                    item.path.clone(),
-                    downward(pod, &field.field_path).into_bytes(),
-                );
-            }
-        }
+        downward_files(pod, source.items.as_ref(), source.default_mode, &mut files);
     } else if let Some(projected) = &volume.projected {
         for source in projected.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
                 match sources.config_maps.get(&c.name).and_then(Option::as_ref) {
-                    Some(data) => project(data, c.items.as_ref(), &mut files),
+                    Some(data) => {
+                        project(data, c.items.as_ref(), projected.default_mode, &mut files)
+                    }
                     None if c.optional == Some(true) => {}
                     None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
                 }
             }
             if let Some(s) = &source.secret {
                 match sources.secrets.get(&s.name).and_then(Option::as_ref) {
-                    Some(data) => project(data, s.items.as_ref(), &mut files),
+                    Some(data) => {
+                        project(data, s.items.as_ref(), projected.default_mode, &mut files)
+                    }
                     None if s.optional == Some(true) => {}
                     None => return Err(VolumeError::SecretMissing(s.name.clone())),
                 }
             }
-            for item in source
-                .downward_api
-                .iter()
-                .flat_map(|d| d.items.iter().flatten())
-            {
-                if let Some(field) = &item.field_ref {
-                    files.insert(
-                        item.path.clone(),
-                        downward(pod, &field.field_path).into_bytes(),
-                    );
-                }
+            if let Some(d) = &source.downward_api {
+                downward_files(pod, d.items.as_ref(), projected.default_mode, &mut files);
             }
         }
     } else {
@@ -319,13 +350,8 @@ pub fn binds(
             || volume.projected.is_some()
             || claim.is_some_and(|c| c.read_only == Some(true));
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            Some(sub) => {
-                let path = base.join(sub);
-                if !path.exists() {
-                    std::fs::create_dir_all(&path).map_err(io(&path))?;
-                }
-                path
-            }
+            // Resolved beneath the volume, no symlink followed (CVE-2017-1002101).
+            Some(sub) => beneath::sub_path(&base, sub)?,
             None => base,
         };
         binds.push(Bind {
@@ -371,91 +397,4 @@ pub fn etc_files(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claims_mount_their_volume_directory_read_only_when_asked() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"},
-            "spec": {
-                "containers": [{"name": "c", "volumeMounts": [
-                    {"name": "rw", "mountPath": "/rw"},
-                    {"name": "ro", "mountPath": "/ro"},
-                ]}],
-                "volumes": [
-                    {"name": "rw", "persistentVolumeClaim": {"claimName": "data"}},
-                    {"name": "ro", "persistentVolumeClaim": {"claimName": "data", "readOnly": true}},
-                ],
-            },
-        }))
-        .expect("a pod");
-        let container = &pod.spec.as_ref().expect("a spec").containers[0];
-        let mut sources = Sources::default();
-        let unresolved = binds(&pod, Path::new("/pod"), container, &sources);
-        assert!(matches!(unresolved, Err(VolumeError::ClaimUnresolved(c)) if c == "data"));
-        sources
-            .claims
-            .insert("data".into(), PathBuf::from("/storage/pvc-1"));
-        let binds = binds(&pod, Path::new("/pod"), container, &sources).expect("binds");
-        let got: Vec<(&str, &str, bool)> = binds
-            .iter()
-            .map(|b| {
-                let source = b.source.to_str().unwrap_or_default();
-                (source, b.destination.as_str(), b.read_only)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("/storage/pvc-1", "/rw", false),
-                ("/storage/pvc-1", "/ro", true)
-            ]
-        );
-    }
-
-    /// A Secret's value is base64-decoded once: `hunter22` (served as `aHVudGVyMjI=`) and bytes
-    /// that are not UTF-8 come out of the volume byte for byte.
-    #[tokio::test]
-    async fn secret_volume_files_are_the_secret_bytes() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"},
-            "spec": {"containers": [], "volumes": [{"name": "s", "secret": {"secretName": "creds"}}]},
-        }))
-        .expect("a pod");
-        let secret = serde_json::json!({"data": {"pw": "aHVudGVyMjI=", "bin": "/wCAQQ=="}});
-        let mut sources = Sources::default();
-        let data = super::super::sources::secret_data(Some(secret)).expect("base64 values");
-        sources.secrets.insert("creds".into(), data);
-        let dir = tempfile::tempdir().expect("a temp dir");
-        prepare(&pod, dir.path(), &sources).await.expect("prepared");
-        let read = |name: &str| std::fs::read(dir.path().join("volumes/s").join(name)).ok();
-        assert_eq!(read("pw").as_deref(), Some(&b"hunter22"[..]));
-        assert_eq!(read("bin").as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
-    }
-
-    /// A volume name that is not a DNS-1123 label never becomes a directory: not for a volume
-    /// of the pod, not for a container's mount of it.
-    #[tokio::test]
-    async fn volume_names_that_are_not_labels_are_refused() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"},
-            "spec": {
-                "containers": [{"name": "c", "volumeMounts": [{"name": "../../x", "mountPath": "/x"}]}],
-                "volumes": [{"name": "../../x", "emptyDir": {}}],
-            },
-        }))
-        .expect("a pod");
-        let root = tempfile::tempdir().expect("a temp dir");
-        let pod_dir = root.path().join("pods/uid");
-        let prepared = prepare(&pod, &pod_dir, &Sources::default()).await;
-        assert!(matches!(
-            prepared,
-            Err(VolumeError::SetUp { source, .. }) if matches!(*source, VolumeError::VolumeName(_))
-        ));
-        assert!(!root.path().join("pods/x").exists());
-        let container = &pod.spec.as_ref().expect("a spec").containers[0];
-        let bound = binds(&pod, &pod_dir, container, &Sources::default());
-        assert!(matches!(bound, Err(VolumeError::VolumeName(n)) if n == "../../x"));
-    }
-}
+mod tests;
