@@ -80,6 +80,18 @@ fn invalid_field(answer: (u16, Value), field: &str, needle: &str) {
     );
 }
 
+/// Posts each pod body and asserts the 422 naming its field: (body, field, message part).
+fn pods_refused(c: &Cluster, cases: &[(String, &str, &str)]) -> Result<()> {
+    for (body, field, needle) in cases {
+        invalid_field(
+            request(c, "POST", PODS, JSON, body.as_bytes())?,
+            field,
+            needle,
+        );
+    }
+    Ok(())
+}
+
 fn pod(name: &str, spec: &str) -> String {
     format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{spec}}}"#)
 }
@@ -106,11 +118,17 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
     assert_eq!(marked, "31536000", "a year at most");
     c.ok(&["delete", "pod", "huge", "--grace-period=0", "--force"])?;
     c.fails(&["get", "pod", "huge"])?;
-    invalid_field(
-        request(&c, "POST", PODS, JSON, pod("late", r#"{"activeDeadlineSeconds":9223372036854775807,"containers":[{"name":"c","image":"busybox"}]}"#).as_bytes())?,
-        "spec.activeDeadlineSeconds",
-        "must be between 1 and 2147483647, inclusive",
-    );
+    pods_refused(
+        &c,
+        &[(
+            pod(
+                "late",
+                r#"{"activeDeadlineSeconds":9223372036854775807,"containers":[{"name":"c","image":"busybox"}]}"#,
+            ),
+            "spec.activeDeadlineSeconds",
+            "must be between 1 and 2147483647, inclusive",
+        )],
+    )?;
 
     // 3. Patch and body amplification.
     c.ok(&[
@@ -200,39 +218,26 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
             ),
         )
     };
-    invalid_field(
-        request(
-            &c,
-            "POST",
-            PODS,
-            JSON,
-            resources(r#"{"cpu":-100}"#, "{}").as_bytes(),
-        )?,
-        "spec.containers[0].resources.requests[cpu]",
-        "must be greater than or equal to 0",
-    );
-    invalid_field(
-        request(
-            &c,
-            "POST",
-            PODS,
-            JSON,
-            resources("{}", r#"{"memory":"512mi"}"#).as_bytes(),
-        )?,
-        "spec.containers[0].resources.limits[memory]",
-        "quantities must match the regular expression",
-    );
-    invalid_field(
-        request(
-            &c,
-            "POST",
-            PODS,
-            JSON,
-            resources(r#"{"cpu":"2"}"#, r#"{"cpu":"1"}"#).as_bytes(),
-        )?,
-        "spec.containers[0].resources.requests[cpu]",
-        "must be less than or equal to cpu limit of 1",
-    );
+    pods_refused(
+        &c,
+        &[
+            (
+                resources(r#"{"cpu":-100}"#, "{}"),
+                "spec.containers[0].resources.requests[cpu]",
+                "must be greater than or equal to 0",
+            ),
+            (
+                resources("{}", r#"{"memory":"512mi"}"#),
+                "spec.containers[0].resources.limits[memory]",
+                "quantities must match the regular expression",
+            ),
+            (
+                resources(r#"{"cpu":"2"}"#, r#"{"cpu":"1"}"#),
+                "spec.containers[0].resources.requests[cpu]",
+                "must be less than or equal to cpu limit of 1",
+            ),
+        ],
+    )?;
 
     // 5. Names and paths that would leave their volume or namespace.
     let volume = |volume: &str, mount: &str| {
@@ -243,56 +248,43 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
             ),
         )
     };
-    invalid_field(
-        request(&c, "POST", PODS, JSON, volume(r#"{"name":"v","configMap":{"name":"victim","items":[{"key":"k","path":"../../../../../tmp/x"}]}}"#, r#"{"name":"v","mountPath":"/v"}"#).as_bytes())?,
-        "spec.volumes[0].configMap.items[0].path",
-        "must not contain '..'",
-    );
-    invalid_field(
-        request(
-            &c,
-            "POST",
-            PODS,
-            JSON,
-            volume(
-                r#"{"name":"v","emptyDir":{}}"#,
-                r#"{"name":"v","mountPath":"/v","subPath":"../../.."}"#,
-            )
-            .as_bytes(),
-        )?,
-        "spec.containers[0].volumeMounts[0].subPath",
-        "must not contain '..'",
-    );
-    invalid_field(
-        request(
-            &c,
-            "POST",
-            PODS,
-            JSON,
-            volume(
-                r#"{"name":"v","secret":{"secretName":"../../kube-system/secrets/x"}}"#,
-                r#"{"name":"v","mountPath":"/v"}"#,
-            )
-            .as_bytes(),
-        )?,
-        "spec.volumes[0].secret.secretName",
-        "a lowercase RFC 1123 subdomain",
-    );
-    invalid_field(
-        request(
-            &c,
-            "POST",
-            PODS,
-            JSON,
-            volume(
-                r#"{"name":"../v","emptyDir":{}}"#,
-                r#"{"name":"../v","mountPath":"/v"}"#,
-            )
-            .as_bytes(),
-        )?,
-        "spec.volumes[0].name",
-        "a lowercase RFC 1123 label",
-    );
+    pods_refused(
+        &c,
+        &[
+            (
+                volume(
+                    r#"{"name":"v","configMap":{"name":"victim","items":[{"key":"k","path":"../../../../../tmp/x"}]}}"#,
+                    r#"{"name":"v","mountPath":"/v"}"#,
+                ),
+                "spec.volumes[0].configMap.items[0].path",
+                "must not contain '..'",
+            ),
+            (
+                volume(
+                    r#"{"name":"v","emptyDir":{}}"#,
+                    r#"{"name":"v","mountPath":"/v","subPath":"../../.."}"#,
+                ),
+                "spec.containers[0].volumeMounts[0].subPath",
+                "must not contain '..'",
+            ),
+            (
+                volume(
+                    r#"{"name":"v","secret":{"secretName":"../../kube-system/secrets/x"}}"#,
+                    r#"{"name":"v","mountPath":"/v"}"#,
+                ),
+                "spec.volumes[0].secret.secretName",
+                "a lowercase RFC 1123 subdomain",
+            ),
+            (
+                volume(
+                    r#"{"name":"../v","emptyDir":{}}"#,
+                    r#"{"name":"../v","mountPath":"/v"}"#,
+                ),
+                "spec.volumes[0].name",
+                "a lowercase RFC 1123 label",
+            ),
+        ],
+    )?;
 
     // 6. A CRD may not take over a built-in resource, nor carry a pattern that does not compile.
     let crd = |group: &str, plural: &str, pattern: &str| {
