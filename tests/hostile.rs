@@ -174,7 +174,7 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
     // A billion laughs of ~300 KB, sent as server-side apply YAML.
     let mut laughs =
         String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: laughs}\nx: &a [");
-    laughs.push_str(&vec!["lol"; 60_000].join(","));
+    laughs.push_str(&vec!["lol"; 66_000].join(","));
     laughs.push_str("]\ny: &b [");
     laughs.push_str(&vec!["*a"; 1000].join(","));
     laughs.push_str("]\nz: [");
@@ -222,7 +222,7 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
         &c,
         &[
             (
-                resources(r#"{"cpu":-100}"#, "{}"),
+                resources(r#"{"cpu":"-100"}"#, "{}"),
                 "spec.containers[0].resources.requests[cpu]",
                 "must be greater than or equal to 0",
             ),

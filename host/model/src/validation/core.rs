@@ -149,18 +149,23 @@ pub fn validate_crd(obj: &Value, errs: &mut Errors) {
             "should be a domain with at least one dot",
         );
     }
-    // A CRD may not take over a group the apiserver serves itself (and so none of its
-    // resources, say leases.coordination.k8s.io or plugins.wasmkube.dev).
-    if crate::resource::builtins().iter().any(|b| b.group == group) {
-        errs.push(
-            "spec.group",
-            ErrorType::Forbidden(format!("{group:?} is served by the apiserver itself")),
-        );
-    }
     let plural = spec
         .pointer("/names/plural")
         .and_then(Value::as_str)
         .unwrap_or("");
+    // A CRD may not take over a resource the apiserver serves itself (say
+    // leases.coordination.k8s.io or plugins.wasmkube.dev).
+    if crate::resource::builtins()
+        .iter()
+        .any(|b| b.group == group && b.plural == plural)
+    {
+        errs.push(
+            "spec.group",
+            ErrorType::Forbidden(format!(
+                "\"{plural}.{group}\" is served by the apiserver itself"
+            )),
+        );
+    }
     if plural.is_empty() {
         errs.required("spec.names.plural", "");
     }

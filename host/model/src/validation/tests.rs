@@ -203,7 +203,9 @@ fn crds_may_not_take_over_built_in_groups_nor_carry_bad_names_or_patterns() {
     );
     assert_eq!(
         errs,
-        vec!["spec.group: Forbidden: \"coordination.k8s.io\" is served by the apiserver itself"]
+        vec![
+            "spec.group: Forbidden: \"leases.coordination.k8s.io\" is served by the apiserver itself"
+        ]
     );
     let errs = check(
         "apiextensions.k8s.io/v1",
