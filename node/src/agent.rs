@@ -36,6 +36,14 @@ pub enum AgentError {
     Serve(#[from] ServeError),
     #[error("node {0} was given no pod CIDR within 30 s (is the host allocating them?)")]
     NoPodCidr(String),
+    #[error(
+        "node {node} was given the pod CIDR {cidr:?}, which is not inside the cluster's pod network {cluster}"
+    )]
+    ForeignPodCidr {
+        node: String,
+        cidr: String,
+        cluster: String,
+    },
 }
 
 /// How the agent is set up.
@@ -95,6 +103,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         config.node_name.clone(),
     ));
     let cidr = pod_cidr(&api, &config.node_name).await?;
+    if !registration::within_cluster(&cidr, &config.cluster_cidr) {
+        return Err(AgentError::ForeignPodCidr {
+            node: config.node_name.clone(),
+            cidr,
+            cluster: config.cluster_cidr.clone(),
+        });
+    }
     let cni = Cni {
         plugin_dir: config.cni_plugin_dir.clone(),
         state_dir: config.root_dir.join("cni"),
@@ -103,7 +118,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         cluster_cidr: config.cluster_cidr.clone(),
     };
     cni.prepare_node().await?;
-    tokio::spawn(registration::routes(api.clone(), config.node_name.clone()));
+    tokio::spawn(registration::routes(
+        api.clone(),
+        config.node_name.clone(),
+        config.cluster_cidr.clone(),
+    ));
     tokio::spawn(crate::storage::run(
         api.clone(),
         config.node_name.clone(),

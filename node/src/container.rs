@@ -30,12 +30,12 @@ pub enum ConfigError {
 
 /// The ConfigMaps and Secrets of the pod's namespace that its containers refer to; `None` for
 /// one that does not exist. `claims` holds the host directory of each PersistentVolumeClaim
-/// the pod mounts, by claim name.
+/// the pod mounts, by claim name. Secret values are bytes, base64-decoded once when read.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     pub namespace: String,
     pub config_maps: HashMap<String, Option<BTreeMap<String, String>>>,
-    pub secrets: HashMap<String, Option<BTreeMap<String, String>>>,
+    pub secrets: HashMap<String, Option<BTreeMap<String, Vec<u8>>>>,
     pub claims: HashMap<String, std::path::PathBuf>,
 }
 
@@ -43,7 +43,7 @@ impl Sources {
     fn config_map(&self, name: &str) -> Option<&BTreeMap<String, String>> {
         self.config_maps.get(name).and_then(Option::as_ref)
     }
-    fn secret(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+    fn secret(&self, name: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
         self.secrets.get(name).and_then(Option::as_ref)
     }
 }
@@ -261,7 +261,7 @@ pub fn environment(
             match sources.secret(&s.name) {
                 Some(data) => data
                     .iter()
-                    .for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone())),
+                    .for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), text(v))),
                 None if s.optional == Some(true) => {}
                 None => return Err(ConfigError::SecretMissing(s.name.clone())),
             }
@@ -319,8 +319,8 @@ mod tests;
 
 /// `key` of a ConfigMap's or Secret's (`kind`) data, for an env var; `None` when it is absent
 /// and the reference is optional.
-fn key_value(
-    data: Option<&BTreeMap<String, String>>,
+fn key_value<V: AsRef<[u8]>>(
+    data: Option<&BTreeMap<String, V>>,
     kind: &'static str,
     name: &str,
     key: &str,
@@ -328,7 +328,7 @@ fn key_value(
     namespace: &str,
 ) -> Result<Option<String>, ConfigError> {
     match data.and_then(|d| d.get(key)) {
-        Some(value) => Ok(Some(value.clone())),
+        Some(value) => Ok(Some(text(value))),
         None if optional => Ok(None),
         None if data.is_none() && kind == "secret" => Err(ConfigError::SecretMissing(name.into())),
         None if data.is_none() => Err(ConfigError::ConfigMapMissing(name.into())),
@@ -339,4 +339,11 @@ fn key_value(
             key: key.to_string(),
         }),
     }
+}
+
+/// A ConfigMap's or Secret's value as an environment variable's text. The kubelet puts a
+/// Secret's bytes in a Go string as they are; the OCI spec's JSON then carries bytes that are
+/// not UTF-8 as U+FFFD, which is what this does.
+fn text(value: impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(value.as_ref()).into_owned()
 }

@@ -255,28 +255,64 @@ pub async fn heartbeat(api: Api, name: String) {
     }
 }
 
+/// `cidr` (`a.b.c.d/n`) as its first address and prefix length, host bits clear.
+fn ipv4_net(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    (u32::from(ip) & !mask == 0).then_some((u32::from(ip), prefix))
+}
+
+/// Whether `cidr` is an IPv4 network inside the cluster's pod network `cluster`: only such a
+/// pod CIDR may become a route or a masquerade rule (never `0.0.0.0/0`, never an option).
+pub fn within_cluster(cidr: &str, cluster: &str) -> bool {
+    let (Some((net, prefix)), Some((base, bits))) = (ipv4_net(cidr), ipv4_net(cluster)) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    prefix >= bits && net & mask == base
+}
+
+/// The route to another node's pods a Node object asks for: its pod CIDR (inside the cluster's
+/// pod network) via its InternalIP (an IPv4 address); `None` for this node or a Node that asks
+/// for less or other.
+fn route_of(node: &Value, own: &str, cluster: &str) -> Option<(String, String)> {
+    let other = node.pointer("/metadata/name").and_then(Value::as_str)?;
+    let cidr = node.pointer("/spec/podCIDR").and_then(Value::as_str)?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())?;
+    if other == own {
+        return None;
+    }
+    if !within_cluster(cidr, cluster) || address.parse::<std::net::Ipv4Addr>().is_err() {
+        tracing::warn!(
+            node = other,
+            cidr,
+            address,
+            cluster,
+            "ignoring a node's pod CIDR outside the cluster's pod network or a bad address"
+        );
+        return None;
+    }
+    Some((cidr.to_string(), address.to_string()))
+}
+
 /// Keeps a route to every other node's pod CIDR through that node's address, so pods reach
 /// pods on other nodes of the same network (as flannel's host-gw does).
-pub async fn routes(api: Api, name: String) {
+pub async fn routes(api: Api, name: String, cluster_cidr: String) {
     loop {
         match api.list("/api/v1/nodes").await {
             Ok((nodes, _)) => {
-                for node in nodes {
-                    let other = node.pointer("/metadata/name").and_then(Value::as_str);
-                    let cidr = node.pointer("/spec/podCIDR").and_then(Value::as_str);
-                    let address = node
-                        .pointer("/status/addresses")
-                        .and_then(Value::as_array)
-                        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-                        .and_then(|a| a["address"].as_str());
-                    let (Some(other), Some(cidr), Some(address)) = (other, cidr, address) else {
-                        continue;
-                    };
-                    if other == name {
-                        continue;
-                    }
+                for (cidr, address) in nodes
+                    .iter()
+                    .filter_map(|node| route_of(node, &name, &cluster_cidr))
+                {
                     let _ = tokio::process::Command::new("ip")
-                        .args(["route", "replace", cidr, "via", address])
+                        .args(["route", "replace", &cidr, "via", &address])
                         .output()
                         .await;
                 }
@@ -284,5 +320,49 @@ pub async fn routes(api: Api, name: String) {
             Err(e) => tracing::warn!(error = %e, "listing nodes for routes"),
         }
         tokio::time::sleep(LEASE_RENEW).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_pod_cidrs_inside_the_cluster_network_become_routes() {
+        let cluster = "10.244.0.0/16";
+        assert!(within_cluster("10.244.3.0/24", cluster));
+        for bad in [
+            "0.0.0.0/0",
+            "10.245.0.0/24",
+            "10.0.0.0/8",
+            "10.244.3.1/24",
+            "-6",
+            "default",
+            "10.244.3.0/33",
+        ] {
+            assert!(!within_cluster(bad, cluster), "{bad}");
+        }
+        let node = |cidr: &str, address: &str| {
+            json!({"metadata": {"name": "other"}, "spec": {"podCIDR": cidr},
+                "status": {"addresses": [{"type": "InternalIP", "address": address}]}})
+        };
+        assert_eq!(
+            route_of(&node("10.244.3.0/24", "192.168.1.2"), "me", cluster),
+            Some(("10.244.3.0/24".into(), "192.168.1.2".into()))
+        );
+        assert_eq!(
+            route_of(&node("0.0.0.0/0", "192.168.1.2"), "me", cluster),
+            None
+        );
+        assert_eq!(
+            route_of(&node("10.244.3.0/24", "-net"), "me", cluster),
+            None
+        );
+        assert_eq!(
+            route_of(&node("10.244.3.0/24", "192.168.1.2"), "other", cluster),
+            None
+        );
     }
 }

@@ -24,6 +24,8 @@ pub struct ClusterConfig {
     pub node_monitor_grace_period: Duration,
     /// How long pods tolerate a not-ready or unreachable node unless they say otherwise.
     pub default_toleration_seconds: i64,
+    /// How long an Event is kept after it was last seen.
+    pub event_ttl: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -32,6 +34,7 @@ impl Default for ClusterConfig {
             cluster_cidr: ClusterCidr::from_str("10.244.0.0/16").expect("a valid CIDR"),
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -72,6 +75,12 @@ impl ClusterCidr {
         let (first, _) = ipv4_cidr(cidr, NODE_PREFIX..=NODE_PREFIX)?;
         let offset = first.checked_sub(self.base)? >> (32 - NODE_PREFIX);
         (offset < self.subnets()).then_some(offset)
+    }
+}
+
+impl std::fmt::Display for ClusterCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
     }
 }
 
@@ -145,6 +154,7 @@ mod tests {
     fn node_cidrs_of_a_cluster_cidr() {
         let net = ClusterCidr::from_str("10.244.7.9/16").expect("valid");
         assert_eq!(net.subnet(0), "10.244.0.0/24", "the host bits cleared");
+        assert_eq!(net.to_string(), "10.244.0.0/16");
         assert_eq!(net.subnets(), 256);
         assert_eq!(net.subnet(3), "10.244.3.0/24");
         assert_eq!(net.index_of("10.244.255.0/24"), Some(255));

@@ -44,6 +44,9 @@ pub enum ApiError {
     TooLargeResourceVersion { requested: i64, current: i64 },
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// A request within the body limit that asks for too much (a patch's operations).
+    #[error("{0}")]
+    EntityTooLarge(String),
     #[error(
         "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
     )]
@@ -52,6 +55,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("Unauthorized")]
     Unauthorized,
+    /// Over the in-flight request limit: the client is told to retry after a second.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests,
     #[error("store: {0}")]
     Store(StoreError),
     #[error("internal error: {0}")]
@@ -128,10 +134,13 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTooLarge(_) | ApiError::EntityTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedPatch => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,10 +155,11 @@ impl ApiError {
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::Gone { .. } => "Expired",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
-            ApiError::BodyTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::BodyTooLarge(_) | ApiError::EntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedPatch => "UnsupportedMediaType",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::Unauthorized => "Unauthorized",
+            ApiError::TooManyRequests => "TooManyRequests",
             ApiError::Store(_) | ApiError::Internal(_) => "InternalError",
         }
     }
@@ -163,6 +173,7 @@ impl ApiError {
                 Some(json!({"name": name, "group": group, "kind": kind}))
             }
             ApiError::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
+            ApiError::TooManyRequests => Some(json!({"retryAfterSeconds": 1})),
             ApiError::Invalid {
                 kind,
                 group,
@@ -205,6 +216,8 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Store(_) | ApiError::Internal(_)) {
             tracing::error!(error = %self, "request failed");
         }
-        (self.code(), axum::Json(self.status())).into_response()
+        let retry =
+            matches!(self, ApiError::TooManyRequests).then_some([(http::header::RETRY_AFTER, "1")]);
+        (self.code(), retry, axum::Json(self.status())).into_response()
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{any, get};
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
@@ -31,7 +32,45 @@ pub use crate::server::Server;
 /// answers with or without a trailing slash, as kube-apiserver's router does (`/version/`).
 pub fn app(server: Arc<Server>) -> Router {
     use tower::ServiceExt as _;
-    Router::new().fallback_service(routes(server).map_request(trim_trailing_slash))
+    let slots = Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
+    Router::new()
+        .fallback_service(routes(server).map_request(trim_trailing_slash))
+        .layer(axum::middleware::from_fn_with_state(slots, limit_in_flight))
+}
+
+/// Requests served at once, long-running ones (watches, logs, exec, attach, port-forward)
+/// aside: kube-apiserver's `--max-requests-inflight` (400) and
+/// `--max-mutating-requests-inflight` (200) together.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 600;
+
+/// Whether a request may run for as long as its client wants (not counted in flight).
+fn long_running(request: &axum::extract::Request) -> bool {
+    let path = request.uri().path();
+    let watch = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| matches!(pair, "watch=true" | "watch=1" | "follow=true" | "follow=1"))
+    });
+    watch
+        || path.contains("/watch/")
+        || ["/exec", "/attach", "/portforward", "/log"]
+            .iter()
+            .any(|streamed| path.ends_with(streamed))
+}
+
+/// Answers 429 with `Retry-After` past [`MAX_REQUESTS_IN_FLIGHT`] requests at once.
+async fn limit_in_flight(
+    axum::extract::State(slots): axum::extract::State<Arc<Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if long_running(&request) {
+        return next.run(request).await;
+    }
+    let Ok(_slot) = slots.try_acquire() else {
+        return ApiError::TooManyRequests.into_response();
+    };
+    next.run(request).await
 }
 
 /// `/version/` → `/version`, keeping the query; `/` stays.
@@ -120,9 +159,19 @@ async fn authenticate(
             .get(http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
             return ApiError::Unauthorized.into_response();
         }
     }
     next.run(request).await
+}
+
+/// Whether two secrets are equal, in time that depends on their lengths only (no early exit
+/// on the first differing byte to time).
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let differing = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    differing == 0 && given.len() == expected.len()
 }

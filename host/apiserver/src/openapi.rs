@@ -103,7 +103,8 @@ pub async fn v3_group_version(
         _ => return ApiError::UnknownResource.into_response(),
     };
     let crds = server.crds.load_full();
-    respond(cached(&server, &path, || {
+    // Keyed by what the document is of, not by the path's spelling.
+    respond(cached(&server, &format!("v3:{group}/{version}"), || {
         openapi::v3_group_version_with(
             &server.registry(),
             group,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
+use wasmkube_model::bounded;
 use wasmkube_model::resource::{Registry, ResourceInfo};
 
 use crate::error::ApiError;
@@ -153,7 +154,7 @@ pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
             .map(|(_, _, object)| object)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?
     } else if content_type.contains("yaml") {
-        serde_yaml::from_slice(body)
+        bounded::yaml(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(body)
@@ -163,6 +164,12 @@ pub fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
         return Err(ApiError::BadRequest(
             "the request body must be a JSON object".into(),
         ));
+    }
+    if bounded::measure(&value).0 > bounded::MAX_DEPTH {
+        return Err(ApiError::BadRequest(format!(
+            "the object nests deeper than {} levels",
+            bounded::MAX_DEPTH
+        )));
     }
     Ok(value)
 }

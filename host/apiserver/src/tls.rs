@@ -20,6 +20,46 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("{0} holds no usable PEM")]
     Pem(String),
+    #[error(
+        "{0} holds a token shorter than {MIN_TOKEN_LEN} characters: write a longer one, or remove the pki directory to generate a new identity"
+    )]
+    ShortToken(String),
+}
+
+/// The shortest admin token accepted from the token file (we generate 40 characters).
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// Creates `dir` (and its parents) readable by its owner only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `path` readable by its owner only, atomically: a temporary file, synced, renamed
+/// over it, so a crash leaves the old file or the new one, never a half-written one.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The PEM files and token kept in the data directory.
@@ -43,22 +83,26 @@ impl Identity {
         let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
         if files.iter().all(|f| f.exists()) {
             let read = |p: &Path| std::fs::read_to_string(p).map_err(io(p));
+            let token = read(&files[3])?.trim().to_string();
+            if token.len() < MIN_TOKEN_LEN {
+                return Err(TlsError::ShortToken(files[3].display().to_string()));
+            }
             return Ok(Identity {
                 ca_pem: read(&files[0])?,
                 cert_pem: read(&files[1])?,
                 key_pem: read(&files[2])?,
-                token: read(&files[3])?.trim().to_string(),
+                token,
             });
         }
         let identity = Identity::generate()?;
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        create_private_dir(dir).map_err(io(dir))?;
         for (path, text) in files.iter().zip([
             &identity.ca_pem,
             &identity.cert_pem,
             &identity.key_pem,
             &identity.token,
         ]) {
-            std::fs::write(path, text).map_err(io(path))?;
+            write_private(path, text.as_bytes()).map_err(io(path))?;
         }
         Ok(identity)
     }
@@ -138,4 +182,35 @@ fn rustls_pemfile_certs(
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
     let der = pem_body(pem).ok_or_else(|| TlsError::Pem("server.crt".into()))?;
     Ok(vec![rustls::pki_types::CertificateDer::from(der)])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn the_identity_is_private_and_a_short_token_is_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("pki");
+        let identity = Identity::load_or_create(&dir).expect("generated");
+        assert_eq!(mode(&dir), 0o700);
+        for file in ["ca.crt", "server.crt", "server.key", "token"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+        let again = Identity::load_or_create(&dir).expect("loaded");
+        assert_eq!(again.token, identity.token);
+        std::fs::write(dir.join("token"), "\n").expect("emptied");
+        let err = Identity::load_or_create(&dir).err().expect("refused");
+        assert!(matches!(err, TlsError::ShortToken(_)), "{err}");
+    }
 }

@@ -4,6 +4,7 @@
 //! checked through their `k8s-openapi` types. Nothing here does I/O.
 
 pub mod apply;
+pub mod bounded;
 pub mod convert;
 pub mod defaults;
 pub mod event;

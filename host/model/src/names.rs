@@ -29,3 +29,6 @@ pub const BETA_CLAIM_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
 /// Where node Leases live (the namespace must exist).
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// Namespaces the cluster itself needs, which cannot be deleted: Kubernetes' NamespaceLifecycle
+/// keeps `default`, `kube-system` and `kube-public`; our nodes' Leases live in the fourth.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", LEASE_NAMESPACE];

@@ -1,8 +1,79 @@
 //! Custom resources against their CRD's structural schema: pruning unknown fields, defaulting, validation.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
 use crate::validation::{ErrorType, Errors};
+
+/// The most compiled `pattern`s kept; past it the cache starts again (CRDs are few).
+const MAX_PATTERNS: usize = 4096;
+/// The most memory one compiled `pattern` may take (the regex crate's matching is linear in
+/// the text, so no pattern can make matching slow; this bounds its size).
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiled `pattern`s by their text: each compiled once, not once per string checked.
+static PATTERNS: LazyLock<Mutex<HashMap<String, Option<Regex>>>> = LazyLock::new(Mutex::default);
+
+fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .build()
+}
+
+/// Whether `text` matches `pattern`; a pattern that does not compile matches nothing (CRDs
+/// with one are refused, see [`check_patterns`]).
+fn matches(pattern: &str, text: &str) -> bool {
+    let mut cache = PATTERNS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cache.len() >= MAX_PATTERNS && !cache.contains_key(pattern) {
+        cache.clear();
+    }
+    cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| compile(pattern).ok())
+        .as_ref()
+        .is_some_and(|re| re.is_match(text))
+}
+
+/// Reports every `pattern` in a CRD's schema (at `path`) that does not compile, as
+/// kube-apiserver's CRD validation does.
+pub fn check_patterns(schema: &Value, path: &str, errs: &mut Errors) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    for (key, child) in map {
+        let child_path = match key.as_str() {
+            "properties" | "patternProperties" | "definitions" => {
+                for (name, property) in child.as_object().into_iter().flatten() {
+                    check_patterns(property, &format!("{path}.{key}[{name}]"), errs);
+                }
+                continue;
+            }
+            _ => format!("{path}.{key}"),
+        };
+        match child {
+            Value::String(pattern) if key == "pattern" => {
+                if let Err(e) = compile(pattern) {
+                    errs.invalid(
+                        child_path,
+                        child,
+                        format!("must be a valid regular expression, but isn't: {e}"),
+                    );
+                }
+            }
+            Value::Array(list) => {
+                for (i, item) in list.iter().enumerate() {
+                    check_patterns(item, &format!("{child_path}[{i}]"), errs);
+                }
+            }
+            _ => check_patterns(child, &child_path, errs),
+        }
+    }
+}
 
 /// The schema of a property: `properties`, then `additionalProperties`, else none.
 fn property_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
@@ -211,7 +282,7 @@ fn check(schema: &Value, v: &Value, path: &str, errs: &mut Errors) {
             );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-            && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
+            && !matches(pattern, s)
         {
             errs.invalid(
                 field,

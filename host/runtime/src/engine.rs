@@ -144,10 +144,13 @@ impl Runtime {
     /// if missing), which must be private to the host: its files are loaded as trusted code.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let cache_dir = cache_dir.into();
-        std::fs::create_dir_all(&cache_dir).map_err(|source| RuntimeError::Cache {
-            path: cache_dir.clone(),
-            source,
-        })?;
+        // Private to the host (0700), as what it holds is run as trusted code.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&cache_dir)
+            .map_err(|source| RuntimeError::Cache {
+                path: cache_dir.clone(),
+                source,
+            })?;
 
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -261,7 +264,19 @@ impl Runtime {
         let tmp = self
             .cache_dir
             .join(format!("{digest}.cwasm.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &artifact).map_err(cache_err)?;
+        let write = |tmp: &std::path::Path| {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(tmp)?;
+            file.write_all(&artifact)?;
+            file.sync_all()
+        };
+        write(&tmp).map_err(cache_err)?;
         std::fs::rename(&tmp, &path).map_err(cache_err)?;
         deserialize(engine, &path).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))
     }

@@ -30,9 +30,10 @@ pub struct AgentArgs {
     /// Where container logs go (the kubelet's layout).
     #[arg(long, default_value = "/var/log/pods")]
     pub log_dir: PathBuf,
-    /// The cluster's pod network; traffic from pods to outside it is masqueraded.
-    #[arg(long = "pod-network", default_value = "10.244.0.0/16")]
-    pub pod_network: String,
+    /// The cluster's pod network; traffic from pods to outside it is masqueraded, and only pod
+    /// CIDRs inside it become routes (default: 10.244.0.0/16; for `up`, its --cluster-cidr).
+    #[arg(long = "pod-network")]
+    pub pod_network: Option<String>,
     #[arg(long, default_value = wasmkube_node::cni::DEFAULT_PLUGIN_DIR)]
     pub cni_plugin_dir: PathBuf,
     /// The Linux bridge for this node's pods.
@@ -51,6 +52,9 @@ pub struct AgentArgs {
     pub insecure_registries: Vec<String>,
 }
 
+/// The pod network of a node agent not told one.
+const DEFAULT_POD_NETWORK: &str = "10.244.0.0/16";
+
 impl AgentArgs {
     fn config(&self, connection: Connection) -> Config {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -62,7 +66,10 @@ impl AgentArgs {
             containerd_socket: self.containerd.clone(),
             root_dir: self.node_dir.clone(),
             log_dir: self.log_dir.clone(),
-            cluster_cidr: self.pod_network.clone(),
+            cluster_cidr: self
+                .pod_network
+                .clone()
+                .unwrap_or_else(|| DEFAULT_POD_NETWORK.into()),
             cni_plugin_dir: self.cni_plugin_dir.clone(),
             bridge: self.bridge.clone(),
             node_ip: self.node_ip.clone(),
@@ -120,7 +127,11 @@ pub struct UpArgs {
 
 /// The control plane and a node agent on this machine, in one process; prints a summary once
 /// the node is Ready.
-pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
+    // One network for both halves, unless told otherwise.
+    if args.agent.pod_network.is_none() {
+        args.agent.pod_network = Some(args.server.cluster_cidr.to_string());
+    }
     let started = server::start(args.server).await?;
     let config = args
         .agent

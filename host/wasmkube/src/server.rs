@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// How long pods tolerate a not-ready or unreachable node unless they say otherwise.
     #[arg(long, default_value_t = 300)]
     pub default_toleration_seconds: i64,
+    /// How long Events are kept after they were last seen (`1h`, `30m`), as kube-apiserver's
+    /// `--event-ttl`.
+    #[arg(long, default_value = "1h", value_parser = config::parse_duration)]
+    pub event_ttl: Duration,
 }
 
 impl ServerArgs {
@@ -60,6 +64,7 @@ impl ServerArgs {
             cluster_cidr: self.cluster_cidr,
             node_monitor_grace_period: self.node_monitor_grace_period,
             default_toleration_seconds: self.default_toleration_seconds,
+            event_ttl: self.event_ttl,
         }
     }
 }
@@ -274,7 +279,7 @@ impl Started {
 /// Opens the store, installs the built-in objects and plugins, starts the controllers and the
 /// scheduler, and writes the kubeconfig; [`Started::serve`] then serves the API.
 pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
-    std::fs::create_dir_all(&args.data_dir)
+    wasmkube_apiserver::tls::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args.store, &args.data_dir).await?;
     let identity = Identity::load_or_create(&args.data_dir.join("pki"))?;
@@ -289,7 +294,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, identity.kubeconfig(port))
+    wasmkube_apiserver::tls::write_private(&kubeconfig, identity.kubeconfig(port).as_bytes())
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     tracing::info!(port, store = %args.store, "serving the Kubernetes API");

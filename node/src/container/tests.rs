@@ -70,7 +70,7 @@ fn environment_from_sources_fields_and_resources() {
         .into(),
         secrets: [(
             "s".to_string(),
-            Some(BTreeMap::from([("pw".to_string(), "hunter2".to_string())])),
+            Some(BTreeMap::from([("pw".to_string(), b"hunter2".to_vec())])),
         )]
         .into(),
         ..Sources::default()
@@ -93,4 +93,28 @@ fn environment_from_sources_fields_and_resources() {
         environment(&pod, &c, &missing, &Allocatable::default()).err(),
         Some(ConfigError::ConfigMapMissing("cm".into()))
     );
+}
+
+/// A Secret's bytes become the variable's text as the kubelet makes it: exact when they are
+/// UTF-8, U+FFFD for bytes that are not (as the OCI spec's JSON carries them).
+#[test]
+fn environment_from_secret_bytes() {
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).expect("a pod");
+    let c = container(json!({
+        "name": "a",
+        "envFrom": [{"secretRef": {"name": "s"}, "prefix": "S_"}],
+        "env": [{"name": "BIN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "bin"}}}],
+    }));
+    let data = BTreeMap::from([
+        ("pw".to_string(), b"hunter22".to_vec()),
+        ("bin".to_string(), vec![0xff, b'z']),
+    ]);
+    let sources = Sources {
+        secrets: [("s".to_string(), Some(data))].into(),
+        ..Sources::default()
+    };
+    let env = environment(&pod, &c, &sources, &Allocatable::default()).expect("an environment");
+    let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    assert_eq!(get("S_pw"), Some("hunter22"));
+    assert_eq!(get("BIN"), Some("\u{fffd}z"));
 }

@@ -109,6 +109,21 @@ pub async fn act(
             .flatten()
             .map(|h| format!("{}: {}\r\n", h.name, h.value))
             .collect();
+        // CR/LF in any of them would write headers or requests of the pod spec's choosing.
+        let texts = http
+            .http_headers
+            .iter()
+            .flatten()
+            .flat_map(|h| [h.name.as_str(), h.value.as_str()]);
+        if [path.as_str(), host.as_str()]
+            .into_iter()
+            .chain(texts)
+            .any(|text| text.chars().any(char::is_control))
+        {
+            return Err(
+                "invalid HTTP probe: control characters in its path, host or headers".into(),
+            );
+        }
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n{headers}\r\n"
         );

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
 use tokio::time::Instant;
+use wasmkube_model::validation::is_dns1123_subdomain;
 
 use crate::api::Api;
 use crate::image::Image;
@@ -155,6 +156,10 @@ async fn keychain(api: &Api, pod: &Pod) -> Keychain {
         .flat_map(|s| s.image_pull_secrets.iter().flatten())
         .map(|r| r.name.as_str());
     for name in names {
+        if !is_dns1123_subdomain(name) {
+            tracing::warn!(%namespace, secret = %name, "image pull secret name is not a DNS-1123 subdomain; pulling without it");
+            continue;
+        }
         let secret = match api
             .get(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"))
             .await

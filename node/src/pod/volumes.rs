@@ -5,11 +5,25 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+use wasmkube_model::validation::is_dns1123_label;
 
 use crate::container::Sources;
 use crate::spec::Bind;
+
+mod beneath;
+
+/// The files of a volume: path in the volume → bytes and mode.
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// The mode of a volume's files when the pod asks for none (Kubernetes' `defaultMode`).
+const DEFAULT_MODE: i32 = 0o644;
+
+/// A mode from the pod spec: its permission bits only.
+fn mode(mode: Option<i32>, default: Option<i32>) -> u32 {
+    let mode = mode.or(default).unwrap_or(DEFAULT_MODE);
+    u32::try_from(mode).unwrap_or(0o644) & 0o777
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -35,6 +49,10 @@ pub enum VolumeError {
     },
     #[error("container {container} mounts volume {volume:?}, which the pod does not have")]
     NoSuchVolume { container: String, volume: String },
+    #[error("volume name {0:?} is not a DNS-1123 label")]
+    VolumeName(String),
+    #[error("path {path:?} {reason}")]
+    Path { path: String, reason: &'static str },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
@@ -44,55 +62,77 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
     }
 }
 
-/// The host directory a volume is served from.
-fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
-    pod_dir.join("volumes").join(name)
+/// The host directory a volume is served from; the name must be a DNS-1123 label (no `/`, no
+/// `..`), whatever the apiserver let through.
+fn volume_dir(pod_dir: &Path, name: &str) -> Result<PathBuf, VolumeError> {
+    if !is_dns1123_label(name) {
+        return Err(VolumeError::VolumeName(name.to_string()));
+    }
+    Ok(pod_dir.join("volumes").join(name))
 }
 
-/// Writes `files` (relative path → bytes) into `dir`, replacing what was there.
-fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), VolumeError> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+/// Writes `files` into `dir`, replacing what was there. Every path is checked first (relative,
+/// no `..`); the directory itself is kept, as containers of the pod may have it mounted; each
+/// file is written beneath it without following a symlink, then renamed into place.
+fn write_files(dir: &Path, files: &Files) -> Result<(), VolumeError> {
+    for relative in files.keys() {
+        beneath::elements(relative)?;
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    for (relative, bytes) in files {
-        let path = dir.join(relative.trim_start_matches('/'));
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(&path, bytes).map_err(io(&path))?;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        // `file_type` is the entry's own: a symlink is removed, never followed.
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(io(&path))?;
+    }
+    for (relative, (bytes, mode)) in files {
+        beneath::write_file(dir, relative, bytes, *mode)?;
     }
     Ok(())
 }
 
-/// The files of a key/value source: every key, or just `items` mapped to their paths.
-fn project(
-    data: &BTreeMap<String, String>,
+/// The files of a key/value source: every key, or just `items` mapped to their paths, with
+/// the item's mode or `default_mode`. The values are written as they are (a Secret's were
+/// decoded once, when read from the API).
+fn project<V: AsRef<[u8]>>(
+    data: &BTreeMap<String, V>,
     items: Option<&Vec<KeyToPath>>,
-    decode: bool,
-    files: &mut BTreeMap<String, Vec<u8>>,
+    default_mode: Option<i32>,
+    files: &mut Files,
 ) {
-    let bytes = |value: &String| {
-        if decode {
-            base64::engine::general_purpose::STANDARD
-                .decode(value)
-                .unwrap_or_else(|_| value.clone().into_bytes())
-        } else {
-            value.clone().into_bytes()
-        }
-    };
     match items {
         Some(items) => {
             for item in items {
                 if let Some(value) = data.get(&item.key) {
-                    files.insert(item.path.clone(), bytes(value));
+                    let file = (value.as_ref().to_vec(), mode(item.mode, default_mode));
+                    files.insert(item.path.clone(), file);
                 }
             }
         }
         None => {
             for (key, value) in data {
-                files.insert(key.clone(), bytes(value));
+                let file = (value.as_ref().to_vec(), mode(None, default_mode));
+                files.insert(key.clone(), file);
             }
+        }
+    }
+}
+
+/// The files of downward API `items`.
+fn downward_files(
+    pod: &Pod,
+    items: Option<&Vec<DownwardAPIVolumeFile>>,
+    default_mode: Option<i32>,
+    files: &mut Files,
+) {
+    for item in items.into_iter().flatten() {
+        if let Some(field) = &item.field_ref {
+            let bytes = downward(pod, &field.field_path).into_bytes();
+            files.insert(item.path.clone(), (bytes, mode(item.mode, default_mode)));
         }
     }
 }
@@ -115,8 +155,7 @@ fn downward(pod: &Pod, path: &str) -> String {
     }
 }
 
-/// Prepares every volume of the pod under `pod_dir`. Secrets in `sources` are base64 as the
-/// API serves them.
+/// Prepares every volume of the pod under `pod_dir`.
 pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
     let volumes = pod
         .spec
@@ -140,7 +179,7 @@ async fn prepare_one(
     sources: &Sources,
     volume: &Volume,
 ) -> Result<(), VolumeError> {
-    let dir = volume_dir(pod_dir, &volume.name);
+    let dir = volume_dir(pod_dir, &volume.name)?;
     let mut files = BTreeMap::new();
     if let Some(empty) = &volume.empty_dir {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -204,53 +243,41 @@ async fn prepare_one(
             .get(&source.name)
             .and_then(Option::as_ref)
         {
-            Some(data) => project(data, source.items.as_ref(), false, &mut files),
+            Some(data) => project(data, source.items.as_ref(), source.default_mode, &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::ConfigMapMissing(source.name.clone())),
         }
     } else if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
         match sources.secrets.get(&name).and_then(Option::as_ref) {
-            Some(data) => project(data, source.items.as_ref(), true, &mut files),
+            Some(data) => project(data, source.items.as_ref(), source.default_mode, &mut files),
             None if source.optional == Some(true) => {}
             None => return Err(VolumeError::SecretMissing(name)),
         }
     } else if let Some(source) = &volume.downward_api {
-        for item in source.items.iter().flatten() {
-            if let Some(field) = &item.field_ref {
-                files.insert(
-                    item.path.clone(),
-                    downward(pod, &field.field_path).into_bytes(),
-                );
-            }
-        }
+        downward_files(pod, source.items.as_ref(), source.default_mode, &mut files);
     } else if let Some(projected) = &volume.projected {
         for source in projected.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
                 match sources.config_maps.get(&c.name).and_then(Option::as_ref) {
-                    Some(data) => project(data, c.items.as_ref(), false, &mut files),
+                    Some(data) => {
+                        project(data, c.items.as_ref(), projected.default_mode, &mut files)
+                    }
                     None if c.optional == Some(true) => {}
                     None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
                 }
             }
             if let Some(s) = &source.secret {
                 match sources.secrets.get(&s.name).and_then(Option::as_ref) {
-                    Some(data) => project(data, s.items.as_ref(), true, &mut files),
+                    Some(data) => {
+                        project(data, s.items.as_ref(), projected.default_mode, &mut files)
+                    }
                     None if s.optional == Some(true) => {}
                     None => return Err(VolumeError::SecretMissing(s.name.clone())),
                 }
             }
-            for item in source
-                .downward_api
-                .iter()
-                .flat_map(|d| d.items.iter().flatten())
-            {
-                if let Some(field) = &item.field_ref {
-                    files.insert(
-                        item.path.clone(),
-                        downward(pod, &field.field_path).into_bytes(),
-                    );
-                }
+            if let Some(d) = &source.downward_api {
+                downward_files(pod, d.items.as_ref(), projected.default_mode, &mut files);
             }
         }
     } else {
@@ -315,7 +342,7 @@ pub fn binds(
         let base = match (&volume.host_path, claim) {
             (Some(host), _) => PathBuf::from(&host.path),
             (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
-            (None, None) => volume_dir(pod_dir, &volume.name),
+            (None, None) => volume_dir(pod_dir, &volume.name)?,
         };
         let read_only_volume = volume.config_map.is_some()
             || volume.secret.is_some()
@@ -323,13 +350,8 @@ pub fn binds(
             || volume.projected.is_some()
             || claim.is_some_and(|c| c.read_only == Some(true));
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            Some(sub) => {
-                let path = base.join(sub);
-                if !path.exists() {
-                    std::fs::create_dir_all(&path).map_err(io(&path))?;
-                }
-                path
-            }
+            // Resolved beneath the volume, no symlink followed (CVE-2017-1002101).
+            Some(sub) => beneath::sub_path(&base, sub)?,
             None => base,
         };
         binds.push(Bind {
@@ -375,46 +397,4 @@ pub fn etc_files(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claims_mount_their_volume_directory_read_only_when_asked() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"},
-            "spec": {
-                "containers": [{"name": "c", "volumeMounts": [
-                    {"name": "rw", "mountPath": "/rw"},
-                    {"name": "ro", "mountPath": "/ro"},
-                ]}],
-                "volumes": [
-                    {"name": "rw", "persistentVolumeClaim": {"claimName": "data"}},
-                    {"name": "ro", "persistentVolumeClaim": {"claimName": "data", "readOnly": true}},
-                ],
-            },
-        }))
-        .expect("a pod");
-        let container = &pod.spec.as_ref().expect("a spec").containers[0];
-        let mut sources = Sources::default();
-        let unresolved = binds(&pod, Path::new("/pod"), container, &sources);
-        assert!(matches!(unresolved, Err(VolumeError::ClaimUnresolved(c)) if c == "data"));
-        sources
-            .claims
-            .insert("data".into(), PathBuf::from("/storage/pvc-1"));
-        let binds = binds(&pod, Path::new("/pod"), container, &sources).expect("binds");
-        let got: Vec<(&str, &str, bool)> = binds
-            .iter()
-            .map(|b| {
-                let source = b.source.to_str().unwrap_or_default();
-                (source, b.destination.as_str(), b.read_only)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("/storage/pvc-1", "/rw", false),
-                ("/storage/pvc-1", "/ro", true)
-            ]
-        );
-    }
-}
+mod tests;

@@ -92,7 +92,12 @@ impl LogOptions {
                     "sinceSeconds: must be greater than 0".into(),
                 ));
             }
-            (Some(seconds), None) => Some(now - chrono::Duration::seconds(seconds)),
+            // Further back than time goes: every line.
+            (Some(seconds), None) => Some(
+                chrono::TimeDelta::try_seconds(seconds)
+                    .and_then(|back| now.checked_sub_signed(back))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            ),
             (None, Some(time)) => Some(
                 DateTime::parse_from_rfc3339(time)
                     .map_err(|_| LogsError::BadOption(format!("sinceTime: invalid time {time:?}")))?

@@ -31,6 +31,10 @@ pub enum SpdyError {
     Compression(String),
 }
 
+/// The most bytes one header block may inflate to: a few headers name a stream, so a block
+/// that inflates further is a compression bomb.
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
+
 /// A stream's headers (names are lower case).
 pub type Headers = BTreeMap<String, String>;
 
@@ -261,8 +265,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             let used = usize::try_from(self.inflate.total_in() - consumed).unwrap_or(block.len());
             block = &block[used.min(block.len())..];
             let full = out.len() == out.capacity();
+            if full && out.len() >= MAX_HEADER_BLOCK {
+                return Err(SpdyError::Compression(format!(
+                    "a header block inflates to more than {MAX_HEADER_BLOCK} bytes"
+                )));
+            }
             if full {
-                out.reserve(out.capacity());
+                out.reserve(out.capacity().min(MAX_HEADER_BLOCK));
             } else if block.is_empty() || (used == 0 && self.inflate.total_out() == produced) {
                 return Ok(out);
             }
@@ -424,6 +433,21 @@ mod tests {
             Some(Frame::RstStream { stream: 3 })
         );
         assert_eq!(reader.next().await.expect("end"), None);
+    }
+
+    #[tokio::test]
+    async fn a_header_block_that_inflates_too_far_is_refused() {
+        let mut client = Compress::new(Compression::best(), true);
+        client.set_dictionary(&dictionary()).expect("dictionary");
+        let huge = "x".repeat(4 * MAX_HEADER_BLOCK);
+        let wire = syn_stream(&mut client, 1, &[("streamtype", &huge)]);
+        assert!(
+            wire.len() < MAX_HEADER_BLOCK / 16,
+            "a bomb: small on the wire"
+        );
+        let mut reader = Reader::new(wire.as_slice());
+        let err = reader.next().await.expect_err("refused");
+        assert!(err.to_string().contains("inflates to more than"), "{err}");
     }
 
     #[tokio::test]

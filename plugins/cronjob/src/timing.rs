@@ -82,7 +82,10 @@ impl Timing {
         deadline_seconds: Option<i64>,
         now: DateTime<Utc>,
     ) -> Recent {
-        let earliest = match deadline_seconds.map(|s| now - TimeDelta::seconds(s)) {
+        let deadline = deadline_seconds
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|d| now.checked_sub_signed(d));
+        let earliest = match deadline {
             Some(deadline) if deadline > earliest => deadline,
             _ => earliest,
         };
@@ -196,6 +199,9 @@ mod tests {
             (None, at("2025-01-01T00:16:00Z"))
         );
         let recent = t.most_recent(start, Some(180), at("2025-01-01T00:17:00Z"));
+        assert_eq!(recent.time, Some(at("2025-01-01T00:15:00Z")));
+        // A deadline further back than time goes is no bound (a trap once).
+        let recent = t.most_recent(start, Some(i64::MAX), at("2025-01-01T00:17:00Z"));
         assert_eq!(recent.time, Some(at("2025-01-01T00:15:00Z")));
         // Irregular gaps: weekdays at 09:00, five days missed over a weekend.
         let weekdays = utc("0 9 * * 1-5");

@@ -85,7 +85,10 @@ fn sync(
         status.start_time = Some(Time(now));
     }
     let deadline = match (spec.active_deadline_seconds, &status.start_time) {
-        (Some(seconds), Some(start)) if !suspended => Some(start.0 + TimeDelta::seconds(seconds)),
+        // A deadline past chrono's range is none.
+        (Some(seconds), Some(start)) if !suspended => {
+            TimeDelta::try_seconds(seconds).and_then(|d| start.0.checked_add_signed(d))
+        }
         _ => None,
     };
     let backoff_limit = spec.backoff_limit.unwrap_or(6);

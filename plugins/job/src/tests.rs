@@ -302,6 +302,14 @@ fn restarts_count_against_the_backoff_limit_with_on_failure() {
 }
 
 #[test]
+fn a_deadline_past_time_itself_is_none() {
+    let fake = FakeHost::new();
+    insert_job(&fake, |s| s.active_deadline_seconds = Some(i64::MAX));
+    assert_eq!(reconcile(&fake), Outcome::Done);
+    assert_eq!(running(&fake).len(), 1);
+}
+
+#[test]
 fn fails_at_the_active_deadline() {
     let fake = FakeHost::new();
     insert_job(&fake, |s| s.active_deadline_seconds = Some(30));

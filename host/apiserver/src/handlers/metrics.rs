@@ -15,7 +15,20 @@ fn classify(method: &http::Method, path: &str, query: &str) -> (String, String) 
     let rest: &[&str] = match segments.as_slice() {
         ["api", _, rest @ ..] => rest,
         ["apis", _, _, rest @ ..] => rest,
-        _ => return (method.as_str().to_lowercase(), String::new()),
+        // Only the methods HTTP defines: any other token would be a new series.
+        _ => {
+            let verb = match *method {
+                http::Method::GET => "get",
+                http::Method::HEAD => "head",
+                http::Method::POST => "post",
+                http::Method::PUT => "put",
+                http::Method::PATCH => "patch",
+                http::Method::DELETE => "delete",
+                http::Method::OPTIONS => "options",
+                _ => "other",
+            };
+            return (verb.into(), String::new());
+        }
     };
     let rest = match rest {
         ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
@@ -39,11 +52,15 @@ fn classify(method: &http::Method, path: &str, query: &str) -> (String, String) 
 
 /// Middleware recording every request.
 pub async fn observe(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
-    let (verb, resource) = classify(
+    let (verb, mut resource) = classify(
         request.method(),
         request.uri().path(),
         request.uri().query().unwrap_or(""),
     );
+    // Labels only from the resources served: a client inventing paths makes no new series.
+    if !resource.is_empty() && !server.registry().all().iter().any(|i| i.plural == resource) {
+        resource = "unknown".into();
+    }
     let start = Instant::now();
     let response = next.run(request).await;
     server.metrics.record(

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 use wasmkube_model::meta::{Propagation, ResourceExt};
-use wasmkube_model::names::{FOREGROUND_DELETION, ORPHAN};
+use wasmkube_model::names::{FOREGROUND_DELETION, ORPHAN, SYSTEM_NAMESPACES};
 use wasmkube_model::resource::ResourceInfo;
 
 use super::allocator;
@@ -57,6 +57,11 @@ pub async fn delete_object(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Value, ApiError> {
+    if info.group.is_empty() && info.kind == "Namespace" && SYSTEM_NAMESPACES.contains(&name) {
+        return Err(ApiError::Forbidden(format!(
+            "namespaces {name:?} is forbidden: this namespace may not be deleted"
+        )));
+    }
     loop {
         let current = server.objects.must_get(info, ns, name).await?;
         let obj = &current.object;

@@ -8,6 +8,11 @@ use wasmkube_model::resource::ResourceInfo;
 /// The grace period of a pod that sets none.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 
+/// The longest grace period a deletion gives: a year. Kubernetes sets no bound (its Go
+/// `time.Duration` wraps past 292 years); ours keeps every `deletionTimestamp` a date clients
+/// parse (years up to 9999) and the arithmetic in range.
+pub const MAX_GRACE_SECONDS: i64 = 365 * 24 * 60 * 60;
+
 /// What a delete does to an object's deletion mark.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -33,7 +38,8 @@ fn time(t: DateTime<Utc>) -> String {
 
 /// The grace period a delete asking for `requested` gives a pod that is not marked yet: none
 /// when it is not on a node or has finished; else what was asked, the pod's own
-/// `terminationGracePeriodSeconds`, or 30 s (a negative period is 1 s, as in Kubernetes).
+/// `terminationGracePeriodSeconds`, or 30 s (a negative period is 1 s, as in Kubernetes), at
+/// most [`MAX_GRACE_SECONDS`].
 fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
     let unscheduled = pod
         .pointer("/spec/nodeName")
@@ -49,7 +55,18 @@ fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
     let grace = requested
         .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
         .unwrap_or(DEFAULT_GRACE_SECONDS);
-    if grace < 0 { 1 } else { grace }
+    if grace < 0 {
+        1
+    } else {
+        grace.min(MAX_GRACE_SECONDS)
+    }
+}
+
+/// `at` moved by `seconds`, which callers keep within [`MAX_GRACE_SECONDS`] of it; a sum out
+/// of chrono's range stays at `at` rather than panic.
+fn shifted(at: DateTime<Utc>, seconds: i64) -> String {
+    let moved = TimeDelta::try_seconds(seconds).and_then(|d| at.checked_add_signed(d));
+    time(moved.unwrap_or(at))
 }
 
 /// How a delete asking for a grace period of `requested` seconds marks `obj`, at `now`. Only
@@ -61,11 +78,14 @@ pub fn plan(info: &ResourceInfo, obj: &Value, requested: Option<i64>, now: DateT
         .as_str()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc));
-    let current = meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+    let current = meta["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+        .clamp(0, MAX_GRACE_SECONDS);
     match marked {
         Some(at) if current > 0 => match requested.map(|g| g.max(0)) {
             Some(shorter) if shorter < current => Plan::Mark {
-                timestamp: time(at - TimeDelta::seconds(current - shorter)),
+                timestamp: shifted(at, shorter - current),
                 grace: shorter,
             },
             _ => Plan::Pending,
@@ -81,7 +101,7 @@ pub fn plan(info: &ResourceInfo, obj: &Value, requested: Option<i64>, now: DateT
                 0
             };
             Plan::Mark {
-                timestamp: time(now + TimeDelta::seconds(grace)),
+                timestamp: shifted(now, grace),
                 grace,
             }
         }
@@ -151,6 +171,28 @@ mod tests {
         assert_eq!(
             plan(maps, &json!({"metadata": {}}), Some(9), now),
             mark("2024-01-01T00:00:00Z", 0)
+        );
+    }
+
+    #[test]
+    fn huge_grace_periods_are_capped_not_a_panic() {
+        let registry = Registry::new(builtins());
+        let pods = registry.by_kind("v1", "Pod").expect("served");
+        let now = at("2024-01-01T00:00:00Z");
+        let huge = json!({"metadata": {}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": i64::MAX}});
+        assert_eq!(
+            plan(pods, &huge, None, now),
+            mark("2024-12-31T00:00:00Z", MAX_GRACE_SECONDS)
+        );
+        assert_eq!(
+            plan(pods, &huge, Some(i64::MAX), now),
+            mark("2024-12-31T00:00:00Z", MAX_GRACE_SECONDS)
+        );
+        let marked = json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:30Z",
+            "deletionGracePeriodSeconds": i64::MAX}, "spec": {"nodeName": "n1"}});
+        assert_eq!(
+            plan(pods, &marked, Some(i64::MIN), now),
+            mark("2023-01-01T00:00:30Z", 0)
         );
     }
 

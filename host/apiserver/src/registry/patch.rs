@@ -1,8 +1,8 @@
 //! Patches (JSON, merge and strategic merge) applied to an object, by content type.
 
 use serde_json::Value;
-use wasmkube_model::patch;
 use wasmkube_model::resource::ResourceInfo;
+use wasmkube_model::{bounded, patch};
 
 use crate::error::ApiError;
 
@@ -25,8 +25,17 @@ pub fn apply_patch(
         }
         _ => return Err(ApiError::UnsupportedPatch),
     };
-    result.map_err(|e| match e.code() {
+    let patched = result.map_err(|e| match e.code() {
         422 => ApiError::Unprocessable(e.to_string()),
+        413 => ApiError::EntityTooLarge(e.to_string()),
         _ => ApiError::BadRequest(e.to_string()),
-    })
+    })?;
+    // A merge patch may nest as deep as its JSON parses (128): no deeper than we can read back.
+    if bounded::measure(&patched).0 > bounded::MAX_DEPTH {
+        return Err(ApiError::Unprocessable(format!(
+            "the patched object would nest deeper than {} levels",
+            bounded::MAX_DEPTH
+        )));
+    }
+    Ok(patched)
 }

@@ -4,6 +4,7 @@
 //! of the whole store, and must keep working even when no plugin is loaded.
 
 mod crd;
+mod events;
 mod garbage;
 mod graph;
 mod namespace;
@@ -12,7 +13,7 @@ mod nodes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
@@ -52,12 +53,20 @@ async fn current(server: &Server, r: &ObjectRef) -> Option<Value> {
         .map(|s| s.object)
 }
 
-/// Runs the controllers until the store's watch ends; restarts them on errors.
+/// Runs the controllers until the store's watch ends; restarts them on errors and panics.
 pub fn spawn(server: Arc<Server>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(events::run(server.clone()));
     tokio::spawn(async move {
         loop {
-            if let Err(e) = run(&server).await {
-                tracing::warn!(error = %e, "host controllers restarting");
+            // A panic on some object's data must not end the controllers for good: it is
+            // logged and they start again from a fresh read, as after an error.
+            match std::panic::AssertUnwindSafe(run(&server))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "host controllers restarting"),
+                Err(_) => tracing::error!("host controllers panicked; restarting"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

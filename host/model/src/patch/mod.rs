@@ -5,6 +5,8 @@ mod strategic;
 
 use serde_json::Value;
 
+use crate::bounded;
+
 pub use schema::{ListType, PatchSchema, key_default, schema_for};
 pub use strategic::strategic_merge_patch;
 
@@ -20,6 +22,11 @@ pub enum PatchError {
     /// A strategic merge patch directive (`$patch`, `$retainKeys`, ...) is malformed.
     #[error("invalid strategic merge patch directive: {0}")]
     Directive(String),
+    /// The patch has more operations than [`MAX_JSON_PATCH_OPERATIONS`].
+    #[error(
+        "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {0}"
+    )]
+    TooManyOperations(usize),
     /// An element of a list merged by key lacks the key.
     #[error("map: {element} does not contain declared merge key: {key}")]
     MissingMergeKey {
@@ -36,6 +43,7 @@ impl PatchError {
     pub fn code(&self) -> u16 {
         match self {
             PatchError::Decode(_) | PatchError::Directive(_) => 400,
+            PatchError::TooManyOperations(_) => 413,
             PatchError::JsonPatch(_) | PatchError::MissingMergeKey { .. } => 422,
         }
     }
@@ -45,12 +53,61 @@ pub(crate) fn decode(patch: &[u8]) -> Result<Value, PatchError> {
     serde_json::from_slice(patch).map_err(|e| PatchError::Decode(e.to_string()))
 }
 
-/// Applies an RFC 6902 JSON patch (a list of operations) to `doc`.
+/// The most operations a JSON patch may have (kube-apiserver's `maxJSONPatchOperations`).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// The most bytes a JSON patch's `copy` operations may add up to (as evanphx/json-patch's
+/// `AccumulatedCopySizeLimit`, here the largest request body): copies cannot amplify a patch.
+pub const MAX_COPIED_BYTES: usize = 3 * 1024 * 1024;
+
+/// Applies an RFC 6902 JSON patch (a list of operations) to `doc`, within the bounds above and
+/// [`bounded::MAX_DEPTH`]: each operation's effect on the depth is bounded before it runs, so
+/// nothing deeper (or larger) than allowed is ever built.
 pub fn json_patch(doc: &Value, patch: &[u8]) -> Result<Value, PatchError> {
+    use json_patch::PatchOperation as Op;
     let ops: json_patch::Patch =
         serde_json::from_slice(patch).map_err(|e| PatchError::Decode(e.to_string()))?;
+    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooManyOperations(ops.0.len()));
+    }
+    let too_deep = || {
+        PatchError::JsonPatch(format!(
+            "the result would nest deeper than {} levels",
+            bounded::MAX_DEPTH
+        ))
+    };
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| PatchError::JsonPatch(e.to_string()))?;
+    // An upper bound of `out`'s depth, kept without walking `out` again.
+    let mut depth = bounded::measure(&out).0;
+    let mut copied = 0usize;
+    for op in &ops.0 {
+        let path_len = op.path().tokens().count();
+        let reach = match op {
+            Op::Add(o) => path_len + bounded::measure(&o.value).0,
+            Op::Replace(o) => path_len + bounded::measure(&o.value).0,
+            Op::Move(o) => depth + path_len.saturating_sub(o.from.tokens().count()),
+            Op::Copy(o) => {
+                let source = out.pointer(o.from.as_str()).ok_or_else(|| {
+                    PatchError::JsonPatch(format!("copy from {:?}: no such path", o.from.as_str()))
+                })?;
+                let (source_depth, bytes) = bounded::measure(source);
+                copied = copied.saturating_add(bytes);
+                if copied > MAX_COPIED_BYTES {
+                    return Err(PatchError::JsonPatch(format!(
+                        "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_COPIED_BYTES}"
+                    )));
+                }
+                path_len + source_depth
+            }
+            Op::Remove(_) | Op::Test(_) => 0,
+        };
+        depth = depth.max(reach);
+        if depth > bounded::MAX_DEPTH {
+            return Err(too_deep());
+        }
+        json_patch::patch_unsafe(&mut out, std::slice::from_ref(op))
+            .map_err(|e| PatchError::JsonPatch(e.to_string()))?;
+    }
     Ok(out)
 }
 
@@ -96,6 +153,39 @@ mod tests {
         assert_eq!(err.code(), 400);
         assert!(err.to_string().starts_with("error decoding patch: "));
         assert!(json_patch(&doc, br#"{"op":"add"}"#).is_err());
+    }
+
+    #[test]
+    fn json_patch_amplification_is_refused() {
+        // 24 copies doubling a ConfigMap's data (9.4 GB once) stop at the copy limit.
+        let doc = json!({"data": {"a": "x".repeat(1000)}});
+        let mut ops = vec![r#"{"op":"add","path":"/data/l","value":[]}"#.to_string()];
+        for _ in 0..24 {
+            ops.push(r#"{"op":"copy","from":"/data","path":"/data/l/-"}"#.into());
+        }
+        let err = json_patch(&doc, format!("[{}]", ops.join(",")).as_bytes()).unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert!(
+            err.to_string()
+                .contains("accumulated size increase of copy"),
+            "{err}"
+        );
+        // Copying a subtree into itself, deeper each time, stops at the depth bound.
+        let mut ops = vec![r#"{"op":"add","path":"/a","value":{}}"#.to_string()];
+        let mut path = String::from("/a");
+        for _ in 0..200 {
+            ops.push(format!(r#"{{"op":"copy","from":"/a","path":"{path}/a"}}"#));
+            path.push_str("/a");
+        }
+        let err = json_patch(&json!({}), format!("[{}]", ops.join(",")).as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("deeper than"), "{err}");
+        // Too many operations: 413, as kube-apiserver.
+        let many = format!(
+            "[{}]",
+            vec![r#"{"op":"test","path":"","value":{}}"#; 10_001].join(",")
+        );
+        let err = json_patch(&json!({}), many.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), 413);
     }
 
     #[test]

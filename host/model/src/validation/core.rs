@@ -4,12 +4,14 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::meta::{is_dns1123_label, is_dns1123_subdomain};
+use super::meta::{DNS1123_LABEL_MSG, is_dns1123_label, is_dns1123_subdomain};
 use super::{ErrorType, Errors};
 use crate::meta::ResourceExt;
 
 /// ConfigMaps and Secrets hold at most this many bytes of data.
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
@@ -151,16 +153,23 @@ pub fn validate_crd(obj: &Value, errs: &mut Errors) {
         .pointer("/names/plural")
         .and_then(Value::as_str)
         .unwrap_or("");
+    // A CRD may not take over a resource the apiserver serves itself (say
+    // leases.coordination.k8s.io or plugins.wasmkube.dev).
+    if crate::resource::builtins()
+        .iter()
+        .any(|b| b.group == group && b.plural == plural)
+    {
+        errs.push(
+            "spec.group",
+            ErrorType::Forbidden(format!(
+                "\"{plural}.{group}\" is served by the apiserver itself"
+            )),
+        );
+    }
     if plural.is_empty() {
         errs.required("spec.names.plural", "");
     }
-    if spec
-        .pointer("/names/kind")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        errs.required("spec.names.kind", "");
-    }
+    validate_crd_names(spec, errs);
     let name = obj.name();
     if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
         errs.invalid(
@@ -194,5 +203,59 @@ pub fn validate_crd(obj: &Value, errs: &mut Errors) {
             &Value::from(versions.len()),
             "must have exactly one version marked as storage version",
         );
+    }
+    for (i, version) in versions.iter().enumerate() {
+        if let Some(schema) = version.pointer("/schema/openAPIV3Schema") {
+            let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+            crate::schema::check_patterns(schema, &path, errs);
+        }
+    }
+}
+
+/// `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// The names a CRD serves its resource under: they become URL segments and kinds
+/// (ValidateCustomResourceDefinitionNames).
+fn validate_crd_names(spec: &Value, errs: &mut Errors) {
+    let names = &spec["names"];
+    for field in ["plural", "singular"] {
+        if let Some(name) = names[field].as_str().filter(|n| !n.is_empty())
+            && !is_dns1123_label(name)
+        {
+            errs.invalid(
+                format!("spec.names.{field}"),
+                &names[field],
+                DNS1123_LABEL_MSG,
+            );
+        }
+    }
+    for field in ["kind", "listKind"] {
+        match names[field].as_str() {
+            None | Some("") if field == "kind" => errs.required("spec.names.kind", ""),
+            Some(kind) if !kind.is_empty() && !is_dns1035_label(&kind.to_lowercase()) => errs
+                .invalid(
+                    format!("spec.names.{field}"),
+                    &names[field],
+                    DNS1035_LABEL_MSG,
+                ),
+            _ => {}
+        }
+    }
+    for (i, short) in names["shortNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !short.as_str().is_some_and(is_dns1123_label) {
+            errs.invalid(
+                format!("spec.names.shortNames[{i}]"),
+                short,
+                DNS1123_LABEL_MSG,
+            );
+        }
     }
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 use super::Errors;
 use crate::resource::ResourceInfo;
 
-const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(super) const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+pub(super) const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
 pub fn is_dns1123_label(s: &str) -> bool {
@@ -30,11 +30,12 @@ fn needs_label_name(info: &ResourceInfo) -> bool {
 
 /// Checks a name of this kind; `Err` holds the message Kubernetes gives.
 pub fn check_name(info: &ResourceInfo, name: &str) -> Result<(), &'static str> {
-    if info.kind == "CustomResourceDefinition" || needs_label_name(info) {
-        if needs_label_name(info) && !is_dns1123_label(name) {
-            return Err(DNS1123_LABEL_MSG);
-        }
-        return Ok(());
+    if needs_label_name(info) {
+        return if is_dns1123_label(name) {
+            Ok(())
+        } else {
+            Err(DNS1123_LABEL_MSG)
+        };
     }
     if name.contains('/') || name.contains('%') || name == "." || name == ".." {
         return Err("may not contain '/' or '%' and may not be '.' or '..'");

@@ -3,7 +3,10 @@
 mod core;
 mod meta;
 mod plugin;
+mod pod_refs;
 mod workloads;
+
+pub use meta::{is_dns1123_label, is_dns1123_subdomain};
 
 use serde_json::Value;
 
@@ -129,6 +132,19 @@ impl Errors {
             );
         }
     }
+}
+
+/// The elements of the array `obj[field]`, numbered.
+fn items<'a>(obj: &'a Value, field: &str) -> impl Iterator<Item = (usize, &'a Value)> + 'a {
+    obj.get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
+fn str_field<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get(field).and_then(Value::as_str)
 }
 
 /// Validates an object about to be created (`old` = `None`) or to replace `old`.

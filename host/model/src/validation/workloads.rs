@@ -5,24 +5,12 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::meta::{is_dns1123_label, validate_labels};
-use super::{ErrorType, Errors};
+use super::{ErrorType, Errors, items, pod_refs, str_field};
 use crate::selector::LabelSelector;
 
 const RESTART_POLICIES: &[&str] = &["Always", "Never", "OnFailure"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
-
-fn items<'a>(obj: &'a Value, field: &str) -> impl Iterator<Item = (usize, &'a Value)> + 'a {
-    obj.get(field)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-}
-
-fn str_field<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get(field).and_then(Value::as_str)
-}
 
 fn validate_container(c: &Value, path: &str, volumes: &BTreeSet<&str>, errs: &mut Errors) {
     match str_field(c, "name") {
@@ -72,12 +60,16 @@ fn validate_container(c: &Value, path: &str, volumes: &BTreeSet<&str>, errs: &mu
         if str_field(mount, "mountPath").is_none_or(str::is_empty) {
             errs.required(format!("{path}.volumeMounts[{i}].mountPath"), "");
         }
+        pod_refs::sub_path(mount, &format!("{path}.volumeMounts[{i}]"), errs);
     }
     for (i, env) in items(c, "env") {
         if str_field(env, "name").is_none_or(str::is_empty) {
             errs.required(format!("{path}.env[{i}].name"), "");
         }
     }
+    pod_refs::env_sources(c, path, errs);
+    pod_refs::resources(c, path, errs);
+    pod_refs::http_actions(c, path, errs);
 }
 
 /// Validates a `PodSpec` at `path` (`spec`, `spec.template.spec`, ...).
@@ -86,17 +78,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Errors) {
         errs.required(path, "");
         return;
     };
-    let mut volumes = BTreeSet::new();
-    for (i, volume) in items(spec, "volumes") {
-        match str_field(volume, "name") {
-            None | Some("") => errs.required(format!("{path}.volumes[{i}].name"), ""),
-            Some(name) if !volumes.insert(name) => errs.push(
-                format!("{path}.volumes[{i}].name"),
-                ErrorType::Duplicate(format!("{name:?}")),
-            ),
-            Some(_) => {}
-        }
-    }
+    let volumes = pod_refs::volumes(spec, path, errs);
     if items(spec, "containers").next().is_none() {
         errs.required(format!("{path}.containers"), "");
     }
@@ -122,7 +104,16 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, errs: &mut Errors) {
         errs.not_supported(format!("{path}.restartPolicy"), policy, RESTART_POLICIES);
     }
     errs.at_least(spec, "terminationGracePeriodSeconds", path, 0);
-    errs.at_least(spec, "activeDeadlineSeconds", path, 1);
+    // ValidatePodSpec: 1 to math.MaxInt32.
+    if let Some(deadline) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && !(1..=i64::from(i32::MAX)).contains(&deadline)
+    {
+        errs.invalid(
+            format!("{path}.activeDeadlineSeconds"),
+            &Value::from(deadline),
+            "must be between 1 and 2147483647, inclusive",
+        );
+    }
 }
 
 pub fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Errors) {

@@ -12,7 +12,11 @@ use serde::Deserialize;
 use super::auth::{Challenge, Credential};
 use super::check::Check;
 use super::{MAX_MANIFEST, RegistryError};
+
 use crate::image::oci::{self, Descriptor};
+
+/// The most bytes read of a token or an error answer (each a few hundred bytes).
+const MAX_SMALL_BODY: u64 = 64 * 1024;
 
 /// Every manifest format the node agent understands, for the `Accept` header.
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
@@ -186,10 +190,15 @@ impl<'a> Session<'a> {
                 token: Option<String>,
                 access_token: Option<String>,
             }
-            let token: Token = response
-                .json()
-                .await
-                .map_err(|e| request_error(&Method::GET, realm, &e))?;
+            let (body, whole) = read_at_most(response, realm, MAX_SMALL_BODY).await?;
+            let token: Token = serde_json::from_slice(&body)
+                .ok()
+                .filter(|_| whole)
+                .ok_or_else(|| {
+                    unauthorized(format!(
+                        "{realm} answered no token of at most {MAX_SMALL_BODY} bytes"
+                    ))
+                })?;
             let token = token
                 .token
                 .or(token.access_token)
@@ -273,7 +282,10 @@ async fn success(method: Method, url: &str, response: Response) -> Result<Respon
         #[serde(default)]
         message: String,
     }
-    let body = response.bytes().await.unwrap_or_default();
+    let body = read_at_most(response, url, MAX_SMALL_BODY)
+        .await
+        .map(|(body, _)| body)
+        .unwrap_or_default();
     let detail = match serde_json::from_slice::<Errors>(&body) {
         Ok(errors) if !errors.errors.is_empty() => {
             let messages: Vec<String> = errors
@@ -297,7 +309,24 @@ async fn success(method: Method, url: &str, response: Response) -> Result<Respon
 }
 
 /// A manifest's body, refused when longer than [`MAX_MANIFEST`].
-async fn read_limited(mut response: Response, url: &str) -> Result<Vec<u8>, RegistryError> {
+async fn read_limited(response: Response, url: &str) -> Result<Vec<u8>, RegistryError> {
+    let (data, whole) = read_at_most(response, url, MAX_MANIFEST).await?;
+    if !whole {
+        return Err(RegistryError::ManifestTooLarge {
+            manifest: url.to_string(),
+            size: data.len() as u64,
+        });
+    }
+    Ok(data)
+}
+
+/// The first bytes of a response's body, up to `limit` and a chunk, and whether that was all
+/// of it: the rest is never read, whatever the registry sends.
+async fn read_at_most(
+    mut response: Response,
+    url: &str,
+    limit: u64,
+) -> Result<(Vec<u8>, bool), RegistryError> {
     let mut data = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -305,14 +334,11 @@ async fn read_limited(mut response: Response, url: &str) -> Result<Vec<u8>, Regi
         .map_err(|e| request_error(&Method::GET, url, &e))?
     {
         data.extend_from_slice(&chunk);
-        if data.len() as u64 > MAX_MANIFEST {
-            return Err(RegistryError::ManifestTooLarge {
-                manifest: url.to_string(),
-                size: data.len() as u64,
-            });
+        if data.len() as u64 > limit {
+            return Ok((data, false));
         }
     }
-    Ok(data)
+    Ok((data, true))
 }
 
 /// A request's failure with its causes, which say what went wrong (refused, timed out, TLS).

@@ -101,6 +101,13 @@ fn options_are_checked() {
             .since,
         Some(at(T1))
     );
+    // Further back than chrono's range (a panic once): every line.
+    assert_eq!(
+        query(|q| q.since_seconds = Some(i64::MAX.to_string()))
+            .expect("valid")
+            .since,
+        Some(DateTime::<Utc>::MIN_UTC)
+    );
 }
 
 /// A pod log directory with the given files of container `main`.

@@ -1,0 +1,177 @@
+//! Tests of volumes: their directories, files and bind mounts.
+
+use super::*;
+
+#[test]
+fn claims_mount_their_volume_directory_read_only_when_asked() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "volumeMounts": [
+                {"name": "rw", "mountPath": "/rw"},
+                {"name": "ro", "mountPath": "/ro"},
+            ]}],
+            "volumes": [
+                {"name": "rw", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "ro", "persistentVolumeClaim": {"claimName": "data", "readOnly": true}},
+            ],
+        },
+    }))
+    .expect("a pod");
+    let container = &pod.spec.as_ref().expect("a spec").containers[0];
+    let mut sources = Sources::default();
+    let unresolved = binds(&pod, Path::new("/pod"), container, &sources);
+    assert!(matches!(unresolved, Err(VolumeError::ClaimUnresolved(c)) if c == "data"));
+    sources
+        .claims
+        .insert("data".into(), PathBuf::from("/storage/pvc-1"));
+    let binds = binds(&pod, Path::new("/pod"), container, &sources).expect("binds");
+    let got: Vec<(&str, &str, bool)> = binds
+        .iter()
+        .map(|b| {
+            let source = b.source.to_str().unwrap_or_default();
+            (source, b.destination.as_str(), b.read_only)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/storage/pvc-1", "/rw", false),
+            ("/storage/pvc-1", "/ro", true)
+        ]
+    );
+}
+
+/// A Secret's value is base64-decoded once: `hunter22` (served as `aHVudGVyMjI=`) and bytes
+/// that are not UTF-8 come out of the volume byte for byte.
+#[tokio::test]
+async fn secret_volume_files_are_the_secret_bytes() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [], "volumes": [{"name": "s", "secret": {"secretName": "creds"}}]},
+    }))
+    .expect("a pod");
+    let secret = serde_json::json!({"data": {"pw": "aHVudGVyMjI=", "bin": "/wCAQQ=="}});
+    let mut sources = Sources::default();
+    let data = super::super::sources::secret_data(Some(secret)).expect("base64 values");
+    sources.secrets.insert("creds".into(), data);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    prepare(&pod, dir.path(), &sources).await.expect("prepared");
+    let read = |name: &str| std::fs::read(dir.path().join("volumes/s").join(name)).ok();
+    assert_eq!(read("pw").as_deref(), Some(&b"hunter22"[..]));
+    assert_eq!(read("bin").as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
+}
+
+/// A volume name that is not a DNS-1123 label never becomes a directory: not for a volume
+/// of the pod, not for a container's mount of it.
+#[tokio::test]
+async fn volume_names_that_are_not_labels_are_refused() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "volumeMounts": [{"name": "../../x", "mountPath": "/x"}]}],
+            "volumes": [{"name": "../../x", "emptyDir": {}}],
+        },
+    }))
+    .expect("a pod");
+    let root = tempfile::tempdir().expect("a temp dir");
+    let pod_dir = root.path().join("pods/uid");
+    let prepared = prepare(&pod, &pod_dir, &Sources::default()).await;
+    assert!(matches!(
+        prepared,
+        Err(VolumeError::SetUp { source, .. }) if matches!(*source, VolumeError::VolumeName(_))
+    ));
+    assert!(!root.path().join("pods/x").exists());
+    let container = &pod.spec.as_ref().expect("a spec").containers[0];
+    let bound = binds(&pod, &pod_dir, container, &Sources::default());
+    assert!(matches!(bound, Err(VolumeError::VolumeName(n)) if n == "../../x"));
+}
+
+/// An init container's `escape -> /` in an emptyDir does not give a later container's
+/// `subPath: escape` the host's root; a subPath that exists only as directories is made.
+#[test]
+fn sub_paths_do_not_follow_symlinks_planted_in_the_volume() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "volumeMounts": [
+                {"name": "scratch", "mountPath": "/x", "subPath": "escape"},
+                {"name": "scratch", "mountPath": "/y", "subPath": "escape/etc"},
+                {"name": "scratch", "mountPath": "/z", "subPath": "../../.."},
+            ]}],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        },
+    }))
+    .expect("a pod");
+    let root = tempfile::tempdir().expect("a temp dir");
+    let scratch = root.path().join("volumes/scratch");
+    std::fs::create_dir_all(&scratch).expect("the volume");
+    std::os::unix::fs::symlink("/", scratch.join("escape")).expect("a symlink");
+    let spec = pod.spec.as_ref().expect("a spec");
+    for index in 0..3 {
+        let mut container = spec.containers[0].clone();
+        let mounts = container.volume_mounts.as_mut().expect("mounts");
+        let mount = mounts.remove(index);
+        *mounts = vec![mount];
+        let bound = binds(&pod, root.path(), &container, &Sources::default());
+        assert!(
+            matches!(bound, Err(VolumeError::Path { .. })),
+            "mount {index}: {bound:?}"
+        );
+    }
+    let mut container = spec.containers[0].clone();
+    container.volume_mounts = Some(vec![
+        serde_json::from_value(serde_json::json!(
+            {"name": "scratch", "mountPath": "/w", "subPath": "data/logs"}
+        ))
+        .expect("a mount"),
+    ]);
+    let bound = binds(&pod, root.path(), &container, &Sources::default()).expect("binds");
+    let canonical = std::fs::canonicalize(&scratch).expect("canonical");
+    assert_eq!(bound[0].source, canonical.join("data/logs"));
+    assert!(bound[0].source.is_dir());
+}
+
+/// `items[].path` stays inside the volume, and files get the item's mode or `defaultMode`.
+#[tokio::test]
+async fn item_paths_stay_in_the_volume_with_their_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let pod = |items: serde_json::Value| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "cfg", "configMap": {"name": "cm", "defaultMode": 0o600, "items": items}},
+            ]},
+        }))
+        .expect("a pod")
+    };
+    let mut sources = Sources::default();
+    let data = BTreeMap::from([("a".to_string(), "1".to_string())]);
+    sources.config_maps.insert("cm".into(), Some(data));
+    let root = tempfile::tempdir().expect("a temp dir");
+    let pod_dir = root.path().join("pod");
+    for path in ["../../evil", "/evil", ".."] {
+        let hostile = pod(serde_json::json!([{"key": "a", "path": path}]));
+        let prepared = prepare(&hostile, &pod_dir, &sources).await;
+        assert!(
+            matches!(&prepared, Err(VolumeError::SetUp { source, .. }) if matches!(**source, VolumeError::Path { .. })),
+            "{path}: {prepared:?}"
+        );
+    }
+    assert!(!root.path().join("evil").exists());
+    let items = serde_json::json!([
+        {"key": "a", "path": "plain"},
+        {"key": "a", "path": "dir/own", "mode": 0o400},
+    ]);
+    prepare(&pod(items), &pod_dir, &sources)
+        .await
+        .expect("prepared");
+    let mode = |p: &str| {
+        let path = pod_dir.join("volumes/cfg").join(p);
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    assert_eq!(mode("plain"), Some(0o600));
+    assert_eq!(mode("dir/own"), Some(0o400));
+}
