@@ -68,13 +68,18 @@ fn main() {
         );
     }
 
+    // Each component is copied into OUT_DIR and embedded from there, so the bytes and the digest
+    // below come from one read: `<target>/plugins` is rebuilt by `scripts/build-plugins.sh` with
+    // other packages (other feature unification, other bytes), and an `include_bytes!` of that
+    // file would then embed bytes whose digest is not the one recorded here.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     let mut table = String::from("&[\n");
     for b in &builtins {
-        let file = target_dir
-            .join(TARGET)
-            .join("release")
-            .join(format!("{}.wasm", b.package.replace('-', "_")));
-        let bytes = std::fs::read(&file).expect("reading a built plugin");
+        let wasm = format!("{}.wasm", b.package.replace('-', "_"));
+        let built = target_dir.join(TARGET).join("release").join(&wasm);
+        let bytes = std::fs::read(&built).expect("reading a built plugin");
+        let file = out_dir.join(&wasm);
+        std::fs::write(&file, &bytes).expect("copying a built plugin into OUT_DIR");
         let digest: String = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -89,8 +94,7 @@ fn main() {
         .expect("writing to a String");
     }
     table.push(']');
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("builtins.rs");
-    std::fs::write(out, table).expect("writing builtins.rs");
+    std::fs::write(out_dir.join("builtins.rs"), table).expect("writing builtins.rs");
 }
 
 /// The crates under `plugins/` (not `examples/` nor `tests/`) that build a component.

@@ -319,3 +319,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("{}", started.summary(None));
     started.serve().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BUILTINS;
+    use wasmkube_controller::module::digest;
+
+    /// The digest recorded at build time is the digest of the bytes embedded: a start that finds
+    /// a Plugin at that digest skips storing chunks, so a mismatch leaves every built-in without
+    /// its module ("module chunk … is missing").
+    #[test]
+    fn every_builtin_carries_the_digest_of_its_bytes() {
+        assert!(!BUILTINS.is_empty());
+        for b in BUILTINS {
+            assert_eq!(b.digest, digest(b.bytes), "{}", b.name);
+        }
+    }
+}
