@@ -415,3 +415,50 @@ fn events_expire_after_the_event_ttl() -> Result<()> {
     c.ok(&["get", "namespace", "default"])?;
     Ok(())
 }
+
+/// `curl` of `https://NAME:PORT/readyz` resolving NAME to 127.0.0.1 and trusting only the
+/// cluster's CA: whether the serving certificate is valid for NAME.
+fn certificate_names(c: &Cluster, name: &str) -> Result<bool> {
+    let status = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "20", "--resolve"])
+        .arg(format!("{name}:{}:127.0.0.1", c.port))
+        .arg("--cacert")
+        .arg(c.dir.path().join("pki/ca.crt"))
+        .arg(format!("https://{name}:{}/readyz", c.port))
+        .status()?;
+    Ok(status.success())
+}
+
+#[test]
+fn the_api_listens_where_told_with_a_certificate_for_the_hosts_names() -> Result<()> {
+    let c = Cluster::start_with(&[
+        "--bind-address",
+        "127.0.0.1",
+        "--tls-san",
+        "api.example.test",
+    ])?;
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig())?;
+    assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{}\n", c.port)));
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    for name in ["api.example.test", "localhost", hostname.trim()] {
+        assert!(certificate_names(&c, name)?, "{name}");
+    }
+    assert!(!certificate_names(&c, "other.example.test")?);
+    // Bound to loopback: the host's other addresses do not answer.
+    let ip = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()?;
+    let global = String::from_utf8_lossy(&ip.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next()?.parse::<std::net::IpAddr>().ok());
+    if let Some(ip) = global {
+        let addr = std::net::SocketAddr::new(ip, c.port);
+        let refused =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_err();
+        assert!(refused, "{addr} answers");
+    }
+    assert_eq!(c.ok(&["get", "--raw", "/readyz"])?, "ok");
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! every 10 s, its conditions reported every minute, and routes to the other nodes' pods.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -87,22 +88,31 @@ impl Machine {
     }
 }
 
-/// The first non-loopback IPv4 address of the machine (of its network namespace).
+/// The first global IPv4 address of the machine (of its network namespace), not one of the pod
+/// network's bridges.
 pub fn host_address() -> String {
+    host_addresses()
+        .into_iter()
+        .find(|a| a.is_ipv4() && !a.to_string().starts_with("10.244."))
+        .map_or_else(|| "127.0.0.1".into(), |a| a.to_string())
+}
+
+/// The host's global addresses (IPv4 and IPv6), as `ip addr show scope global` lists them.
+pub fn host_addresses() -> Vec<IpAddr> {
     let output = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .args(["-o", "addr", "show", "scope", "global"])
         .output();
-    output
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().find_map(|line| {
-                let mut words = line.split_whitespace();
-                words.find(|w| *w == "inet")?;
-                let address = words.next()?.split('/').next()?.to_string();
-                Some(address).filter(|a| !a.starts_with("10.244."))
-            })
+    let Ok(output) = output else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            words.next()?.split('/').next()?.parse().ok()
         })
-        .unwrap_or_else(|| "127.0.0.1".into())
+        .collect()
 }
 
 fn now() -> String {

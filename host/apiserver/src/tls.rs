@@ -1,5 +1,7 @@
 //! The serving identity: a self-generated CA and serving certificate, the admin token, and the kubeconfig that uses them.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ pub enum TlsError {
         "{0} holds a token shorter than {MIN_TOKEN_LEN} characters: write a longer one, or remove the pki directory to generate a new identity"
     )]
     ShortToken(String),
+    #[error("--tls-san {0}: neither an IP address nor a DNS name")]
+    BadName(String),
 }
 
 /// The shortest admin token accepted from the token file (we generate 40 characters).
@@ -62,6 +66,93 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the serving certificate is valid for: the names clients reach the API server by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    dns: BTreeSet<String>,
+    ips: BTreeSet<IpAddr>,
+}
+
+impl Default for Names {
+    /// The names every API server answers to: localhost and the `kubernetes` Service's DNS names.
+    fn default() -> Self {
+        let dns = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ];
+        Names {
+            dns: dns.iter().map(|d| d.to_string()).collect(),
+            ips: [
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+}
+
+impl Names {
+    /// Adds an address.
+    pub fn ip(&mut self, ip: IpAddr) {
+        if !ip.is_unspecified() {
+            self.ips.insert(ip);
+        }
+    }
+
+    /// Adds `name`: an IP address, or a DNS name (lower-cased; a leading `*.` allowed, as
+    /// kube-apiserver's `--tls-sni-cert-key` names).
+    pub fn add(&mut self, name: &str) -> Result<(), TlsError> {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            self.ip(ip);
+            return Ok(());
+        }
+        let lower = name.to_ascii_lowercase();
+        let host = lower.strip_prefix("*.").unwrap_or(&lower);
+        if !wasmkube_model::validation::is_dns1123_subdomain(host) {
+            return Err(TlsError::BadName(name.to_string()));
+        }
+        self.dns.insert(lower);
+        Ok(())
+    }
+
+    /// One name a line, as recorded beside the certificate (`server.names`).
+    fn render(&self) -> String {
+        let dns = self.dns.iter().map(|d| format!("DNS:{d}\n"));
+        let ips = self.ips.iter().map(|ip| format!("IP:{ip}\n"));
+        dns.chain(ips).collect()
+    }
+
+    fn params(&self) -> Result<CertificateParams, TlsError> {
+        let mut params = CertificateParams::new(self.dns.iter().cloned().collect::<Vec<_>>())?;
+        params
+            .subject_alt_names
+            .extend(self.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "wasmkube-apiserver");
+        Ok(params)
+    }
+}
+
+/// The CA's private key, kept so that the serving certificate can be issued for new names.
+const CA_KEY_FILE: &str = "ca.key";
+/// The names the serving certificate was issued for, one a line.
+const NAMES_FILE: &str = "server.names";
+
+/// The CA's name and constraints.
+fn ca_params() -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wasmkube-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Ok(params)
+}
+
 /// The PEM files and token kept in the data directory.
 pub struct Identity {
     pub ca_pem: String,
@@ -78,70 +169,89 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 }
 
 impl Identity {
-    /// Loads the identity from `dir`, generating and saving it on first start.
-    pub fn load_or_create(dir: &Path) -> Result<Identity, TlsError> {
+    /// Loads the identity from `dir`, generating and saving it on first start. A serving
+    /// certificate issued for other `names` (a new address, a new `--tls-san`) is issued anew
+    /// by the same CA, so kubeconfigs and nodes that trust the CA keep working.
+    pub fn load_or_create(dir: &Path, names: &Names) -> Result<Identity, TlsError> {
         let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
-        if files.iter().all(|f| f.exists()) {
-            let read = |p: &Path| std::fs::read_to_string(p).map_err(io(p));
-            let token = read(&files[3])?.trim().to_string();
-            if token.len() < MIN_TOKEN_LEN {
-                return Err(TlsError::ShortToken(files[3].display().to_string()));
-            }
-            return Ok(Identity {
-                ca_pem: read(&files[0])?,
-                cert_pem: read(&files[1])?,
-                key_pem: read(&files[2])?,
-                token,
-            });
+        if !files.iter().all(|f| f.exists()) {
+            return Identity::generate(dir, names);
         }
-        let identity = Identity::generate()?;
-        create_private_dir(dir).map_err(io(dir))?;
-        for (path, text) in files.iter().zip([
-            &identity.ca_pem,
-            &identity.cert_pem,
-            &identity.key_pem,
-            &identity.token,
-        ]) {
-            write_private(path, text.as_bytes()).map_err(io(path))?;
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(io(p));
+        let token = read(&files[3])?.trim().to_string();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(TlsError::ShortToken(files[3].display().to_string()));
+        }
+        let mut identity = Identity {
+            ca_pem: read(&files[0])?,
+            cert_pem: read(&files[1])?,
+            key_pem: read(&files[2])?,
+            token,
+        };
+        let recorded = std::fs::read_to_string(dir.join(NAMES_FILE)).unwrap_or_default();
+        if recorded != names.render() {
+            match std::fs::read_to_string(dir.join(CA_KEY_FILE)) {
+                Ok(ca_key) => {
+                    let ca_key = KeyPair::from_pem(&ca_key)?;
+                    identity.issue(dir, names, &ca_key)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
+                    dir = %dir.display(),
+                    "the serving certificate was made without a kept CA key and cannot be \
+                     issued for new names; remove the directory to make a new identity"
+                ),
+                Err(e) => return Err(io(&dir.join(CA_KEY_FILE))(e)),
+            }
         }
         Ok(identity)
     }
 
-    fn generate() -> Result<Identity, TlsError> {
+    /// A new CA, serving certificate and token, saved in `dir`.
+    fn generate(dir: &Path, names: &Names) -> Result<Identity, TlsError> {
         let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "wasmkube-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key)?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "kubernetes".into(),
-            "kubernetes.default".into(),
-            "kubernetes.default.svc".into(),
-        ])?;
-        params.subject_alt_names.push(SanType::IpAddress(
-            "127.0.0.1"
-                .parse()
-                .map_err(|_| rcgen::Error::CouldNotParseCertificate)?,
-        ));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "wasmkube-apiserver");
-        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        let ca = ca_params()?.self_signed(&ca_key)?;
         let token: String = rand::rng()
             .sample_iter(rand::distr::Alphanumeric)
             .take(40)
             .map(char::from)
             .collect();
-        Ok(Identity {
+        let mut identity = Identity {
             ca_pem: ca.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
             token,
-        })
+        };
+        create_private_dir(dir).map_err(io(dir))?;
+        for (file, text) in [
+            (CA_KEY_FILE, ca_key.serialize_pem()),
+            ("ca.crt", identity.ca_pem.clone()),
+            ("token", identity.token.clone()),
+        ] {
+            let path = dir.join(file);
+            write_private(&path, text.as_bytes()).map_err(io(&path))?;
+        }
+        identity.issue(dir, names, &ca_key)?;
+        Ok(identity)
+    }
+
+    /// Issues a serving certificate for `names` signed by the CA of `ca_key` and saves it; the
+    /// record of its names is written last, so a crash in between means issuing again.
+    fn issue(&mut self, dir: &Path, names: &Names, ca_key: &KeyPair) -> Result<(), TlsError> {
+        // The CA certificate made again from the same name and key signs as the one on disk.
+        let ca = ca_params()?.self_signed(ca_key)?;
+        let key = KeyPair::generate()?;
+        let cert = names.params()?.signed_by(&key, &ca, ca_key)?;
+        self.cert_pem = cert.pem();
+        self.key_pem = key.serialize_pem();
+        for (file, text) in [
+            ("server.key", &self.key_pem),
+            ("server.crt", &self.cert_pem),
+            (NAMES_FILE, &names.render()),
+        ] {
+            let path = dir.join(file);
+            write_private(&path, text.as_bytes()).map_err(io(&path))?;
+        }
+        Ok(())
     }
 
     /// A rustls server config serving this identity (HTTP/2 and HTTP/1.1).
@@ -161,11 +271,11 @@ impl Identity {
         Ok(Arc::new(config))
     }
 
-    /// An admin kubeconfig for `https://127.0.0.1:{port}`.
-    pub fn kubeconfig(&self, port: u16) -> String {
+    /// An admin kubeconfig for the API server at `server` (`https://HOST:PORT`).
+    pub fn kubeconfig(&self, server: &str) -> String {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: wasmkube\n  context:\n    cluster: wasmkube\n    user: admin\n    namespace: default\ncurrent-context: wasmkube\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: wasmkube\n  context:\n    cluster: wasmkube\n    user: admin\n    namespace: default\ncurrent-context: wasmkube\n",
             self.token
         )
     }
@@ -202,15 +312,82 @@ mod tests {
     fn the_identity_is_private_and_a_short_token_is_refused() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("pki");
-        let identity = Identity::load_or_create(&dir).expect("generated");
+        let names = Names::default();
+        let identity = Identity::load_or_create(&dir, &names).expect("generated");
         assert_eq!(mode(&dir), 0o700);
-        for file in ["ca.crt", "server.crt", "server.key", "token"] {
+        for file in [
+            "ca.crt",
+            "ca.key",
+            "server.crt",
+            "server.key",
+            "server.names",
+            "token",
+        ] {
             assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
         }
-        let again = Identity::load_or_create(&dir).expect("loaded");
+        let again = Identity::load_or_create(&dir, &names).expect("loaded");
         assert_eq!(again.token, identity.token);
+        assert_eq!(
+            again.cert_pem, identity.cert_pem,
+            "the same names: not issued again"
+        );
         std::fs::write(dir.join("token"), "\n").expect("emptied");
-        let err = Identity::load_or_create(&dir).err().expect("refused");
+        let err = Identity::load_or_create(&dir, &names)
+            .err()
+            .expect("refused");
         assert!(matches!(err, TlsError::ShortToken(_)), "{err}");
+    }
+
+    /// Whether the serving certificate of `identity` verifies, for `name`, against its CA.
+    fn valid_for(identity: &Identity, name: &str) -> bool {
+        use rustls::client::WebPkiServerVerifier;
+        use rustls::client::danger::ServerCertVerifier as _;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+        let der = |pem: &str| CertificateDer::from(pem_body(pem).expect("a PEM block"));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der(&identity.ca_pem)).expect("the CA");
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .expect("a verifier");
+        let name = ServerName::try_from(name.to_string()).expect("a server name");
+        verifier
+            .verify_server_cert(&der(&identity.cert_pem), &[], &name, &[], UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn new_names_get_a_certificate_from_the_same_ca() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("pki");
+        let first = Identity::load_or_create(&dir, &Names::default()).expect("generated");
+        assert!(valid_for(&first, "127.0.0.1"));
+        assert!(valid_for(&first, "kubernetes.default.svc"));
+        assert!(!valid_for(&first, "api.example.test"));
+        assert!(!valid_for(&first, "192.0.2.7"));
+
+        let mut names = Names::default();
+        names.add("API.example.test").expect("a DNS name");
+        names.add("192.0.2.7").expect("an address");
+        names.ip("0.0.0.0".parse().expect("an address"));
+        let second = Identity::load_or_create(&dir, &names).expect("issued again");
+        assert_eq!(second.ca_pem, first.ca_pem, "the CA stays");
+        assert_eq!(second.token, first.token);
+        assert_ne!(second.key_pem, first.key_pem);
+        for name in ["api.example.test", "192.0.2.7", "127.0.0.1", "localhost"] {
+            assert!(valid_for(&second, name), "{name}");
+        }
+        assert!(
+            !std::fs::read_to_string(dir.join("server.names"))
+                .expect("recorded")
+                .contains("0.0.0.0")
+        );
+
+        for bad in ["-bad-", "a..b", "x/y", ""] {
+            let err = names.add(bad).expect_err("refused");
+            assert!(matches!(err, TlsError::BadName(_)), "{bad}: {err}");
+        }
     }
 }

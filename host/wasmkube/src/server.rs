@@ -1,14 +1,15 @@
 //! `wasmkube server`: opens the store, writes the kubeconfig, and serves the API over HTTPS.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
-use wasmkube_apiserver::config::{self, ClusterCidr};
+use wasmkube_apiserver::config::{self, ClusterCidr, ServiceRange};
 use wasmkube_apiserver::registry::{WriteOptions, create_object};
-use wasmkube_apiserver::tls::Identity;
+use wasmkube_apiserver::tls::{Identity, Names};
 use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
 use wasmkube_controller::module::PluginKind;
@@ -27,6 +28,15 @@ pub struct ServerArgs {
     /// The HTTPS port.
     #[arg(long, default_value_t = 6443)]
     pub port: u16,
+    /// The address the API listens on: all interfaces by default, as kube-apiserver's
+    /// `--bind-address`. The kubeconfig names it (127.0.0.1 when it is all interfaces).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// A further name or address the serving certificate is valid for (it always is for
+    /// localhost, the `kubernetes` Service, this host's name and its addresses); repeat for
+    /// several.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_sans: Vec<String>,
     /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
     #[arg(long, default_value = "embedded")]
     pub store: String,
@@ -58,6 +68,34 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// What the serving certificate must be valid for: the defaults, this host's name and
+    /// addresses, the bind address, the `kubernetes` Service's IP and every `--tls-san`.
+    fn names(&self) -> anyhow::Result<Names> {
+        let mut names = Names::default();
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        // A hostname that is no DNS name (an odd container's) is left out, not an error.
+        let _ = names.add(hostname.trim());
+        for ip in wasmkube_node::registration::host_addresses() {
+            names.ip(ip);
+        }
+        names.ip(self.bind_address);
+        names.ip(IpAddr::V4(ServiceRange::default().first()));
+        for san in &self.tls_sans {
+            names.add(san)?;
+        }
+        Ok(names)
+    }
+
+    /// The address clients on this host reach the API at: the bind address, or 127.0.0.1 when
+    /// it is all interfaces.
+    fn reachable(&self, port: u16) -> SocketAddr {
+        let ip = match self.bind_address {
+            ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        SocketAddr::new(ip, port)
+    }
+
     /// The cluster settings of the flags.
     pub fn cluster(&self) -> ClusterConfig {
         ClusterConfig {
@@ -282,19 +320,20 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::tls::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args.store, &args.data_dir).await?;
-    let identity = Identity::load_or_create(&args.data_dir.join("pki"))?;
+    let identity = Identity::load_or_create(&args.data_dir.join("pki"), &args.names()?)?;
     let server =
         Server::with_config(store.clone(), Some(identity.token.clone()), args.cluster()).await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
+    let listener = tokio::net::TcpListener::bind((args.bind_address, args.port))
         .await
-        .with_context(|| format!("binding port {}", args.port))?;
+        .with_context(|| format!("binding {}:{}", args.bind_address, args.port))?;
     let port = listener.local_addr()?.port();
+    let url = format!("https://{}", args.reachable(port));
     bootstrap(&server, port).await?;
     native::spawn(server.clone());
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
-    wasmkube_apiserver::tls::write_private(&kubeconfig, identity.kubeconfig(port).as_bytes())
+    wasmkube_apiserver::tls::write_private(&kubeconfig, identity.kubeconfig(&url).as_bytes())
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     tracing::info!(port, store = %args.store, "serving the Kubernetes API");
@@ -305,7 +344,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
         anyhow::Ok(())
     });
     Ok(Started {
-        url: format!("https://127.0.0.1:{port}"),
+        url,
         kubeconfig,
         plugins: installed,
         server,

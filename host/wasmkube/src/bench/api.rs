@@ -10,7 +10,7 @@ use reqwest::Response;
 use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout};
-use wasmkube_apiserver::tls::Identity;
+use wasmkube_apiserver::tls::{Identity, Names};
 use wasmkube_apiserver::{Server, app, serve_tls};
 use wasmkube_controller::native;
 use wasmkube_store::Store;
@@ -46,7 +46,7 @@ pub async fn run(
     dir: &Path,
     opts: &ApiOptions,
 ) -> anyhow::Result<Vec<BenchRow>> {
-    let identity = Identity::load_or_create(&dir.join("pki"))?;
+    let identity = Identity::load_or_create(&dir.join("pki"), &Names::default())?;
     let server = Server::new(store, Some(identity.token.clone())).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
