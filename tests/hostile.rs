@@ -227,6 +227,12 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
                 "must be greater than or equal to 0",
             ),
             (
+                // A number, as YAML's `cpu: -100` sends it: a Quantity too, so the same 422.
+                resources(r#"{"cpu":-100}"#, "{}"),
+                "spec.containers[0].resources.requests[cpu]",
+                "must be greater than or equal to 0",
+            ),
+            (
                 resources("{}", r#"{"memory":"512mi"}"#),
                 "spec.containers[0].resources.limits[memory]",
                 "quantities must match the regular expression",
@@ -238,6 +244,24 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
             ),
         ],
     )?;
+
+    // Numeric quantities are accepted, as strings.
+    let (code, created) = request(
+        &c,
+        "POST",
+        PODS,
+        JSON,
+        resources(r#"{"cpu":1,"memory":1000000}"#, r#"{"cpu":2}"#).as_bytes(),
+    )?;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "1"
+    );
+    assert_eq!(
+        created["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "2"
+    );
 
     // 5. Names and paths that would leave their volume or namespace.
     let volume = |volume: &str, mount: &str| {
@@ -341,6 +365,7 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         c.ok(&["get", "namespace", ns])?;
     }
+    c.ok(&["get", "pod", "res"])?;
     Ok(())
 }
 

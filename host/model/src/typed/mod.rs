@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use schemars::r#gen::SchemaGenerator;
 use serde_json::Value;
 
+mod quantities;
+
 /// A built-in object after a round trip through its typed form.
 #[derive(Debug, PartialEq)]
 pub struct Decoded {
@@ -98,6 +100,9 @@ pub fn decode(
     kind: &str,
     value: &Value,
 ) -> Option<Result<Decoded, DecodeError>> {
+    // `cpu: 1` is a Quantity as well as `cpu: "1"`, as Kubernetes' `Quantity.UnmarshalJSON`.
+    let stringified = quantities::stringified(group, kind, value);
+    let value = stringified.as_ref().unwrap_or(value);
     let result = roundtrip_for(group, kind, value)?;
     Some(
         result
