@@ -1,11 +1,18 @@
 //! Object metadata read from a `serde_json::Value`, as kube-core's `ResourceExt` reads it from typed objects.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 /// Now, as Kubernetes writes times in metadata (`2024-01-01T00:00:00Z`).
 pub fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A time as metadata writes it (RFC 3339), `None` when `text` is not one.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// How dependents are treated when their owner goes.

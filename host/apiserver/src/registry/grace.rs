@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
-use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::meta::{self, ResourceExt};
 use wasmkube_model::resource::ResourceInfo;
 
 /// The grace period of a pod that sets none.
@@ -76,8 +76,7 @@ pub fn plan(info: &ResourceInfo, obj: &Value, requested: Option<i64>, now: DateT
     let meta = &obj["metadata"];
     let marked = meta["deletionTimestamp"]
         .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
+        .and_then(meta::parse_time);
     let current = meta["deletionGracePeriodSeconds"]
         .as_i64()
         .unwrap_or(0)
@@ -116,9 +115,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("valid")
-            .with_timezone(&Utc)
+        meta::parse_time(text).expect("valid")
     }
 
     fn mark(timestamp: &str, grace: i64) -> Plan {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
 use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
-use wasmkube_model::meta::ResourceExt;
+use wasmkube_model::meta::{self, ResourceExt};
 
 /// How often expired Events are looked for (more often when the TTL is shorter).
 const SWEEP: Duration = Duration::from_secs(60);
@@ -26,8 +26,7 @@ fn last_seen(event: &Value) -> Option<DateTime<Utc>> {
     ]
     .iter()
     .filter_map(|p| event.pointer(p).and_then(Value::as_str))
-    .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-    .map(|t| t.with_timezone(&Utc))
+    .filter_map(meta::parse_time)
     .max()
 }
 
@@ -98,9 +97,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("valid")
-            .with_timezone(&Utc)
+        meta::parse_time(text).expect("valid")
     }
 
     #[test]

@@ -112,9 +112,9 @@ impl Places {
     }
 }
 
-/// The places of each built-in kind, found from its schema on first use.
-static PLACES: LazyLock<RwLock<HashMap<(String, String), Option<Arc<Places>>>>> =
-    LazyLock::new(RwLock::default);
+/// The places of each built-in kind by (group, kind), found from its schema on first use.
+type Cache = HashMap<(String, String), Option<Arc<Places>>>;
+static PLACES: LazyLock<RwLock<Cache>> = LazyLock::new(RwLock::default);
 
 fn places(group: &str, kind: &str) -> Option<Arc<Places>> {
     let key = (group.to_string(), kind.to_string());

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
 use wasmkube_apiserver::registry::{Update, update_with};
-use wasmkube_model::meta::{ResourceExt, now};
+use wasmkube_model::meta::{self, ResourceExt, now};
 
 use super::taints::{self, condition};
 use super::{report, served};
@@ -18,9 +18,7 @@ use super::{report, served};
 const REPORTED: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
 fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v.as_str()?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    meta::parse_time(v.as_str()?)
 }
 
 /// The heartbeat a node's Ready condition carries.
