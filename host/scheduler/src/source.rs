@@ -9,7 +9,8 @@ use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_controller::Manager;
 use wasmkube_controller::plugin_host::{Grants, PluginHost, grant};
-use wasmkube_controller::{module, supervisor};
+use wasmkube_controller::module;
+use wasmkube_controller::plugin::Config;
 use wasmkube_model::resource::PLUGIN_GROUP;
 use wasmkube_runtime::{HostApi, Runtime, World};
 
@@ -88,7 +89,7 @@ impl Source for Plugins {
             ));
         }
         let host = policy_host(plugin, &self.server, &self.manager);
-        let policy = WasmPolicy::new(&module, host, supervisor::limits(spec))
+        let policy = WasmPolicy::new(&module, host, Config::of(spec).limits)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::new(policy))
