@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_controller::Manager;
-use wasmkube_controller::plugin_host::{Grants, PluginHost, grant};
 use wasmkube_controller::module;
 use wasmkube_controller::plugin::Config;
+use wasmkube_controller::plugin_host::{Grants, PluginHost, grant};
 use wasmkube_model::resource::PLUGIN_GROUP;
 use wasmkube_runtime::{HostApi, Runtime, World};
 
@@ -21,7 +21,7 @@ use crate::policy::{Policy, WasmPolicy};
 pub trait Source: Send + Sync + 'static {
     /// A new instance of the policy `plugin`, or why there is none.
     async fn load(&self, plugin: &str) -> Result<Box<dyn Policy>, String>;
-    /// The version `load` would give now (a module digest), to notice upgrades.
+    /// The version `load` would give now (starting with a module digest), to notice upgrades.
     fn version(&self, plugin: &str) -> Option<String>;
 }
 
@@ -95,11 +95,18 @@ impl Source for Plugins {
         Ok(Box::new(policy))
     }
 
+    /// The module digest, then the limits: a change of `spec.limits` loads the policy again
+    /// with them, as a new module would.
     fn version(&self, plugin: &str) -> Option<String> {
         let object = self.object(plugin)?;
-        object["spec"]["module"]["digest"]
-            .as_str()
-            .map(|d| d.trim_start_matches("sha256:").to_string())
+        let digest = object["spec"]["module"]["digest"].as_str()?;
+        let limits = Config::of(&object["spec"]).limits;
+        Some(format!(
+            "{}+{}B+{}ms",
+            digest.trim_start_matches("sha256:"),
+            limits.memory_bytes,
+            limits.call_timeout.as_millis()
+        ))
     }
 }
 
