@@ -11,6 +11,13 @@ use crate::module::{
     BUILTIN, BUILTIN_DIGEST, MANAGED_BY, PluginKind, is_builtin, module_ref, plugins, store_chunks,
 };
 
+/// The wall-clock deadline of one call into a built-in plugin, which its `Plugin` carries as
+/// `spec.limits.callTimeoutMillis` (an operator may change it). The 1 s default of other plugins
+/// does not fit: a deadline counts host calls, and the replicaset controller creates up to 500
+/// pods (Kubernetes' `BurstReplicas`) with an Event each in one reconcile, about a thousand writes
+/// that take seconds on a busy 2-core machine.
+pub const BUILTIN_CALL_TIMEOUT_MILLIS: u64 = 30_000;
+
 /// A plugin compiled into the binary.
 #[derive(Clone, Copy)]
 pub struct Builtin {
@@ -64,7 +71,11 @@ impl Builtin {
                 "name": self.name,
                 "annotations": {MANAGED_BY: BUILTIN, BUILTIN_DIGEST: self.digest},
             },
-            "spec": {"kind": self.kind.as_str(), "module": module_ref(self.digest, self.bytes.len())},
+            "spec": {
+                "kind": self.kind.as_str(),
+                "module": module_ref(self.digest, self.bytes.len()),
+                "limits": {"callTimeoutMillis": BUILTIN_CALL_TIMEOUT_MILLIS},
+            },
         })
     }
 
@@ -107,6 +118,11 @@ impl Builtin {
                     new["spec"]["module"] = wanted["spec"]["module"].clone();
                     new["metadata"]["annotations"][BUILTIN_DIGEST] =
                         wanted["metadata"]["annotations"][BUILTIN_DIGEST].clone();
+                    // Installed before built-ins had their own deadline: given it, unless set.
+                    if cur.pointer("/spec/limits/callTimeoutMillis").is_none() {
+                        new["spec"]["limits"]["callTimeoutMillis"] =
+                            json!(BUILTIN_CALL_TIMEOUT_MILLIS);
+                    }
                 }
                 Ok(new)
             },

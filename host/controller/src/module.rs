@@ -10,6 +10,7 @@ use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
 use wasmkube_apiserver::registry::{Update, WriteOptions, create_object, update_with};
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
+use wasmkube_model::validation::MAX_MODULE_CHUNKS;
 use wasmkube_runtime::{Module, Runtime};
 
 /// Bytes per chunk: with base64 and the object around it, well under etcd's default 1.5 MiB request limit.
@@ -254,7 +255,8 @@ pub async fn load(
     let count = spec
         .pointer("/module/chunks")
         .and_then(Value::as_u64)
-        .and_then(|c| usize::try_from(c).ok())
+        // Validation bounds it; a Plugin stored before that is held to it here.
+        .and_then(|c| usize::try_from(c.min(MAX_MODULE_CHUNKS)).ok())
         .unwrap_or(1);
     let mut stored = HashMap::new();
     for i in 0..count {

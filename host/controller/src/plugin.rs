@@ -1,10 +1,12 @@
-//! Preparing a Wasm controller: ask it what it reconciles, check that against what it is allowed, build its reconciler.
+//! Preparing a Wasm controller: read what its Plugin's spec sets, ask it what it reconciles, check that against what it is allowed, build its reconciler.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_model::resource::ResourceInfo;
+use wasmkube_model::validation::{MAX_CALL_TIMEOUT_MILLIS, MAX_MEMORY_BYTES, MAX_WORKERS};
 use wasmkube_runtime::{
     CallError, ControllerInstance, Gvr, Limits, Module, Registration, RuntimeError,
 };
@@ -34,10 +36,58 @@ pub enum PluginError {
     NotPermitted { plugin: String, resource: String },
 }
 
-/// A plugin ready to run: what it said about itself, and its reconciler.
+/// What a Plugin's spec sets besides its module. A change of any of it takes effect without a
+/// new module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `spec.limits`: 64 MiB and 1 s per call unless given.
+    pub limits: Limits,
+    /// `spec.workers`: keys reconciled at once, 2 unless given.
+    pub workers: usize,
+    /// `spec.permissions`; `None`: exactly what the plugin's registration names.
+    pub permissions: Option<Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            workers: 2,
+            permissions: None,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration `spec` sets, within the bounds validation enforces (an object stored
+    /// before those bounds existed is held to them here).
+    pub fn of(spec: &Value) -> Config {
+        let defaults = Config::default();
+        let number = |pointer: &str| spec.pointer(pointer).and_then(Value::as_u64);
+        Config {
+            limits: Limits {
+                memory_bytes: number("/limits/memoryBytes")
+                    .map_or(defaults.limits.memory_bytes, |b| {
+                        usize::try_from(b.min(MAX_MEMORY_BYTES)).unwrap_or(usize::MAX)
+                    }),
+                call_timeout: number("/limits/callTimeoutMillis")
+                    .map_or(defaults.limits.call_timeout, |ms| {
+                        Duration::from_millis(ms.min(MAX_CALL_TIMEOUT_MILLIS))
+                    }),
+            },
+            workers: number("/workers").map_or(defaults.workers, |w| {
+                usize::try_from(w.clamp(1, MAX_WORKERS)).unwrap_or(1)
+            }),
+            permissions: spec.get("permissions").filter(|p| p.is_array()).cloned(),
+        }
+    }
+}
+
+/// A plugin ready to run: what it said about itself, its host and its reconciler.
 pub struct Prepared {
     pub registration: Registration,
     pub controller: Controller,
+    pub host: Arc<PluginHost>,
     pub reconciler: WasmReconciler,
 }
 
@@ -45,6 +95,8 @@ pub struct Prepared {
 pub struct RunningPlugin {
     pub registration: Registration,
     pub running: Running,
+    /// The host its instances call, whose grants can be narrowed while they run.
+    pub host: Arc<PluginHost>,
     pub health: Arc<Mutex<Health>>,
 }
 
@@ -83,16 +135,16 @@ pub fn declared_grants(permissions: &Value) -> Grants {
 }
 
 /// Instantiates the module once (with access to nothing) to learn what it reconciles, then
-/// builds its reconciler with `permissions` — or, when `None`, exactly what it named: every verb on
-/// its primary and owned resources, get/list on those it reads, and creating Events.
+/// builds its reconciler with the `config`'s permissions — or, when `None`, exactly what it named:
+/// every verb on its primary and owned resources, get/list on those it reads, and creating
+/// Events.
 pub async fn prepare(
     server: &Arc<Server>,
     manager: &Arc<Manager>,
     module: Arc<Module>,
-    limits: Limits,
-    workers: usize,
-    permissions: Option<Grants>,
+    config: &Config,
 ) -> Result<Prepared, PluginError> {
+    let limits = config.limits;
     let probe = Arc::new(PluginHost::new(
         format!("plugin-{}", &module.digest()[..12]),
         server.clone(),
@@ -113,7 +165,7 @@ pub async fn prepare(
     let owns = resources(&registration.owns)?;
     let reads = resources(&registration.reads)?;
     let triggers = resources(&registration.triggers)?;
-    let grants = match permissions {
+    let grants = match config.permissions.as_ref().map(declared_grants) {
         Some(grants) => {
             for info in std::iter::once(&primary)
                 .chain(&owns)
@@ -147,31 +199,31 @@ pub async fn prepare(
         manager.clone(),
         grants,
     ));
-    let reconciler = WasmReconciler::new(module, host, limits);
+    let reconciler = WasmReconciler::new(module, host.clone(), limits);
     let controller = Controller {
         name,
         primary,
         owns,
         reads,
         triggers,
-        workers,
+        workers: config.workers,
     };
     Ok(Prepared {
         registration,
         controller,
+        host,
         reconciler,
     })
 }
 
-/// Prepares the module with the permissions it names and runs it in the manager.
+/// Prepares the module with `config` and runs it in the manager.
 pub async fn start(
     server: &Arc<Server>,
     manager: &Arc<Manager>,
     module: Arc<Module>,
-    limits: Limits,
-    workers: usize,
+    config: &Config,
 ) -> Result<RunningPlugin, PluginError> {
-    let prepared = prepare(server, manager, module, limits, workers, None).await?;
+    let prepared = prepare(server, manager, module, config).await?;
     Ok(run(manager, prepared).await)
 }
 
@@ -184,6 +236,7 @@ pub async fn run(manager: &Arc<Manager>, prepared: Prepared) -> RunningPlugin {
     RunningPlugin {
         registration: prepared.registration,
         running,
+        host: prepared.host,
         health,
     }
 }

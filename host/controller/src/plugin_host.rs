@@ -1,10 +1,12 @@
-//! The host API a plugin sees, backed by the apiserver: reads from the shared informers, writes through validation, confined to what the plugin declared.
+//! The host API a plugin sees, backed by the apiserver: reads from the shared informers, writes through validation, confined to what the plugin declared, Events rate-limited.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
+use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError as ServerError;
 use wasmkube_apiserver::registry::{
@@ -32,12 +34,53 @@ pub fn grant(grants: &mut Grants, group: &str, plural: &str, verbs: &[&str]) {
         .extend(verbs.iter().map(|v| v.to_string()));
 }
 
+/// Events a plugin may record at once (client-go's per-object spam filter allows a burst of 25).
+pub const EVENT_BURST: u32 = 25;
+/// Events a plugin may record per second once its burst is spent (the kubelet's historical
+/// `--event-qps` default, 5).
+pub const EVENT_QPS: u32 = 5;
+
+/// A token bucket: `burst` tokens, one more every `1 / per_second`.
+#[derive(Debug)]
+struct TokenBucket {
+    burst: u32,
+    per_second: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(burst: u32, per_second: u32, now: Instant) -> Self {
+        TokenBucket {
+            burst,
+            per_second,
+            tokens: f64::from(burst),
+            at: now,
+        }
+    }
+
+    /// Takes a token if there is one at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens =
+            (self.tokens + refill * f64::from(self.per_second)).min(f64::from(self.burst));
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
 /// One plugin's view of the cluster.
 pub struct PluginHost {
     pub plugin: String,
     server: Arc<Server>,
     manager: Arc<Manager>,
-    grants: Grants,
+    /// Read at every host call, so that narrowing them takes effect at the next call.
+    grants: ArcSwap<Grants>,
+    events: Mutex<TokenBucket>,
 }
 
 impl PluginHost {
@@ -46,14 +89,31 @@ impl PluginHost {
             plugin,
             server,
             manager,
-            grants,
+            grants: ArcSwap::from_pointee(grants),
+            events: Mutex::new(TokenBucket::new(EVENT_BURST, EVENT_QPS, Instant::now())),
         }
+    }
+
+    /// What the plugin may do now.
+    pub fn grants(&self) -> Arc<Grants> {
+        self.grants.load_full()
+    }
+
+    /// Replaces what the plugin may do, from its next host call on (calls under way included).
+    pub fn set_grants(&self, grants: Arc<Grants>) {
+        self.grants.store(grants);
+    }
+
+    /// Whether the plugin may `verb` the resource `group`/`plural`.
+    fn allowed(&self, group: &str, plural: &str, verb: &str) -> bool {
+        let grants = self.grants.load();
+        let verbs = grants.get(&(group.to_string(), plural.to_string()));
+        verbs.is_some_and(|v| v.contains(verb) || v.contains("*"))
     }
 
     /// The resource of `gvr`, if served and granted; a 403 or 404 `api-error` otherwise.
     fn resource(&self, gvr: &Gvr, verb: &str) -> Result<Arc<ResourceInfo>, ApiError> {
-        let verbs = self.grants.get(&(gvr.group.clone(), gvr.resource.clone()));
-        if !verbs.is_some_and(|v| v.contains(verb) || v.contains("*")) {
+        if !self.allowed(&gvr.group, &gvr.resource, verb) {
             let qualified = if gvr.group.is_empty() {
                 gvr.resource.clone()
             } else {
@@ -251,6 +311,22 @@ impl HostApi for PluginHost {
         reason: String,
         message: String,
     ) {
+        let granted = ["", "events.k8s.io"]
+            .iter()
+            .any(|group| self.allowed(group, "events", "create"));
+        if !granted {
+            tracing::debug!(plugin = %self.plugin, %reason, "event refused: creating events is not granted");
+            return;
+        }
+        let admitted = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now());
+        if !admitted {
+            tracing::debug!(plugin = %self.plugin, %reason, "event dropped: over the plugin's event rate");
+            return;
+        }
         let Ok(regarding) = parse(&regarding) else {
             return;
         };
@@ -281,5 +357,27 @@ impl HostApi for PluginHost {
 
     fn now(&self) -> String {
         Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_event_bucket_allows_a_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(EVENT_BURST, EVENT_QPS, start);
+        let taken = (0..100).filter(|_| bucket.take(start)).count();
+        assert_eq!(taken, EVENT_BURST as usize);
+        let second = start + Duration::from_secs(1);
+        let taken = (0..100).filter(|_| bucket.take(second)).count();
+        assert_eq!(taken, EVENT_QPS as usize);
+        // Idle for long: back to the burst, never more.
+        let later = second + Duration::from_secs(3600);
+        let taken = (0..100).filter(|_| bucket.take(later)).count();
+        assert_eq!(taken, EVENT_BURST as usize);
     }
 }

@@ -1,4 +1,4 @@
-//! Plugins as API objects: each `Plugin` is loaded and run; a new module is swapped in while running, rolled back if it keeps trapping, and reported in the Plugin's status.
+//! Plugins as API objects: each `Plugin` is run by a task of its own, so that one stuck plugin holds up no other; a new module is swapped in while running and rolled back if it keeps trapping; a change of limits, workers or permissions takes effect without a new module; all of it is reported in the Plugin's status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::metrics::{Collector, write_histogram};
@@ -14,11 +14,12 @@ use wasmkube_apiserver::registry::{events, replace_status};
 use wasmkube_model::event::EventType;
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
-use wasmkube_runtime::{Limits, Module, Registration, Runtime, World};
+use wasmkube_runtime::{Module, Registration, Runtime, World};
 
 use crate::Manager;
+use crate::informer::Change;
 use crate::module::ModuleError;
-use crate::plugin::{self, PluginError, Prepared, RunningPlugin};
+use crate::plugin::{self, Config, PluginError, Prepared, RunningPlugin};
 use crate::wasm::Health;
 
 /// A new module that traps this often soon after it took over is rolled back.
@@ -42,6 +43,8 @@ enum LoadError {
 struct Slot {
     plugin: RunningPlugin,
     active: Arc<Module>,
+    /// The limits, workers and permissions it runs with.
+    config: Config,
     /// The module before the last swap, kept for a rollback while on probation.
     previous: Option<Arc<Module>>,
     swapped_at: Option<Instant>,
@@ -60,20 +63,6 @@ impl Slot {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-}
-
-/// Runs every Plugin object's module.
-pub struct Supervisor {
-    server: Arc<Server>,
-    manager: Arc<Manager>,
-    runtime: Arc<Runtime>,
-    info: Arc<ResourceInfo>,
-    slots: HashMap<String, Slot>,
-    /// Plugins that could not start because they name a resource not served yet (say, before
-    /// their CRD is created): retried on every status tick.
-    waiting: HashMap<String, String>,
-    /// Each running plugin's health, as `/metrics` reads it.
-    published: Published,
 }
 
 /// The health of the running plugins, shared with the metrics collector.
@@ -125,22 +114,47 @@ fn collector(published: Published) -> Collector {
     })
 }
 
-/// The limits a Plugin's `spec.limits` sets: 64 MiB and 1 s per call unless given.
-pub fn limits(spec: &Value) -> Limits {
-    let defaults = Limits::default();
-    Limits {
-        memory_bytes: spec
-            .pointer("/limits/memoryBytes")
-            .and_then(Value::as_u64)
-            .map_or(defaults.memory_bytes, |b| b as usize),
-        call_timeout: spec
-            .pointer("/limits/callTimeoutMillis")
-            .and_then(Value::as_u64)
-            .map_or(defaults.call_timeout, Duration::from_millis),
+/// What every plugin's task shares.
+struct Shared {
+    server: Arc<Server>,
+    manager: Arc<Manager>,
+    runtime: Arc<Runtime>,
+    info: Arc<ResourceInfo>,
+    /// Each running plugin's health, as `/metrics` reads it.
+    published: Published,
+}
+
+/// The task running one Plugin, and the bell that tells it its object changed. Dropping it stops
+/// the task and the plugin with it.
+struct Worker {
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    fn start(shared: Arc<Shared>, name: String) -> Worker {
+        let wake = Arc::new(Notify::new());
+        let task = PluginTask {
+            shared,
+            name,
+            slot: None,
+            waiting: None,
+        };
+        Worker {
+            task: tokio::spawn(task.run(wake.clone())),
+            wake,
+        }
     }
 }
 
-/// Starts the supervisor: it follows Plugin objects until the task is dropped.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the supervisor: it follows Plugin objects until the task is dropped, each Plugin on a
+/// task of its own.
 pub fn spawn(
     server: Arc<Server>,
     manager: Arc<Manager>,
@@ -157,29 +171,33 @@ pub fn spawn(
         let informer = manager.informer(&info);
         informer.wait_synced().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        informer.add_handler(Arc::new(move |change: &crate::informer::Change| {
-            let _ = tx.send(change.object.name().to_string());
+        informer.add_handler(Arc::new(move |change: &Change| {
+            let _ = tx.send((change.object.name().to_string(), change.deleted));
         }));
-        let mut supervisor = Supervisor {
+        let shared = Arc::new(Shared {
             server,
             manager,
             runtime,
             info,
-            slots: HashMap::new(),
-            waiting: HashMap::new(),
             published: Published::default(),
-        };
-        supervisor
+        });
+        shared
             .server
             .metrics
-            .add_collector(collector(supervisor.published.clone()));
-        let mut tick = tokio::time::interval(STATUS_EVERY);
-        loop {
-            tokio::select! {
-                Some(name) = rx.recv() => supervisor.sync(&name, informer.get(None, &name).as_deref()).await,
-                _ = tick.tick() => supervisor.check_all().await,
+            .add_collector(collector(shared.published.clone()));
+        let mut workers: HashMap<String, Worker> = HashMap::new();
+        while let Some((name, deleted)) = rx.recv().await {
+            if deleted {
+                workers.remove(&name);
+                continue;
             }
-            supervisor.publish();
+            match workers.get(&name) {
+                Some(worker) if !worker.task.is_finished() => worker.wake.notify_one(),
+                _ => {
+                    let worker = Worker::start(shared.clone(), name.clone());
+                    workers.insert(name, worker);
+                }
+            }
         }
     })
 }
@@ -190,22 +208,66 @@ fn same_resources(a: &Registration, b: &Registration) -> bool {
     a.primary == b.primary && a.owns == b.owns && a.reads == b.reads && a.triggers == b.triggers
 }
 
-impl Supervisor {
-    /// Shows the running plugins' health to the metrics collector.
+/// One Plugin, as its task keeps it.
+struct PluginTask {
+    shared: Arc<Shared>,
+    name: String,
+    slot: Option<Slot>,
+    /// The digest of a module that could not start because it names a resource not served yet
+    /// (say, before its CRD is created): retried on every status tick.
+    waiting: Option<String>,
+}
+
+impl Drop for PluginTask {
+    fn drop(&mut self) {
+        self.shared
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
+}
+
+impl PluginTask {
+    /// Brings the plugin in line with its object at once and on every `wake`; checks its health
+    /// and refreshes its status every [`STATUS_EVERY`].
+    async fn run(mut self, wake: Arc<Notify>) {
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        tick.tick().await;
+        self.changed().await;
+        loop {
+            self.publish();
+            tokio::select! {
+                () = wake.notified() => self.changed().await,
+                _ = tick.tick() => self.check().await,
+            }
+        }
+    }
+
+    /// Shows the running plugin's health to the metrics collector.
     fn publish(&self) {
-        let current = self
-            .slots
-            .iter()
-            .map(|(name, slot)| (name.clone(), slot.plugin.health.clone()))
-            .collect();
-        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = current;
+        let mut published = self
+            .shared
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &self.slot {
+            Some(slot) => published.insert(self.name.clone(), slot.plugin.health.clone()),
+            None => published.remove(&self.name),
+        };
+    }
+
+    async fn changed(&mut self) {
+        let informer = self.shared.manager.informer(&self.shared.info);
+        let object = informer.get(None, &self.name);
+        self.sync(object.as_deref()).await;
     }
 
     async fn event(&self, plugin: &Value, kind: EventType, reason: &str, message: &str) {
         // A Plugin is cluster-scoped: the Event lives in `default`, its involvedObject has no
         // namespace, which is what `kubectl describe plugin` looks for.
         if let Err(e) = events::record(
-            &self.server,
+            &self.shared.server,
             "wasmkube-plugins",
             plugin,
             kind,
@@ -218,36 +280,29 @@ impl Supervisor {
         }
     }
 
-    async fn load(&self, spec: &Value, digest: &str) -> Result<Prepared, LoadError> {
-        let module = crate::module::load(&self.server, &self.runtime, spec, digest).await?;
+    async fn load(
+        &self,
+        spec: &Value,
+        digest: &str,
+        config: &Config,
+    ) -> Result<Prepared, LoadError> {
+        let shared = &self.shared;
+        let module = crate::module::load(&shared.server, &shared.runtime, spec, digest).await?;
         if module.world() != World::Controller {
             return Err(LoadError::Compile(format!(
                 "the module is a {}, not a controller-plugin",
                 module.world()
             )));
         }
-        let workers = spec.get("workers").and_then(Value::as_u64).unwrap_or(2) as usize;
-        let permissions = spec
-            .get("permissions")
-            .filter(|p| p.is_array())
-            .map(plugin::declared_grants);
-        Ok(plugin::prepare(
-            &self.server,
-            &self.manager,
-            module,
-            limits(spec),
-            workers,
-            permissions,
-        )
-        .await?)
+        Ok(plugin::prepare(&shared.server, &shared.manager, module, config).await?)
     }
 
-    /// Brings what runs for Plugin `name` in line with its object (`None`: deleted).
-    async fn sync(&mut self, name: &str, object: Option<&Value>) {
-        let retry = self.waiting.remove(name);
+    /// Brings what runs in line with the Plugin `object` (`None`: deleted).
+    async fn sync(&mut self, object: Option<&Value>) {
+        let retry = self.waiting.take();
         // Scheduling policies are the scheduler's.
         let Some(object) = object.filter(|o| o["spec"]["kind"] == "Controller") else {
-            self.slots.remove(name);
+            self.slot = None;
             return;
         };
         let spec = &object["spec"];
@@ -256,51 +311,48 @@ impl Supervisor {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let slot = self.slots.get(name);
-        let current = slot.map(|s| s.active.digest().to_string());
-        let known_bad = slot
-            .and_then(|s| s.failed.as_ref())
-            .is_some_and(|(d, _)| *d == digest);
-        if current.as_deref() == Some(digest.strip_prefix("sha256:").unwrap_or(&digest))
-            || known_bad
-        {
-            return self.write_status(name, object).await;
+        let config = Config::of(spec);
+        if let Some(slot) = &self.slot {
+            let running = slot.active.digest() == digest.strip_prefix("sha256:").unwrap_or(&digest);
+            let known_bad = slot.failed.as_ref().is_some_and(|(d, _)| *d == digest);
+            if running || known_bad {
+                if slot.config != config {
+                    self.reconfigure(object, config).await;
+                }
+                return self.write_status(object).await;
+            }
         }
-        match self.load(spec, &digest).await {
-            Ok(prepared) => self.take_over(name, object, prepared).await,
+        match self.load(spec, &digest, &config).await {
+            Ok(prepared) => self.take_over(object, prepared, config).await,
             Err(e) => {
                 let reason = e.to_string();
                 // A retry that fails the same way was already reported.
                 if retry.as_deref() != Some(digest.as_str()) {
-                    tracing::warn!(plugin = %name, %digest, error = %reason, "plugin module failed to load");
+                    tracing::warn!(plugin = %self.name, %digest, error = %reason, "plugin module failed to load");
                     let message = format!("module {digest}: {reason}");
                     self.event(object, EventType::Warning, "LoadFailed", &message)
                         .await;
                 }
-                match self.slots.get_mut(name) {
+                match &mut self.slot {
                     Some(slot) => slot.failed = Some((digest, reason)),
                     None => {
                         if matches!(e, LoadError::Plugin(PluginError::UnknownResource { .. })) {
-                            self.waiting.insert(name.to_string(), digest.clone());
+                            self.waiting = Some(digest.clone());
                         }
-                        self.write_failed(name, &digest, &reason).await;
+                        self.write_failed(&digest, &reason).await;
                         return;
                     }
                 }
             }
         }
-        self.write_status(name, object).await;
+        self.write_status(object).await;
     }
 
-    /// Starts the prepared module, or swaps it in for the running one: when both reconcile the
-    /// same resources, reconciles in flight finish on the old module and every queued key goes to
-    /// the new one; otherwise the old one stops and the new one starts afresh. The old module is
-    /// kept for a rollback either way.
-    async fn take_over(&mut self, name: &str, object: &Value, prepared: Prepared) {
-        let module = prepared.reconciler.module().clone();
-        let previous = self.replace(name, prepared).await;
-        if let Some(slot) = self.slots.get_mut(name) {
-            slot.active = module;
+    /// Starts the prepared module, or swaps it in for the running one (see [`Self::replace`]).
+    /// The old module is kept for a rollback.
+    async fn take_over(&mut self, object: &Value, prepared: Prepared, config: Config) {
+        let previous = self.replace(prepared, config).await;
+        if let Some(slot) = &mut self.slot {
             slot.swapped_at = previous.is_some().then(Instant::now);
             slot.previous = previous;
             slot.failed = None;
@@ -310,96 +362,118 @@ impl Supervisor {
             .await;
     }
 
-    /// Puts a prepared module in the slot of `name`; returns the module it replaced.
-    async fn replace(&mut self, name: &str, prepared: Prepared) -> Option<Arc<Module>> {
+    /// Runs the active module with a new `config` (limits, workers or permissions changed). When
+    /// it cannot run with it (the new permissions no longer cover what it reconciles), it stops.
+    async fn reconfigure(&mut self, object: &Value, config: Config) {
+        let Some(slot) = &self.slot else {
+            return;
+        };
+        let (module, shared) = (slot.active.clone(), &self.shared);
+        match plugin::prepare(&shared.server, &shared.manager, module, &config).await {
+            Ok(prepared) => {
+                self.replace(prepared, config).await;
+                let message = "limits, workers or permissions changed: in force";
+                self.event(object, EventType::Normal, "Reconfigured", message)
+                    .await;
+            }
+            Err(e) => {
+                self.slot = None;
+                let digest = object["spec"]["module"]["digest"]
+                    .as_str()
+                    .unwrap_or_default();
+                let reason = format!("stopped: it cannot run with the new configuration: {e}");
+                tracing::warn!(plugin = %self.name, error = %reason, "plugin stopped");
+                self.event(object, EventType::Warning, "ConfigFailed", &reason)
+                    .await;
+                self.write_failed(digest, &reason).await;
+            }
+        }
+    }
+
+    /// Puts a prepared module in place; returns the module it replaced. The instances still at
+    /// work have the new grants from their next host call on. When both versions reconcile the
+    /// same resources with the same configuration, reconciles in flight finish on the old
+    /// reconciler and every queued key goes to the new one; otherwise the old one stops, its
+    /// calls in flight cut short (a lowered deadline or a revoked grant must not wait for them),
+    /// and the new one starts afresh with every key queued.
+    async fn replace(&mut self, prepared: Prepared, config: Config) -> Option<Arc<Module>> {
         let module = prepared.reconciler.module().clone();
-        if let Some(slot) = self
-            .slots
-            .get_mut(name)
-            .filter(|s| same_resources(&s.plugin.registration, &prepared.registration))
-        {
+        if let Some(slot) = &self.slot {
+            slot.plugin.host.set_grants(prepared.host.grants());
+        }
+        if let Some(slot) = self.slot.as_mut().filter(|s| {
+            same_resources(&s.plugin.registration, &prepared.registration) && s.config == config
+        }) {
             slot.plugin.health = prepared.reconciler.health();
+            slot.plugin.host = prepared.host;
             slot.reported_traps = 0;
-            slot.plugin.registration = prepared.registration.clone();
+            slot.plugin.registration = prepared.registration;
             slot.plugin.running.swap(Box::new(prepared.reconciler));
+            slot.config = config;
             return Some(std::mem::replace(&mut slot.active, module));
         }
-        let old = self.slots.remove(name);
-        let plugin = plugin::run(&self.manager, prepared).await;
-        self.slots.insert(
-            name.to_string(),
-            Slot {
-                plugin,
-                active: module,
-                previous: None,
-                swapped_at: None,
-                failed: None,
-                reported_traps: 0,
-            },
-        );
+        let old = self.slot.take();
+        let plugin = plugin::run(&self.shared.manager, prepared).await;
+        self.slot = Some(Slot {
+            plugin,
+            active: module,
+            config,
+            previous: None,
+            swapped_at: None,
+            failed: None,
+            reported_traps: 0,
+        });
         old.map(|slot| slot.active)
     }
 
-    /// Rolls back modules that keep trapping on probation, and refreshes every status.
-    async fn check_all(&mut self) {
-        for name in self.waiting.keys().cloned().collect::<Vec<_>>() {
-            if let Ok(Some(stored)) = self.server.objects.get(&self.info, None, &name).await {
-                self.sync(&name, Some(&stored.object)).await;
-            }
+    /// Retries a module waiting for its resources, rolls back a module that keeps trapping on
+    /// probation, and refreshes the status.
+    async fn check(&mut self) {
+        let shared = self.shared.clone();
+        let stored = shared
+            .server
+            .objects
+            .get(&shared.info, None, &self.name)
+            .await;
+        let Ok(Some(stored)) = stored else {
+            return;
+        };
+        let object = stored.object;
+        if self.waiting.is_some() {
+            self.sync(Some(&object)).await;
         }
-        let names: Vec<String> = self.slots.keys().cloned().collect();
-        for name in names {
-            let Ok(Some(stored)) = self.server.objects.get(&self.info, None, &name).await else {
-                continue;
-            };
-            let object = stored.object;
-            let rollback = self.slots.get(&name).and_then(|slot| {
-                let on_probation = slot.swapped_at.is_some_and(|t| t.elapsed() < PROBATION);
-                let health = slot.health();
-                (on_probation && health.traps >= TRAPS_TO_ROLL_BACK)
-                    .then(|| (slot.previous.clone(), health))
-            });
-            self.report_traps(&name, &object).await;
-            if let Some((Some(previous), health)) = rollback {
-                let spec = &object["spec"];
-                let workers = spec.get("workers").and_then(Value::as_u64).unwrap_or(2) as usize;
-                let permissions = spec
-                    .get("permissions")
-                    .filter(|p| p.is_array())
-                    .map(plugin::declared_grants);
-                if let Ok(prepared) = plugin::prepare(
-                    &self.server,
-                    &self.manager,
-                    previous,
-                    limits(spec),
-                    workers,
-                    permissions,
-                )
-                .await
-                {
-                    let bad = self.replace(&name, prepared).await;
-                    let reason = format!(
-                        "rolled back: {} traps since it took over (last: {})",
-                        health.traps,
-                        health.last_trap.unwrap_or_default()
-                    );
-                    if let Some(slot) = self.slots.get_mut(&name) {
-                        slot.previous = None;
-                        slot.swapped_at = None;
-                        slot.failed =
-                            bad.map(|m| (format!("sha256:{}", m.digest()), reason.clone()));
-                    }
-                    self.event(&object, EventType::Warning, "RolledBack", &reason)
-                        .await;
-                }
+        let Some(slot) = &self.slot else {
+            return;
+        };
+        let on_probation = slot.swapped_at.is_some_and(|t| t.elapsed() < PROBATION);
+        let health = slot.health();
+        let rollback = (on_probation && health.traps >= TRAPS_TO_ROLL_BACK)
+            .then(|| (slot.previous.clone(), slot.config.clone()));
+        self.report_traps(&object).await;
+        if let Some((Some(previous), config)) = rollback
+            && let Ok(prepared) =
+                plugin::prepare(&shared.server, &shared.manager, previous, &config).await
+        {
+            let bad = self.replace(prepared, config).await;
+            let reason = format!(
+                "rolled back: {} traps since it took over (last: {})",
+                health.traps,
+                health.last_trap.unwrap_or_default()
+            );
+            if let Some(slot) = &mut self.slot {
+                slot.previous = None;
+                slot.swapped_at = None;
+                slot.failed = bad.map(|m| (format!("sha256:{}", m.digest()), reason.clone()));
             }
-            self.write_status(&name, &object).await;
+            self.event(&object, EventType::Warning, "RolledBack", &reason)
+                .await;
         }
+        self.write_status(&object).await;
     }
 
     /// One Warning Event for the traps since the last report (each cost an instance).
-    async fn report_traps(&mut self, name: &str, object: &Value) {
-        let Some(slot) = self.slots.get_mut(name) else {
+    async fn report_traps(&mut self, object: &Value) {
+        let Some(slot) = &mut self.slot else {
             return;
         };
         let health = slot.health();
@@ -416,14 +490,14 @@ impl Supervisor {
             .await;
     }
 
-    async fn write_failed(&self, name: &str, digest: &str, reason: &str) {
+    async fn write_failed(&self, digest: &str, reason: &str) {
         let status = json!({"phase": "Failed", "message": format!("module {digest} failed to load: {reason}"),
             "conditions": [{"type": "Ready", "status": "False", "reason": "LoadFailed", "message": reason}]});
-        self.patch_status(name, status).await;
+        self.patch_status(status).await;
     }
 
-    async fn write_status(&self, name: &str, object: &Value) {
-        let Some(slot) = self.slots.get(name) else {
+    async fn write_status(&self, object: &Value) {
+        let Some(slot) = &self.slot else {
             return;
         };
         let health = slot.health();
@@ -463,12 +537,13 @@ impl Supervisor {
         if let Some(trap) = health.last_trap {
             status["lastTrap"] = json!(trap);
         }
-        self.patch_status(name, status).await;
+        self.patch_status(status).await;
     }
 
-    async fn patch_status(&self, name: &str, status: Value) {
-        if let Err(e) = replace_status(&self.server, &self.info, name, &status).await {
-            tracing::debug!(plugin = %name, error = %e, "plugin status not written");
+    async fn patch_status(&self, status: Value) {
+        let (server, info) = (&self.shared.server, &self.shared.info);
+        if let Err(e) = replace_status(server, info, &self.name, &status).await {
+            tracing::debug!(plugin = %self.name, error = %e, "plugin status not written");
         }
     }
 }

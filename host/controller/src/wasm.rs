@@ -55,6 +55,15 @@ impl WasmReconciler {
     fn record(&self, f: impl FnOnce(&mut Health)) {
         f(&mut self.health.lock().unwrap_or_else(|p| p.into_inner()));
     }
+
+    /// Counts an instance lost to a trap, a deadline or the memory limit; returns `reason`.
+    fn trapped(&self, reason: String) -> String {
+        self.record(|h| {
+            h.traps += 1;
+            h.last_trap = Some(reason.clone());
+        });
+        reason
+    }
 }
 
 #[async_trait::async_trait]
@@ -63,9 +72,13 @@ impl Reconciler for WasmReconciler {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut instance = match pooled {
             Some(instance) => instance,
-            None => ControllerInstance::new(&self.module, self.host.clone(), self.limits)
-                .await
-                .map_err(|e| e.to_string())?,
+            // A start function that traps or runs past the deadline costs an instance too.
+            None => {
+                match ControllerInstance::new(&self.module, self.host.clone(), self.limits).await {
+                    Ok(instance) => instance,
+                    Err(e) => return Err(self.trapped(e.to_string())),
+                }
+            }
         };
         let started = std::time::Instant::now();
         let result = instance
@@ -101,14 +114,7 @@ impl Reconciler for WasmReconciler {
             }
             // The instance is poisoned: drop it; the next reconcile gets a fresh one, and the
             // work queue retries this key with backoff.
-            Err(trap) => {
-                let reason = trap.to_string();
-                self.record(|h| {
-                    h.traps += 1;
-                    h.last_trap = Some(reason.clone());
-                });
-                Err(reason)
-            }
+            Err(trap) => Err(self.trapped(trap.to_string())),
         }
     }
 }

@@ -2,8 +2,13 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::Cluster;
 use serde_json::{Value, json};
+use wasmkube_controller::builtin::BUILTIN_CALL_TIMEOUT_MILLIS;
+use wasmkube_controller::plugin::Config;
+use wasmkube_runtime::Limits;
 
 async fn cluster() -> Cluster {
     common::with_plugins(&["wasmkube_plugin_replicaset"]).await
@@ -97,4 +102,33 @@ async fn keeps_replicas_adopts_counts_and_scales() {
     c.delete("apps/v1", "ReplicaSet", "web").await;
     c.until("pods collected", async |c| c.pods().await.is_empty())
         .await;
+}
+
+/// Kubernetes' `BurstReplicas` (500) pods created in one reconcile, with an Event each, fit the
+/// deadline the built-in plugins run with (`builtin::BUILTIN_CALL_TIMEOUT_MILLIS`), host calls
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_burst_fits_the_builtin_deadline() {
+    let config = Config {
+        limits: Limits {
+            call_timeout: Duration::from_millis(BUILTIN_CALL_TIMEOUT_MILLIS),
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let c = common::with_config(&["wasmkube_plugin_replicaset"], &config).await;
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"}, "spec": {"replicas": 500,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let started = Instant::now();
+    c.create("apps/v1", "ReplicaSet", rs).await;
+    c.until("500 pods", async |c| c.pods().await.len() == 500)
+        .await;
+    let health = c.plugins[0]
+        .health
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    eprintln!("500 pods in {:?}", started.elapsed());
+    assert_eq!(health.traps, 0, "{:?}", health.last_trap);
 }

@@ -1,4 +1,4 @@
-//! Plugins as API objects: installed, swapped while running, rolled back when the new module keeps trapping, a broken module refused.
+//! Plugins as API objects: installed, swapped while running, rolled back when the new module keeps trapping, a broken module refused; one stuck plugin holding up no other; limits and permissions changed without a new module.
 
 mod common;
 
@@ -8,40 +8,93 @@ use std::time::Duration;
 use common::wasm;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::registry::{WriteOptions, create_object};
+use wasmkube_apiserver::registry::{Update, WriteOptions, create_object, update_with};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_runtime::Runtime;
 
-async fn plugin(server: &Server) -> Value {
-    let info = server
+fn plugins(server: &Server) -> Arc<wasmkube_model::resource::ResourceInfo> {
+    server
         .registry()
         .get("wasmkube.dev", "v1alpha1", "plugins")
         .expect("served")
-        .clone();
+        .clone()
+}
+
+async fn plugin_named(server: &Server, name: &str) -> Value {
     server
         .objects
-        .must_get(&info, None, "p")
+        .must_get(&plugins(server), None, name)
         .await
         .expect("exists")
         .object
 }
 
-async fn until(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+/// Waits up to 20 s for the Plugin `name` to pass `check`.
+async fn until_named(
+    server: &Server,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..400 {
-        let p = plugin(server).await;
+        let p = plugin_named(server, name).await;
         if check(&p) {
             return p;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: never happened; plugin {:#}", plugin(server).await);
+    panic!(
+        "{what}: never happened; plugin {:#}",
+        plugin_named(server, name).await
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn install_swap_roll_back_and_refuse_a_broken_module() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
+async fn until(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    until_named(server, "p", what, check).await
+}
+
+/// Installs the module `bytes` as the controller Plugin `name` with `spec` added to its spec.
+async fn install_with(server: &Server, name: &str, bytes: &[u8], spec: Value) {
+    module::store_chunks(server, bytes).await.expect("chunks");
+    let mut object = module::plugin(name, PluginKind::Controller, bytes);
+    for (field, value) in spec.as_object().into_iter().flatten() {
+        object["spec"][field] = value.clone();
+    }
+    create_object(
+        server,
+        &plugins(server),
+        None,
+        object,
+        WriteOptions::INTERNAL,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("plugin");
+}
+
+/// Merges `spec` into the Plugin `name`'s spec, as `kubectl patch --type=merge` would.
+async fn edit_spec(server: &Server, name: &str, spec: Value) {
+    let info = plugins(server);
+    update_with(
+        server,
+        &Update::internal(&info, None, name),
+        |cur| {
+            let mut new = cur.clone();
+            for (field, value) in spec.as_object().into_iter().flatten() {
+                new["spec"][field] = value.clone();
+            }
+            Ok(new)
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .expect("spec edited");
+}
+
+/// A server with a config map `c` and the supervisor running.
+async fn supervised(dir: &tempfile::TempDir) -> (Arc<Server>, tokio::task::JoinHandle<()>) {
+    let server = common::server(dir).await;
     let cm = server
         .registry()
         .by_kind("v1", "ConfigMap")
@@ -58,7 +111,18 @@ async fn install_swap_roll_back_and_refuse_a_broken_module() {
     .await
     .expect("configmap");
     let runtime = Arc::new(Runtime::new(dir.path().join("cache")).expect("runtime"));
-    let _supervisor = supervisor::spawn(server.clone(), Manager::new(server.clone()), runtime);
+    let supervisor = supervisor::spawn(server.clone(), Manager::new(server.clone()), runtime);
+    (server, supervisor)
+}
+
+fn count(p: &Value, field: &str) -> u64 {
+    p["status"][field].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_swap_roll_back_and_refuse_a_broken_module() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, _supervisor) = supervised(&dir).await;
 
     // echo reconciles config maps (and requeues them every 5 ms, so it is called constantly).
     let echo = wasm("test_echo");
@@ -163,4 +227,106 @@ async fn a_plugin_waits_for_the_crd_it_reconciles() {
         p["status"]["phase"] == "Running"
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stuck_plugin_holds_up_no_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, _supervisor) = supervised(&dir).await;
+    // Stuck in `describe` for up to a minute, its deadline.
+    install_with(
+        &server,
+        "stuck",
+        &wasm("test_stuck"),
+        json!({"limits": {"callTimeoutMillis": 60_000}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let echo = wasm("test_echo");
+    module::install(&server, "p", PluginKind::Controller, &echo)
+        .await
+        .expect("installed");
+    until(&server, "echo running beside the stuck plugin", |p| {
+        p["status"]["phase"] == "Running" && count(p, "reconciles") > 0
+    })
+    .await;
+    // And swapped: the panicking module takes over and is rolled back, still beside it.
+    module::install(&server, "p", PluginKind::Controller, &wasm("test_panic"))
+        .await
+        .expect("installed");
+    until(&server, "rolled back beside the stuck plugin", |p| {
+        p["status"]["phase"] == "RolledBack"
+    })
+    .await;
+    let stuck = plugin_named(&server, "stuck").await;
+    assert_ne!(stuck["status"]["phase"], "Running", "{stuck:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_and_limits_change_without_a_new_module() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, _supervisor) = supervised(&dir).await;
+    let echo = wasm("test_echo");
+    let read = |verbs: Value| json!({"permissions": [{"group": "", "resources": ["configmaps", "secrets"], "verbs": verbs}]});
+    install_with(&server, "p", &echo, read(json!(["get", "list"]))).await;
+    let running = until(&server, "echo reconciling", |p| {
+        p["status"]["phase"] == "Running" && count(p, "reconciles") > 10
+    })
+    .await;
+    assert_eq!(count(&running, "failures"), 0, "{running:#}");
+
+    // Revoked: echo's `get` is refused from then on, with no new module.
+    edit_spec(&server, "p", read(json!(["list"]))).await;
+    let revoked = until(&server, "echo refused", |p| count(p, "failures") > 0).await;
+    assert_eq!(revoked["status"]["activeDigest"], module::digest(&echo));
+
+    // Granted again: it works again.
+    edit_spec(&server, "p", read(json!(["get", "list"]))).await;
+    until(&server, "echo reconciling again", |p| {
+        count(p, "reconciles") > 10 && count(p, "failures") == 0
+    })
+    .await;
+
+    // Permissions that no longer cover what it reconciles: stopped.
+    edit_spec(
+        &server,
+        "p",
+        json!({"permissions": [{"group": "", "resources": ["secrets"], "verbs": ["get"]}]}),
+    )
+    .await;
+    until(&server, "echo stopped", |p| {
+        p["status"]["phase"] == "Failed"
+            && p["status"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("does not permit"))
+    })
+    .await;
+
+    // A sleeping plugin with a minute to spare is cut off once its limit is lowered.
+    install_with(
+        &server,
+        "sleep",
+        &wasm("test_sleep"),
+        json!({"limits": {"callTimeoutMillis": 60_000}}),
+    )
+    .await;
+    until_named(&server, "sleep", "sleep running", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&plugin_named(&server, "sleep").await, "traps"), 0);
+    edit_spec(
+        &server,
+        "sleep",
+        json!({"limits": {"callTimeoutMillis": 200}}),
+    )
+    .await;
+    let cut = until_named(&server, "sleep", "sleep cut off", |p| count(p, "traps") > 0).await;
+    assert!(
+        cut["status"]["lastTrap"]
+            .as_str()
+            .is_some_and(|t| t.contains("deadline")),
+        "{cut:#}"
+    );
 }

@@ -16,7 +16,8 @@ use crate::sandbox::{MemoryLimiter, StderrTail, empty_wasi};
 pub struct Limits {
     /// The most linear memory the instance may grow to, in bytes.
     pub memory_bytes: usize,
-    /// The most time the guest may run in one call, not counting the time its host calls take.
+    /// The most wall-clock time one call may take: guest code, WASI waits (clocks, polls) and
+    /// host calls together. Instantiation (start functions) has the same deadline.
     pub call_timeout: Duration,
 }
 
@@ -32,7 +33,8 @@ impl Default for Limits {
 /// Why a call into a plugin did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The guest ran past [`Limits::call_timeout`]. The instance is poisoned.
+    /// The call ran past [`Limits::call_timeout`] (in guest code, a WASI wait or a host call).
+    /// The instance is poisoned.
     #[error("plugin ran past its call deadline")]
     Deadline,
     /// The guest trapped after being refused memory beyond [`Limits::memory_bytes`]. The instance
@@ -114,10 +116,7 @@ impl Guest {
             wasi: empty_wasi(&stderr),
             table: ResourceTable::new(),
             host,
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes,
-                hit: false,
-            },
+            limiter: MemoryLimiter::new(limits.memory_bytes),
             stderr,
             clock: CallClock::new(limits.call_timeout),
         };
@@ -158,8 +157,29 @@ impl Guest {
         &self.module
     }
 
+    /// Runs one export call under the instance's wall-clock deadline: the epoch callback stops
+    /// guest code at the deadline, and a timer around the whole call stops a guest that waits
+    /// (a WASI sleep or poll) or whose host call is still under way. Either way the call is a
+    /// [`CallError::Deadline`] and the instance is poisoned.
+    pub(crate) async fn call<T>(
+        &mut self,
+        call: impl AsyncFnOnce(&mut Store<StoreData>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, CallError> {
+        self.begin()?;
+        let started = Instant::now();
+        let timeout = self.store.data().clock.timeout;
+        let result = match tokio::time::timeout(timeout, call(&mut self.store)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.store.data_mut().clock.expired = true;
+                Err(Trap::Interrupt.into())
+            }
+        };
+        self.finish(started, result)
+    }
+
     /// Refuses a poisoned instance; otherwise resets the per-call state and arms the deadline.
-    pub(crate) fn begin(&mut self) -> Result<(), CallError> {
+    fn begin(&mut self) -> Result<(), CallError> {
         if self.in_call && self.poisoned.is_none() {
             self.poisoned = Some("a call was cancelled before it returned".to_string());
         }
@@ -176,7 +196,7 @@ impl Guest {
     }
 
     /// Classifies a call's result, records it in the stats and poisons the instance on a trap.
-    pub(crate) fn finish<T>(
+    fn finish<T>(
         &mut self,
         started: Instant,
         result: wasmtime::Result<Result<T, String>>,
@@ -218,14 +238,14 @@ impl Guest {
     }
 }
 
-/// Runs every epoch tick while a call is in guest code: interrupts the guest once its own running
-/// time passes the timeout, and otherwise yields to the executor so that a busy guest shares its
-/// thread.
+/// Runs every epoch tick while a call is in guest code: interrupts the guest once the call's
+/// wall-clock time passes the timeout, and otherwise yields to the executor so that a busy guest
+/// shares its thread.
 fn on_epoch_deadline(
     mut store: wasmtime::StoreContextMut<'_, StoreData>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let clock = &mut store.data_mut().clock;
-    if clock.guest_time() >= clock.timeout {
+    if clock.started.elapsed() >= clock.timeout {
         clock.expired = true;
         return Err(Trap::Interrupt.into());
     }
@@ -249,8 +269,9 @@ impl<W> Instance<W> {
         pre: impl AsyncFnOnce(&mut Store<StoreData>) -> wasmtime::Result<W>,
     ) -> Result<Self, RuntimeError> {
         let mut store = Guest::store(module, host, limits);
-        let bindings = pre(&mut store)
+        let bindings = tokio::time::timeout(limits.call_timeout, pre(&mut store))
             .await
+            .unwrap_or_else(|_| Err(wasmtime::Error::msg(CallError::Deadline)))
             .map_err(|e| Guest::instantiate_error(module, &e))?;
         Ok(Instance {
             guest: Guest::new(store, module),

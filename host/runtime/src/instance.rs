@@ -1,7 +1,6 @@
 //! [`ControllerInstance`]: one instance of a controller plugin (world `controller-plugin`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::bindings::{ControllerPlugin, ObjectKey, Outcome, Registration};
 use crate::engine::{Module, Pre, RuntimeError};
@@ -30,19 +29,17 @@ impl Instance<ControllerPlugin> {
 
     /// Asks the plugin what it reconciles.
     pub async fn describe(&mut self) -> Result<Registration, CallError> {
-        self.guest.begin()?;
-        let started = Instant::now();
         let controller = self.bindings.wasmkube_plugin_controller();
-        let result = controller.call_describe(&mut self.guest.store).await;
-        self.guest.finish(started, result.map(Ok))
+        self.guest
+            .call(async |store| controller.call_describe(store).await.map(Ok))
+            .await
     }
 
     /// Asks the plugin to reconcile the object at `key`.
     pub async fn reconcile(&mut self, key: ObjectKey) -> Result<Outcome, CallError> {
-        self.guest.begin()?;
-        let started = Instant::now();
         let controller = self.bindings.wasmkube_plugin_controller();
-        let result = controller.call_reconcile(&mut self.guest.store, &key).await;
-        self.guest.finish(started, result)
+        self.guest
+            .call(async |store| controller.call_reconcile(store, &key).await)
+            .await
     }
 }

@@ -21,6 +21,6 @@ pub use bindings::{
 };
 pub use engine::{EPOCH_TICK, Module, Runtime, RuntimeError, World};
 pub use guest::{CallError, Instance, LATENCY_BUCKETS, Limits, Stats};
-pub use host::HostApi;
+pub use host::{EVENT_MESSAGE_BYTES, EVENT_REASON_BYTES, HostApi, LOG_LINE_BYTES};
 pub use instance::ControllerInstance;
 pub use policy::PolicyInstance;

@@ -1,7 +1,6 @@
 //! [`PolicyInstance`]: one instance of a scheduling policy plugin (world `scheduler-plugin`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::bindings::{Capabilities, CycleConfig, Delta, SchedulerPlugin, Verdict};
 use crate::engine::{Module, Pre, RuntimeError};
@@ -30,20 +29,18 @@ impl Instance<SchedulerPlugin> {
 
     /// The policy's name and plugins.
     pub async fn describe(&mut self) -> Result<Capabilities, CallError> {
-        self.guest.begin()?;
-        let started = Instant::now();
         let scheduler = self.bindings.wasmkube_plugin_scheduler();
-        let result = scheduler.call_describe(&mut self.guest.store).await;
-        self.guest.finish(started, result.map(Ok))
+        self.guest
+            .call(async |store| scheduler.call_describe(store).await.map(Ok))
+            .await
     }
 
     /// Brings the policy's view up to date.
     pub async fn apply(&mut self, deltas: &[Delta]) -> Result<(), CallError> {
-        self.guest.begin()?;
-        let started = Instant::now();
         let scheduler = self.bindings.wasmkube_plugin_scheduler();
-        let result = scheduler.call_apply(&mut self.guest.store, deltas).await;
-        self.guest.finish(started, result.map(Ok))
+        self.guest
+            .call(async |store| scheduler.call_apply(store, deltas).await.map(Ok))
+            .await
     }
 
     /// Filters and scores the nodes for `pod` (its JSON; a `String` because wasmtime's binding
@@ -54,12 +51,9 @@ impl Instance<SchedulerPlugin> {
         pod: &String,
         config: &CycleConfig,
     ) -> Result<Verdict, CallError> {
-        self.guest.begin()?;
-        let started = Instant::now();
         let scheduler = self.bindings.wasmkube_plugin_scheduler();
-        let result = scheduler
-            .call_schedule(&mut self.guest.store, pod, config)
-            .await;
-        self.guest.finish(started, result)
+        self.guest
+            .call(async |store| scheduler.call_schedule(store, pod, config).await)
+            .await
     }
 }

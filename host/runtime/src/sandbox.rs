@@ -1,4 +1,4 @@
-//! The sandbox around one instance: an empty WASI context, a memory limiter and a bounded capture of the guest's stderr.
+//! The sandbox around one instance: an empty WASI context, a memory limiter, a bounded capture of the guest's stderr and the escaping of guest text.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,8 +15,15 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// How much of the guest's stderr is kept: enough for a panic message.
 const STDERR_TAIL_BYTES: usize = 4096;
 
-/// The most table elements (function references) an instance may grow its tables to.
-const TABLE_ELEMENTS_LIMIT: usize = 1 << 16;
+/// What one table element counts for against the memory limit: a pointer, as wasmtime stores it.
+const TABLE_ELEMENT_BYTES: usize = size_of::<usize>();
+
+/// The most core instances, memories and tables one plugin instance may create (wasmtime's
+/// defaults are 10 000 each; a Rust component has a few of each). Each memory reserves address
+/// space, so their number is capped as well as their size.
+const MAX_CORE_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 64;
 
 /// A WASI context that grants nothing: no preopened directories, no environment variables, no
 /// arguments, no network, an empty stdin and a discarded stdout. Stderr goes to `stderr`, a small
@@ -32,36 +39,122 @@ pub(crate) fn empty_wasi(stderr: &StderrTail) -> WasiCtx {
         .build()
 }
 
-/// Refuses memory growth past a byte limit, and remembers that it did.
+/// Refuses growth past a byte limit counted over every memory and table of the instance
+/// together, and remembers that it did.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
-    pub(crate) limit: usize,
+    limit: usize,
+    /// Bytes of all memories and tables, as grown so far.
+    used: usize,
+    /// What the last growth allowed added, taken back if wasmtime then fails to grow.
+    last_growth: usize,
     /// Set when a growth was refused; cleared at the start of each call.
     pub(crate) hit: bool,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            last_growth: 0,
+            hit: false,
+        }
+    }
+
+    /// Allows a memory or table to grow from `current` to `desired` bytes if the instance's total
+    /// stays within the limit.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let growth = desired.saturating_sub(current);
+        let used = self.used.saturating_add(growth);
+        if used > self.limit {
+            self.hit = true;
+            return false;
+        }
+        self.used = used;
+        self.last_growth = growth;
+        true
+    }
+
+    fn grow_failed(&mut self) {
+        self.used = self
+            .used
+            .saturating_sub(std::mem::take(&mut self.last_growth));
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= TABLE_ELEMENTS_LIMIT)
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
     }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// `text` with control characters (newlines, the escape that starts a terminal sequence…) and
+/// bidirectional overrides written as Rust escapes (`\n`, `\u{1b}`), cut to at most `max` bytes
+/// with `…` marking a cut: guest text cannot forge log lines or drive an operator's terminal.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    const CUT: char = '…';
+    let mut out = String::with_capacity(text.len().min(max));
+    // Where to cut if the rest does not fit: after the last character (or escape) that leaves
+    // room for the mark.
+    let mut cut = None;
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        let start = out.len();
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        if cut.is_none() && out.len() + CUT.len_utf8() > max {
+            cut = Some(start);
+        }
+        if out.len() > max {
+            out.truncate(cut.unwrap_or(start));
+            out.push(CUT);
+            break;
+        }
+    }
+    out
 }
 
 /// The last few KiB the guest wrote to stderr. Clones share the buffer.
@@ -85,17 +178,21 @@ impl StderrTail {
             .clear();
     }
 
-    /// What the buffer holds, as trimmed text, without Rust's hint about `RUST_BACKTRACE` (the
-    /// guest has no environment to set it in).
+    /// The last [`STDERR_TAIL_BYTES`] of what the buffer holds, as trimmed text with its lines
+    /// joined by `; ` and control characters escaped ([`printable`]), without Rust's hint about
+    /// `RUST_BACKTRACE` (the guest has no environment to set it in).
     pub(crate) fn text(&self) -> String {
         let buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes: Vec<u8> = buf.iter().copied().collect();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text
             .lines()
-            .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
-        lines.join("\n").trim().to_string()
+        let text = printable(&lines.join("; "), usize::MAX);
+        let start = text.ceil_char_boundary(text.len().saturating_sub(STDERR_TAIL_BYTES));
+        text[start..].to_string()
     }
 }
 
@@ -160,30 +257,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stderr_keeps_the_tail() {
+    fn stderr_keeps_the_tail_escaped() {
         let tail = StderrTail::default();
         tail.push(&vec![b'a'; STDERR_TAIL_BYTES]);
         tail.push(b"panicked: boom");
         let text = tail.text();
-        assert_eq!(text.len(), STDERR_TAIL_BYTES);
-        assert!(text.ends_with("panicked: boom"));
+        assert!(text.len() <= STDERR_TAIL_BYTES);
+        assert!(text.ends_with("panicked: boom"), "{text}");
+        tail.clear();
+        tail.push(b"panicked: \x1b[2J\x1b]0;pwned\x07boom\nsecond line\n");
+        assert_eq!(
+            tail.text(),
+            "panicked: \\u{1b}[2J\\u{1b}]0;pwned\\u{7}boom; second line"
+        );
         tail.clear();
         assert_eq!(tail.text(), "");
     }
 
     #[test]
-    fn limiter_refuses_and_remembers() {
+    fn printable_escapes_and_cuts() {
+        assert_eq!(printable("plain text", 100), "plain text");
+        assert_eq!(printable("a\nb\rc\td", 100), "a\\nb\\rc\\td");
+        assert_eq!(printable("\u{202e}evil", 100), "\\u{202e}evil");
+        let cut = printable(&"é".repeat(100), 11);
+        assert_eq!(cut, "éééé…");
+        assert!(cut.len() <= 11);
+        let cut = printable(&"\u{1b}".repeat(10), 12);
+        assert_eq!(cut, "\\u{1b}…");
+    }
+
+    #[test]
+    fn limiter_counts_every_memory_and_table_together() {
         use wasmtime::ResourceLimiter;
-        let mut limiter = MemoryLimiter {
-            limit: 1 << 20,
-            hit: false,
-        };
-        assert!(matches!(limiter.memory_growing(0, 1 << 20, None), Ok(true)));
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        // Two memories of 600 KiB each: each is under the limit, together they are not.
+        assert!(matches!(
+            limiter.memory_growing(0, 600 << 10, None),
+            Ok(true)
+        ));
         assert!(!limiter.hit);
         assert!(matches!(
-            limiter.memory_growing(1 << 20, 2 << 20, None),
+            limiter.memory_growing(0, 600 << 10, None),
             Ok(false)
         ));
         assert!(limiter.hit);
+        // Growing the first one within the rest is fine; a table counts too.
+        assert!(matches!(
+            limiter.memory_growing(600 << 10, 900 << 10, None),
+            Ok(true)
+        ));
+        let elements = (200 << 10) / TABLE_ELEMENT_BYTES;
+        assert!(matches!(
+            limiter.table_growing(0, elements, None),
+            Ok(false)
+        ));
+        // A growth wasmtime could not make is not counted.
+        let elements = (100 << 10) / TABLE_ELEMENT_BYTES;
+        assert!(matches!(limiter.table_growing(0, elements, None), Ok(true)));
+        assert!(
+            limiter
+                .table_grow_failed(wasmtime::Error::msg("no"))
+                .is_ok()
+        );
+        assert!(matches!(limiter.table_growing(0, elements, None), Ok(true)));
     }
 }

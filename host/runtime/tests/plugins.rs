@@ -32,10 +32,12 @@ fn plugin(name: &str) -> Vec<u8> {
     })
 }
 
-/// A HostApi that answers from nothing and records every call.
+/// A HostApi that answers from nothing and records every call; writes take `write_delay`
+/// (recorded once done).
 #[derive(Default)]
 struct FakeHost {
     calls: Mutex<Vec<String>>,
+    write_delay: Duration,
 }
 
 impl FakeHost {
@@ -81,6 +83,7 @@ impl HostApi for FakeHost {
     }
 
     async fn create(&self, resource: Gvr, _obj: String) -> Result<String, ApiError> {
+        tokio::time::sleep(self.write_delay).await;
         self.record(format!("create {}", gvr_text(&resource)));
         Err(forbidden(&format!("create {}", resource.resource)))
     }
@@ -147,8 +150,17 @@ async fn instance(
     name: &str,
     limits: Limits,
 ) -> (ControllerInstance, Arc<FakeHost>) {
+    instance_with(runtime, name, limits, FakeHost::default()).await
+}
+
+async fn instance_with(
+    runtime: &Runtime,
+    name: &str,
+    limits: Limits,
+    host: FakeHost,
+) -> (ControllerInstance, Arc<FakeHost>) {
     let module = runtime.load(&plugin(name)).expect("load");
-    let host = Arc::new(FakeHost::default());
+    let host = Arc::new(host);
     let instance = ControllerInstance::new(&module, host.clone(), limits)
         .await
         .expect("instantiate");
@@ -222,6 +234,91 @@ async fn a_spinning_guest_hits_its_deadline_and_only_its_instance_dies() {
         .await
         .expect("echo after the loop");
     assert!(matches!(outcome, Outcome::RequeueAfter(5)));
+}
+
+#[tokio::test]
+async fn a_sleeping_guest_is_cut_off_at_its_wall_clock_deadline_and_counted() {
+    let (runtime, _dir) = runtime();
+    let limits = Limits {
+        call_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (mut sleeper, _) = instance(&runtime, "test_sleep", limits).await;
+    sleeper.describe().await.expect("describe does not sleep");
+
+    // The guest sleeps for an hour in a WASI clock wait, where no epoch callback runs.
+    let started = Instant::now();
+    let result = sleeper.reconcile(key("default", "web")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(result, Err(CallError::Deadline));
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(sleeper.is_poisoned());
+    let stats = sleeper.stats();
+    assert_eq!((stats.calls, stats.traps), (2, 1));
+    assert!(stats.max_latency >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_guest_stuck_in_describe_is_cut_off_too() {
+    let (runtime, _dir) = runtime();
+    let limits = Limits {
+        call_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let (mut stuck, _) = instance(&runtime, "test_stuck", limits).await;
+    let started = Instant::now();
+    assert_eq!(stuck.describe().await, Err(CallError::Deadline));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_host_write_in_flight_at_the_deadline_completes_but_the_guest_never_sees_it() {
+    let (runtime, _dir) = runtime();
+    let limits = Limits {
+        call_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let host = FakeHost {
+        write_delay: Duration::from_millis(600),
+        ..FakeHost::default()
+    };
+    let (mut plugin, host) = instance_with(&runtime, "test_forbidden", limits, host).await;
+    let started = Instant::now();
+    assert_eq!(
+        plugin.reconcile(key("default", "web")).await,
+        Err(CallError::Deadline)
+    );
+    assert!(started.elapsed() < Duration::from_millis(600));
+    assert!(host.calls().is_empty(), "the write is still under way");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        host.calls(),
+        ["create /v1/secrets"],
+        "the write was not cut"
+    );
+}
+
+#[tokio::test]
+async fn guest_log_lines_are_escaped_and_bounded() {
+    let (runtime, _dir) = runtime();
+    let (mut echo, host) = instance(&runtime, "test_echo", Limits::default()).await;
+    echo.reconcile(key("default", "web\x1b[2J\nFAKE log line"))
+        .await
+        .expect("reconcile");
+    echo.reconcile(key("default", &"x".repeat(10_000)))
+        .await
+        .expect("reconcile");
+    let calls = host.calls();
+    assert_eq!(
+        calls[0],
+        "log LogLevel::Info reconciling default/web\\u{1b}[2J\\nFAKE log line"
+    );
+    let long = calls
+        .iter()
+        .find(|c| c.starts_with("log") && c.contains("xxx"))
+        .expect("the long line");
+    assert!(long.len() < 4200 && long.ends_with('…'), "{}", long.len());
 }
 
 #[tokio::test]

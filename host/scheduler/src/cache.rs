@@ -20,6 +20,14 @@ impl Feed {
     fn push(&self, delta: Delta) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).push(delta);
     }
+
+    /// Adds deltas drained from another feed.
+    pub fn extend(&self, deltas: Vec<Delta>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(deltas);
+    }
 }
 
 /// `(namespace, name)` of a pod.

@@ -10,6 +10,7 @@ mod profiles;
 pub mod queue;
 pub mod report;
 pub mod scheduler;
+pub mod shadow;
 pub mod source;
 
 use std::sync::Arc;

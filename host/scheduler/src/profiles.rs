@@ -15,6 +15,7 @@ use crate::cycle::{Stage, short};
 use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
 use crate::report::ProfileReport;
 use crate::scheduler::{Active, Reuse, Shared, Swap, Trapped};
+use crate::shadow::Shadow;
 use crate::source::Source;
 
 /// What the loop was last given for one scheduler name: the profile and its plugins' versions.
@@ -121,6 +122,8 @@ async fn prepare(
             shadow.push(stage);
         }
     }
+    let shadow =
+        (!shadow.is_empty()).then(|| Shadow::start(shared.clone(), profile.object.clone(), shadow));
     Ok(Active {
         profile: profile.clone(),
         stages,

@@ -32,6 +32,8 @@ pub struct ShadowReport {
     pub disagreements: u64,
     /// The latest disagreements: (pod, the active policy's node, the candidate's).
     pub recent: VecDeque<(String, String, String)>,
+    /// Pods not compared because the candidate was too far behind.
+    pub skipped: u64,
     pub errors: u64,
     pub last_error: String,
 }
@@ -83,6 +85,7 @@ impl ProfileReport {
                 "agreementPercent": (agreement * 10.0).round() / 10.0,
                 "recentDisagreements": shadow.recent.iter().map(|(pod, active, candidate)| json!({
                     "pod": pod, "active": active, "shadow": candidate})).collect::<Vec<_>>(),
+                "skipped": shadow.skipped,
                 "errors": shadow.errors,
                 "lastError": shadow.last_error,
             });

@@ -18,17 +18,19 @@ use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_runtime::CallError;
 
-use crate::cache::{Cache, NodeChange, PodKey, pod_key, reduce_pod};
-use crate::cycle::{self, Found, Stage, StageError};
+use crate::cache::{Cache, NodeChange, pod_key, reduce_pod};
+use crate::cycle::{self, Stage, StageError};
 use crate::profile::{self, DEFAULT_SCHEDULER, Profile};
 use crate::queue::{QueuedPod, SchedulingQueue};
 use crate::report::{ProfileReport, ShadowReport, Stats};
+use crate::shadow::Shadow;
 
 /// A profile ready to run: its stages with policy instances already up to date.
 pub struct Active {
     pub profile: Profile,
     pub stages: Vec<Stage>,
-    pub shadow: Vec<Stage>,
+    /// The candidate stages, at work on their own task.
+    pub shadow: Option<Shadow>,
     /// Stages to take over from the running profile (same plugin, same version) rather than
     /// start anew, by position in `stages`; empty once the loop has put them in.
     pub reuse: Vec<Reuse>,
@@ -267,8 +269,8 @@ fn apply(
                 phase,
                 message,
                 policies: cycle::labels(&active.stages),
-                shadow: (!active.shadow.is_empty()).then(|| ShadowReport {
-                    policies: cycle::labels(&active.shadow),
+                shadow: active.shadow.as_ref().map(|shadow| ShadowReport {
+                    policies: shadow.labels().to_vec(),
                     ..ShadowReport::default()
                 }),
             };
@@ -326,8 +328,8 @@ fn take_over(active: &mut Active, old: Option<&mut Active>) -> Result<(), String
     Ok(())
 }
 
-/// One cycle for one pod: the profile's stages, the shadow's if any, then the assumption and an
-/// asynchronous binding, or the pod's unschedulable report.
+/// One cycle for one pod: the profile's stages, then the assumption and an asynchronous binding,
+/// or the pod's unschedulable report. The shadow, if any, is handed the pod and never waited for.
 async fn schedule_one(
     shared: &Arc<Shared>,
     active: &mut Active,
@@ -340,17 +342,8 @@ async fn schedule_one(
     let to_find = active.profile.nodes_to_find(nodes);
     let found = cycle::run(&mut active.stages, &text, to_find, None).await?;
     let chosen = found.pick().map(String::from);
-    if !active.shadow.is_empty() {
-        compare(
-            shared,
-            active,
-            &key,
-            &text,
-            &found,
-            chosen.as_deref(),
-            to_find,
-        )
-        .await;
+    if let Some(shadow) = &active.shadow {
+        shadow.offer(key.clone(), text, found.clone(), chosen.clone(), to_find);
     }
     match chosen {
         Some(node) => {
@@ -369,45 +362,6 @@ async fn schedule_one(
         }
     }
     Ok(())
-}
-
-/// Runs the shadow stages on the pod and records whether they would choose as the active ones
-/// did: over the nodes the active policy found feasible (all nodes when it found none).
-async fn compare(
-    shared: &Shared,
-    active: &mut Active,
-    key: &PodKey,
-    text: &String,
-    found: &Found,
-    chosen: Option<&str>,
-    to_find: usize,
-) {
-    let candidates = chosen.map(|_| found.feasible.iter().map(|(n, _)| n.clone()).collect());
-    let shadow = cycle::run(&mut active.shadow, text, to_find, candidates).await;
-    let mut stats = shared.stats();
-    let Some(report) = stats
-        .profiles
-        .get_mut(&active.profile.object)
-        .and_then(|r| r.shadow.as_mut())
-    else {
-        return;
-    };
-    match shadow {
-        Ok(theirs) => {
-            let agree = match chosen {
-                Some(node) => {
-                    theirs.score_of(node).is_some() && theirs.score_of(node) == theirs.best_score()
-                }
-                None => theirs.feasible.is_empty(),
-            };
-            let pod = format!("{}/{}", key.0, key.1);
-            report.record(&pod, chosen, theirs.pick(), agree);
-        }
-        Err(e) => {
-            report.errors += 1;
-            report.last_error = e.to_string();
-        }
-    }
 }
 
 /// Binds the pod to `node`; on failure the assumption is taken back and the pod backs off.

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_controller::Manager;
+use wasmkube_controller::module;
+use wasmkube_controller::plugin::Config;
 use wasmkube_controller::plugin_host::{Grants, PluginHost, grant};
-use wasmkube_controller::{module, supervisor};
 use wasmkube_model::resource::PLUGIN_GROUP;
 use wasmkube_runtime::{HostApi, Runtime, World};
 
@@ -20,7 +21,7 @@ use crate::policy::{Policy, WasmPolicy};
 pub trait Source: Send + Sync + 'static {
     /// A new instance of the policy `plugin`, or why there is none.
     async fn load(&self, plugin: &str) -> Result<Box<dyn Policy>, String>;
-    /// The version `load` would give now (a module digest), to notice upgrades.
+    /// The version `load` would give now (starting with a module digest), to notice upgrades.
     fn version(&self, plugin: &str) -> Option<String>;
 }
 
@@ -88,17 +89,24 @@ impl Source for Plugins {
             ));
         }
         let host = policy_host(plugin, &self.server, &self.manager);
-        let policy = WasmPolicy::new(&module, host, supervisor::limits(spec))
+        let policy = WasmPolicy::new(&module, host, Config::of(spec).limits)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::new(policy))
     }
 
+    /// The module digest, then the limits: a change of `spec.limits` loads the policy again
+    /// with them, as a new module would.
     fn version(&self, plugin: &str) -> Option<String> {
         let object = self.object(plugin)?;
-        object["spec"]["module"]["digest"]
-            .as_str()
-            .map(|d| d.trim_start_matches("sha256:").to_string())
+        let digest = object["spec"]["module"]["digest"].as_str()?;
+        let limits = Config::of(&object["spec"]).limits;
+        Some(format!(
+            "{}+{}B+{}ms",
+            digest.trim_start_matches("sha256:"),
+            limits.memory_bytes,
+            limits.call_timeout.as_millis()
+        ))
     }
 }
 

@@ -1,12 +1,13 @@
 //! The scheduler in a real host (apiserver, store, informers) with native policies: binding,
-//! unschedulable pods retried when a node fits, a profile swap, and a profile that fails to load
-//! leaving the old one in force.
+//! unschedulable pods retried when a node fits, a profile swap, a profile that fails to load
+//! leaving the old one in force, and a slow shadow policy that delays no binding.
 
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use common::create;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
@@ -14,7 +15,8 @@ use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
 use wasmkube_controller::Manager;
 use wasmkube_policy_default::DefaultPolicy;
 use wasmkube_policy_preferlabel::PreferLabel;
-use wasmkube_scheduler::policy::NativePolicy;
+use wasmkube_runtime::{CallError, Capabilities, CycleConfig, Delta, Verdict};
+use wasmkube_scheduler::policy::{NativePolicy, Policy};
 use wasmkube_scheduler::source::{Native, policy_host};
 
 struct Host {
@@ -29,7 +31,7 @@ async fn host() -> Host {
     let server = common::server(&dir).await;
     let manager = Manager::new(server.clone());
     let reads = policy_host("test", &server, &manager);
-    let (a, b) = (reads.clone(), reads);
+    let (a, b, c) = (reads.clone(), reads.clone(), reads);
     let source = Native::default()
         .with(
             "default",
@@ -38,6 +40,15 @@ async fn host() -> Host {
         .with(
             "prefer",
             Box::new(move || Box::new(NativePolicy::<PreferLabel>::new(b.clone()))),
+        )
+        .with(
+            "slow",
+            Box::new(move || {
+                Box::new(Slow {
+                    policy: NativePolicy::new(c.clone()),
+                    delay: Duration::from_secs(5),
+                })
+            }),
         );
     let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), Arc::new(source))
         .await
@@ -47,6 +58,32 @@ async fn host() -> Host {
         manager,
         _scheduler: scheduler,
         _dir: dir,
+    }
+}
+
+/// The default policy, taking `delay` for every pod.
+struct Slow {
+    policy: NativePolicy<DefaultPolicy>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl Policy for Slow {
+    fn capabilities(&self) -> &Capabilities {
+        self.policy.capabilities()
+    }
+
+    fn version(&self) -> &str {
+        "slow"
+    }
+
+    async fn apply(&mut self, deltas: &[Delta]) -> Result<(), CallError> {
+        self.policy.apply(deltas).await
+    }
+
+    async fn schedule(&mut self, pod: &String, config: &CycleConfig) -> Result<Verdict, CallError> {
+        tokio::time::sleep(self.delay).await;
+        self.policy.schedule(pod, config).await
     }
 }
 
@@ -198,4 +235,54 @@ async fn binds_waits_for_a_fitting_node_and_swaps_profiles() {
     .await;
     create(&h.server, "v1", "Pod", pod("still-scheduled", "100m")).await;
     h.node_of("still-scheduled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_shadow_policy_delays_no_binding() {
+    let h = host().await;
+    create(&h.server, "v1", "Node", node("n", "8", json!({}))).await;
+    let profile = json!({"metadata": {"name": "default-scheduler"}, "spec": {
+        "policies": [{"plugin": "default"}],
+        "shadow": {"policies": [{"plugin": "slow"}]}}});
+    create(
+        &h.server,
+        "wasmkube.dev/v1alpha1",
+        "SchedulerProfile",
+        profile,
+    )
+    .await;
+    h.until("the profile running with its shadow", |h| {
+        h.object("schedulerprofiles", "wasmkube.dev", "default-scheduler")
+            .is_some_and(|p| {
+                p["status"]["phase"] == "Running"
+                    && p["status"]["shadow"]["policies"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("slow"))
+            })
+    })
+    .await;
+
+    // The shadow takes 5 s a pod; binding waits for none of it.
+    let started = Instant::now();
+    for i in 0..4 {
+        create(&h.server, "v1", "Pod", pod(&format!("p{i}"), "100m")).await;
+    }
+    for i in 0..4 {
+        assert_eq!(h.node_of(&format!("p{i}")).await, "n");
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "binding took {elapsed:?}");
+
+    // The shadow still compares, on its own time.
+    for _ in 0..600 {
+        let compared = h
+            .object("schedulerprofiles", "wasmkube.dev", "default-scheduler")
+            .and_then(|p| p["status"]["shadow"]["pods"].as_u64())
+            .unwrap_or(0);
+        if compared >= 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the shadow never compared a pod");
 }

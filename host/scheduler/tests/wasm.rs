@@ -1,5 +1,6 @@
 //! The scheduler with its policies as Wasm components from Plugin objects: the default policy
-//! binds pods, and a policy that traps is rolled back with the reason in the profile's status.
+//! binds pods, a policy that traps is rolled back with the reason in the profile's status, and a
+//! change of a policy's limits loads it again.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use common::{create, wasm};
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::registry::{Update, update_with};
 use wasmkube_controller::Manager;
 use wasmkube_controller::module::{self, PluginKind};
 use wasmkube_runtime::Runtime;
@@ -47,14 +49,13 @@ fn bound(pod: &Value) -> bool {
         .is_some_and(|n| !n.is_empty())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trapping_policy_is_rolled_back() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
-    for (name, file) in [
-        ("default", "wasmkube_policy_default"),
-        ("trap", "test_policypanic"),
-    ] {
+/// A scheduler whose policies are the Plugins `(name, built plugin)` of `policies`.
+async fn scheduler(
+    dir: &tempfile::TempDir,
+    policies: &[(&str, &str)],
+) -> (Arc<Server>, Arc<Manager>, wasmkube_scheduler::Scheduler) {
+    let server = common::server(dir).await;
+    for (name, file) in policies {
         module::install(&server, name, PluginKind::Scheduler, &wasm(file))
             .await
             .expect("installed");
@@ -66,9 +67,57 @@ async fn a_trapping_policy_is_rolled_back() {
         manager: manager.clone(),
         runtime,
     });
-    let _scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
+    let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
         .await
         .expect("scheduler starts");
+    (server, manager, scheduler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policys_new_limits_load_it_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, _manager, scheduler) =
+        scheduler(&dir, &[("default", "wasmkube_policy_default")]).await;
+    let mut swaps = scheduler.shared.swaps_applied.subscribe();
+    swaps
+        .wait_for(|n| *n > 0)
+        .await
+        .expect("the default profile runs");
+    swaps.mark_unchanged();
+    let plugins = server
+        .registry()
+        .get("wasmkube.dev", "v1alpha1", "plugins")
+        .expect("served")
+        .clone();
+    update_with(
+        &server,
+        &Update::internal(&plugins, None, "default"),
+        |cur| {
+            let mut new = cur.clone();
+            new["spec"]["limits"] = json!({"callTimeoutMillis": 5000});
+            Ok(new)
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .expect("limits changed");
+    tokio::time::timeout(Duration::from_secs(10), swaps.changed())
+        .await
+        .expect("loaded again with the new limits")
+        .expect("scheduler running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_policy_is_rolled_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, manager, _scheduler) = scheduler(
+        &dir,
+        &[
+            ("default", "wasmkube_policy_default"),
+            ("trap", "test_policypanic"),
+        ],
+    )
+    .await;
     let node = json!({"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}});
     create(&server, "v1", "Node", node).await;
     let pod = |name: &str, labels: Value| {

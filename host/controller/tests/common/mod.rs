@@ -16,7 +16,7 @@ use wasmkube_controller::plugin::{self, RunningPlugin};
 use wasmkube_controller::{Manager, native};
 use wasmkube_model::names::LEASE_NAMESPACE;
 use wasmkube_model::resource::ResourceInfo;
-use wasmkube_runtime::{Limits, Runtime};
+use wasmkube_runtime::Runtime;
 use wasmkube_store::embedded::EmbeddedStore;
 
 /// The bytes of a plugin built by `scripts/build-plugins.sh` (`test_echo`, `wasmkube_plugin_job`, …).
@@ -83,7 +83,7 @@ pub async fn create(
 pub struct Cluster {
     pub server: Arc<Server>,
     _manager: Arc<Manager>,
-    _plugins: Vec<RunningPlugin>,
+    pub plugins: Vec<RunningPlugin>,
     node: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -98,6 +98,11 @@ impl Drop for Cluster {
 
 /// A [`server`] running the plugins `names` (`wasmkube_plugin_replicaset`, …).
 pub async fn with_plugins(names: &[&str]) -> Cluster {
+    with_config(names, &plugin::Config::default()).await
+}
+
+/// A [`server`] running the plugins `names`, each with `config`.
+pub async fn with_config(names: &[&str], config: &plugin::Config) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = server(&dir).await;
     let manager = Manager::new(server.clone());
@@ -106,7 +111,7 @@ pub async fn with_plugins(names: &[&str]) -> Cluster {
     for name in names {
         let module = runtime.load(&wasm(name)).expect("module loads");
         plugins.push(
-            plugin::start(&server, &manager, module, Limits::default(), 2)
+            plugin::start(&server, &manager, module, config)
                 .await
                 .expect("plugin starts"),
         );
@@ -114,7 +119,7 @@ pub async fn with_plugins(names: &[&str]) -> Cluster {
     Cluster {
         server,
         _manager: manager,
-        _plugins: plugins,
+        plugins,
         node: None,
         _dir: dir,
     }

@@ -7,6 +7,7 @@ mod pod_refs;
 mod workloads;
 
 pub use meta::{is_dns1123_label, is_dns1123_subdomain};
+pub use plugin::{MAX_CALL_TIMEOUT_MILLIS, MAX_MEMORY_BYTES, MAX_MODULE_CHUNKS, MAX_WORKERS};
 
 use serde_json::Value;
 
@@ -120,6 +121,23 @@ impl Errors {
         });
     }
 
+    /// Checks that an optional integer field is ≤ `max` (`path` empty for a top-level field).
+    pub fn at_most(&mut self, obj: &Value, field: &str, path: &str, max: u64) {
+        // A number that is no 64-bit integer is refused by the schema.
+        let Some(v) = obj
+            .get(field)
+            .filter(|v| v.as_u64().is_some_and(|n| n > max))
+        else {
+            return;
+        };
+        let field = if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        self.invalid(field, v, format!("must be less than or equal to {max}"));
+    }
+
     /// Checks that an optional integer field is ≥ `min`.
     pub fn at_least(&mut self, obj: &Value, field: &str, path: &str, min: i64) {
         if let Some(v) = obj.get(field).and_then(Value::as_i64)
@@ -167,6 +185,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fi
             ("apiextensions.k8s.io", "CustomResourceDefinition") => {
                 core::validate_crd(obj, &mut errs)
             }
+            ("wasmkube.dev", "Plugin") => plugin::validate_plugin(obj, &mut errs),
             ("wasmkube.dev", "PluginModule") => plugin::validate_module(obj, &mut errs),
             _ => {}
         }

@@ -253,3 +253,40 @@ fn probe_requests_cannot_smuggle_headers() {
         ]
     );
 }
+
+#[test]
+fn plugin_workers_limits_and_chunks_are_bounded() {
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let plugin = |spec: serde_json::Value| {
+        let mut obj = json!({"metadata": {"name": "p"}, "spec": {"kind": "Controller",
+            "module": {"digest": digest, "chunks": 1}}});
+        for (k, v) in spec.as_object().into_iter().flatten() {
+            obj["spec"][k] = v.clone();
+        }
+        check("wasmkube.dev/v1alpha1", "Plugin", obj)
+    };
+    assert!(
+        plugin(
+            json!({"workers": 16, "limits": {"memoryBytes": 1 << 30, "callTimeoutMillis": 60_000}})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        plugin(
+            json!({"workers": 17, "limits": {"memoryBytes": (1u64 << 30) + 1, "callTimeoutMillis": 3_600_000},
+            "module": {"digest": digest, "chunks": 129}})
+        ),
+        vec![
+            "spec.workers: Invalid value: 17: must be less than or equal to 16",
+            "spec.limits.memoryBytes: Invalid value: 1073741825: must be less than or equal to 1073741824",
+            "spec.limits.callTimeoutMillis: Invalid value: 3600000: must be less than or equal to 60000",
+            "spec.module.chunks: Invalid value: 129: must be less than or equal to 128",
+        ]
+    );
+    let chunk =
+        json!({"metadata": {"name": "c"}, "digest": digest, "index": 0, "count": 1000, "data": ""});
+    assert_eq!(
+        check("wasmkube.dev/v1alpha1", "PluginModule", chunk),
+        vec!["count: Invalid value: 1000: must be less than or equal to 128"]
+    );
+}
