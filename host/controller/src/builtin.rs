@@ -86,7 +86,11 @@ impl Builtin {
         let current = server.objects.get(&info, None, self.name).await?;
         match current.map(|c| c.object) {
             Some(p) if !is_builtin(&p) => return Ok(Outcome::Replaced),
-            Some(p) if p["spec"]["module"]["digest"] == self.digest => {
+            // One installed before built-ins had their own deadline is updated below.
+            Some(p)
+                if p["spec"]["module"]["digest"] == self.digest
+                    && p.pointer("/spec/limits/callTimeoutMillis").is_some() =>
+            {
                 return Ok(Outcome::Current);
             }
             _ => {}

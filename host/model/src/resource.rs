@@ -223,7 +223,7 @@ fn plugin_schema() -> serde_json::Value {
             }},
             "limits": {"type": "object", "description": "What each instance may use.", "properties": {
                 "memoryBytes": {"type": "integer", "minimum": 1_048_576, "description": "Linear memory an instance may grow to (default 64 MiB)."},
-                "callTimeoutMillis": {"type": "integer", "minimum": 1, "description": "Guest time one call may take (default 1000)."},
+                "callTimeoutMillis": {"type": "integer", "minimum": 1, "description": "Wall-clock time one call may take, host calls and waits included (default 1000; built-in plugins 30000)."},
             }},
             "workers": {"type": "integer", "minimum": 1, "description": "Keys reconciled at once (default 2)."},
             "permissions": {"type": "array", "description": "What the plugin may do; without it, exactly what its registration names.", "items": {"type": "object", "properties": {
