@@ -261,4 +261,6 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
 }
 
 #[cfg(test)]
+mod hostile;
+#[cfg(test)]
 mod tests;
