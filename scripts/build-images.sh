@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Builds the test image target/images/busybox.tar (docker.io/library/busybox:latest), an OCI
-# image-layout archive made from Debian's busybox-static, without any network. The output is
-# the same bytes on every run: names sorted, mtimes 0, owners 0:0, modes set, gzip -n.
-# Skipped when the archive is newer than /bin/busybox and this script.
+# image-layout archive made from Debian's busybox-static, without any network, and
+# target/images/busybox-users.tar: the same layer as busybox:nosuchuser (USER nosuchuser, in no
+# /etc/passwd) and busybox:nobody (USER nobody), for the hostile-node tests. The output is the
+# same bytes on every run: names sorted, mtimes 0, owners 0:0, modes set, gzip -n.
+# Skipped when the archives are newer than /bin/busybox and this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUSYBOX=/bin/busybox
 OUT=target/images/busybox.tar
-NAME=docker.io/library/busybox:latest
+USERS_OUT=target/images/busybox-users.tar
+NAME=docker.io/library/busybox
 
-if [ -f "$OUT" ] && [ "$OUT" -nt "$BUSYBOX" ] && [ "$OUT" -nt "$0" ]; then
+if [ -f "$OUT" ] && [ "$OUT" -nt "$BUSYBOX" ] && [ "$OUT" -nt "$0" ] &&
+    [ -f "$USERS_OUT" ] && [ "$USERS_OUT" -nt "$BUSYBOX" ] && [ "$USERS_OUT" -nt "$0" ]; then
     echo "build-images: $OUT is up to date"
     exit 0
 fi
@@ -68,36 +72,60 @@ layer_tar="$work/layer.tar"
 det_tar "$root" "$layer_tar" bin dev etc proc root sys tmp var
 diff_id="$(sha256 "$layer_tar")"
 
-# === the OCI layout ===
-layout="$work/layout"
-blobs="$layout/blobs/sha256"
-mkdir -p "$blobs"
-
+# === the OCI layouts ===
 gzip -n -9 -c "$layer_tar" >"$work/layer.tar.gz"
 layer_digest="$(sha256 "$work/layer.tar.gz")"
 layer_size="$(size "$work/layer.tar.gz")"
-mv "$work/layer.tar.gz" "$blobs/$layer_digest"
 
-# blob FILE: moves FILE into the layout under its digest; prints "digest size".
+# blob LAYOUT FILE: moves FILE into LAYOUT under its digest; prints "digest size".
 blob() {
     local digest
-    digest="$(sha256 "$1")"
-    echo "$digest $(size "$1")"
-    mv "$1" "$blobs/$digest"
+    digest="$(sha256 "$2")"
+    echo "$digest $(size "$2")"
+    mv "$2" "$1/blobs/sha256/$digest"
 }
 
-printf '%s' '{"architecture":"'"$ARCH"'","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]}}' >"$work/config.json"
-read -r config_digest config_size < <(blob "$work/config.json")
+# manifest LAYOUT USER: the config (running as USER, when not empty) and manifest of the image
+# in LAYOUT; prints the manifest's "digest size".
+manifest() {
+    local layout="$1" user="$2" config_digest config_size
+    local user_field=""
+    if [ -n "$user" ]; then
+        user_field=',"User":"'"$user"'"'
+    fi
+    printf '%s' '{"architecture":"'"$ARCH"'","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]'"$user_field"'},"rootfs":{"type":"layers","diff_ids":["sha256:'"$diff_id"'"]}}' >"$work/config.json"
+    read -r config_digest config_size < <(blob "$layout" "$work/config.json")
+    printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}' >"$work/manifest.json"
+    blob "$layout" "$work/manifest.json"
+}
 
-printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$config_digest"'","size":'"$config_size"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer_digest"'","size":'"$layer_size"'}]}' >"$work/manifest.json"
-read -r manifest_digest manifest_size < <(blob "$work/manifest.json")
+# entry DIGEST SIZE TAG: an index entry naming the manifest NAME:TAG.
+entry() {
+    printf '%s' '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$1"'","size":'"$2"',"annotations":{"io.containerd.image.name":"'"$NAME:$3"'","org.opencontainers.image.ref.name":"'"$3"'"},"platform":{"architecture":"'"$ARCH"'","os":"linux"}}'
+}
 
-printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$manifest_digest"'","size":'"$manifest_size"',"annotations":{"io.containerd.image.name":"'"$NAME"'","org.opencontainers.image.ref.name":"latest"},"platform":{"architecture":"'"$ARCH"'","os":"linux"}}]}' >"$layout/index.json"
-printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
-find "$layout" -type d -exec chmod 0755 {} +
-find "$layout" -type f -exec chmod 0644 {} +
+# layout OUT TAG:USER...: an OCI layout archive at OUT with one image per TAG:USER.
+layout() {
+    local out="$1" layout="$work/layout" entries="" tag user digest size
+    shift
+    rm -rf "$layout"
+    mkdir -p "$layout/blobs/sha256"
+    cp "$work/layer.tar.gz" "$layout/blobs/sha256/$layer_digest"
+    for image in "$@"; do
+        tag="${image%%:*}"
+        user="${image#*:}"
+        read -r digest size < <(manifest "$layout" "$user")
+        entries="$entries${entries:+,}$(entry "$digest" "$size" "$tag")"
+        echo "build-images: $out has $NAME:$tag (manifest sha256:$digest)"
+    done
+    printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":['"$entries"']}' >"$layout/index.json"
+    printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+    find "$layout" -type d -exec chmod 0755 {} +
+    find "$layout" -type f -exec chmod 0644 {} +
+    mkdir -p "$(dirname "$out")"
+    det_tar "$layout" "$work/image.tar" blobs index.json oci-layout
+    mv "$work/image.tar" "$out"
+}
 
-mkdir -p "$(dirname "$OUT")"
-det_tar "$layout" "$work/image.tar" blobs index.json oci-layout
-mv "$work/image.tar" "$OUT"
-echo "build-images: wrote $OUT ($NAME, manifest sha256:$manifest_digest)"
+layout "$OUT" "latest:"
+layout "$USERS_OUT" "nosuchuser:nosuchuser" "nobody:nobody"

@@ -46,6 +46,11 @@ pub enum AgentError {
     },
 }
 
+/// The default of `--pod-max-pids`: the most processes (and threads) a container may hold, so
+/// that a fork bomb in one pod cannot take the node's pid space (the kubelet's default is no
+/// limit; 4096 is far above what a service needs and far below `pid_max`).
+pub const DEFAULT_POD_MAX_PIDS: i64 = 4096;
+
 /// How the agent is set up.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -66,6 +71,9 @@ pub struct Config {
     pub agent_port: u16,
     /// Registries (`host[:port]`) pulled from over plain HTTP, besides the loopback ones.
     pub insecure_registries: Vec<String>,
+    /// The most processes each container may hold (the kubelet's `--pod-max-pids`); `None`
+    /// is no limit.
+    pub pod_max_pids: Option<i64>,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s.
@@ -134,6 +142,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         registry: registry::Client::new(config.insecure_registries.clone())
             .map_err(ImageError::from)?,
         state_dir: config.root_dir.clone(),
+        accounts: Default::default(),
     });
     let consoles = Arc::new(Consoles::default());
     let streams = Arc::new(Streams {
@@ -164,6 +173,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         fifo_dir: config.root_dir.join("fifo"),
         allocatable: machine.allocatable(),
         resolv_conf: resolv_conf(),
+        pids_limit: config.pod_max_pids,
         starting: tokio::sync::Semaphore::new(STARTING_AT_ONCE),
         events: crate::pod::event::Recorder::start(api.clone(), config.node_name.clone()),
         consoles,

@@ -1,5 +1,6 @@
 //! The wasmkube node agent: runs the pods bound to its node through containerd and CNI.
 
+pub mod accounts;
 pub mod agent;
 pub mod api;
 pub mod cgroups;
@@ -14,6 +15,7 @@ pub mod namespaces;
 pub mod pod;
 pub mod registration;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
 pub mod storage;
 pub mod streams;

@@ -4,6 +4,7 @@ mod exec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use containerd_client::services::v1::container::Runtime as RuntimeInfo;
@@ -16,6 +17,7 @@ use containerd_client::types::v1::Status;
 use prost_types::Any;
 use serde_json::Value;
 
+use crate::accounts::Accounts;
 use crate::cgroups::{self, CgroupError};
 use crate::cni::{Cni, CniError, PortMapping};
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
@@ -41,6 +43,8 @@ pub enum RuntimeError {
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error("container {0} has no process in its spec to run a command as")]
+    NoProcess(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -100,6 +104,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// Pulls the image from its registry (what the node has of it already is not downloaded
     /// again), with credentials from `keychain`.
     async fn pull(&self, reference: &str, keychain: &Keychain) -> Result<Image, RuntimeError>;
+    /// The users and groups of the image (its `/etc/passwd` and `/etc/group`).
+    async fn accounts(&self, image: &Image) -> Result<Arc<Accounts>, RuntimeError>;
     /// Creates the container and starts its process.
     async fn start(&self, launch: Launch) -> Result<(), RuntimeError>;
     /// Waits for the container's process to end.
@@ -110,9 +116,10 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// Every container wasmkube created on this node.
     async fn list(&self) -> Result<Vec<Found>, RuntimeError>;
-    /// Runs `process` in the running container and returns its exit code and output (at most
-    /// [`EXEC_OUTPUT_LIMIT`] bytes of each stream).
-    async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError>;
+    /// Runs `command` in the running container as its own process runs (user, groups,
+    /// environment, capabilities, `noNewPrivileges`) and returns its exit code and output (at
+    /// most [`EXEC_OUTPUT_LIMIT`] bytes of each stream).
+    async fn exec(&self, id: &str, command: &[String]) -> Result<(i32, String), RuntimeError>;
     /// Starts an interactive process in the running container (kubectl exec).
     async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError>;
     /// Resizes the terminal of the container's own process.
@@ -137,7 +144,12 @@ pub struct ContainerdRuntime {
     pub registry: registry::Client,
     /// Where exec output and the FIFOs of interactive execs are kept (in `exec/`).
     pub state_dir: PathBuf,
+    /// Each image's users by its top snapshot (whose files never change), read once.
+    pub accounts: Mutex<HashMap<String, Arc<Accounts>>>,
 }
+
+/// How many images' users are kept; past that the cache starts again.
+const ACCOUNTS_CACHED: usize = 128;
 
 fn time(timestamp: Option<prost_types::Timestamp>) -> DateTime<Utc> {
     timestamp
@@ -172,6 +184,23 @@ impl Runtime for ContainerdRuntime {
 
     async fn pull(&self, reference: &str, keychain: &Keychain) -> Result<Image, RuntimeError> {
         Ok(image::pull(&self.containerd, &self.registry, reference, keychain).await?)
+    }
+
+    async fn accounts(&self, image: &Image) -> Result<Arc<Accounts>, RuntimeError> {
+        let cached = |cache: &Mutex<HashMap<String, Arc<Accounts>>>| {
+            let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(&image.chain_id).cloned()
+        };
+        if let Some(accounts) = cached(&self.accounts) {
+            return Ok(accounts);
+        }
+        let accounts = Arc::new(image::accounts(&self.containerd, image).await?);
+        let mut cache = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= ACCOUNTS_CACHED {
+            cache.clear();
+        }
+        cache.insert(image.chain_id.clone(), accounts.clone());
+        Ok(accounts)
     }
 
     async fn start(&self, launch: Launch) -> Result<(), RuntimeError> {
@@ -367,9 +396,9 @@ impl Runtime for ContainerdRuntime {
         Ok(found)
     }
 
-    async fn exec(&self, id: &str, process: Value) -> Result<(i32, String), RuntimeError> {
+    async fn exec(&self, id: &str, command: &[String]) -> Result<(i32, String), RuntimeError> {
         let fifo_dir = self.state_dir.join("exec");
-        exec::run(&self.containerd, &fifo_dir, id, process, EXEC_OUTPUT_LIMIT).await
+        exec::run(&self.containerd, &fifo_dir, id, command, EXEC_OUTPUT_LIMIT).await
     }
 
     async fn exec_session(&self, id: &str, request: &ExecRequest) -> Result<Session, RuntimeError> {

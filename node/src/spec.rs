@@ -89,6 +89,18 @@ pub struct Limits {
     pub cpu_quota: Option<i64>,
     /// The memory limit in bytes.
     pub memory: Option<i64>,
+    /// The most processes (and threads) its cgroup may hold.
+    pub pids: Option<i64>,
+}
+
+/// The seccomp filter a container's processes run under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// None (Kubernetes' default when the pod names no profile).
+    #[default]
+    Unconfined,
+    /// The runtime's default profile ([`crate::seccomp::runtime_default`]).
+    RuntimeDefault,
 }
 
 /// Everything a container's runtime spec is made of.
@@ -99,6 +111,9 @@ pub struct Process {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups: the primary group, the image's memberships, the pod's
+    /// `supplementalGroups` and `fsGroup`.
+    pub additional_gids: Vec<u32>,
     pub hostname: String,
     /// The pod's namespaces its containers join.
     pub netns: PathBuf,
@@ -110,6 +125,7 @@ pub struct Process {
     pub privileged: bool,
     /// Capabilities after the securityContext's add and drop.
     pub capabilities: Vec<String>,
+    pub seccomp: Seccomp,
     pub cgroups_path: String,
     pub oom_score_adj: i32,
     /// On a pseudo-terminal (`tty: true`).
@@ -179,6 +195,9 @@ pub fn runtime_spec(process: &Process) -> Value {
     if let Some(memory) = process.limits.memory {
         resources["memory"] = json!({"limit": memory, "swap": memory});
     }
+    if let Some(pids) = process.limits.pids {
+        resources["pids"] = json!({"limit": pids});
+    }
     let mut linux = json!({
         "namespaces": [
             {"type": "pid"}, {"type": "mount"},
@@ -190,6 +209,8 @@ pub fn runtime_spec(process: &Process) -> Value {
         "cgroupsPath": process.cgroups_path,
     });
     if !process.privileged {
+        // containerd's (`pkg/oci/spec.go`): kernel interfaces that leak host data or let a
+        // process reach host hardware.
         linux["maskedPaths"] = json!([
             "/proc/acpi",
             "/proc/asound",
@@ -200,6 +221,7 @@ pub fn runtime_spec(process: &Process) -> Value {
             "/proc/timer_stats",
             "/proc/sched_debug",
             "/sys/firmware",
+            "/sys/devices/virtual/powercap",
             "/proc/scsi",
         ]);
         linux["readonlyPaths"] = json!([
@@ -209,12 +231,16 @@ pub fn runtime_spec(process: &Process) -> Value {
             "/proc/sys",
             "/proc/sysrq-trigger",
         ]);
+        // Privileged containers run unconfined, as containerd's CRI runs them.
+        if process.seccomp == Seccomp::RuntimeDefault {
+            linux["seccomp"] = crate::seccomp::runtime_default(caps);
+        }
     }
     json!({
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": process.terminal,
-            "user": {"uid": process.uid, "gid": process.gid},
+            "user": {"uid": process.uid, "gid": process.gid, "additionalGids": process.additional_gids},
             "args": process.args,
             "env": process.env,
             "cwd": if process.cwd.is_empty() { "/" } else { &process.cwd },
@@ -229,16 +255,15 @@ pub fn runtime_spec(process: &Process) -> Value {
     })
 }
 
-/// An exec'd process in a running container: the container's own `process` (user,
-/// environment, working directory, capabilities) running `args`, on a terminal when `tty`.
-pub fn exec_process(container: &Value, args: &[String], tty: bool) -> Value {
-    let mut process = match container {
-        Value::Object(_) => container.clone(),
-        _ => json!({"user": {"uid": 0, "gid": 0}, "cwd": "/"}),
-    };
-    process["args"] = json!(args);
-    process["terminal"] = json!(tty);
-    process
+/// An exec'd process in a running container (kubectl exec, exec probes, hooks): the
+/// container's own `process` (user and groups, environment, working directory, capabilities,
+/// `noNewPrivileges`, rlimits) running `args`, on a terminal when `tty`. `None` when the
+/// container's spec has no process: nothing runs as a user we made up.
+pub fn exec_process(container: &Value, args: &[String], tty: bool) -> Option<Value> {
+    let mut process = container.as_object()?.clone();
+    process.insert("args".into(), json!(args));
+    process.insert("terminal".into(), json!(tty));
+    Some(Value::Object(process))
 }
 
 #[cfg(test)]
@@ -270,6 +295,7 @@ mod tests {
                 cpu_shares: 512,
                 cpu_quota: Some(50_000),
                 memory: Some(64 << 20),
+                pids: Some(4096),
             },
             netns: "/run/netns/wk-x".into(),
             ipc: "/run/wasmkube/namespaces/x/ipc".into(),
@@ -279,6 +305,7 @@ mod tests {
         assert_eq!(spec["linux"]["resources"]["cpu"]["shares"], 512);
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(spec["linux"]["resources"]["pids"]["limit"], 4096);
         assert_eq!(spec["linux"]["namespaces"][2]["path"], "/run/netns/wk-x");
         assert_eq!(spec["linux"]["namespaces"][3]["type"], "ipc");
         assert_eq!(
@@ -286,5 +313,54 @@ mod tests {
             "/run/wasmkube/namespaces/x/ipc"
         );
         assert_eq!(spec["process"]["cwd"], "/");
+    }
+
+    #[test]
+    fn exec_runs_as_the_container_user_without_new_privileges() {
+        let process = Process {
+            args: vec!["server".into()],
+            env: vec!["PATH=/bin".into()],
+            uid: 1000,
+            gid: 1000,
+            additional_gids: vec![1000, 10],
+            capabilities: capabilities(false, &[], &["ALL".into()]),
+            ..Process::default()
+        };
+        let spec = runtime_spec(&process);
+        let exec = exec_process(&spec["process"], &["id".into()], true).expect("a process");
+        assert_eq!(exec["args"], json!(["id"]));
+        assert_eq!(exec["terminal"], true);
+        assert_eq!(
+            exec["user"],
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [1000, 10]})
+        );
+        assert_eq!(exec["noNewPrivileges"], true);
+        assert_eq!(exec["capabilities"]["bounding"], json!([]));
+        assert_eq!(exec["env"], json!(["PATH=/bin"]));
+        assert_eq!(exec_process(&Value::Null, &["id".into()], false), None);
+    }
+
+    #[test]
+    fn confinement_masks_paths_and_filters_syscalls_unless_privileged() {
+        let confined = Process {
+            seccomp: Seccomp::RuntimeDefault,
+            capabilities: capabilities(false, &[], &[]),
+            ..Process::default()
+        };
+        let spec = runtime_spec(&confined);
+        let masked = spec["linux"]["maskedPaths"]
+            .as_array()
+            .expect("masked paths");
+        assert!(masked.iter().any(|p| p == "/sys/devices/virtual/powercap"));
+        assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let unconfined = runtime_spec(&Process::default());
+        assert!(unconfined["linux"].get("seccomp").is_none());
+        let privileged = runtime_spec(&Process {
+            privileged: true,
+            ..confined
+        });
+        assert!(privileged["linux"].get("seccomp").is_none());
+        assert!(privileged["linux"].get("maskedPaths").is_none());
+        assert_eq!(privileged["process"]["noNewPrivileges"], false);
     }
 }

@@ -50,6 +50,10 @@ pub struct AgentArgs {
     /// repeatable. Registries on localhost, 127.0.0.1 and ::1 always are.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// The most processes and threads each container may hold (its cgroup's `pids.max`, as the
+    /// kubelet's --pod-max-pids but per container); 0 or less for no limit.
+    #[arg(long, default_value_t = agent::DEFAULT_POD_MAX_PIDS, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
 }
 
 /// The pod network of a node agent not told one.
@@ -75,6 +79,7 @@ impl AgentArgs {
             node_ip: self.node_ip.clone(),
             agent_port: self.agent_port,
             insecure_registries: self.insecure_registries.clone(),
+            pod_max_pids: (self.pod_max_pids > 0).then_some(self.pod_max_pids),
         }
     }
 }

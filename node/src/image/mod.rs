@@ -8,6 +8,7 @@
 
 mod archive;
 mod content;
+mod files;
 mod oci;
 mod pull;
 mod reference;
@@ -18,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use containerd_client::services::v1::snapshots::{RemoveSnapshotRequest, ViewSnapshotRequest};
 use containerd_client::services::v1::{
     CreateImageRequest, GetImageRequest, Image as ImageRecord, ListImagesRequest,
     UpdateImageRequest,
@@ -30,9 +32,11 @@ use self::archive::{Archive, Source};
 use self::content::{Data, Lease};
 use self::oci::{ConfigFile, Descriptor, Index, Kind, Manifest};
 use self::registry::{Keychain, Reference, RegistryError};
+use crate::accounts::Accounts;
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
 
 pub use self::archive::ArchiveError;
+pub use self::files::FilesError;
 pub use self::reference::normalize;
 
 /// How deep indexes may nest before a manifest is reached.
@@ -44,6 +48,8 @@ pub enum ImageError {
     Containerd(#[from] ContainerdError),
     #[error("image archive {0}")]
     Archive(#[from] ArchiveError),
+    #[error("reading the image's users: {0}")]
+    Files(#[from] FilesError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("reading an image archive: {0}")]
@@ -208,6 +214,48 @@ async fn publish(lease: &Lease<'_>, images: &[(String, Descriptor)]) -> Result<(
         record(lease, name, target).await?;
     }
     Ok(())
+}
+
+/// The users and groups of `image` (its `/etc/passwd` and `/etc/group`), read from a view of
+/// its top snapshot without mounting it; empty when it has neither file. The view lives under
+/// a lease, so containerd's garbage collector leaves it alone until it is removed.
+pub async fn accounts(containerd: &Containerd, image: &Image) -> Result<Accounts, ImageError> {
+    let lease = Lease::create(containerd).await?;
+    let key = format!("wasmkube-accounts-{}", uuid::Uuid::new_v4().simple());
+    let result = async {
+        let view = ViewSnapshotRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: key.clone(),
+            parent: image.chain_id.clone(),
+            labels: HashMap::new(),
+        };
+        let mounts = containerd
+            .snapshots()
+            .view(lease.request(view))
+            .await
+            .map_err(ContainerdError::call("snapshots view"))?
+            .into_inner()
+            .mounts;
+        let layers = files::layers(&mounts)?;
+        let read = tokio::task::spawn_blocking(move || {
+            let text = |path| {
+                files::read(&layers, path)
+                    .map(|bytes| String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
+            };
+            Ok::<_, FilesError>(Accounts::parse(&text("/etc/passwd")?, &text("/etc/group")?))
+        });
+        Ok::<_, ImageError>(read.await??)
+    }
+    .await;
+    let remove = RemoveSnapshotRequest {
+        snapshotter: SNAPSHOTTER.to_string(),
+        key,
+    };
+    if let Err(status) = containerd.snapshots().remove(lease.request(remove)).await {
+        warn!(%status, "removing the view of an image; its lease lets it be collected");
+    }
+    lease.delete().await;
+    result
 }
 
 /// Creates the image record `name` → `target`, or points an existing one at `target`.

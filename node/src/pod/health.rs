@@ -50,8 +50,6 @@ impl Worker {
             id: id.to_string(),
             pod_ip: self.ip.clone().unwrap_or_default(),
             container,
-            // Adopted containers were started by an earlier agent: their env is not known.
-            env: self.envs.get(id).cloned().unwrap_or_default(),
         }
     }
 

@@ -5,15 +5,17 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use wasmkube_model::quantity;
 
+use crate::accounts::{Accounts, User};
 use crate::cni::netns_path;
 use crate::container::{self, Allocatable, Sources};
 use crate::image::Image;
 use crate::namespaces;
-use crate::spec::{self, Limits, Process};
+use crate::spec::{self, Limits, Process, Seccomp};
 
 use super::volumes;
 
 /// Why a container cannot be started: a waiting reason and message.
+#[derive(Debug)]
 pub struct Refusal {
     pub reason: &'static str,
     pub message: String,
@@ -28,8 +30,12 @@ impl Refusal {
     }
 }
 
-/// cgroup limits from the container's resources, as the kubelet sets them.
-pub fn limits(container: &Container) -> Limits {
+/// The most `cpu.shares` the kernel takes (the kubelet's `MaxShares`).
+const MAX_SHARES: u64 = 262_144;
+
+/// cgroup limits from the container's resources, as the kubelet sets them; quantities too large
+/// for the arithmetic saturate, and negative ones (which validation refuses) set nothing.
+pub fn limits(container: &Container, pids: Option<i64>) -> Limits {
     let resources = container.resources.as_ref();
     let get = |limits: bool, name: &str| {
         let map = resources.and_then(|r| {
@@ -39,54 +45,158 @@ pub fn limits(container: &Container) -> Limits {
                 r.requests.as_ref()
             }
         });
-        map.and_then(|m| m.get(name)).map(|q| q.0.clone())
+        let quantity = map.and_then(|m| m.get(name)).map(|q| q.0.clone());
+        let value = if name == "cpu" {
+            quantity.and_then(|q| quantity::milli(&q))
+        } else {
+            quantity.and_then(|q| quantity::units(&q))
+        };
+        value.filter(|v| *v > 0)
     };
-    let cpu_limit = get(true, "cpu").and_then(|q| quantity::milli(&q));
-    let cpu_request = get(false, "cpu")
-        .and_then(|q| quantity::milli(&q))
-        .or(cpu_limit);
+    let cpu_limit = get(true, "cpu");
+    let cpu_request = get(false, "cpu").or(cpu_limit);
+    // The kubelet's MilliCPUToShares and MilliCPUToQuota (100 ms period, at least 1 ms).
     let shares = cpu_request
-        .map(|m| u64::try_from(m * 1024 / 1000).unwrap_or(2).max(2))
-        .unwrap_or(2);
+        .map(|m| u64::try_from(m.saturating_mul(1024) / 1000).unwrap_or(2))
+        .unwrap_or(2)
+        .clamp(2, MAX_SHARES);
     Limits {
         cpu_shares: shares,
-        cpu_quota: cpu_limit.map(|m| (m * 100).max(1000)),
-        memory: get(true, "memory").and_then(|q| quantity::units(&q)),
+        cpu_quota: cpu_limit.map(|m| m.saturating_mul(100).max(1000)),
+        memory: get(true, "memory"),
+        pids,
     }
 }
 
-/// The numeric uid:gid of an image's `User` (names other than root are not looked up).
-fn image_user(user: &str) -> (u32, u32) {
-    let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
-    let uid = if uid == "root" {
-        0
-    } else {
-        uid.parse().unwrap_or(0)
+/// A uid or gid from the pod spec: validation keeps them within 0 to 2^31 - 1; anything else
+/// is refused, never turned into root.
+fn id(value: i64, field: &str) -> Result<u32, Refusal> {
+    u32::try_from(value).map_err(|_| Refusal::config(format!("invalid {field} {value}")))
+}
+
+/// Who the container runs as (containerd's CRI `WithUser` over the image's accounts): the
+/// securityContext's runAsUser and runAsGroup (container over pod) or else the image's
+/// `USER`; a name is looked up in the image's `/etc/passwd` and `/etc/group`, and one that is
+/// not there refuses the container. Then the kubelet's `verifyRunAsNonRoot` (which refuses
+/// any user name, not being able to look it up; a name is looked up here, so the uid it
+/// resolves to is what is checked), and the pod's `supplementalGroups` and `fsGroup` join
+/// the groups from the image.
+fn user(
+    pod: &Pod,
+    container: &Container,
+    image_user: &str,
+    accounts: &Accounts,
+) -> Result<User, Refusal> {
+    let pod_security = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let security = container.security_context.clone().unwrap_or_default();
+    let run_as_user = security.run_as_user.or(pod_security.run_as_user);
+    let run_as_group = security.run_as_group.or(pod_security.run_as_group);
+    let (image_uid, image_group) = match image_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (image_user, None),
     };
-    (uid, gid.parse().unwrap_or(uid))
+    let user_part = match run_as_user {
+        Some(uid) => id(uid, "runAsUser")?.to_string(),
+        None if image_uid.is_empty() => "0".to_string(),
+        None => image_uid.to_string(),
+    };
+    let group_part = match (run_as_group, run_as_user) {
+        (Some(gid), _) => Some(id(gid, "runAsGroup")?.to_string()),
+        // The image's group goes with the image's user only.
+        (None, None) => image_group.map(str::to_string),
+        (None, Some(_)) => None,
+    };
+    let spec = match group_part {
+        Some(group) => format!("{user_part}:{group}"),
+        None => user_part,
+    };
+    let mut resolved = accounts.resolve(&spec).map_err(Refusal::config)?;
+    let non_root = security.run_as_non_root.or(pod_security.run_as_non_root) == Some(true);
+    if non_root {
+        let pod = super::pod_label(pod);
+        let name = &container.name;
+        if run_as_user == Some(0) {
+            return Err(Refusal::config(format!(
+                "container's runAsUser breaks non-root policy (pod: {pod:?}, container: {name})"
+            )));
+        }
+        if resolved.uid == 0 {
+            return Err(Refusal::config(format!(
+                "container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {name})"
+            )));
+        }
+    }
+    let extra = pod_security.supplemental_groups.iter().flatten().copied();
+    for gid in extra.chain(pod_security.fs_group) {
+        let gid = id(gid, "supplemental group")?;
+        if !resolved.additional_gids.contains(&gid) {
+            resolved.additional_gids.push(gid);
+        }
+    }
+    Ok(resolved)
+}
+
+/// The seccomp profile the securityContext asks for (container over pod): none unless
+/// `RuntimeDefault`; `Localhost` profiles are files this node does not keep, so refused.
+fn seccomp(pod: &Pod, container: &Container) -> Result<Seccomp, Refusal> {
+    let profile = container
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|s| s.seccomp_profile.as_ref())
+        });
+    match profile.map(|p| p.type_.as_str()) {
+        None | Some("Unconfined") => Ok(Seccomp::Unconfined),
+        Some("RuntimeDefault") => Ok(Seccomp::RuntimeDefault),
+        Some("Localhost") => Err(Refusal::config(
+            "seccomp profile type Localhost is not supported on this node; use RuntimeDefault",
+        )),
+        Some(other) => Err(Refusal::config(format!(
+            "unknown seccomp profile type {other:?}"
+        ))),
+    }
+}
+
+/// What a container's start takes from the node besides its pod: its image and that image's
+/// users, the pod's sources and directory, and the node's settings.
+pub struct Inputs<'a> {
+    pub image: &'a Image,
+    pub accounts: &'a Accounts,
+    pub sources: &'a Sources,
+    pub allocatable: &'a Allocatable,
+    pub pod_dir: &'a Path,
+    pub pod_ip: &'a str,
+    pub resolv: &'a str,
+    pub cgroups_path: String,
+    /// The most processes the container may hold (`--pod-max-pids`).
+    pub pids_limit: Option<i64>,
 }
 
 /// What runs for `container` of `pod`.
-#[allow(clippy::too_many_arguments)]
-pub fn process(
-    pod: &Pod,
-    container: &Container,
-    image: &Image,
-    sources: &Sources,
-    allocatable: &Allocatable,
-    pod_dir: &Path,
-    pod_ip: &str,
-    resolv: &str,
-    cgroups_path: String,
-) -> Result<Process, Refusal> {
+pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Process, Refusal> {
+    let image = inputs.image;
     let spec = pod.spec.clone().unwrap_or_default();
-    let env =
-        container::environment(pod, container, sources, allocatable).map_err(Refusal::config)?;
+    let env = container::environment(pod, container, inputs.sources, inputs.allocatable)
+        .map_err(Refusal::config)?;
     let args = container::argv(container, &image.config, &env);
     if args.is_empty() {
         return Err(Refusal::config("no command specified"));
     }
+    let user = user(pod, container, &image.config.user, inputs.accounts)?;
+    let seccomp = seccomp(pod, container)?;
     let mut env_strings = image.config.env.clone();
+    // containerd's default, which an image's own PATH replaces.
+    if !env_strings.iter().any(|e| e.starts_with("PATH=")) {
+        env_strings.insert(0, spec::DEFAULT_PATH.to_string());
+    }
     for (name, value) in &env {
         env_strings.retain(|e| e.split_once('=').map(|(n, _)| n) != Some(name.as_str()));
         env_strings.push(format!("{name}={value}"));
@@ -104,22 +214,12 @@ pub fn process(
     if terminal && !env_strings.iter().any(|e| e.starts_with("TERM=")) {
         env_strings.push("TERM=xterm".into());
     }
-    let mut binds =
-        volumes::etc_files(pod_dir, &hostname, pod_ip, resolv).map_err(Refusal::config)?;
-    binds.extend(volumes::binds(pod, pod_dir, container, sources).map_err(Refusal::config)?);
-    let pod_security = spec.security_context.clone().unwrap_or_default();
+    let mut binds = volumes::etc_files(inputs.pod_dir, &hostname, inputs.pod_ip, inputs.resolv)
+        .map_err(Refusal::config)?;
+    binds.extend(
+        volumes::binds(pod, inputs.pod_dir, container, inputs.sources).map_err(Refusal::config)?,
+    );
     let security = container.security_context.clone().unwrap_or_default();
-    let (image_uid, image_gid) = image_user(&image.config.user);
-    let uid = security
-        .run_as_user
-        .or(pod_security.run_as_user)
-        .map(|u| u32::try_from(u).unwrap_or(0))
-        .unwrap_or(image_uid);
-    let gid = security
-        .run_as_group
-        .or(pod_security.run_as_group)
-        .map(|g| u32::try_from(g).unwrap_or(0))
-        .unwrap_or(if uid == image_uid { image_gid } else { 0 });
     let privileged = security.privileged == Some(true);
     let caps = security.capabilities.clone().unwrap_or_default();
     let cwd = container
@@ -137,14 +237,15 @@ pub fn process(
         args,
         env: env_strings,
         cwd,
-        uid,
-        gid,
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.additional_gids,
         hostname,
         netns: netns_path(pod_uid),
         ipc: namespaces::path(pod_uid, "ipc"),
         uts: namespaces::path(pod_uid, "uts"),
         binds,
-        limits: limits(container),
+        limits: limits(container, inputs.pids_limit),
         read_only_rootfs: security.read_only_root_filesystem == Some(true),
         privileged,
         capabilities: spec::capabilities(
@@ -152,8 +253,14 @@ pub fn process(
             caps.add.as_deref().unwrap_or_default(),
             caps.drop.as_deref().unwrap_or_default(),
         ),
-        cgroups_path,
+        seccomp,
+        cgroups_path: inputs.cgroups_path.clone(),
         oom_score_adj,
         terminal,
     })
 }
+
+#[cfg(test)]
+mod hostile;
+#[cfg(test)]
+mod tests;

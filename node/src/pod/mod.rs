@@ -57,6 +57,8 @@ pub struct Context {
     pub allocatable: Allocatable,
     /// The pods' `/etc/resolv.conf`.
     pub resolv_conf: String,
+    /// The most processes each container may hold (`--pod-max-pids`).
+    pub pids_limit: Option<i64>,
     /// How many pod networks and containers are being made at once: a burst of pods queues
     /// here rather than all slowing each other down on a small machine.
     pub starting: tokio::sync::Semaphore,
@@ -114,9 +116,6 @@ pub struct Worker {
     verdicts: (mpsc::Sender<probe::Verdict>, mpsc::Receiver<probe::Verdict>),
     /// The probing task of each running container that has probes.
     probes: HashMap<String, tokio::task::JoinHandle<()>>,
-    /// The environment of each running container started by this worker, for exec probes
-    /// and hooks.
-    envs: HashMap<String, Vec<String>>,
 }
 
 impl Worker {
@@ -160,7 +159,6 @@ impl Worker {
             released: false,
             verdicts: mpsc::channel(16),
             probes: HashMap::new(),
-            envs: HashMap::new(),
         };
         worker.adopt(&pod, found);
         worker
@@ -353,7 +351,6 @@ impl Worker {
         if let Some(probes) = self.probes.remove(id) {
             probes.abort();
         }
-        self.envs.remove(id);
         remove_container(&self.ctx, id).await;
     }
 
@@ -442,17 +439,25 @@ impl Worker {
         }
         let attempt = self.slots[index].restarts;
         let id = format!("{}-{}-{attempt}", self.uid, container.name);
-        let process = match launch::process(
-            pod,
-            container,
-            &image,
-            &sources,
-            &self.ctx.allocatable,
-            &pod_dir,
-            self.ip.as_deref().unwrap_or_default(),
-            &self.ctx.resolv_conf,
-            crate::cgroups::container_path(&self.uid, &id),
-        ) {
+        let accounts = match self.ctx.runtime.accounts(&image).await {
+            Ok(accounts) => accounts,
+            Err(e) => {
+                self.refuse(pod, index, "CreateContainerError", e.to_string(), now);
+                return;
+            }
+        };
+        let inputs = launch::Inputs {
+            image: &image,
+            accounts: &accounts,
+            sources: &sources,
+            allocatable: &self.ctx.allocatable,
+            pod_dir: &pod_dir,
+            pod_ip: self.ip.as_deref().unwrap_or_default(),
+            resolv: &self.ctx.resolv_conf,
+            cgroups_path: crate::cgroups::container_path(&self.uid, &id),
+            pids_limit: self.ctx.pids_limit,
+        };
+        let process = match launch::process(pod, container, &inputs) {
             Ok(process) => process,
             Err(refusal) => {
                 self.refuse(pod, index, refusal.reason, refusal.message, now);
@@ -512,7 +517,6 @@ impl Worker {
                     .normal(&subject, "Started", &format!("Started container {name}"));
                 self.slots[index].started(id.clone(), Utc::now());
                 self.watch_exit(id.clone());
-                self.envs.insert(id.clone(), process.env);
                 self.post_start(pod, container, &id).await;
                 self.start_probes(pod, &container.name, &id);
             }

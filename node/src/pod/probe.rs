@@ -31,8 +31,6 @@ pub struct Target {
     pub id: String,
     pub pod_ip: String,
     pub container: Container,
-    /// The container's environment, for exec probes.
-    pub env: Vec<String>,
 }
 
 fn seconds(value: Option<i32>, default: u64) -> Duration {
@@ -78,13 +76,8 @@ pub async fn act(
 ) -> Outcome {
     if let Some(exec) = action.exec {
         let args = exec.command.clone().unwrap_or_default();
-        let mut env = target.env.clone();
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push(crate::spec::DEFAULT_PATH.to_string());
-        }
-        let own = serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/", "env": env});
-        let process = crate::spec::exec_process(&own, &args, false);
-        let run = runtime.exec(&target.id, process);
+        // As the container's own process: its user, environment and no new privileges.
+        let run = runtime.exec(&target.id, &args);
         return match tokio::time::timeout(timeout, run).await {
             Ok(Ok((0, _))) => Ok(()),
             // The kubelet reports the command's output; we say the code when there is none.

@@ -1,6 +1,8 @@
-//! A pod's volumes on the node: directories under the pod's own directory, filled from the API
-//! for configMap, secret, downwardAPI and projected; emptyDir of medium Memory is a tmpfs;
-//! hostPath and persistentVolumeClaim volumes are directories of the host.
+//! A pod's volumes on the node: directories under the pod's own directory (0700, so no other
+//! user of the host reaches them), filled from the API for configMap, secret, downwardAPI and
+//! projected; secret and projected volumes and emptyDir of medium Memory are a tmpfs (secrets
+//! never touch the disk, as with the kubelet); hostPath and persistentVolumeClaim volumes are
+//! directories of the host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,17 @@ type Files = BTreeMap<String, (Vec<u8>, u32)>;
 /// The mode of a volume's files when the pod asks for none (Kubernetes' `defaultMode`).
 const DEFAULT_MODE: i32 = 0o644;
 
+/// The mode of the pod's directory and of its `volumes` directory: the host's other users
+/// cannot read what the pod's volumes hold.
+const POD_DIR_MODE: u32 = 0o700;
+
+/// The most a secret (or projected) volume's tmpfs may hold: it is sized to its files (plus
+/// [`TMPFS_SLACK`] and a page per file), at most this.
+pub const MAX_SECRET_VOLUME_BYTES: u64 = 64 << 20;
+
+/// Room on a secret volume's tmpfs beyond its files: the temporary file of an update.
+const TMPFS_SLACK: u64 = 1 << 20;
+
 /// A mode from the pod spec: its permission bits only.
 fn mode(mode: Option<i32>, default: Option<i32>) -> u32 {
     let mode = mode.or(default).unwrap_or(DEFAULT_MODE);
@@ -34,6 +47,8 @@ pub enum VolumeError {
     },
     #[error("mounting a tmpfs at {path}: {message}")]
     Mount { path: PathBuf, message: String },
+    #[error("the files of the volume take {bytes} bytes, more than {MAX_SECRET_VOLUME_BYTES}")]
+    TooLarge { bytes: u64 },
     #[error("configmap {0:?} not found")]
     ConfigMapMissing(String),
     #[error("secret {0:?} not found")]
@@ -157,6 +172,13 @@ fn downward(pod: &Pod, path: &str) -> String {
 
 /// Prepares every volume of the pod under `pod_dir`.
 pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let volumes_dir = pod_dir.join("volumes");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(POD_DIR_MODE)
+        .create(&volumes_dir)
+        .map_err(io(&volumes_dir))?;
     let volumes = pod
         .spec
         .as_ref()
@@ -184,22 +206,11 @@ async fn prepare_one(
     if let Some(empty) = &volume.empty_dir {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         if empty.medium.as_deref() == Some("Memory") && !is_mounted(&dir) {
-            let mut args = vec!["-t".to_string(), "tmpfs".into()];
-            if let Some(limit) = &empty.size_limit {
-                args.extend(["-o".into(), format!("size={}", limit.0)]);
-            }
-            args.extend(["tmpfs".into(), dir.display().to_string()]);
-            let output = tokio::process::Command::new("mount")
-                .args(&args)
-                .output()
-                .await
-                .map_err(io(&dir))?;
-            if !output.status.success() {
-                return Err(VolumeError::Mount {
-                    path: dir,
-                    message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-                });
-            }
+            let size = empty
+                .size_limit
+                .as_ref()
+                .map(|limit| format!("size={}", limit.0));
+            tmpfs(&dir, size.into_iter().collect(), false).await?;
         }
         return Ok(());
     }
@@ -286,7 +297,54 @@ async fn prepare_one(
             message: "only emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected volumes are supported on this node".into(),
         });
     }
+    if volume.secret.is_some() || volume.projected.is_some() {
+        // Projected volumes carry secrets and service account tokens too.
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Read-only in the containers, traversable by their users whoever they run as.
+        let options = vec![
+            "mode=0755".to_string(),
+            format!("size={}", secret_tmpfs_size(&files)?),
+        ];
+        tmpfs(&dir, options, is_mounted(&dir)).await?;
+    }
     write_files(&dir, &files)
+}
+
+/// The size of a secret volume's tmpfs for `files`: their bytes, a page each and
+/// [`TMPFS_SLACK`]; refused past [`MAX_SECRET_VOLUME_BYTES`].
+fn secret_tmpfs_size(files: &Files) -> Result<u64, VolumeError> {
+    const PAGE: u64 = 4096;
+    let bytes = files.values().fold(TMPFS_SLACK, |sum, (data, _)| {
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        sum.saturating_add(len).saturating_add(PAGE)
+    });
+    if bytes > MAX_SECRET_VOLUME_BYTES {
+        return Err(VolumeError::TooLarge { bytes });
+    }
+    Ok(bytes)
+}
+
+/// Mounts a tmpfs with `options` (`size=`, `mode=`) at `dir`, no set-uid files or device nodes
+/// honoured; with `remount`, changes the options of the one there (a secret grown).
+async fn tmpfs(dir: &Path, extra: Vec<String>, remount: bool) -> Result<(), VolumeError> {
+    let mut options = vec!["nosuid".to_string(), "nodev".into()];
+    if remount {
+        options.insert(0, "remount".into());
+    }
+    options.extend(extra);
+    let output = tokio::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &options.join(",")])
+        .args(["tmpfs".as_ref(), dir.as_os_str()])
+        .output()
+        .await
+        .map_err(io(dir))?;
+    if !output.status.success() {
+        return Err(VolumeError::Mount {
+            path: dir.to_path_buf(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The host directory of a claim's volume, as the pod's sources found it.

@@ -113,12 +113,13 @@ impl Opening {
     }
 }
 
-/// The container's own process (user, environment, working directory, capabilities) from its
-/// OCI spec, to run `request`'s command.
+/// The container's own process (user and groups, environment, working directory,
+/// capabilities, `noNewPrivileges`) from its OCI spec, to run `command`.
 async fn container_process(
     c: &Containerd,
     container: &str,
-    request: &ExecRequest,
+    command: &[String],
+    tty: bool,
 ) -> Result<Value, RuntimeError> {
     let reply = c
         .containers()
@@ -133,11 +134,8 @@ async fn container_process(
         .and_then(|c| c.spec)
         .and_then(|spec| serde_json::from_slice(&spec.value).ok())
         .unwrap_or(Value::Null);
-    Ok(crate::spec::exec_process(
-        &spec["process"],
-        &request.command,
-        request.tty,
-    ))
+    crate::spec::exec_process(&spec["process"], command, tty)
+        .ok_or_else(|| RuntimeError::NoProcess(container.to_string()))
 }
 
 /// Starts `request` in the running container `container`, its FIFOs in `fifo_dir`.
@@ -147,18 +145,19 @@ pub async fn start(
     container: &str,
     request: &ExecRequest,
 ) -> Result<Session, RuntimeError> {
-    let spec = container_process(c, container, request).await?;
+    let spec = container_process(c, container, &request.command, request.tty).await?;
     start_process(c, fifo_dir, container, spec, request).await
 }
 
-/// Runs `process` (an OCI process spec) in `container` to its end: its exit code and its
-/// stdout and stderr, of which the first `limit` bytes each are kept (the rest is drained).
-/// The output is read from the shim's FIFOs to their end, so none of it is missed.
+/// Runs `command` in `container` as its own process runs (see [`container_process`]) to its
+/// end: its exit code and its stdout and stderr, of which the first `limit` bytes each are
+/// kept (the rest is drained). The output is read from the shim's FIFOs to their end, so none
+/// of it is missed.
 pub async fn run(
     c: &Containerd,
     fifo_dir: &Path,
     container: &str,
-    process: Value,
+    command: &[String],
     limit: usize,
 ) -> Result<(i32, String), RuntimeError> {
     let streams = ExecRequest {
@@ -166,6 +165,7 @@ pub async fn run(
         stderr: true,
         ..ExecRequest::default()
     };
+    let process = container_process(c, container, command, false).await?;
     let session = start_process(c, fifo_dir, container, process, &streams).await?;
     let (out, err, code) = tokio::join!(
         read_bounded(session.stdout, limit),

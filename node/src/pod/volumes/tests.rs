@@ -43,9 +43,11 @@ fn claims_mount_their_volume_directory_read_only_when_asked() {
 }
 
 /// A Secret's value is base64-decoded once: `hunter22` (served as `aHVudGVyMjI=`) and bytes
-/// that are not UTF-8 come out of the volume byte for byte.
+/// that are not UTF-8 come out of the volume byte for byte, on a tmpfs sized to them, in
+/// directories only root can enter; taking the pod down unmounts it. (Mounts: needs root, as
+/// the node agent.)
 #[tokio::test]
-async fn secret_volume_files_are_the_secret_bytes() {
+async fn secret_volume_files_are_the_secret_bytes_on_a_tmpfs() {
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "p"},
         "spec": {"containers": [], "volumes": [{"name": "s", "secret": {"secretName": "creds"}}]},
@@ -55,11 +57,57 @@ async fn secret_volume_files_are_the_secret_bytes() {
     let mut sources = Sources::default();
     let data = super::super::sources::secret_data(Some(secret)).expect("base64 values");
     sources.secrets.insert("creds".into(), data);
-    let dir = tempfile::tempdir().expect("a temp dir");
-    prepare(&pod, dir.path(), &sources).await.expect("prepared");
-    let read = |name: &str| std::fs::read(dir.path().join("volumes/s").join(name)).ok();
-    assert_eq!(read("pw").as_deref(), Some(&b"hunter22"[..]));
-    assert_eq!(read("bin").as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
+    let root = tempfile::tempdir().expect("a temp dir");
+    let pod_dir = root.path().join("pod");
+    prepare(&pod, &pod_dir, &sources).await.expect("prepared");
+    let volume = pod_dir.join("volumes/s");
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .expect("mounts")
+        .lines()
+        .find(|l| l.split(' ').nth(1) == volume.to_str())
+        .map(str::to_string);
+    let prepared_again = prepare(&pod, &pod_dir, &sources).await;
+    let read = |name: &str| std::fs::read(volume.join(name)).ok();
+    let (pw, bin) = (read("pw"), read("bin"));
+    let mode = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    let modes = (
+        mode(&pod_dir),
+        mode(&pod_dir.join("volumes")),
+        mode(&volume),
+    );
+    clean(&pod_dir).await;
+    assert!(
+        !is_mounted(&volume) && !pod_dir.exists(),
+        "unmounted and removed"
+    );
+    let mounted = mounted.expect("a mount on the volume");
+    assert!(mounted.starts_with("tmpfs "), "{mounted}");
+    // 1 MiB of slack, a page per file and 12 bytes: 1036 KiB in whole pages.
+    assert!(mounted.contains("size=1036k"), "{mounted}");
+    prepared_again.expect("prepared again (remounted)");
+    assert_eq!(pw.as_deref(), Some(&b"hunter22"[..]));
+    assert_eq!(bin.as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
+    assert_eq!(modes, (Some(0o700), Some(0o700), Some(0o755)));
+}
+
+#[test]
+fn secret_volumes_are_bounded() {
+    let file = |len: usize| (vec![0u8; len], 0o644);
+    let files: Files = BTreeMap::from([("a".to_string(), file(10)), ("b".to_string(), file(0))]);
+    assert_eq!(
+        secret_tmpfs_size(&files).ok(),
+        Some(TMPFS_SLACK + 10 + 2 * 4096)
+    );
+    let huge: Files = (0..65).map(|i| (i.to_string(), file(1 << 20))).collect();
+    assert!(matches!(
+        secret_tmpfs_size(&huge),
+        Err(VolumeError::TooLarge { .. })
+    ));
 }
 
 /// A volume name that is not a DNS-1123 label never becomes a directory: not for a volume

@@ -1,0 +1,239 @@
+//! Hostile pods and images on a real node (containerd, runc, CNI): an image USER that names
+//! nobody and runAsNonRoot with root are refused, exec probes run as the container's user,
+//! RuntimeDefault seccomp filters, Secret volumes live on a tmpfs, and a fork bomb is held by
+//! the pids limit while the API server and the agent keep answering. Needs root (CI runs as
+//! root); scripts/setup.sh starts containerd and builds the images.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmkube_e2e::{Cluster, eventually, target_dir};
+
+const NODE: &str = "wk-hostile";
+
+fn up() -> Result<Cluster> {
+    let c = Cluster::node(NODE, "wkhost0", "10.246.0.0/16", &[])?;
+    let images = target_dir().join("images/busybox-users.tar");
+    c.wasmkube(&["image", "import", &images.display().to_string()])
+        .context("run scripts/build-images.sh")?;
+    Ok(c)
+}
+
+/// A pod on the node running `script` in `image`, never restarted; `extra` is YAML indented
+/// as the container's fields, `pod_extra` as the pod spec's.
+fn pod(name: &str, image: &str, script: &str, extra: &str, pod_extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {NODE}\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 0\n{pod_extra}  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, {script:?}]\n{extra}"
+    )
+}
+
+/// A field of a pod through kubectl's jsonpath.
+fn field(c: &Cluster, pod: &str, path: &str) -> Result<String> {
+    c.ok(&["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")])
+}
+
+fn phase_is(c: &Cluster, pod: &str, phase: &str) -> Result<()> {
+    eventually(Duration::from_secs(60), || {
+        Ok(field(c, pod, ".status.phase")? == phase)
+    })
+    .map_err(|e| {
+        let describe = c.ok(&["describe", "pod", pod]).unwrap_or_default();
+        anyhow::anyhow!("pod {pod} not {phase}: {e}\n{describe}\n{}", c.log())
+    })
+}
+
+/// Waits for the container of `pod` to wait with CreateContainerConfigError and a message
+/// containing `needle`, and for the kubelet's `Failed` Event saying so.
+fn refused(c: &Cluster, pod: &str, needle: &str) -> Result<()> {
+    let reason = "CreateContainerConfigError";
+    let waiting = ".status.containerStatuses[0].state.waiting";
+    eventually(Duration::from_secs(60), || {
+        Ok(field(c, pod, &format!("{waiting}.reason"))? == reason)
+    })
+    .map_err(|e| anyhow::anyhow!("{pod} not {reason}: {e}\n{}", c.log()))?;
+    let message = field(c, pod, &format!("{waiting}.message"))?;
+    assert!(message.contains(needle), "{pod}: {message:?}");
+    let selector = format!("involvedObject.name={pod}");
+    eventually(Duration::from_secs(30), || {
+        let events = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &selector,
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])?;
+        Ok(events.contains(&format!("Error: {needle}")))
+    })
+}
+
+/// The server serves and the agent answers (a new pod runs to its end and its log is read).
+fn still_serving(c: &Cluster, name: &str) -> Result<()> {
+    c.ok(&["get", "--raw", "/readyz"])?;
+    c.apply(&pod(name, "busybox", "echo alive", "", ""))?;
+    phase_is(c, name, "Succeeded")?;
+    assert_eq!(c.ok(&["logs", name])?.trim(), "alive");
+    Ok(())
+}
+
+#[test]
+fn users_seccomp_and_secret_volumes_hold() -> Result<()> {
+    let c = up()?;
+
+    // Each refused as the kubelet refuses it: CreateContainerConfigError and a Failed Event.
+    // An image USER in no /etc/passwd of the image (never run as root instead); runAsNonRoot
+    // with root from the image or from runAsUser 0; a Localhost seccomp profile.
+    let non_root = "  securityContext: {runAsNonRoot: true}\n";
+    let user0 = "    securityContext: {runAsUser: 0}\n";
+    let localhost =
+        "  securityContext: {seccompProfile: {type: Localhost, localhostProfile: x.json}}\n";
+    let refusals = [
+        (
+            "unknown",
+            "busybox:nosuchuser",
+            "",
+            "",
+            "unable to find user nosuchuser: no matching entries in passwd file",
+        ),
+        (
+            "rootimage",
+            "busybox",
+            "",
+            non_root,
+            "container has runAsNonRoot and image will run as root (pod: \"rootimage_default(",
+        ),
+        (
+            "runas0",
+            "busybox:nobody",
+            user0,
+            non_root,
+            "container's runAsUser breaks non-root policy",
+        ),
+        (
+            "localhost",
+            "busybox",
+            "",
+            localhost,
+            "seccomp profile type Localhost is not supported",
+        ),
+    ];
+    for (name, image, extra, pod_extra, _) in refusals {
+        c.apply(&pod(name, image, "id -u", extra, pod_extra))?;
+    }
+    for (name, _, _, _, message) in refusals {
+        refused(&c, name, message)?;
+    }
+
+    // USER nobody resolves through the image's files; the exec probe runs as that user too,
+    // with no new privileges (NoNewPrivs: 1 in its status).
+    let probe = "    readinessProbe:\n      exec: {command: [sh, -c, 'test \"$(id -u):$(id -g)\" = 65534:65534 && grep -q \"NoNewPrivs:.1\" /proc/self/status']}\n      periodSeconds: 1\n";
+    c.apply(&pod(
+        "nobody",
+        "busybox:nobody",
+        "id -u; id -G; sleep 3600",
+        probe,
+        non_root,
+    ))?;
+    eventually(Duration::from_secs(60), || {
+        Ok(field(&c, "nobody", ".status.containerStatuses[0].ready")? == "true")
+    })
+    .map_err(|e| anyhow::anyhow!("nobody never ready: {e}\n{}", c.log()))?;
+    assert_eq!(c.ok(&["logs", "nobody"])?, "65534\n65534\n");
+
+    // RuntimeDefault seccomp: the process is filtered and a user namespace (which needs no
+    // capability) cannot be made; without a profile both are as before.
+    let check = "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null && echo unshared || echo refused";
+    let seccomp = "  securityContext: {seccompProfile: {type: RuntimeDefault}}\n";
+    c.apply(&pod("filtered", "busybox", check, "", seccomp))?;
+    c.apply(&pod("unfiltered", "busybox", check, "", ""))?;
+    phase_is(&c, "filtered", "Succeeded")?;
+    phase_is(&c, "unfiltered", "Succeeded")?;
+    let filtered = c.ok(&["logs", "filtered"])?;
+    assert_eq!(filtered, "Seccomp:\t2\nrefused\n");
+    assert!(
+        c.ok(&["logs", "unfiltered"])?.starts_with("Seccomp:\t0\n"),
+        "unfiltered"
+    );
+
+    // A Secret volume is a tmpfs: in the container and on the host, where it is gone with
+    // the pod.
+    c.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2\n",
+    )?;
+    let mounts = "    volumeMounts: [{name: secret, mountPath: /secret}]\n";
+    let volumes = "  volumes: [{name: secret, secret: {secretName: creds}}]\n";
+    let script = "grep ' /secret ' /proc/mounts; cat /secret/password; echo; sleep 3600";
+    c.apply(&pod("secret", "busybox", script, mounts, volumes))?;
+    phase_is(&c, "secret", "Running")?;
+    eventually(Duration::from_secs(10), || {
+        Ok(c.ok(&["logs", "secret"])?.contains("hunter2"))
+    })?;
+    let logs = c.ok(&["logs", "secret"])?;
+    assert!(logs.starts_with("tmpfs /secret tmpfs ro,"), "{logs:?}");
+    let uid = field(&c, "secret", ".metadata.uid")?;
+    let host_mounts = || std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let on_host = |mounts: &str| {
+        mounts
+            .lines()
+            .any(|l| l.starts_with("tmpfs ") && l.contains(&format!("/pods/{uid}/volumes/secret ")))
+    };
+    assert!(
+        on_host(&host_mounts()),
+        "no tmpfs for the secret volume on the host"
+    );
+    c.ok(&["delete", "pod", "secret", "--wait=true", "--timeout=30s"])?;
+    eventually(Duration::from_secs(30), || Ok(!on_host(&host_mounts())))?;
+
+    still_serving(&c, "after-users")
+}
+
+/// The pids cgroup files of a container (cgroup v1 or v2), when they exist.
+fn pids_file(uid: &str, container_id: &str, file: &str) -> Option<String> {
+    let relative = format!("wasmkube/pod{uid}/{container_id}/{file}");
+    ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|root| std::fs::read_to_string(format!("{root}/{relative}")).ok())
+}
+
+#[test]
+fn a_fork_bomb_is_held_by_the_pids_limit() -> Result<()> {
+    let c = up()?;
+    let began = Instant::now();
+    // Memory-limited so that its processes cannot take the machine's memory either.
+    // The shell becomes a sleep (no fork): the container stays while the bomb runs out.
+    let bomb = "b() { b | b & }; b; exec sleep 3600";
+    let limits = "    resources: {limits: {memory: 1Gi}}\n";
+    c.apply(&pod("bomb", "busybox", bomb, limits, ""))?;
+    let uid = field(&c, "bomb", ".metadata.uid")?;
+    let id = format!("{uid}-main-0");
+    eventually(Duration::from_secs(30), || {
+        let refused = pids_file(&uid, &id, "pids.events")
+            .and_then(|e| e.strip_prefix("max ").map(|n| n.trim().to_string()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(refused > 0)
+    })
+    .map_err(|e| anyhow::anyhow!("the bomb never reached its limit: {e}\n{}", c.log()))?;
+    assert_eq!(
+        pids_file(&uid, &id, "pids.max").as_deref().map(str::trim),
+        Some("4096")
+    );
+    let current: u64 = pids_file(&uid, &id, "pids.current")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(current <= 4096, "{current} processes");
+
+    // While it runs: the API and the agent (a new pod, its log) still answer.
+    still_serving(&c, "during-bomb")?;
+    c.ok(&["delete", "pod", "bomb", "--wait=true", "--timeout=30s"])?;
+    eventually(Duration::from_secs(15), || {
+        Ok(pids_file(&uid, &id, "pids.current").is_none())
+    })
+    .map_err(|_| anyhow::anyhow!("the bomb's cgroup outlived its pod"))?;
+    assert!(
+        began.elapsed() < Duration::from_secs(90),
+        "{:?}",
+        began.elapsed()
+    );
+    still_serving(&c, "after-bomb")
+}
