@@ -199,11 +199,13 @@ fn pids_file(uid: &str, container_id: &str, file: &str) -> Option<String> {
 fn a_fork_bomb_is_held_by_the_pids_limit() -> Result<()> {
     let c = up()?;
     let began = Instant::now();
-    // Memory-limited so that its processes cannot take the machine's memory either.
+    // CPU- and memory-limited so that its processes cannot take the machine's CPU or memory
+    // either (a Guaranteed pod: its oom_score_adj of -997 is raised to what the agent may set).
     // The shell becomes a sleep (no fork): the container stays while the bomb runs out.
     let bomb = "b() { b | b & }; b; exec sleep 3600";
-    let limits = "    resources: {limits: {memory: 1Gi}}\n";
+    let limits = "    resources: {limits: {cpu: \"1\", memory: 1Gi}}\n";
     c.apply(&pod("bomb", "busybox", bomb, limits, ""))?;
+    assert_eq!(field(&c, "bomb", ".status.qosClass")?, "Guaranteed");
     let uid = field(&c, "bomb", ".metadata.uid")?;
     let id = format!("{uid}-main-0");
     eventually(Duration::from_secs(30), || {

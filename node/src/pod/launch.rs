@@ -1,6 +1,7 @@
 //! Everything a container's start needs, made from the pod: its process, mounts and limits.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use wasmkube_model::quantity;
@@ -13,6 +14,34 @@ use crate::namespaces;
 use crate::spec::{self, Limits, Process, Seccomp};
 
 use super::volumes;
+
+/// The lowest `oom_score_adj` the agent can give a container, as containerd's
+/// `restrict_oom_score_adj`: any with `CAP_SYS_RESOURCE`, else its own, since the kernel refuses
+/// to lower it further (runc then fails with "can't get final child's PID from pipe", so
+/// Guaranteed pods, at -997, never started where the agent lacks that capability).
+fn oom_score_floor() -> i32 {
+    static FLOOR: LazyLock<i32> = LazyLock::new(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+        floor(&status, &own)
+    });
+    *FLOOR
+}
+
+/// [`oom_score_floor`] from `/proc/self/status` and `/proc/self/oom_score_adj`.
+fn floor(status: &str, own: &str) -> i32 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_SYS_RESOURCE) != 0 {
+        -1000
+    } else {
+        own.trim().parse().unwrap_or(0).clamp(-1000, 1000)
+    }
+}
 
 /// Why a container cannot be started: a waiting reason and message.
 #[derive(Debug)]
@@ -232,7 +261,8 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
         "Guaranteed" => -997,
         "BestEffort" => 1000,
         _ => 500,
-    };
+    }
+    .max(oom_score_floor());
     Ok(Process {
         args,
         env: env_strings,

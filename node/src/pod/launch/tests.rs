@@ -202,3 +202,19 @@ fn the_process_carries_the_user_limits_and_a_default_path() {
     assert_eq!(process.seccomp, Seccomp::RuntimeDefault);
     assert_eq!(process.env[0], spec::DEFAULT_PATH);
 }
+
+#[test]
+fn oom_score_adj_is_not_lowered_past_what_the_agent_may_set() {
+    let with = "Name:\tx\nCapEff:\t000001ffffffffff\n";
+    let without = "Name:\tx\nCapEff:\t000001fffeffffff\n";
+    assert_eq!(floor(with, "0\n"), -1000);
+    assert_eq!(floor(without, "0\n"), 0);
+    assert_eq!(floor(without, "-500\n"), -500);
+    assert_eq!(floor("", "junk"), 0);
+    assert_eq!(
+        (-997).max(floor(without, "0")),
+        0,
+        "a Guaranteed pod gets 0"
+    );
+    assert_eq!(1000.max(floor(without, "0")), 1000, "BestEffort keeps 1000");
+}
