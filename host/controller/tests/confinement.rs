@@ -21,18 +21,8 @@ fn config_maps() -> Gvr {
 
 /// The reasons of the Events about objects in `default`.
 async fn event_reasons(server: &wasmkube_apiserver::Server) -> Vec<String> {
-    let info = server
-        .registry()
-        .by_kind("v1", "Event")
-        .expect("served")
-        .clone();
-    let events = server
-        .objects
-        .list(&info, Some("default"), None, None, None, |_| true)
+    common::events_in_default(server)
         .await
-        .expect("lists")
-        .items;
-    events
         .iter()
         .filter_map(|e| e["reason"].as_str().map(String::from))
         .collect()

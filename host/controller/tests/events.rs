@@ -36,17 +36,7 @@ async fn repeated_reports_are_counted_on_one_event() {
         .await
         .expect("recorded");
     }
-    let info = server
-        .registry()
-        .by_kind("v1", "Event")
-        .expect("served")
-        .clone();
-    let events = server
-        .objects
-        .list(&info, Some("default"), None, None, None, |_| true)
-        .await
-        .expect("lists")
-        .items;
+    let events = common::events_in_default(&server).await;
     let mut seen: Vec<(String, i64)> = events
         .iter()
         .map(|e| {

@@ -385,3 +385,18 @@ impl Cluster {
         );
     }
 }
+
+/// The Events stored in `default`.
+pub async fn events_in_default(server: &Server) -> Vec<Value> {
+    let info = server
+        .registry()
+        .by_kind("v1", "Event")
+        .expect("served")
+        .clone();
+    server
+        .objects
+        .list(&info, Some("default"), None, None, None, |_| true)
+        .await
+        .expect("lists")
+        .items
+}
