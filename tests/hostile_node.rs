@@ -1,6 +1,7 @@
 //! Hostile pods and images on a real node (containerd, runc, CNI): an image USER that names
 //! nobody and runAsNonRoot with root are refused, exec probes run as the container's user,
-//! RuntimeDefault seccomp filters, Secret volumes live on a tmpfs, and a fork bomb is held by
+//! RuntimeDefault seccomp filters, a subPath through a planted symlink is refused, Secret
+//! volumes live on a tmpfs, and a fork bomb is held by
 //! the pids limit while the API server and the agent keep answering. Needs root (CI runs as
 //! root); scripts/setup.sh starts containerd and builds the images.
 
@@ -154,6 +155,13 @@ fn users_seccomp_and_secret_volumes_hold() -> Result<()> {
         c.ok(&["logs", "unfiltered"])?.starts_with("Seccomp:\t0\n"),
         "unfiltered"
     );
+
+    // An init container plants `escape -> /` in an emptyDir; the next container's subPath
+    // through it is refused, never the host's root.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: escape\nspec:\n  nodeName: {NODE}\n  restartPolicy: Never\n  volumes: [{{name: data, emptyDir: {{}}}}]\n  initContainers:\n  - name: plant\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [ln, -s, /, /data/escape]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [ls, /host]\n    volumeMounts: [{{name: data, mountPath: /host, subPath: escape}}]\n"
+    ))?;
+    refused(&c, "escape", "path \"escape\" crosses a symlink")?;
 
     // A Secret volume is a tmpfs: in the container and on the host, where it is gone with
     // the pod.
