@@ -340,6 +340,16 @@ fn hostile_requests_are_refused_and_the_server_lives() -> Result<()> {
         "must be a valid regular expression",
     );
     c.ok(&["get", "leases", "-A"])?;
+    // Made-up paths make no metric series of their own, and no OpenAPI document.
+    for i in 0..20 {
+        let path = format!("/api/v1/namespaces/default/made-up-{i}");
+        refused(request(&c, "GET", &path, JSON, b"")?, 404, "");
+        let path = format!("/openapi/v3/apis/made.up/v{i}");
+        assert_eq!(request(&c, "GET", &path, JSON, b"")?.0, 404);
+    }
+    let metrics = c.ok(&["get", "--raw", "/metrics"])?;
+    assert!(!metrics.contains("made-up"));
+    assert!(metrics.contains(r#"resource="unknown",code="404""#));
 
     // 8. System namespaces stay.
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
