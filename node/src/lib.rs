@@ -10,6 +10,7 @@ pub mod console;
 pub mod container;
 pub mod containerd;
 pub mod image;
+pub mod informer;
 pub mod logs;
 pub mod namespaces;
 pub mod pod;
