@@ -370,3 +370,35 @@ fn pods_on_nodes_are_deleted_gracefully_and_silent_nodes_tainted() -> Result<()>
     assert!(gone.contains("NotFound"), "{gone}");
     Ok(())
 }
+
+/// The `kubernetes` Service's Endpoints and EndpointSlice name the address the apiserver
+/// advertises and the port it serves on, as kube-apiserver's endpoint reconciler writes them.
+#[test]
+fn the_kubernetes_service_names_the_apiserver() -> Result<()> {
+    let c = Cluster::start_with(&["--advertise-address", "198.51.100.7"])?;
+    let expected = format!("198.51.100.7:{}", c.port);
+    eventually(Duration::from_secs(10), || {
+        Ok(c.ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ])? == expected)
+    })?;
+    let slice = c.ok(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-o",
+        "jsonpath={.metadata.labels.kubernetes\\.io/service-name} {.endpoints[0].addresses[0]} {.ports[0].name} {.ports[0].port}",
+    ])?;
+    assert_eq!(slice, format!("kubernetes 198.51.100.7 https {}", c.port));
+    // The endpoints controller leaves the selectorless Service's endpoints alone.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        c.ok(&["get", "endpoints", "kubernetes"])?
+            .contains(&expected)
+    );
+    Ok(())
+}

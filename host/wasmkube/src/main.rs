@@ -1,6 +1,7 @@
 //! The `wasmkube` command: `server` runs the control plane, `node` a node agent, `up` both;
 //! `plugin` and `image` install things; `bench` measures.
 
+mod advertise;
 mod bench;
 mod node;
 mod plugin_cli;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::advertise;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::config::{self, ClusterCidr, ServiceRange};
@@ -37,6 +38,11 @@ pub struct ServerArgs {
     /// several.
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_sans: Vec<String>,
+    /// The address pods and other hosts reach the API at, named by the `kubernetes` Service's
+    /// endpoints (kube-apiserver's `--advertise-address`): by default the bind address, or this
+    /// host's first global IPv4 address when it binds all interfaces.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
     /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
     #[arg(long, default_value = "embedded")]
     pub store: String,
@@ -79,6 +85,9 @@ impl ServerArgs {
             names.ip(ip);
         }
         names.ip(self.bind_address);
+        if let Some(ip) = self.advertise_address {
+            names.ip(ip);
+        }
         names.ip(IpAddr::V4(ServiceRange::default().first()));
         for san in &self.tls_sans {
             names.add(san)?;
@@ -329,6 +338,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     let port = listener.local_addr()?.port();
     let url = format!("https://{}", args.reachable(port));
     bootstrap(&server, port).await?;
+    let advertised = advertise::address(args.advertise_address, args.bind_address);
+    advertise::reconcile(&server, advertised, port).await?;
     native::spawn(server.clone());
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
