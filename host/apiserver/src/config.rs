@@ -26,6 +26,9 @@ pub struct ClusterConfig {
     pub default_toleration_seconds: i64,
     /// How long an Event is kept after it was last seen.
     pub event_ttl: Duration,
+    /// The cluster CA's certificate (PEM), published in every namespace as the `kube-root-ca.crt`
+    /// ConfigMap; `None` publishes nothing (servers without TLS, in tests).
+    pub root_ca: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -35,6 +38,7 @@ impl Default for ClusterConfig {
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
             event_ttl: Duration::from_secs(3600),
+            root_ca: None,
         }
     }
 }

@@ -105,13 +105,14 @@ impl ServerArgs {
         SocketAddr::new(ip, port)
     }
 
-    /// The cluster settings of the flags.
-    pub fn cluster(&self) -> ClusterConfig {
+    /// The cluster settings of the flags, for a cluster whose CA is `root_ca`.
+    pub fn cluster(&self, root_ca: String) -> ClusterConfig {
         ClusterConfig {
             cluster_cidr: self.cluster_cidr,
             node_monitor_grace_period: self.node_monitor_grace_period,
             default_toleration_seconds: self.default_toleration_seconds,
             event_ttl: self.event_ttl,
+            root_ca: Some(root_ca),
         }
     }
 }
@@ -330,8 +331,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args.store, &args.data_dir).await?;
     let identity = Identity::load_or_create(&args.data_dir.join("pki"), &args.names()?)?;
-    let server =
-        Server::with_config(store.clone(), Some(identity.token.clone()), args.cluster()).await?;
+    let cluster = args.cluster(identity.ca_pem.clone());
+    let server = Server::with_config(store.clone(), Some(identity.token.clone()), cluster).await?;
     let listener = tokio::net::TcpListener::bind((args.bind_address, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.bind_address, args.port))?;

@@ -185,6 +185,11 @@ async fn settle(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
     let result = async {
         match (info.group.as_str(), info.kind.as_str()) {
             ("", "Namespace") => namespace::settle(server, &info, &r.name, obj).await?,
+            ("", "ConfigMap") if r.name == namespace::ROOT_CA => {
+                if let Some(ns) = &r.namespace {
+                    namespace::publish_root_ca(server, ns).await?
+                }
+            }
             ("apiextensions.k8s.io", "CustomResourceDefinition")
                 if obj.is_deleting() && obj.has_finalizer(CRD_CLEANUP) =>
             {
