@@ -207,6 +207,31 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     c.apply(&pod("client2", "Never", &fetch, ""))?;
     phase_is(&c, "client2", "Succeeded", long)?;
 
+    // A `hostNetwork` pod runs in the node's network and UTS namespaces: its IP is the node's,
+    // its port is a real port of the node and its hostname is the node's.
+    let hostnet = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostnet\nspec:\n  nodeName: {NODE}\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: httpd\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [httpd, -f, -p, '127.0.0.1:38481', -h, /var/www]\n"
+    );
+    c.apply(&hostnet)?;
+    phase_is(&c, "hostnet", "Running", long)?;
+    assert_eq!(
+        field(&c, "hostnet", ".status.podIP")?,
+        field(&c, "hostnet", ".status.hostIP")?
+    );
+    let hostnet_uid = field(&c, "hostnet", ".metadata.uid")?;
+    assert!(!std::path::Path::new(&format!("/run/netns/wk-{hostnet_uid}")).exists());
+    eventually(Duration::from_secs(10), || {
+        let page = std::process::Command::new("busybox")
+            .args(["wget", "-qO-", "http://127.0.0.1:38481/"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&page.stdout).contains("wasmkube"))
+    })?;
+    let node_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    assert_eq!(
+        c.ok(&["exec", "hostnet", "--", "hostname"])?.trim(),
+        node_hostname.trim()
+    );
+
     // Deleting stops the containers and frees the network.
     let uid = field(&c, "web", ".metadata.uid")?;
     c.ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"])?;

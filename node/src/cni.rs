@@ -62,6 +62,16 @@ fn netns_name(uid: &str) -> String {
     format!("wk-{uid}")
 }
 
+/// How a pod is networked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace of its own on the node's bridge, with these host ports mapped.
+    Pod(Vec<PortMapping>),
+    /// The node's own network namespace (`hostNetwork`): the pod's IP is the node's, `ip`, and
+    /// its ports are the node's ports.
+    Host(String),
+}
+
 impl Cni {
     /// The chain a pod is attached with: bridge + host-local, then portmap when it maps host
     /// ports, each a complete plugin configuration.
@@ -128,7 +138,11 @@ impl Cni {
 
     /// Creates the pod's network namespace and attaches it: loopback up, `eth0` on the bridge
     /// with an address from the node's range, host ports mapped. Returns the pod IP.
-    pub async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, CniError> {
+    pub async fn attach(&self, uid: &str, network: &Network) -> Result<String, CniError> {
+        let ports = match network {
+            Network::Pod(ports) => ports,
+            Network::Host(ip) => return self.attach_host(uid, ip),
+        };
         let attached = self.try_attach(uid, ports).await;
         if attached.is_err() {
             // Leave nothing half made: the next attempt starts from scratch.
@@ -167,12 +181,29 @@ impl Cni {
         pod_ip(&serde_json::from_str(&text).ok()?)
     }
 
+    /// Records a pod on the node's network: no namespace, no plugin, the node's address kept
+    /// as its result so that [`Cni::address`] and [`Cni::attached`] know it like the others.
+    fn attach_host(&self, uid: &str, ip: &str) -> Result<String, CniError> {
+        let prefix = if ip.contains(':') { 128 } else { 32 };
+        let result = json!({"hostNetwork": true, "ips": [{"address": format!("{ip}/{prefix}")}]});
+        let path = self.result_path(uid);
+        let write = std::fs::create_dir_all(self.state_dir.join("results"))
+            .and_then(|()| std::fs::write(&path, result.to_string()));
+        write.map_err(|source| CniError::State { path, source })?;
+        Ok(ip.to_string())
+    }
+
     /// Detaches the pod (the plugins in reverse: its host ports, then its address) and removes
-    /// its network namespace. Safe to repeat.
+    /// its network namespace; a pod on the node's network only loses its record. Safe to
+    /// repeat.
     pub async fn detach(&self, uid: &str, ports: &[PortMapping]) -> Result<(), CniError> {
         let previous = std::fs::read_to_string(self.result_path(uid))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if previous.as_ref().is_some_and(|p| p["hostNetwork"] == true) {
+            let _ = std::fs::remove_file(self.result_path(uid));
+            return Ok(());
+        }
         for mut plugin in self.chain(ports).into_iter().rev() {
             if let Some(previous) = &previous {
                 plugin["prevResult"] = previous.clone();

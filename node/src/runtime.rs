@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::accounts::Accounts;
 use crate::cgroups::{self, CgroupError};
-use crate::cni::{Cni, CniError, PortMapping};
+use crate::cni::{Cni, CniError, Network, PortMapping};
 use crate::containerd::{Containerd, ContainerdError, SNAPSHOTTER};
 use crate::image::registry::{self, Keychain};
 use crate::image::{self, Image, ImageError};
@@ -127,7 +127,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Closes the standard input of the container's own process.
     async fn close_stdin(&self, id: &str) -> Result<(), RuntimeError>;
     /// Gives the pod its network; returns its IP.
-    async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError>;
+    async fn attach(&self, uid: &str, network: &Network) -> Result<String, RuntimeError>;
     /// The IP of a pod attached before, if it still is.
     fn address(&self, uid: &str) -> Option<String>;
     /// Takes the pod's network away, with its shared namespaces and its cgroup (its containers
@@ -413,9 +413,9 @@ impl Runtime for ContainerdRuntime {
         exec::close_stdin(&self.containerd, id, "").await
     }
 
-    async fn attach(&self, uid: &str, ports: &[PortMapping]) -> Result<String, RuntimeError> {
+    async fn attach(&self, uid: &str, network: &Network) -> Result<String, RuntimeError> {
         namespaces::create(uid).await?;
-        match self.cni.attach(uid, ports).await {
+        match self.cni.attach(uid, network).await {
             Ok(ip) => Ok(ip),
             Err(e) => {
                 let _ = namespaces::remove(uid).await;

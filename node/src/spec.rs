@@ -115,10 +115,11 @@ pub struct Process {
     /// `supplementalGroups` and `fsGroup`.
     pub additional_gids: Vec<u32>,
     pub hostname: String,
-    /// The pod's namespaces its containers join.
-    pub netns: PathBuf,
+    /// The pod's namespaces its containers join; no network and UTS namespace of its own is the
+    /// node's (`hostNetwork`).
+    pub netns: Option<PathBuf>,
     pub ipc: PathBuf,
-    pub uts: PathBuf,
+    pub uts: Option<PathBuf>,
     pub binds: Vec<Bind>,
     pub limits: Limits,
     pub read_only_rootfs: bool,
@@ -198,13 +199,19 @@ pub fn runtime_spec(process: &Process) -> Value {
     if let Some(pids) = process.limits.pids {
         resources["pids"] = json!({"limit": pids});
     }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "ipc", "path": process.ipc}),
+    ];
+    if let Some(netns) = &process.netns {
+        namespaces.push(json!({"type": "network", "path": netns}));
+    }
+    if let Some(uts) = &process.uts {
+        namespaces.push(json!({"type": "uts", "path": uts}));
+    }
     let mut linux = json!({
-        "namespaces": [
-            {"type": "pid"}, {"type": "mount"},
-            {"type": "network", "path": process.netns},
-            {"type": "ipc", "path": process.ipc},
-            {"type": "uts", "path": process.uts},
-        ],
+        "namespaces": namespaces,
         "resources": resources,
         "cgroupsPath": process.cgroups_path,
     });
@@ -236,7 +243,7 @@ pub fn runtime_spec(process: &Process) -> Value {
             linux["seccomp"] = crate::seccomp::runtime_default(caps);
         }
     }
-    json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": process.terminal,
@@ -249,10 +256,14 @@ pub fn runtime_spec(process: &Process) -> Value {
             "oomScoreAdj": process.oom_score_adj,
         },
         "root": {"path": "rootfs", "readonly": process.read_only_rootfs},
-        "hostname": process.hostname,
         "mounts": mounts,
         "linux": linux,
-    })
+    });
+    // In the node's UTS namespace the hostname is the node's: runc may not set one.
+    if process.uts.is_some() {
+        spec["hostname"] = json!(process.hostname);
+    }
+    spec
 }
 
 /// An exec'd process in a running container (kubectl exec, exec probes, hooks): the
@@ -297,8 +308,10 @@ mod tests {
                 memory: Some(64 << 20),
                 pids: Some(4096),
             },
-            netns: "/run/netns/wk-x".into(),
+            netns: Some("/run/netns/wk-x".into()),
             ipc: "/run/wasmkube/namespaces/x/ipc".into(),
+            uts: Some("/run/wasmkube/namespaces/x/uts".into()),
+            hostname: "web-0".into(),
             ..Process::default()
         };
         let spec = runtime_spec(&process);
@@ -306,13 +319,35 @@ mod tests {
         assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(spec["linux"]["resources"]["pids"]["limit"], 4096);
-        assert_eq!(spec["linux"]["namespaces"][2]["path"], "/run/netns/wk-x");
-        assert_eq!(spec["linux"]["namespaces"][3]["type"], "ipc");
+        assert_eq!(spec["linux"]["namespaces"][2]["type"], "ipc");
         assert_eq!(
-            spec["linux"]["namespaces"][3]["path"],
+            spec["linux"]["namespaces"][2]["path"],
             "/run/wasmkube/namespaces/x/ipc"
         );
+        assert_eq!(spec["linux"]["namespaces"][3]["path"], "/run/netns/wk-x");
+        assert_eq!(spec["linux"]["namespaces"][4]["type"], "uts");
+        assert_eq!(spec["hostname"], "web-0");
         assert_eq!(spec["process"]["cwd"], "/");
+    }
+
+    /// A `hostNetwork` pod's containers stay in the node's network and UTS namespaces, and runc is
+    /// not asked to set a hostname there.
+    #[test]
+    fn host_network_joins_no_network_or_uts_namespace() {
+        let process = Process {
+            args: vec!["sh".into()],
+            hostname: "node-a".into(),
+            ..Process::default()
+        };
+        let spec = runtime_spec(&process);
+        let kinds: Vec<&str> = spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["pid", "mount", "ipc"]);
+        assert!(spec.get("hostname").is_none());
     }
 
     #[test]

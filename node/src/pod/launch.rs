@@ -230,11 +230,15 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
         env_strings.retain(|e| e.split_once('=').map(|(n, _)| n) != Some(name.as_str()));
         env_strings.push(format!("{name}={value}"));
     }
-    let hostname = spec
-        .hostname
-        .clone()
-        .or_else(|| pod.metadata.name.clone())
-        .unwrap_or_default();
+    let host_network = spec.host_network == Some(true);
+    let hostname = if host_network {
+        node_hostname()
+    } else {
+        spec.hostname
+            .clone()
+            .or_else(|| pod.metadata.name.clone())
+            .unwrap_or_default()
+    };
     if !env_strings.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env_strings.push(format!("HOSTNAME={hostname}"));
     }
@@ -271,9 +275,9 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
         gid: user.gid,
         additional_gids: user.additional_gids,
         hostname,
-        netns: netns_path(pod_uid),
+        netns: (!host_network).then(|| netns_path(pod_uid)),
         ipc: namespaces::path(pod_uid, "ipc"),
-        uts: namespaces::path(pod_uid, "uts"),
+        uts: (!host_network).then(|| namespaces::path(pod_uid, "uts")),
         binds,
         limits: limits(container, inputs.pids_limit),
         read_only_rootfs: security.read_only_root_filesystem == Some(true),
@@ -288,6 +292,13 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
         oom_score_adj,
         terminal,
     })
+}
+
+/// The node's hostname, which a `hostNetwork` pod's containers see (they share its UTS namespace).
+fn node_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

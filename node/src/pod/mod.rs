@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::api::Api;
-use crate::cni::PortMapping;
+use crate::cni::{Network, PortMapping};
 use crate::console::{Console, Consoles, Stdin};
 use crate::container::{Allocatable, Sources};
 use crate::logs;
@@ -364,7 +364,12 @@ impl Worker {
         }
         if self.ip.is_none() {
             let _permit = self.ctx.starting.acquire().await;
-            match self.ctx.runtime.attach(&self.uid, &host_ports(pod)).await {
+            let network = if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+                Network::Host(self.ctx.host_ip.clone())
+            } else {
+                Network::Pod(host_ports(pod))
+            };
+            match self.ctx.runtime.attach(&self.uid, &network).await {
                 Ok(ip) => self.ip = Some(ip),
                 Err(e) => {
                     tracing::warn!(pod = %pod_label(pod), error = %e, "attaching the pod network");
