@@ -4,26 +4,14 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use wasmkube_e2e::hosts::{HOST_SIDE, TestHost};
 use wasmkube_e2e::{Cluster, eventually};
 
 const NODE: &str = "wk-e2e";
 
 fn up(extra: &[&str]) -> Result<Cluster> {
     Cluster::node(NODE, "wke2e0", "10.244.0.0/16", extra)
-}
-
-fn node_ready(c: &Cluster, node: &str) -> Result<()> {
-    eventually(Duration::from_secs(30), || {
-        let out = c.kubectl(&[
-            "get",
-            "node",
-            node,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ])?;
-        Ok(out.status.success() && out.stdout == b"True")
-    })
 }
 
 /// A field of a pod through kubectl's jsonpath.
@@ -241,88 +229,28 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     Ok(())
 }
 
-/// A second "machine": a network namespace joined to the host by a veth pair, 172.31.0.1 on
-/// the host side and 172.31.0.2 inside. Removed when dropped.
-struct SecondMachine;
-
-const HOST_SIDE: &str = "172.31.0.1";
-const MACHINE_SIDE: &str = "172.31.0.2";
-
+/// Runs a shell script, failing with its stderr.
 fn sh(script: &str) -> Result<()> {
     let out = std::process::Command::new("sh")
         .args(["-ec", script])
         .output()?;
     if !out.status.success() {
-        bail!("{script}: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!("{script}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
 
-impl SecondMachine {
-    fn create() -> Result<SecondMachine> {
-        let _ = sh("ip netns delete wkn2; ip link delete wkv1");
-        sh(&format!(
-            "ip netns add wkn2
-             ip link add wkv1 type veth peer name wkv2
-             ip link set wkv2 netns wkn2
-             ip addr add {HOST_SIDE}/24 dev wkv1
-             ip link set wkv1 up
-             ip -n wkn2 addr add {MACHINE_SIDE}/24 dev wkv2
-             ip -n wkn2 link set wkv2 up
-             ip -n wkn2 link set lo up
-             ip -n wkn2 route add default via {HOST_SIDE}"
-        ))?;
-        Ok(SecondMachine)
-    }
-}
-
-impl Drop for SecondMachine {
-    fn drop(&mut self) {
-        let _ = sh("ip netns delete wkn2; ip link delete wkv1");
-    }
-}
-
+/// Two nodes on two test hosts' networks (scripts/test-hosts.sh): the first in the host's
+/// namespace at 172.31.0.1, the second in a test host at 172.31.0.2.
 #[test]
 fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Result<()> {
-    let machine = SecondMachine::create()?;
+    let mut machine = TestHost::add("e2e2", 2)?;
     let c = up(&["--node-ip", HOST_SIDE])?;
     let long = Duration::from_secs(60);
 
-    // The second node's agent runs inside the other network namespace (nsenter, not
-    // `ip netns exec`, so that the pod network namespaces it mounts are seen by containerd),
-    // sharing containerd.
-    let node2_dir = c.dir.path().join("node2");
-    let log = std::fs::File::create(c.dir.path().join("node2.log"))?;
-    let mut agent = std::process::Command::new("nsenter")
-        .arg("--net=/run/netns/wkn2")
-        .arg(wasmkube_e2e::binary())
-        .args([
-            "node",
-            "--server",
-            &format!("https://{HOST_SIDE}:{}", c.port),
-            "--token",
-            &c.token()?,
-        ])
-        .args([
-            "--node-name",
-            "wk-e2e-2",
-            "--bridge",
-            "wke2e1",
-            "--node-ip",
-            MACHINE_SIDE,
-        ])
-        .arg("--node-dir")
-        .arg(node2_dir.join("state"))
-        .arg("--log-dir")
-        .arg(node2_dir.join("logs"))
-        .stderr(log)
-        .spawn()?;
+    // The second node's agent runs inside the test host's network namespace, sharing containerd.
+    machine.start_agent(&c, "wk-e2e-2", "wke2e1")?;
     let result = (|| -> Result<()> {
-        node_ready(&c, "wk-e2e-2").map_err(|e| {
-            let log = std::fs::read_to_string(c.dir.path().join("node2.log")).unwrap_or_default();
-            anyhow::anyhow!("{e}\n{log}")
-        })?;
-
         // A Deployment of web servers, scheduled onto the first node.
         let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: {kubernetes.io/hostname: wk-e2e}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [httpd, -f, -p, '80', -h, /var/www]\n";
         c.apply(deployment)?;
@@ -379,8 +307,6 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
         c.ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"])?;
         Ok(())
     })();
-    let _ = agent.kill();
-    let _ = agent.wait();
     drop(machine);
     result
 }
