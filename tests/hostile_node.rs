@@ -1,7 +1,8 @@
 //! Hostile pods and images on a real node (containerd, runc, CNI): an image USER that names
 //! nobody and runAsNonRoot with root are refused, exec probes run as the container's user,
 //! RuntimeDefault seccomp filters, a subPath through a planted symlink is refused, Secret
-//! volumes live on a tmpfs, and a fork bomb is held by
+//! volumes live on a tmpfs, /proc and /sys are masked, a foreign pod CIDR gets no route, and a
+//! fork bomb is held by
 //! the pids limit while the API server and the agent keep answering. Needs root (CI runs as
 //! root); scripts/setup.sh starts containerd and builds the images.
 
@@ -191,6 +192,60 @@ fn users_seccomp_and_secret_volumes_hold() -> Result<()> {
     );
     c.ok(&["delete", "pod", "secret", "--wait=true", "--timeout=30s"])?;
     eventually(Duration::from_secs(30), || Ok(!on_host(&host_mounts())))?;
+
+    // containerd's masked and read-only paths: host data in /proc and /sys reads empty, and
+    // /proc/sys and /proc/sysrq-trigger cannot be written (root in the container included).
+    // (Of the masked paths, these exist and have content on the host, in CI too.)
+    let script = "echo keys=$(wc -c < /proc/keys) timers=$(wc -c < /proc/timer_list) firmware=$(ls /sys/firmware | wc -l); \
+        (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo wrote-sys; \
+        (echo h > /proc/sysrq-trigger) 2>/dev/null && echo wrote-sysrq; echo done";
+    c.apply(&pod("masked", "busybox", script, "", ""))?;
+    phase_is(&c, "masked", "Succeeded")?;
+    assert_eq!(
+        c.ok(&["logs", "masked"])?.trim(),
+        "keys=0 timers=0 firmware=0\ndone"
+    );
+
+    // A Node whose pod CIDR lies outside the cluster's pod network gets no route on this node,
+    // and a Warning Event says why (it could otherwise take over any subnet of the machine).
+    c.apply(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: rogue\nspec:\n  podCIDR: 10.99.0.0/24\n",
+    )?;
+    c.ok(&[
+        "patch",
+        "node",
+        "rogue",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"172.31.255.9"}]}}"#,
+    ])?;
+    eventually(Duration::from_secs(30), || {
+        let events = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Node,involvedObject.name=rogue,reason=InvalidPodCIDR",
+            "-o",
+            "name",
+        ])?;
+        Ok(!events.is_empty())
+    })?;
+    assert!(
+        c.ok(&["describe", "node", "rogue"])?
+            .contains("InvalidPodCIDR")
+    );
+    let routes = std::process::Command::new("ip")
+        .args(["route", "show", "10.99.0.0/24"])
+        .output()?;
+    assert!(
+        routes.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&routes.stdout)
+    );
+    c.ok(&["delete", "node", "rogue"])?;
 
     still_serving(&c, "after-users")
 }

@@ -76,17 +76,38 @@ pub struct Config {
     pub pod_max_pids: Option<i64>,
 }
 
-/// The pod CIDR the host gave the node, waiting for it for up to 30 s.
-async fn pod_cidr(api: &Api, name: &str) -> Result<String, AgentError> {
+/// The pod CIDR the host gave the node, waiting for it for up to 30 s. One outside the cluster's
+/// pod network is ignored (it would become the bridge's subnet and routes) with a Warning Event
+/// on the Node, and waited past like a missing one.
+async fn pod_cidr(
+    api: &Api,
+    name: &str,
+    cluster: &str,
+    events: &crate::pod::event::Recorder,
+) -> Result<String, AgentError> {
+    let mut foreign: Option<String> = None;
     for _ in 0..60 {
         if let Some(node) = api.get(&format!("/api/v1/nodes/{name}")).await?
             && let Some(cidr) = node.pointer("/spec/podCIDR").and_then(Value::as_str)
         {
-            return Ok(cidr.to_string());
+            if registration::within_cluster(cidr, cluster) {
+                return Ok(cidr.to_string());
+            }
+            if foreign.as_deref() != Some(cidr) {
+                registration::ignored_pod_cidr(events, name, cidr, cluster);
+                foreign = Some(cidr.to_string());
+            }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(AgentError::NoPodCidr(name.to_string()))
+    Err(match foreign {
+        Some(cidr) => AgentError::ForeignPodCidr {
+            node: name.to_string(),
+            cidr,
+            cluster: cluster.to_string(),
+        },
+        None => AgentError::NoPodCidr(name.to_string()),
+    })
 }
 
 /// Runs the agent until its process ends.
@@ -110,14 +131,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         api.clone(),
         config.node_name.clone(),
     ));
-    let cidr = pod_cidr(&api, &config.node_name).await?;
-    if !registration::within_cluster(&cidr, &config.cluster_cidr) {
-        return Err(AgentError::ForeignPodCidr {
-            node: config.node_name.clone(),
-            cidr,
-            cluster: config.cluster_cidr.clone(),
-        });
-    }
+    let events = crate::pod::event::Recorder::start(api.clone(), config.node_name.clone());
+    let cidr = pod_cidr(&api, &config.node_name, &config.cluster_cidr, &events).await?;
     let cni = Cni {
         plugin_dir: config.cni_plugin_dir.clone(),
         state_dir: config.root_dir.join("cni"),
@@ -130,6 +145,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         api.clone(),
         config.node_name.clone(),
         config.cluster_cidr.clone(),
+        events.clone(),
     ));
     tokio::spawn(crate::storage::run(
         api.clone(),
@@ -175,7 +191,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         resolv_conf: resolv_conf(),
         pids_limit: config.pod_max_pids,
         starting: tokio::sync::Semaphore::new(STARTING_AT_ONCE),
-        events: crate::pod::event::Recorder::start(api.clone(), config.node_name.clone()),
+        events,
         consoles,
     });
     tracing::info!(node = %config.node_name, pod_cidr = %cidr, address = %machine.address, "node registered");

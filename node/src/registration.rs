@@ -1,7 +1,7 @@
 //! The node's own object: registered with what the machine has, kept alive by a Lease renewed
 //! every 10 s, its conditions reported every minute, and routes to the other nodes' pods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, ApiError};
 use crate::container::Allocatable;
+use crate::pod::event::{Recorder, Subject};
 
 /// How often the Lease is renewed, and its duration.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
@@ -287,7 +288,16 @@ pub fn within_cluster(cidr: &str, cluster: &str) -> bool {
 /// The route to another node's pods a Node object asks for: its pod CIDR (inside the cluster's
 /// pod network) via its InternalIP (an IPv4 address); `None` for this node or a Node that asks
 /// for less or other.
-fn route_of(node: &Value, own: &str, cluster: &str) -> Option<(String, String)> {
+/// What to do about another node's pod CIDR.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// Route `cidr` via `address`.
+    Via { cidr: String, address: String },
+    /// A pod CIDR outside the cluster's pod network, or no IPv4 InternalIP: ignored.
+    Refused { node: String, cidr: String },
+}
+
+fn route_of(node: &Value, own: &str, cluster: &str) -> Option<Route> {
     let other = node.pointer("/metadata/name").and_then(Value::as_str)?;
     let cidr = node.pointer("/spec/podCIDR").and_then(Value::as_str)?;
     let address = node
@@ -299,32 +309,57 @@ fn route_of(node: &Value, own: &str, cluster: &str) -> Option<(String, String)> 
         return None;
     }
     if !within_cluster(cidr, cluster) || address.parse::<std::net::Ipv4Addr>().is_err() {
-        tracing::warn!(
-            node = other,
-            cidr,
-            address,
-            cluster,
-            "ignoring a node's pod CIDR outside the cluster's pod network or a bad address"
-        );
-        return None;
+        return Some(Route::Refused {
+            node: other.to_string(),
+            cidr: cidr.to_string(),
+        });
     }
-    Some((cidr.to_string(), address.to_string()))
+    Some(Route::Via {
+        cidr: cidr.to_string(),
+        address: address.to_string(),
+    })
+}
+
+/// Records that `node`'s pod CIDR is ignored: a Warning Event on that Node.
+pub fn ignored_pod_cidr(events: &Recorder, node: &str, cidr: &str, cluster: &str) {
+    tracing::warn!(
+        node,
+        cidr,
+        cluster,
+        "ignoring a pod CIDR outside the cluster's pod network"
+    );
+    let message = format!(
+        "Ignoring pod CIDR {cidr:?} of node {node}: not inside the cluster's pod network {cluster} \
+         (or the node has no IPv4 InternalIP); no bridge or route is made from it"
+    );
+    events.warning(&Subject::node(node), "InvalidPodCIDR", &message);
 }
 
 /// Keeps a route to every other node's pod CIDR through that node's address, so pods reach
-/// pods on other nodes of the same network (as flannel's host-gw does).
-pub async fn routes(api: Api, name: String, cluster_cidr: String) {
+/// pods on other nodes of the same network (as flannel's host-gw does). A pod CIDR outside the
+/// cluster's pod network gets no route and one Event.
+pub async fn routes(api: Api, name: String, cluster_cidr: String, events: Recorder) {
+    let mut refused = HashSet::new();
     loop {
         match api.list("/api/v1/nodes").await {
             Ok((nodes, _)) => {
-                for (cidr, address) in nodes
+                for route in nodes
                     .iter()
                     .filter_map(|node| route_of(node, &name, &cluster_cidr))
                 {
-                    let _ = tokio::process::Command::new("ip")
-                        .args(["route", "replace", &cidr, "via", &address])
-                        .output()
-                        .await;
+                    match route {
+                        Route::Via { cidr, address } => {
+                            let _ = tokio::process::Command::new("ip")
+                                .args(["route", "replace", &cidr, "via", &address])
+                                .output()
+                                .await;
+                        }
+                        Route::Refused { node, cidr } => {
+                            if refused.insert((node.clone(), cidr.clone())) {
+                                ignored_pod_cidr(&events, &node, &cidr, &cluster_cidr);
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "listing nodes for routes"),
@@ -360,15 +395,24 @@ mod tests {
         };
         assert_eq!(
             route_of(&node("10.244.3.0/24", "192.168.1.2"), "me", cluster),
-            Some(("10.244.3.0/24".into(), "192.168.1.2".into()))
+            Some(Route::Via {
+                cidr: "10.244.3.0/24".into(),
+                address: "192.168.1.2".into()
+            })
         );
+        let refused = |cidr: &str| {
+            Some(Route::Refused {
+                node: "other".into(),
+                cidr: cidr.into(),
+            })
+        };
         assert_eq!(
             route_of(&node("0.0.0.0/0", "192.168.1.2"), "me", cluster),
-            None
+            refused("0.0.0.0/0")
         );
         assert_eq!(
             route_of(&node("10.244.3.0/24", "-net"), "me", cluster),
-            None
+            refused("10.244.3.0/24")
         );
         assert_eq!(
             route_of(&node("10.244.3.0/24", "192.168.1.2"), "other", cluster),

@@ -35,9 +35,12 @@ impl Type {
     }
 }
 
-/// What an event is about: a pod, or one of its containers (`fieldPath`).
+/// What an event is about: a pod, one of its containers (`fieldPath`), or the node.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Subject {
+    /// `Pod` or `Node`.
+    pub kind: &'static str,
+    /// Empty for the node (cluster-scoped), whose Events live in `default`.
     pub namespace: String,
     pub name: String,
     pub uid: String,
@@ -47,6 +50,7 @@ pub struct Subject {
 impl Subject {
     pub fn pod(pod: &Pod) -> Subject {
         Subject {
+            kind: "Pod",
             namespace: pod
                 .metadata
                 .namespace
@@ -55,6 +59,26 @@ impl Subject {
             name: pod.metadata.name.clone().unwrap_or_default(),
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             field_path: None,
+        }
+    }
+
+    /// The node `name` (its uid, as the kubelet, is its name).
+    pub fn node(name: &str) -> Subject {
+        Subject {
+            kind: "Node",
+            namespace: String::new(),
+            name: name.to_string(),
+            uid: name.to_string(),
+            field_path: None,
+        }
+    }
+
+    /// The namespace the Event itself is written to.
+    fn event_namespace(&self) -> &str {
+        if self.namespace.is_empty() {
+            "default"
+        } else {
+            &self.namespace
         }
     }
 
@@ -236,18 +260,20 @@ fn event(node: &str, key: &Key, name: &str, at: DateTime<Utc>) -> Value {
     let subject = &key.subject;
     let mut involved = json!({
         "apiVersion": "v1",
-        "kind": "Pod",
+        "kind": subject.kind,
         "name": subject.name,
-        "namespace": subject.namespace,
         "uid": subject.uid,
     });
+    if !subject.namespace.is_empty() {
+        involved["namespace"] = json!(subject.namespace);
+    }
     if let Some(path) = &subject.field_path {
         involved["fieldPath"] = json!(path);
     }
     json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": name, "namespace": subject.namespace},
+        "metadata": {"name": name, "namespace": subject.event_namespace()},
         "involvedObject": involved,
         "reason": key.reason,
         "message": key.message,
@@ -268,7 +294,10 @@ async fn create(
     name: &str,
     at: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let path = format!("/api/v1/namespaces/{}/events", key.subject.namespace);
+    let path = format!(
+        "/api/v1/namespaces/{}/events",
+        key.subject.event_namespace()
+    );
     api.create(&path, &event(node, key, name, at)).await?;
     Ok(())
 }
@@ -280,7 +309,10 @@ async fn update(
     count: u32,
     at: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let path = format!("/api/v1/namespaces/{}/events/{name}", key.subject.namespace);
+    let path = format!(
+        "/api/v1/namespaces/{}/events/{name}",
+        key.subject.event_namespace()
+    );
     let patch = json!({"count": count, "lastTimestamp": timestamp(at)});
     api.merge_patch(&path, &patch).await?;
     Ok(())
@@ -293,6 +325,7 @@ mod tests {
     fn key(reason: &str, message: &str) -> Key {
         Key {
             subject: Subject {
+                kind: "Pod",
                 namespace: "ns".into(),
                 name: "p".into(),
                 uid: "u".into(),
@@ -302,6 +335,22 @@ mod tests {
             reason: reason.into(),
             message: message.into(),
         }
+    }
+
+    /// As Kubernetes writes Events about cluster-scoped objects: in `default`, with no namespace
+    /// in `involvedObject`, so `kubectl describe node` finds them.
+    #[test]
+    fn node_events_live_in_default_without_an_involved_namespace() {
+        let key = Key {
+            subject: Subject::node("n1"),
+            kind: Type::Warning,
+            reason: "InvalidPodCIDR".into(),
+            message: "m".into(),
+        };
+        let event = event("n1", &key, "n1.1", Utc::now());
+        assert_eq!(event["metadata"]["namespace"], "default");
+        assert_eq!(event["involvedObject"]["kind"], "Node");
+        assert!(event["involvedObject"].get("namespace").is_none());
     }
 
     #[test]
