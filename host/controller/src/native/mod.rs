@@ -18,6 +18,8 @@ use serde_json::Value;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
 use wasmkube_apiserver::objects::decode;
+use wasmkube_apiserver::registry::events as event_log;
+use wasmkube_model::event::EventType;
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::names::CRD_CLEANUP;
 use wasmkube_model::resource::ResourceInfo;
@@ -177,8 +179,56 @@ fn waiting_on(server: &Server, graph: &Graph, gone: &ObjectRef, prev: &Value) ->
     refs
 }
 
-/// Brings one object closer to where its owners and finalizers say it should be.
+/// Brings one object closer to where its owners and finalizers say it should be. A panic on
+/// this object's data is caught here: the object is skipped with an Event and the others go on.
 async fn settle(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
+    guarded(server, obj, settle_unguarded(server, graph, r, obj)).await;
+}
+
+/// The longest panic message an Event repeats.
+const PANIC_MESSAGE_LIMIT: usize = 512;
+
+/// Runs `step` about `obj`; a panic in it is logged and recorded as a Warning Event
+/// `FailedSync` on the object instead of ending the controllers (which would stop every other
+/// object's progress until the loop started over, and meet the same object again).
+async fn guarded(server: &Server, obj: &Value, step: impl Future<Output = ()>) {
+    let Err(panic) = std::panic::AssertUnwindSafe(step).catch_unwind().await else {
+        return;
+    };
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    let mut what = what.as_str();
+    if what.len() > PANIC_MESSAGE_LIMIT {
+        let mut end = PANIC_MESSAGE_LIMIT;
+        while !what.is_char_boundary(end) {
+            end -= 1;
+        }
+        what = &what[..end];
+    }
+    tracing::error!(
+        name = obj.name(),
+        panic = what,
+        "host controllers panicked on an object; skipped"
+    );
+    let message = format!("The host controllers failed on this object and skipped it: {what}");
+    let recorded = event_log::record(
+        server,
+        "wasmkube-controller-manager",
+        obj,
+        EventType::Warning,
+        "FailedSync",
+        &message,
+    )
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "recording a FailedSync event");
+    }
+}
+
+async fn settle_unguarded(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
     let Some(info) = info_of(server, &r.key) else {
         return;
     };
@@ -204,5 +254,58 @@ async fn settle(server: &Server, graph: &Graph, r: &ObjectRef, obj: &Value) {
         && !matches!(e, ApiError::NotFound { .. } | ApiError::Conflict { .. })
     {
         tracing::warn!(key = %r.key, error = %e, "host controller step failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use wasmkube_apiserver::registry::{WriteOptions, create_object};
+    use wasmkube_store::embedded::EmbeddedStore;
+
+    use super::*;
+
+    /// A step that panics on an object leaves an Event on it and returns, instead of unwinding
+    /// through the controllers' loop.
+    #[tokio::test]
+    async fn a_panic_on_one_object_becomes_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
+        let server = Server::new(store, None).await.unwrap();
+        let namespaces = server
+            .registry()
+            .by_kind("v1", "Namespace")
+            .cloned()
+            .unwrap();
+        let default =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        create_object(
+            &server,
+            &namespaces,
+            None,
+            default,
+            WriteOptions::INTERNAL,
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap();
+        let obj = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "odd", "uid": "u-1"}});
+        guarded(&server, &obj, async { panic!("index out of range") }).await;
+        let info = server.registry().by_kind("v1", "Event").cloned().unwrap();
+        let events = server
+            .objects
+            .list(&info, Some("default"), None, None, None, |_| true)
+            .await
+            .unwrap();
+        let event = &events.items[0];
+        assert_eq!(event["reason"], "FailedSync");
+        assert_eq!(event["involvedObject"]["name"], "odd");
+        assert!(
+            event["message"]
+                .as_str()
+                .unwrap()
+                .contains("index out of range")
+        );
     }
 }
