@@ -497,3 +497,43 @@ fn the_api_listens_where_told_with_a_certificate_for_the_hosts_names() -> Result
     assert_eq!(c.ok(&["get", "--raw", "/readyz"])?, "ok");
     Ok(())
 }
+
+/// The data directory is private: the directories 0700, the CA and serving keys, the token, the
+/// kubeconfig and the store (which holds every Secret) 0600. A token file cut short is refused
+/// at start with an error that says what to do, and nothing starts serving with it.
+#[test]
+fn files_are_private_and_a_short_token_is_refused() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::start()?;
+    let dir = c.dir.path().to_path_buf();
+    let mode = |path: &str| -> Result<u32> {
+        Ok(std::fs::metadata(dir.join(path))?.permissions().mode() & 0o777)
+    };
+    for private_dir in ["", "pki"] {
+        assert_eq!(mode(private_dir)?, 0o700, "{private_dir:?}");
+    }
+    for private_file in [
+        "pki/ca.key",
+        "pki/server.key",
+        "pki/token",
+        "kubeconfig",
+        "store.redb",
+    ] {
+        assert_eq!(mode(private_file)?, 0o600, "{private_file}");
+    }
+
+    c.kill();
+    std::fs::write(dir.join("pki/token"), "short\n")?;
+    let started = Command::new(wasmkube_e2e::binary())
+        .args(["server", "--port", "0", "--data-dir"])
+        .arg(&dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()?;
+    assert!(!started.status.success());
+    let err = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        err.contains("holds a token shorter than 32 characters"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -48,10 +48,24 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// Creates `path` with mode 0600 when missing (redb then initialises the empty file), or sets
+/// an existing one to 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in the redb file at `path` and starts its writer thread.
-    /// The file stays locked until the store is dropped.
+    /// The file stays locked until the store is dropped. It holds every Secret: it is made (or
+    /// made again) readable by its owner only.
     pub fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
+        private_file(path).map_err(|e| StoreError::Embedded(format!("{}: {e}", path.display())))?;
         let db = Arc::new(Database::create(path).map_err(db_err)?);
         let wtx = db.begin_write().map_err(db_err)?;
         wtx.open_table(META).map_err(db_err)?;
