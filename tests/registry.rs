@@ -282,5 +282,73 @@ fn pods_pull_from_a_registry_by_their_pull_policy() -> Result<()> {
         0,
         "Never does not ask the registry"
     );
+
+    // A hostile registry whose token endpoint and manifests never end: the agent reads a
+    // bounded prefix of each, refuses the pull with what went wrong, and hangs up.
+    let hostile = Hostile::start()?;
+    let image = format!("127.0.0.1:{}/evil/app:1", hostile.port);
+    c.apply(&pod("endless-token", &image, "Always"))?;
+    let message = waits_with(&c, "endless-token", "ErrImagePull")?;
+    assert!(
+        message.contains("answered no token of at most 65536 bytes"),
+        "{message}"
+    );
+    let sent = hostile.sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        sent < 8 << 20,
+        "the agent read {sent} bytes of an endless token"
+    );
     Ok(())
+}
+
+/// A registry that asks for a bearer token and answers its token endpoint with a body that
+/// never ends, counting what it managed to send before the client hung up.
+struct Hostile {
+    port: u16,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Hostile {
+    fn start() -> Result<Hostile> {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    let mut reader = BufReader::new(&stream);
+                    let _ = reader.read_line(&mut line);
+                    // The rest of the request's head.
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                        header.clear();
+                    }
+                    let mut out = &stream;
+                    if !line.contains("/token") {
+                        let challenge = format!(
+                            "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"evil\""
+                        );
+                        let _ = write!(
+                            out,
+                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n"
+                        );
+                        return;
+                    }
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{{\"token\":\""
+                    );
+                    let chunk = [b'a'; 64 * 1024];
+                    while out.write_all(&chunk).is_ok() {
+                        counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        Ok(Hostile { port, sent })
+    }
 }

@@ -373,6 +373,24 @@ mod tests {
         control(SYN_STREAM, FLAG_FIN, &body)
     }
 
+    /// A compression bomb: one header of a megabyte deflates to about a kilobyte; inflating it
+    /// stops at [`MAX_HEADER_BLOCK`] with an error instead of growing without bound.
+    #[tokio::test]
+    async fn a_header_block_bomb_is_refused() {
+        let mut client = Compress::new(Compression::best(), true);
+        client.set_dictionary(&dictionary()).expect("dictionary");
+        let huge = "a".repeat(1 << 20);
+        let wire = syn_stream(&mut client, 1, &[("streamtype", "data"), ("x", &huge)]);
+        assert!(wire.len() < 8 * 1024, "the bomb is small on the wire");
+        let mut reader = Reader::new(wire.as_slice());
+        let err = reader.next().await.expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("inflates to more than 65536 bytes"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn the_dictionary_is_the_protocols() {
         let dictionary = dictionary();
