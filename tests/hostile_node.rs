@@ -252,7 +252,7 @@ fn users_seccomp_and_secret_volumes_hold() -> Result<()> {
 
 /// The pids cgroup files of a container (cgroup v1 or v2), when they exist.
 fn pids_file(uid: &str, container_id: &str, file: &str) -> Option<String> {
-    let relative = format!("wasmkube/pod{uid}/{container_id}/{file}");
+    let relative = format!("wasmkube/pod{uid}/{container_id}/{file}").replace("//", "/");
     ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
         .iter()
         .find_map(|root| std::fs::read_to_string(format!("{root}/{relative}")).ok())
@@ -281,6 +281,12 @@ fn a_fork_bomb_is_held_by_the_pids_limit() -> Result<()> {
     .map_err(|e| anyhow::anyhow!("the bomb never reached its limit: {e}\n{}", c.log()))?;
     assert_eq!(
         pids_file(&uid, &id, "pids.max").as_deref().map(str::trim),
+        Some("4096")
+    );
+    // The pod's cgroup holds the same cap over all its containers, as the kubelet's
+    // --pod-max-pids.
+    assert_eq!(
+        pids_file(&uid, "", "pids.max").as_deref().map(str::trim),
         Some("4096")
     );
     let current: u64 = pids_file(&uid, &id, "pids.current")

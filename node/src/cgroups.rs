@@ -1,10 +1,16 @@
-//! The pods' cgroups: where each container's goes, what its OOM counter says, and removing a
-//! pod's parent cgroup once its containers are gone (runc removes only the container's own).
+//! The pods' cgroups: where each container's goes, the pod's own pids limit, what a
+//! container's OOM counter says, and removing a pod's parent cgroup once its containers are gone
+//! (runc removes only the container's own).
 
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    #[error("limiting the pod's processes in {path}: {source}")]
+    Limit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("removing the pod cgroup {path}: {source}")]
     Remove {
         path: PathBuf,
@@ -18,6 +24,33 @@ const ROOT: &str = "/sys/fs/cgroup";
 /// The `cgroupsPath` of a pod's container: `/wasmkube/pod<uid>/<container id>`.
 pub fn container_path(pod_uid: &str, container_id: &str) -> String {
     format!("/wasmkube/pod{pod_uid}/{container_id}")
+}
+
+/// Caps the processes of all the pod's containers together at `max` (the kubelet's
+/// `--pod-max-pids` is per pod): the pod's cgroup is made before its containers', in the pids
+/// hierarchy (v1) or the unified one (v2, with the pids controller enabled down to it).
+pub fn limit_pod_pids(pod_uid: &str, max: i64) -> Result<(), CgroupError> {
+    let v1 = Path::new(ROOT).join("pids");
+    let unified = !v1.exists();
+    let base = if unified {
+        Path::new(ROOT).to_path_buf()
+    } else {
+        v1
+    };
+    let pod = base.join("wasmkube").join(format!("pod{pod_uid}"));
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CgroupError::Limit { path, source }
+    };
+    std::fs::create_dir_all(&pod).map_err(fail(&pod))?;
+    if unified {
+        for parent in [base.clone(), base.join("wasmkube")] {
+            let control = parent.join("cgroup.subtree_control");
+            std::fs::write(&control, "+pids").map_err(fail(&control))?;
+        }
+    }
+    let file = pod.join("pids.max");
+    std::fs::write(&file, max.to_string()).map_err(fail(&file))
 }
 
 /// Whether the container's memory cgroup saw the OOM killer (cgroup v1 or v2).

@@ -370,7 +370,16 @@ impl Worker {
                 Network::Pod(host_ports(pod))
             };
             match self.ctx.runtime.attach(&self.uid, &network).await {
-                Ok(ip) => self.ip = Some(ip),
+                Ok(ip) => {
+                    // The pod's processes together; each container keeps its own cap too, so a
+                    // failure here leaves the pod limited all the same.
+                    if let Some(max) = self.ctx.pids_limit
+                        && let Err(e) = crate::cgroups::limit_pod_pids(&self.uid, max)
+                    {
+                        tracing::warn!(pod = %pod_label(pod), error = %e, "limiting the pod's processes");
+                    }
+                    self.ip = Some(ip);
+                }
                 Err(e) => {
                     tracing::warn!(pod = %pod_label(pod), error = %e, "attaching the pod network");
                     let message = format!("Failed to create pod sandbox: {e}");
