@@ -402,3 +402,70 @@ fn the_kubernetes_service_names_the_apiserver() -> Result<()> {
     );
     Ok(())
 }
+
+/// RBAC's four kinds are served as Kubernetes serves them (names like `system:…`, kubectl's
+/// columns, roleRef immutable, rules checked), so charts and operators that ship RBAC apply.
+#[test]
+fn rbac_objects_apply_as_charts_ship_them() -> Result<()> {
+    let c = Cluster::start()?;
+    c.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: system:pod-reader\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: [get, list, watch]\n- nonResourceURLs: [/healthz]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: read-pods\n  namespace: default\nsubjects:\n- {kind: User, name: jane, apiGroup: rbac.authorization.k8s.io}\n- {kind: ServiceAccount, name: bot, namespace: default}\nroleRef: {kind: ClusterRole, name: 'system:pod-reader', apiGroup: rbac.authorization.k8s.io}\n",
+    )?;
+    c.ok(&[
+        "create",
+        "role",
+        "cm-editor",
+        "--verb=*",
+        "--resource=configmaps",
+    ])?;
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "ops",
+        "--clusterrole=system:pod-reader",
+        "--group=ops",
+    ])?;
+    let wide = c.ok(&["get", "rolebinding", "read-pods", "-o", "wide"])?;
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"],
+        "{wide}"
+    );
+    assert!(
+        wide.contains("ClusterRole/system:pod-reader") && wide.contains("default/bot"),
+        "{wide}"
+    );
+    assert!(c.ok(&["get", "clusterroles"])?.contains("CREATED AT"));
+    assert!(
+        c.ok(&["describe", "role", "cm-editor"])?
+            .contains("configmaps")
+    );
+
+    let changed = c.fails(&[
+        "patch",
+        "rolebinding",
+        "read-pods",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"roleRef":{"name":"cluster-admin"}}"#,
+    ])?;
+    assert!(
+        changed.contains("roleRef: Invalid value") && changed.contains("cannot change roleRef"),
+        "{changed}"
+    );
+    let out = c.kubectl_stdin(
+        &["create", "-f", "-"],
+        Some("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: empty\nrules:\n- apiGroups: ['']\n  resources: [pods]\n"),
+    )?;
+    let err = String::from_utf8(out.stderr)?;
+    assert!(
+        err.contains("rules[0].verbs: Required value: verbs must contain at least one value"),
+        "{err}"
+    );
+    Ok(())
+}

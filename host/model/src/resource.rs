@@ -277,6 +277,9 @@ fn plugin_module_schema() -> serde_json::Value {
 }
 
 /// Every built-in resource this server serves.
+/// The group of Roles, ClusterRoles and their bindings.
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
 pub fn builtins() -> Vec<ResourceInfo> {
     vec![
         builtin("", "v1", "Namespace", "namespaces", false)
@@ -368,6 +371,16 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
         )
         .short(&["sc"]),
+        builtin(RBAC_GROUP, "v1", "Role", "roles", true),
+        builtin(RBAC_GROUP, "v1", "ClusterRole", "clusterroles", false),
+        builtin(RBAC_GROUP, "v1", "RoleBinding", "rolebindings", true),
+        builtin(
+            RBAC_GROUP,
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+        ),
         builtin(
             "apiextensions.k8s.io",
             "v1",

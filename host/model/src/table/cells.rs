@@ -512,7 +512,39 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>, age: Value) -
             )),
             age,
         ],
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => vec![
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            // As kubectl's printer: `ClusterRole/view`, then the subjects of each kind.
+            let subjects: Vec<&Value> = o
+                .get("subjects")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .collect();
+            let of_kind = |kind: &str| -> String {
+                subjects
+                    .iter()
+                    .filter(|s| s["kind"] == kind)
+                    .map(|s| match (kind, s["namespace"].as_str()) {
+                        ("ServiceAccount", Some(ns)) => format!("{ns}/{}", str_at(s, "/name")),
+                        _ => str_at(s, "/name").to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                json!(format!(
+                    "{}/{}",
+                    str_at(o, "/roleRef/kind"),
+                    str_at(o, "/roleRef/name")
+                )),
+                age,
+                json!(of_kind("User")),
+                json!(of_kind("Group")),
+                json!(of_kind("ServiceAccount")),
+            ]
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition")
+        | ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => vec![
             o.pointer("/metadata/creationTimestamp")
                 .cloned()
                 .unwrap_or(Value::Null),

@@ -149,7 +149,15 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
             ("Endpoints", "string", 0),
             AGE,
         ],
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => &[("Created At", "date", 0)],
+        ("apiextensions.k8s.io", "CustomResourceDefinition")
+        | ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => &[("Created At", "date", 0)],
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => &[
+            ("Role", "string", 0),
+            AGE,
+            ("Users", "string", 1),
+            ("Groups", "string", 1),
+            ("ServiceAccounts", "string", 1),
+        ],
         ("wasmkube.dev", "Plugin") => &[
             ("Kind", "string", 0),
             ("Digest", "string", 0),

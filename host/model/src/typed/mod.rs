@@ -1,7 +1,7 @@
 //! Built-in kinds decoded through their `k8s-openapi` types: type errors, unknown fields and normal form.
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, events, policy, storage,
+    apps, autoscaling, batch, coordination, core, discovery, events, policy, rbac, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::JsonSchema;
@@ -81,6 +81,10 @@ builtin_types! {
     ("events.k8s.io", "Event") => events::v1::Event,
     ("discovery.k8s.io", "EndpointSlice") => discovery::v1::EndpointSlice,
     ("storage.k8s.io", "StorageClass") => storage::v1::StorageClass,
+    ("rbac.authorization.k8s.io", "Role") => rbac::v1::Role,
+    ("rbac.authorization.k8s.io", "ClusterRole") => rbac::v1::ClusterRole,
+    ("rbac.authorization.k8s.io", "RoleBinding") => rbac::v1::RoleBinding,
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rbac::v1::ClusterRoleBinding,
     ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::v1::CustomResourceDefinition,
     ("autoscaling", "Scale") => autoscaling::v1::Scale,
     ("policy", "Eviction") => policy::v1::Eviction,

@@ -37,10 +37,14 @@ pub fn check_name(info: &ResourceInfo, name: &str) -> Result<(), &'static str> {
             Err(DNS1123_LABEL_MSG)
         };
     }
-    if name.contains('/') || name.contains('%') || name == "." || name == ".." {
-        return Err("may not contain '/' or '%' and may not be '.' or '..'");
+    if let Some(problem) = is_path_segment_name(name) {
+        return Err(problem);
     }
-    if info.custom || matches!(info.kind.as_str(), "Event" | "Lease" | "Node") {
+    // RBAC names (`system:node`) are path segments only, as Kubernetes' ValidateRBACName.
+    if info.custom
+        || matches!(info.kind.as_str(), "Event" | "Lease" | "Node")
+        || info.group == crate::resource::RBAC_GROUP
+    {
         return Ok(());
     }
     if is_dns1123_subdomain(name) {
@@ -48,6 +52,13 @@ pub fn check_name(info: &ResourceInfo, name: &str) -> Result<(), &'static str> {
     } else {
         Err(DNS1123_SUBDOMAIN_MSG)
     }
+}
+
+/// What is wrong with `name` as one segment of a URL path (`IsValidPathSegmentName`), if
+/// anything.
+pub fn is_path_segment_name(name: &str) -> Option<&'static str> {
+    (name.contains('/') || name.contains('%') || name == "." || name == "..")
+        .then_some("may not contain '/' or '%' and may not be '.' or '..'")
 }
 
 /// A qualified name: `[prefix/]name`, name ≤ 63 alphanumerics with `-_.` inside.

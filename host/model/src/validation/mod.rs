@@ -4,6 +4,7 @@ mod core;
 mod meta;
 mod plugin;
 mod pod_refs;
+mod rbac;
 mod workloads;
 
 pub use meta::{is_dns1123_label, is_dns1123_subdomain};
@@ -184,6 +185,12 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fi
             ("", "ConfigMap" | "Secret") => core::validate_data(&info.kind, obj, &mut errs),
             ("apiextensions.k8s.io", "CustomResourceDefinition") => {
                 core::validate_crd(obj, &mut errs)
+            }
+            ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+                rbac::validate_role(obj, info.namespaced, &mut errs)
+            }
+            ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+                rbac::validate_binding(obj, old, info.namespaced, &mut errs)
             }
             ("wasmkube.dev", "Plugin") => plugin::validate_plugin(obj, &mut errs),
             ("wasmkube.dev", "PluginModule") => plugin::validate_module(obj, &mut errs),
