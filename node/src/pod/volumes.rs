@@ -97,6 +97,23 @@ struct Source<'a> {
     optional: bool,
 }
 
+impl<'a> Source<'a> {
+    fn new(
+        kind: Kind,
+        name: &'a str,
+        items: Option<&'a Vec<KeyToPath>>,
+        optional: Option<bool>,
+    ) -> Source<'a> {
+        let optional = optional == Some(true);
+        Source {
+            kind,
+            name,
+            items,
+            optional,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     ConfigMap,
@@ -282,20 +299,20 @@ async fn prepare_one(
         return Ok(());
     }
     if let Some(config_map) = &volume.config_map {
-        let source = Source {
-            kind: Kind::ConfigMap,
-            name: &config_map.name,
-            items: config_map.items.as_ref(),
-            optional: config_map.optional == Some(true),
-        };
+        let source = Source::new(
+            Kind::ConfigMap,
+            &config_map.name,
+            config_map.items.as_ref(),
+            config_map.optional,
+        );
         project(sources, &source, config_map.default_mode, &mut files)?;
     } else if let Some(secret) = &volume.secret {
-        let source = Source {
-            kind: Kind::Secret,
-            name: secret.secret_name.as_deref().unwrap_or_default(),
-            items: secret.items.as_ref(),
-            optional: secret.optional == Some(true),
-        };
+        let source = Source::new(
+            Kind::Secret,
+            secret.secret_name.as_deref().unwrap_or_default(),
+            secret.items.as_ref(),
+            secret.optional,
+        );
         project(sources, &source, secret.default_mode, &mut files)?;
     } else if let Some(source) = &volume.downward_api {
         downward_files(pod, source.items.as_ref(), source.default_mode, &mut files);
@@ -303,21 +320,11 @@ async fn prepare_one(
         let mode = projected.default_mode;
         for source in projected.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
-                let source = Source {
-                    kind: Kind::ConfigMap,
-                    name: &c.name,
-                    items: c.items.as_ref(),
-                    optional: c.optional == Some(true),
-                };
+                let source = Source::new(Kind::ConfigMap, &c.name, c.items.as_ref(), c.optional);
                 project(sources, &source, mode, &mut files)?;
             }
             if let Some(s) = &source.secret {
-                let source = Source {
-                    kind: Kind::Secret,
-                    name: &s.name,
-                    items: s.items.as_ref(),
-                    optional: s.optional == Some(true),
-                };
+                let source = Source::new(Kind::Secret, &s.name, s.items.as_ref(), s.optional);
                 project(sources, &source, mode, &mut files)?;
             }
             if let Some(d) = &source.downward_api {
