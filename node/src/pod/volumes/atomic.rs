@@ -72,9 +72,9 @@ fn data_dir(dir: &Path) -> Result<Option<PathBuf>, VolumeError> {
     }
 }
 
-/// A name the writer makes itself: `..` first, but not `..` itself.
+/// A timestamped directory's name: `..` first, but neither `..` itself nor a symlink's name.
 fn own_name(name: &OsStr) -> bool {
-    name.as_bytes().starts_with(b"..") && name != ".."
+    name.as_bytes().starts_with(b"..") && name != ".." && name != DATA && name != DATA_TMP
 }
 
 /// The directory of the files a subPath of the volume at `dir` is resolved in: the one

@@ -117,6 +117,9 @@ fn leftovers_are_replaced() {
     std::fs::write(dir.join("gone"), b"old").expect("a plain file");
     std::fs::create_dir(dir.join("..2020_01_01_00_00_00.1")).expect("a stale dir");
     std::os::unix::fs::symlink("/", dir.join(DATA_TMP)).expect("a stale link");
+    // `..data` pointing at itself (or anywhere but a timestamped directory) is no set.
+    std::os::unix::fs::symlink(DATA, dir.join(DATA)).expect("a looping link");
+    assert!(changed(dir, &Files::new()).expect("compared"));
     write(dir, &files(&[("a", "new"), ("d/b", "x")])).expect("written");
     let listed = listing(dir);
     assert_eq!(listed.len(), 4, "{listed:?}");
