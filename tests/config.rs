@@ -1,10 +1,10 @@
 //! Config that reaches pods, on a real node (containerd, runc, CNI) with the real kubectl: a
 //! pod created before its ConfigMap waits with a `FailedMount` Event (one reading it as an env
 //! var with `CreateContainerConfigError`) and starts once the ConfigMap exists; a changed value
-//! reaches the mounted file within 90 s while the env var and a subPath mount keep the old one;
-//! Secret values arrive byte for byte; `optional: true` sources may be missing. One cluster
-//! for the file. Needs root (CI runs as root); scripts/setup.sh starts containerd and builds
-//! the image.
+//! reaches the mounted file within 90 s (a changed Secret and label theirs) while the env var
+//! and a subPath mount keep the old one; Secret values arrive byte for byte; `optional: true`
+//! sources may be missing. One cluster for the file. Needs root (CI runs as root);
+//! scripts/setup.sh starts containerd and builds the image.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,13 @@ spec:
     imagePullPolicy: Never
     command: [sleep, '3600']
 {container}"
+    )
+}
+
+/// The Secret `creds`: `pw` as given in base64, `bin` bytes that are not text.
+fn secret(pw: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  pw: {pw}\n  bin: AP+AQQoA/g==\n"
     )
 }
 
@@ -84,7 +91,7 @@ fn config_reaches_pods() -> Result<()> {
     let c = Cluster::node(NODE, "wkcfg0", "10.241.0.0/16", &["--agent-port", "0"])?;
 
     // `hunter22` and bytes that are not text, as base64 in the Secret.
-    c.apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  pw: aHVudGVyMjI=\n  bin: AP+AQQoA/g==\n")?;
+    c.apply(&secret("aHVudGVyMjI="))?;
     c.apply(&pod(
         "secret-reader",
         "  volumes:\n  - name: s\n    secret: {secretName: creds, defaultMode: 0400}\n",
@@ -105,10 +112,16 @@ fn config_reaches_pods() -> Result<()> {
     // env var only.
     c.apply(&pod(
         "early",
-        "  volumes:\n  - name: cfg\n    configMap: {name: app}\n",
+        "  volumes:
+  - name: cfg
+    configMap: {name: app}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+",
         "    env: [{name: GREETING, valueFrom: {configMapKeyRef: {name: app, key: greeting}}}]
     volumeMounts:
     - {name: cfg, mountPath: /cfg}
+    - {name: info, mountPath: /info}
     - {name: cfg, mountPath: /etc/greeting, subPath: greeting}
 ",
     ))?;
@@ -170,19 +183,27 @@ fn config_reaches_pods() -> Result<()> {
         "..data/greeting"
     );
 
-    // A changed value reaches the mounted file; the env var and the subPath do not change.
+    // A changed value reaches the mounted file (and a changed Secret and label theirs); the
+    // env var and the subPath do not change.
     c.apply(&config_map("changed"))?;
+    c.apply(&secret("aHVudGVyMjM="))?;
+    c.ok(&["label", "pod", "early", "tier=web"])?;
     let changed = Instant::now();
-    let mut seen = String::new();
+    let mut seen = Vec::new();
+    let wanted = ["changed", "hunter23", "tier=\"web\""];
     eventually(UPDATE_WITHIN, || {
-        seen = read("early", &["cat", "/cfg/greeting"])?;
-        if seen != "changed" {
+        seen = vec![
+            read("early", &["cat", "/cfg/greeting"])?,
+            read("secret-reader", &["cat", "/s/pw"])?,
+            read("early", &["cat", "/info/labels"])?,
+        ];
+        if seen != wanted {
             std::thread::sleep(Duration::from_secs(1));
         }
-        Ok(seen == "changed")
+        Ok(seen == wanted)
     })
-    .map_err(|e| anyhow!("the mounted file still says {seen:?}: {e}\n{}", c.log()))?;
-    eprintln!("the change was in the file after {:?}", changed.elapsed());
+    .map_err(|e| anyhow!("the mounted files still say {seen:?}: {e}\n{}", c.log()))?;
+    eprintln!("the changes were in the files after {:?}", changed.elapsed());
     assert_eq!(read("early", &["cat", "/etc/greeting"])?, "hello");
     assert_eq!(read("early", &env)?, "hello");
     // Only one set of files in the volume: the old one was removed.
