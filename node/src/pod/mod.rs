@@ -404,7 +404,7 @@ impl Worker {
                 self.refresh.read(now);
                 if self.volumes_made {
                     let pod_dir = self.ctx.pods_dir.join(&self.uid);
-                    if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {
+                    if let Err(e) = volumes::update(pod, &pod_dir, &sources).await {
                         let subject = Subject::pod(pod);
                         self.ctx
                             .events

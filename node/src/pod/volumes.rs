@@ -216,10 +216,35 @@ fn downward(pod: &Pod, path: &str) -> String {
     }
 }
 
-/// Prepares every volume of the pod under `pod_dir`, or brings the files of its configMap,
-/// secret, downwardAPI and projected volumes up to date with `sources` and the pod (the
-/// first volume that failed as the error).
+/// Prepares every volume of the pod under `pod_dir` (the first volume that failed as the
+/// error).
 pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
+    make(pod, pod_dir, sources, |_| true).await
+}
+
+/// Brings the files of the pod's configMap, secret, downwardAPI and projected volumes up to
+/// date with `sources` and the pod (the first volume that failed as the error, its files left
+/// as they were).
+pub async fn update(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
+    make(pod, pod_dir, sources, written).await
+}
+
+/// Whether the agent writes the volume's files (with the atomic writer) rather than giving a
+/// directory: configMap, secret, downwardAPI and projected volumes.
+fn written(volume: &Volume) -> bool {
+    volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+}
+
+/// Prepares the pod's volumes that `which` selects.
+async fn make(
+    pod: &Pod,
+    pod_dir: &Path,
+    sources: &Sources,
+    which: fn(&Volume) -> bool,
+) -> Result<(), VolumeError> {
     use std::os::unix::fs::DirBuilderExt;
     let volumes_dir = pod_dir.join("volumes");
     std::fs::DirBuilder::new()
@@ -234,7 +259,7 @@ pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(),
         .unwrap_or_default();
     // Each volume on its own: one whose source is missing does not hold up the others' updates.
     let mut failed = None;
-    for volume in &volumes {
+    for volume in volumes.iter().filter(|v| which(v)) {
         if let Err(source) = prepare_one(pod, pod_dir, sources, volume).await {
             failed.get_or_insert(VolumeError::SetUp {
                 volume: volume.name.clone(),
@@ -458,10 +483,7 @@ pub fn binds(
             (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
             (None, None) => volume_dir(pod_dir, &volume.name)?,
         };
-        let written = volume.config_map.is_some()
-            || volume.secret.is_some()
-            || volume.downward_api.is_some()
-            || volume.projected.is_some();
+        let written = written(volume);
         let read_only_volume = written || claim.is_some_and(|c| c.read_only == Some(true));
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             // In the files as they are now: the mount keeps them when `..data` moves on.

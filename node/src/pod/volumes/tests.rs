@@ -297,7 +297,7 @@ async fn optional_sources_may_be_missing() {
     assert!(!pod_dir.join("volumes/v/b").exists());
 }
 
-/// Preparing again with a changed ConfigMap swaps the files; a subPath mount resolved before
+/// An update with a changed ConfigMap swaps the files; a subPath mount resolved before
 /// keeps the file it had (it is not updated, as in Kubernetes), and one volume whose source
 /// went missing keeps its files without holding up the others.
 #[tokio::test]
@@ -329,7 +329,7 @@ async fn volumes_follow_their_sources_but_sub_paths_do_not() {
     sources.config_maps.insert("old".into(), None);
     let mut relabelled = pod.clone();
     relabelled.metadata.labels = Some(BTreeMap::from([("tier".into(), "web".into())]));
-    let again = prepare(&relabelled, &pod_dir, &sources).await;
+    let again = update(&relabelled, &pod_dir, &sources).await;
     assert!(
         matches!(&again, Err(VolumeError::SetUp { volume, .. }) if volume == "gone"),
         "{again:?}"
