@@ -283,14 +283,14 @@ pub fn environment(
                 } else if let Some(k) = &from.config_map_key_ref {
                     let data = sources.config_map(&k.name);
                     let optional = k.optional == Some(true);
-                    match key_value(data, "configmap", &k.name, &k.key, optional, namespace)? {
+                    match key_value(data, "ConfigMap", &k.name, &k.key, optional, namespace)? {
                         Some(value) => value,
                         None => continue,
                     }
                 } else if let Some(k) = &from.secret_key_ref {
                     let data = sources.secret(&k.name);
                     let optional = k.optional == Some(true);
-                    match key_value(data, "secret", &k.name, &k.key, optional, namespace)? {
+                    match key_value(data, "Secret", &k.name, &k.key, optional, namespace)? {
                         Some(value) => value,
                         None => continue,
                     }
@@ -330,7 +330,7 @@ fn key_value<V: AsRef<[u8]>>(
     match data.and_then(|d| d.get(key)) {
         Some(value) => Ok(Some(text(value))),
         None if optional => Ok(None),
-        None if data.is_none() && kind == "secret" => Err(ConfigError::SecretMissing(name.into())),
+        None if data.is_none() && kind == "Secret" => Err(ConfigError::SecretMissing(name.into())),
         None if data.is_none() => Err(ConfigError::ConfigMapMissing(name.into())),
         None => Err(ConfigError::KeyMissing {
             kind,

@@ -118,3 +118,60 @@ fn environment_from_secret_bytes() {
     assert_eq!(get("S_pw"), Some("hunter22"));
     assert_eq!(get("BIN"), Some("\u{fffd}z"));
 }
+
+/// `optional: true` on `envFrom`, `configMapKeyRef` and `secretKeyRef`: a missing object or
+/// key leaves the variables out; without it, the kubelet's errors.
+#[test]
+fn optional_references_may_be_missing() {
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}})).expect("a pod");
+    let sources = Sources {
+        namespace: "ns".into(),
+        config_maps: [
+            ("absent".to_string(), None),
+            (
+                "cm".to_string(),
+                Some(BTreeMap::from([("k".into(), "v".into())])),
+            ),
+        ]
+        .into(),
+        secrets: [("gone".to_string(), None)].into(),
+        ..Sources::default()
+    };
+    let env = |value: serde_json::Value| {
+        environment(&pod, &container(value), &sources, &Allocatable::default())
+            .map_err(|e| e.to_string())
+    };
+    let optional = env(json!({
+        "name": "a",
+        "envFrom": [
+            {"configMapRef": {"name": "absent", "optional": true}},
+            {"secretRef": {"name": "gone", "optional": true}},
+        ],
+        "env": [
+            {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": true}}},
+            {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "nokey", "optional": true}}},
+            {"name": "C", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k", "optional": true}}},
+            {"name": "D", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+        ],
+    }));
+    assert_eq!(optional, Ok(vec![("D".to_string(), "v".to_string())]));
+    let key_ref = |kind: &str, name: &str, key: &str| {
+        env(
+            json!({"name": "a", "env": [{"name": "X", "valueFrom": {kind: {"name": name, "key": key}}}]}),
+        )
+    };
+    assert_eq!(
+        key_ref("configMapKeyRef", "cm", "nokey"),
+        Err("couldn't find key nokey in ConfigMap ns/cm".to_string())
+    );
+    assert_eq!(
+        key_ref("configMapKeyRef", "absent", "k"),
+        Err(r#"configmap "absent" not found"#.to_string())
+    );
+    assert_eq!(
+        key_ref("secretKeyRef", "gone", "k"),
+        Err(r#"secret "gone" not found"#.to_string())
+    );
+    let from = env(json!({"name": "a", "envFrom": [{"secretRef": {"name": "gone"}}]}));
+    assert_eq!(from, Err(r#"secret "gone" not found"#.to_string()));
+}

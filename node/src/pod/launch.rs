@@ -50,10 +50,13 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The waiting reason of a container whose configuration cannot be made.
+pub const CONFIG_ERROR: &str = "CreateContainerConfigError";
+
 impl Refusal {
     fn config(message: impl ToString) -> Refusal {
         Refusal {
-            reason: "CreateContainerConfigError",
+            reason: CONFIG_ERROR,
             message: message.to_string(),
         }
     }

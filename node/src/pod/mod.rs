@@ -7,6 +7,7 @@ mod hook;
 mod launch;
 mod probe;
 mod pull;
+mod refresh;
 pub mod slot;
 mod sources;
 pub mod status;
@@ -110,7 +111,11 @@ pub struct Worker {
     exits: (mpsc::Sender<Ended>, mpsc::Receiver<Ended>),
     /// Tells each running container's log copier that its process ended.
     log_done: HashMap<String, watch::Sender<bool>>,
+    /// The pod's ConfigMaps, Secrets and claims as last read, and when to read them again.
     sources: Option<Sources>,
+    refresh: refresh::Refresh,
+    /// The volumes were made once: a new read of the sources updates their files.
+    volumes_made: bool,
     /// The network and volumes were given back (the pod ended).
     released: bool,
     verdicts: (mpsc::Sender<probe::Verdict>, mpsc::Receiver<probe::Verdict>),
@@ -143,6 +148,8 @@ impl Worker {
             .unwrap_or_else(Utc::now);
         let mut worker = Worker {
             ip: ctx.runtime.address(&uid),
+            refresh: refresh::Refresh::new(&uid),
+            volumes_made: false,
             ctx,
             uid,
             desired,
@@ -210,6 +217,8 @@ impl Worker {
             let ctx = self.ctx.clone();
             tokio::spawn(async move { kill_and_remove(&ctx, &id).await });
         }
+        // Their volumes were made by the agent before: the next read of the sources updates them.
+        self.volumes_made = self.slots.iter().any(|s| s.running().is_some());
     }
 
     /// Copies the container's output into its log file and waits for its process to end.
@@ -391,18 +400,48 @@ impl Worker {
                 }
             }
         }
+        if self.refresh.due(now) {
+            self.read_sources(pod, now).await;
+        }
         if self.sources.is_none() {
-            match sources::fetch(&self.ctx.api, pod).await {
-                Ok(sources) => self.sources = Some(sources),
-                Err(e) => {
-                    tracing::warn!(pod = %pod_label(pod), error = %e, "reading configmaps and secrets");
+            return self.refresh.next();
+        }
+        let wake = self.start_due(pod, now).await;
+        earliest(wake, self.refresh.next())
+    }
+
+    /// Reads the pod's ConfigMaps, Secrets and claims again; once its volumes are made, their
+    /// files are brought up to date (a failure is an Event, the files stay as they were).
+    async fn read_sources(&mut self, pod: &Pod, now: Instant) {
+        match sources::fetch(&self.ctx.api, pod).await {
+            Ok(sources) => {
+                self.refresh.read(now);
+                if self.volumes_made {
+                    let pod_dir = self.ctx.pods_dir.join(&self.uid);
+                    if let Err(e) = volumes::update(pod, &pod_dir, &sources).await {
+                        let subject = Subject::pod(pod);
+                        self.ctx
+                            .events
+                            .warning(&subject, "FailedMount", &e.to_string());
+                    }
+                }
+                self.sources = Some(sources);
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_label(pod), error = %e, "reading configmaps and secrets");
+                self.refresh.retry(now);
+                if self.sources.is_none() {
                     let message = format!("Unable to attach or mount volumes: {e}");
                     let subject = Subject::pod(pod);
                     self.ctx.events.warning(&subject, "FailedMount", &message);
-                    return Some(now + Duration::from_secs(2));
                 }
             }
         }
+    }
+
+    /// Starts the containers that are due (init containers one at a time, each to success
+    /// before the next); returns when one is due next.
+    async fn start_due(&mut self, pod: &Pod, now: Instant) -> Option<Instant> {
         let spec = pod.spec.clone().unwrap_or_default();
         let containers: Vec<Container> = spec
             .init_containers
@@ -443,14 +482,17 @@ impl Worker {
         let sources = self.sources.clone().unwrap_or_default();
         let pod_dir = self.ctx.pods_dir.join(&self.uid);
         if let Err(e) = volumes::prepare(pod, &pod_dir, &sources).await {
-            // The pod waits for its volumes: an Event on the pod, the container still creating.
+            // The pod waits for its volumes: an Event on the pod, the container still
+            // creating, the sources read again and the start tried again soon.
             let message = e.to_string();
             tracing::warn!(pod = %pod_label(pod), %message, "preparing volumes");
             let subject = Subject::pod(pod);
             self.ctx.events.warning(&subject, "FailedMount", &message);
-            self.slots[index].failed_to_start("ContainerCreating", message, now);
+            let until = self.refresh.retry(now);
+            self.slots[index].wait("ContainerCreating", message, until);
             return;
         }
+        self.volumes_made = true;
         let attempt = self.slots[index].restarts;
         let id = format!("{}-{}-{attempt}", self.uid, container.name);
         let accounts = match self.ctx.runtime.accounts(&image).await {
@@ -521,6 +563,7 @@ impl Worker {
         match self.ctx.runtime.start(launch).await {
             Ok(()) => {
                 drop(permit);
+                self.refresh.settled();
                 let subject = Subject::container(pod, &container.name);
                 let name = &container.name;
                 self.ctx
@@ -546,7 +589,9 @@ impl Worker {
 
 impl Worker {
     /// Records why the container of slot `index` could not start (a `Failed` Event, as the
-    /// kubelet's); it is tried again after its back-off.
+    /// kubelet's); it is tried again after its back-off, or, for a configuration the pod's
+    /// sources may yet fix (`CreateContainerConfigError`: a ConfigMap or Secret missing), with
+    /// the sources read again after the shorter retry, as the kubelet retries it.
     fn refuse(&mut self, pod: &Pod, index: usize, reason: &str, message: String, now: Instant) {
         let name = &self.slots[index].name;
         tracing::warn!(pod = %pod_label(pod), container = %name, %reason, %message, "the container did not start");
@@ -554,7 +599,12 @@ impl Worker {
         self.ctx
             .events
             .warning(&subject, "Failed", &format!("Error: {message}"));
-        self.slots[index].failed_to_start(reason, message, now);
+        if reason == launch::CONFIG_ERROR {
+            let until = self.refresh.retry(now);
+            self.slots[index].wait(reason, message, until);
+        } else {
+            self.slots[index].failed_to_start(reason, message, now);
+        }
     }
 
     /// Writes the pod's status when it differs from what was last written.

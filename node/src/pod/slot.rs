@@ -129,10 +129,16 @@ impl Slot {
     /// It could not start: waits with `reason`, retrying after the back-off.
     pub fn failed_to_start(&mut self, reason: &str, message: String, now: tokio::time::Instant) {
         self.backoff = next_backoff(self.backoff, Duration::ZERO);
+        self.wait(reason, message, now + self.backoff);
+    }
+
+    /// It waits for something besides itself (a ConfigMap, a Secret) with `reason` until
+    /// `until`; its crash-loop back-off is left as it is.
+    pub fn wait(&mut self, reason: &str, message: String, until: tokio::time::Instant) {
         self.state = State::Waiting {
             reason: reason.to_string(),
             message: Some(message),
-            until: Some(now + self.backoff),
+            until: Some(until),
         };
     }
 

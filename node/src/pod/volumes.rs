@@ -13,6 +13,7 @@ use wasmkube_model::validation::is_dns1123_label;
 use crate::container::Sources;
 use crate::spec::Bind;
 
+mod atomic;
 mod beneath;
 
 /// The files of a volume: path in the volume → bytes and mode.
@@ -53,6 +54,8 @@ pub enum VolumeError {
     ConfigMapMissing(String),
     #[error("secret {0:?} not found")]
     SecretMissing(String),
+    #[error("{}: {key}", kind.key_missing())]
+    KeyMissing { kind: Kind, key: String },
     #[error("volume {volume}: {message}")]
     Unsupported { volume: String, message: String },
     #[error("persistentvolumeclaim {0:?} has no volume on this node yet")]
@@ -86,55 +89,98 @@ fn volume_dir(pod_dir: &Path, name: &str) -> Result<PathBuf, VolumeError> {
     Ok(pod_dir.join("volumes").join(name))
 }
 
-/// Writes `files` into `dir`, replacing what was there. Every path is checked first (relative,
-/// no `..`); the directory itself is kept, as containers of the pod may have it mounted; each
-/// file is written beneath it without following a symlink, then renamed into place.
-fn write_files(dir: &Path, files: &Files) -> Result<(), VolumeError> {
-    for relative in files.keys() {
-        beneath::elements(relative)?;
+/// A ConfigMap or Secret a volume projects, as the pod spec names it.
+struct Source<'a> {
+    kind: Kind,
+    name: &'a str,
+    items: Option<&'a Vec<KeyToPath>>,
+    optional: bool,
+}
+
+impl<'a> Source<'a> {
+    fn new(
+        kind: Kind,
+        name: &'a str,
+        items: Option<&'a Vec<KeyToPath>>,
+        optional: Option<bool>,
+    ) -> Source<'a> {
+        let optional = optional == Some(true);
+        Source {
+            kind,
+            name,
+            items,
+            optional,
+        }
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let path = entry.path();
-        // `file_type` is the entry's own: a symlink is removed, never followed.
-        let removed = match entry.file_type() {
-            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-            _ => std::fs::remove_file(&path),
-        };
-        removed.map_err(io(&path))?;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+impl Kind {
+    /// The kubelet's words for an item whose key the source lacks.
+    fn key_missing(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "configmap references non-existent config key",
+            Kind::Secret => "references non-existent secret key",
+        }
     }
-    for (relative, (bytes, mode)) in files {
-        beneath::write_file(dir, relative, bytes, *mode)?;
-    }
-    Ok(())
 }
 
 /// The files of a key/value source: every key, or just `items` mapped to their paths, with
 /// the item's mode or `default_mode`. The values are written as they are (a Secret's were
-/// decoded once, when read from the API).
-fn project<V: AsRef<[u8]>>(
-    data: &BTreeMap<String, V>,
-    items: Option<&Vec<KeyToPath>>,
+/// decoded once, when read from the API). A source that does not exist, or an item whose key
+/// it lacks, is an error unless the source is optional, as with the kubelet.
+fn project(
+    sources: &Sources,
+    source: &Source,
     default_mode: Option<i32>,
     files: &mut Files,
-) {
-    match items {
-        Some(items) => {
-            for item in items {
-                if let Some(value) = data.get(&item.key) {
-                    let file = (value.as_ref().to_vec(), mode(item.mode, default_mode));
-                    files.insert(item.path.clone(), file);
-                }
-            }
+) -> Result<(), VolumeError> {
+    let data: Option<BTreeMap<&String, &[u8]>> = match source.kind {
+        Kind::ConfigMap => sources
+            .config_maps
+            .get(source.name)
+            .and_then(Option::as_ref)
+            .map(|d| d.iter().map(|(k, v)| (k, v.as_bytes())).collect()),
+        Kind::Secret => sources
+            .secrets
+            .get(source.name)
+            .and_then(Option::as_ref)
+            .map(|d| d.iter().map(|(k, v)| (k, v.as_slice())).collect()),
+    };
+    let Some(data) = data else {
+        return match (source.optional, source.kind) {
+            (true, _) => Ok(()),
+            (false, Kind::ConfigMap) => Err(VolumeError::ConfigMapMissing(source.name.into())),
+            (false, Kind::Secret) => Err(VolumeError::SecretMissing(source.name.into())),
+        };
+    };
+    let Some(items) = source.items else {
+        for (key, value) in data {
+            files.insert(key.clone(), (value.to_vec(), mode(None, default_mode)));
         }
-        None => {
-            for (key, value) in data {
-                let file = (value.as_ref().to_vec(), mode(None, default_mode));
-                files.insert(key.clone(), file);
+        return Ok(());
+    };
+    for item in items {
+        match data.get(&item.key) {
+            Some(value) => {
+                let file = (value.to_vec(), mode(item.mode, default_mode));
+                files.insert(item.path.clone(), file);
+            }
+            None if source.optional => {}
+            None => {
+                return Err(VolumeError::KeyMissing {
+                    kind: source.kind,
+                    key: item.key.clone(),
+                });
             }
         }
     }
+    Ok(())
 }
 
 /// The files of downward API `items`.
@@ -170,8 +216,35 @@ fn downward(pod: &Pod, path: &str) -> String {
     }
 }
 
-/// Prepares every volume of the pod under `pod_dir`.
+/// Prepares every volume of the pod under `pod_dir` (the first volume that failed as the
+/// error).
 pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
+    make(pod, pod_dir, sources, |_| true).await
+}
+
+/// Brings the files of the pod's configMap, secret, downwardAPI and projected volumes up to
+/// date with `sources` and the pod (the first volume that failed as the error, its files left
+/// as they were).
+pub async fn update(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(), VolumeError> {
+    make(pod, pod_dir, sources, written).await
+}
+
+/// Whether the agent writes the volume's files (with the atomic writer) rather than giving a
+/// directory: configMap, secret, downwardAPI and projected volumes.
+fn written(volume: &Volume) -> bool {
+    volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+}
+
+/// Prepares the pod's volumes that `which` selects.
+async fn make(
+    pod: &Pod,
+    pod_dir: &Path,
+    sources: &Sources,
+    which: fn(&Volume) -> bool,
+) -> Result<(), VolumeError> {
     use std::os::unix::fs::DirBuilderExt;
     let volumes_dir = pod_dir.join("volumes");
     std::fs::DirBuilder::new()
@@ -184,15 +257,17 @@ pub async fn prepare(pod: &Pod, pod_dir: &Path, sources: &Sources) -> Result<(),
         .as_ref()
         .and_then(|s| s.volumes.clone())
         .unwrap_or_default();
-    for volume in &volumes {
-        prepare_one(pod, pod_dir, sources, volume)
-            .await
-            .map_err(|source| VolumeError::SetUp {
+    // Each volume on its own: one whose source is missing does not hold up the others' updates.
+    let mut failed = None;
+    for volume in volumes.iter().filter(|v| which(v)) {
+        if let Err(source) = prepare_one(pod, pod_dir, sources, volume).await {
+            failed.get_or_insert(VolumeError::SetUp {
                 volume: volume.name.clone(),
                 source: Box::new(source),
-            })?;
+            });
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 async fn prepare_one(
@@ -248,47 +323,37 @@ async fn prepare_one(
         }
         return Ok(());
     }
-    if let Some(source) = &volume.config_map {
-        match sources
-            .config_maps
-            .get(&source.name)
-            .and_then(Option::as_ref)
-        {
-            Some(data) => project(data, source.items.as_ref(), source.default_mode, &mut files),
-            None if source.optional == Some(true) => {}
-            None => return Err(VolumeError::ConfigMapMissing(source.name.clone())),
-        }
-    } else if let Some(source) = &volume.secret {
-        let name = source.secret_name.clone().unwrap_or_default();
-        match sources.secrets.get(&name).and_then(Option::as_ref) {
-            Some(data) => project(data, source.items.as_ref(), source.default_mode, &mut files),
-            None if source.optional == Some(true) => {}
-            None => return Err(VolumeError::SecretMissing(name)),
-        }
+    if let Some(config_map) = &volume.config_map {
+        let source = Source::new(
+            Kind::ConfigMap,
+            &config_map.name,
+            config_map.items.as_ref(),
+            config_map.optional,
+        );
+        project(sources, &source, config_map.default_mode, &mut files)?;
+    } else if let Some(secret) = &volume.secret {
+        let source = Source::new(
+            Kind::Secret,
+            secret.secret_name.as_deref().unwrap_or_default(),
+            secret.items.as_ref(),
+            secret.optional,
+        );
+        project(sources, &source, secret.default_mode, &mut files)?;
     } else if let Some(source) = &volume.downward_api {
         downward_files(pod, source.items.as_ref(), source.default_mode, &mut files);
     } else if let Some(projected) = &volume.projected {
+        let mode = projected.default_mode;
         for source in projected.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
-                match sources.config_maps.get(&c.name).and_then(Option::as_ref) {
-                    Some(data) => {
-                        project(data, c.items.as_ref(), projected.default_mode, &mut files)
-                    }
-                    None if c.optional == Some(true) => {}
-                    None => return Err(VolumeError::ConfigMapMissing(c.name.clone())),
-                }
+                let source = Source::new(Kind::ConfigMap, &c.name, c.items.as_ref(), c.optional);
+                project(sources, &source, mode, &mut files)?;
             }
             if let Some(s) = &source.secret {
-                match sources.secrets.get(&s.name).and_then(Option::as_ref) {
-                    Some(data) => {
-                        project(data, s.items.as_ref(), projected.default_mode, &mut files)
-                    }
-                    None if s.optional == Some(true) => {}
-                    None => return Err(VolumeError::SecretMissing(s.name.clone())),
-                }
+                let source = Source::new(Kind::Secret, &s.name, s.items.as_ref(), s.optional);
+                project(sources, &source, mode, &mut files)?;
             }
             if let Some(d) = &source.downward_api {
-                downward_files(pod, d.items.as_ref(), projected.default_mode, &mut files);
+                downward_files(pod, d.items.as_ref(), mode, &mut files);
             }
         }
     } else {
@@ -297,17 +362,33 @@ async fn prepare_one(
             message: "only emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected volumes are supported on this node".into(),
         });
     }
-    if volume.secret.is_some() || volume.projected.is_some() {
-        // Projected volumes carry secrets and service account tokens too.
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        // Read-only in the containers, traversable by their users whoever they run as.
-        let options = vec![
-            "mode=0755".to_string(),
-            format!("size={}", secret_tmpfs_size(&files)?),
-        ];
-        tmpfs(&dir, options, is_mounted(&dir)).await?;
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    // Secret and projected volumes (which carry secrets and service account tokens too) are
+    // a tmpfs; nothing is rewritten, nor remounted, when the files are what they were.
+    let on_tmpfs = volume.secret.is_some() || volume.projected.is_some();
+    let mounted = on_tmpfs && is_mounted(&dir);
+    if (mounted || !on_tmpfs) && !atomic::changed(&dir, &files)? {
+        return Ok(());
     }
-    write_files(&dir, &files)
+    if on_tmpfs {
+        // Room for the files and for the set they replace, until the swap removes it.
+        let used = if mounted { used_bytes(&dir)? } else { 0 };
+        let size = secret_tmpfs_size(&files)?.saturating_add(used);
+        if size > MAX_SECRET_VOLUME_BYTES {
+            return Err(VolumeError::TooLarge { bytes: size });
+        }
+        // Read-only in the containers, traversable by their users whoever they run as.
+        let options = vec!["mode=0755".to_string(), format!("size={size}")];
+        tmpfs(&dir, options, mounted).await?;
+    }
+    atomic::write(&dir, &files)
+}
+
+/// The bytes in use on the filesystem at `dir` (a secret volume's tmpfs).
+fn used_bytes(dir: &Path) -> Result<u64, VolumeError> {
+    let stat = rustix::fs::statvfs(dir).map_err(|e| io(dir)(e.into()))?;
+    let blocks = stat.f_blocks.saturating_sub(stat.f_bfree);
+    Ok(blocks.saturating_mul(stat.f_frsize))
 }
 
 /// The size of a secret volume's tmpfs for `files`: their bytes, a page each and
@@ -402,12 +483,11 @@ pub fn binds(
             (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
             (None, None) => volume_dir(pod_dir, &volume.name)?,
         };
-        let read_only_volume = volume.config_map.is_some()
-            || volume.secret.is_some()
-            || volume.downward_api.is_some()
-            || volume.projected.is_some()
-            || claim.is_some_and(|c| c.read_only == Some(true));
+        let written = written(volume);
+        let read_only_volume = written || claim.is_some_and(|c| c.read_only == Some(true));
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            // In the files as they are now: the mount keeps them when `..data` moves on.
+            Some(sub) if written => beneath::sub_path(&atomic::sub_path_base(&base)?, sub)?,
             // Resolved beneath the volume, no symlink followed (CVE-2017-1002101).
             Some(sub) => beneath::sub_path(&base, sub)?,
             None => base,

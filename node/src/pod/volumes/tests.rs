@@ -44,8 +44,8 @@ fn claims_mount_their_volume_directory_read_only_when_asked() {
 
 /// A Secret's value is base64-decoded once: `hunter22` (served as `aHVudGVyMjI=`) and bytes
 /// that are not UTF-8 come out of the volume byte for byte, on a tmpfs sized to them, in
-/// directories only root can enter; taking the pod down unmounts it. (Mounts: needs root, as
-/// the node agent.)
+/// directories only root can enter; a change is written on the same tmpfs; taking the pod down
+/// unmounts it. (Mounts: needs root, as the node agent.)
 #[tokio::test]
 async fn secret_volume_files_are_the_secret_bytes_on_a_tmpfs() {
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -69,6 +69,11 @@ async fn secret_volume_files_are_the_secret_bytes_on_a_tmpfs() {
     let prepared_again = prepare(&pod, &pod_dir, &sources).await;
     let read = |name: &str| std::fs::read(volume.join(name)).ok();
     let (pw, bin) = (read("pw"), read("bin"));
+    // An update needs room for both sets on the tmpfs until the swap: it is resized.
+    let mut changed = sources.clone();
+    let data = BTreeMap::from([("pw".to_string(), b"hunter23".to_vec())]);
+    changed.secrets.insert("creds".into(), Some(data));
+    let updated = prepare(&pod, &pod_dir, &changed).await.map(|()| read("pw"));
     let mode = |path: &Path| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(path)
@@ -89,7 +94,8 @@ async fn secret_volume_files_are_the_secret_bytes_on_a_tmpfs() {
     assert!(mounted.starts_with("tmpfs "), "{mounted}");
     // 1 MiB of slack, a page per file and 12 bytes: 1036 KiB in whole pages.
     assert!(mounted.contains("size=1036k"), "{mounted}");
-    prepared_again.expect("prepared again (remounted)");
+    prepared_again.expect("prepared again (unchanged)");
+    assert_eq!(updated.expect("updated").as_deref(), Some(&b"hunter23"[..]));
     assert_eq!(pw.as_deref(), Some(&b"hunter22"[..]));
     assert_eq!(bin.as_deref(), Some(&[0xff, 0x00, 0x80, 0x41][..]));
     assert_eq!(modes, (Some(0o700), Some(0o700), Some(0o755)));
@@ -222,4 +228,118 @@ async fn item_paths_stay_in_the_volume_with_their_modes() {
     };
     assert_eq!(mode("plain"), Some(0o600));
     assert_eq!(mode("dir/own"), Some(0o400));
+}
+
+fn config_pod(volumes: serde_json::Value, mounts: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "volumeMounts": mounts}], "volumes": volumes},
+    }))
+    .expect("a pod")
+}
+
+fn config_map(sources: &mut Sources, name: &str, data: &[(&str, &str)]) {
+    let data = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    sources.config_maps.insert(name.into(), Some(data));
+}
+
+/// `optional: true` makes a missing ConfigMap or Secret, or a missing key of `items`, an empty
+/// volume or a file left out; without it each is the kubelet's error.
+#[tokio::test]
+async fn optional_sources_may_be_missing() {
+    let volume =
+        |source: serde_json::Value| serde_json::json!([{"name": "v", "configMap": source}]);
+    let mut sources = Sources::default();
+    sources.config_maps.insert("absent".into(), None);
+    config_map(&mut sources, "cm", &[("a", "1")]);
+    let root = tempfile::tempdir().expect("a temp dir");
+    let pod_dir = root.path().join("pod");
+    let error = |source: serde_json::Value| {
+        let pod = config_pod(volume(source), serde_json::json!([]));
+        let sources = sources.clone();
+        let pod_dir = pod_dir.clone();
+        async move {
+            prepare(&pod, &pod_dir, &sources)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        }
+    };
+    assert_eq!(
+        error(serde_json::json!({"name": "absent"}))
+            .await
+            .as_deref(),
+        Some(r#"MountVolume.SetUp failed for volume "v" : configmap "absent" not found"#)
+    );
+    let missing_key = serde_json::json!({"name": "cm", "items": [{"key": "b", "path": "b"}]});
+    assert_eq!(
+        error(missing_key).await.as_deref(),
+        Some(
+            r#"MountVolume.SetUp failed for volume "v" : configmap references non-existent config key: b"#
+        )
+    );
+    assert_eq!(
+        error(serde_json::json!({"name": "absent", "optional": true})).await,
+        None
+    );
+    let files = std::fs::read_dir(pod_dir.join("volumes/v")).expect("the volume");
+    assert_eq!(files.count(), 2, "..data and its empty directory");
+    let items = serde_json::json!([{"key": "b", "path": "b"}, {"key": "a", "path": "a"}]);
+    let optional_key = serde_json::json!({"name": "cm", "optional": true, "items": items});
+    assert_eq!(error(optional_key).await, None);
+    assert_eq!(
+        std::fs::read(pod_dir.join("volumes/v/a")).ok().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert!(!pod_dir.join("volumes/v/b").exists());
+}
+
+/// An update with a changed ConfigMap swaps the files; a subPath mount resolved before
+/// keeps the file it had (it is not updated, as in Kubernetes), and one volume whose source
+/// went missing keeps its files without holding up the others.
+#[tokio::test]
+async fn volumes_follow_their_sources_but_sub_paths_do_not() {
+    let pod = config_pod(
+        serde_json::json!([
+            {"name": "cfg", "configMap": {"name": "cm"}},
+            {"name": "gone", "configMap": {"name": "old"}},
+            {"name": "info", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            ]}},
+        ]),
+        serde_json::json!([{"name": "cfg", "mountPath": "/etc/key", "subPath": "key"}]),
+    );
+    let mut sources = Sources::default();
+    config_map(&mut sources, "cm", &[("key", "one")]);
+    config_map(&mut sources, "old", &[("k", "kept")]);
+    let root = tempfile::tempdir().expect("a temp dir");
+    let pod_dir = root.path().join("pod");
+    prepare(&pod, &pod_dir, &sources).await.expect("prepared");
+    let container = &pod.spec.as_ref().expect("a spec").containers[0];
+    let bound = binds(&pod, &pod_dir, container, &sources).expect("binds");
+    let sub_path = bound[0].source.clone();
+    assert!(!sub_path.is_symlink(), "the file itself: {sub_path:?}");
+    assert_eq!(std::fs::read(&sub_path).expect("read"), b"one");
+    let held = std::fs::File::open(&sub_path).expect("opened, as a bind mount holds it");
+
+    config_map(&mut sources, "cm", &[("key", "two")]);
+    sources.config_maps.insert("old".into(), None);
+    let mut relabelled = pod.clone();
+    relabelled.metadata.labels = Some(BTreeMap::from([("tier".into(), "web".into())]));
+    let again = update(&relabelled, &pod_dir, &sources).await;
+    assert!(
+        matches!(&again, Err(VolumeError::SetUp { volume, .. }) if volume == "gone"),
+        "{again:?}"
+    );
+    let read = |p: &str| std::fs::read_to_string(pod_dir.join("volumes").join(p)).ok();
+    assert_eq!(read("cfg/key").as_deref(), Some("two"));
+    assert_eq!(read("gone/k").as_deref(), Some("kept"));
+    assert_eq!(read("info/labels").as_deref(), Some("tier=\"web\"\n"));
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut &held, &mut old).expect("still readable");
+    assert_eq!(old, "one");
+    assert!(!sub_path.exists(), "the old set was removed");
 }
