@@ -203,7 +203,10 @@ fn config_reaches_pods() -> Result<()> {
         Ok(seen == wanted)
     })
     .map_err(|e| anyhow!("the mounted files still say {seen:?}: {e}\n{}", c.log()))?;
-    eprintln!("the changes were in the files after {:?}", changed.elapsed());
+    eprintln!(
+        "the changes were in the files after {:?}",
+        changed.elapsed()
+    );
     assert_eq!(read("early", &["cat", "/etc/greeting"])?, "hello");
     assert_eq!(read("early", &env)?, "hello");
     // Only one set of files in the volume: the old one was removed.

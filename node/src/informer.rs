@@ -178,7 +178,7 @@ mod tests {
     fn cm(ns: &str, name: &str, version: &str) -> ConfigMap {
         serde_json::from_value(serde_json::json!({"metadata": {
             "namespace": ns, "name": name, "resourceVersion": version}}))
-        .unwrap()
+        .expect("test setup")
     }
 
     fn drain(rx: &mut broadcast::Receiver<Key>) -> Vec<Key> {
@@ -210,7 +210,7 @@ mod tests {
         informer.apply("MODIFIED", cm("a", "x", "2"));
         let version = informer
             .get("a/x")
-            .unwrap()
+            .expect("test setup")
             .metadata
             .resource_version
             .clone();

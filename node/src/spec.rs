@@ -342,7 +342,7 @@ mod tests {
         let spec = runtime_spec(&process);
         let kinds: Vec<&str> = spec["linux"]["namespaces"]
             .as_array()
-            .unwrap()
+            .expect("namespaces")
             .iter()
             .filter_map(|n| n["type"].as_str())
             .collect();

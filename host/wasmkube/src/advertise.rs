@@ -105,8 +105,8 @@ mod tests {
 
     #[test]
     fn the_flag_wins_then_the_bind_address() {
-        let flag: IpAddr = "192.0.2.9".parse().unwrap();
-        let bind: IpAddr = "198.51.100.4".parse().unwrap();
+        let flag: IpAddr = "192.0.2.9".parse().expect("test setup");
+        let bind: IpAddr = "198.51.100.4".parse().expect("test setup");
         assert_eq!(address(Some(flag), bind), flag);
         assert_eq!(address(None, bind), bind);
         let found = address(None, IpAddr::from([0, 0, 0, 0]));
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn the_slice_has_the_address_family_of_the_address() {
-        let v6: IpAddr = "fd00::2".parse().unwrap();
+        let v6: IpAddr = "fd00::2".parse().expect("test setup");
         assert_eq!(slice(v6, 6443)["addressType"], "IPv6");
         assert_eq!(
             slice(IpAddr::from([10, 0, 0, 1]), 443)["ports"][0]["port"],

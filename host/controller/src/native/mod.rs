@@ -269,14 +269,14 @@ mod tests {
     /// through the controllers' loop.
     #[tokio::test]
     async fn a_panic_on_one_object_becomes_an_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("store.redb")).unwrap();
-        let server = Server::new(store, None).await.unwrap();
+        let dir = tempfile::tempdir().expect("test setup");
+        let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("test setup");
+        let server = Server::new(store, None).await.expect("test setup");
         let namespaces = server
             .registry()
             .by_kind("v1", "Namespace")
             .cloned()
-            .unwrap();
+            .expect("test setup");
         let default =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
         create_object(
@@ -288,23 +288,27 @@ mod tests {
             &mut Vec::new(),
         )
         .await
-        .unwrap();
+        .expect("test setup");
         let obj = json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "odd", "uid": "u-1"}});
         guarded(&server, &obj, async { panic!("index out of range") }).await;
-        let info = server.registry().by_kind("v1", "Event").cloned().unwrap();
+        let info = server
+            .registry()
+            .by_kind("v1", "Event")
+            .cloned()
+            .expect("test setup");
         let events = server
             .objects
             .list(&info, Some("default"), None, None, None, |_| true)
             .await
-            .unwrap();
+            .expect("test setup");
         let event = &events.items[0];
         assert_eq!(event["reason"], "FailedSync");
         assert_eq!(event["involvedObject"]["name"], "odd");
         assert!(
             event["message"]
                 .as_str()
-                .unwrap()
+                .expect("test setup")
                 .contains("index out of range")
         );
     }
