@@ -164,6 +164,22 @@ fn users_seccomp_and_secret_volumes_hold() -> Result<()> {
     ))?;
     refused(&c, "escape", "path \"escape\" crosses a symlink")?;
 
+    // A subPath that stays inside its volume is pinned: the runtime mounts a private bind
+    // mount of what the agent opened (kubelet's volume-subpaths), gone with the pod.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pinned\nspec:\n  nodeName: {NODE}\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 0\n  volumes: [{{name: data, emptyDir: {{}}}}]\n  initContainers:\n  - name: plant\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'mkdir /data/sub && echo inside > /data/sub/f']\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'cat /host/f; sleep 3600']\n    volumeMounts: [{{name: data, mountPath: /host, subPath: sub}}]\n"
+    ))?;
+    phase_is(&c, "pinned", "Running")?;
+    let pinned_uid = field(&c, "pinned", ".metadata.uid")?;
+    let pin = format!("/pods/{pinned_uid}/volume-subpaths/data/main/0 ");
+    let pinned = || std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| m.contains(&pin));
+    assert!(pinned(), "no pinned mount {pin}");
+    eventually(Duration::from_secs(10), || {
+        Ok(c.ok(&["logs", "pinned"])?.contains("inside"))
+    })?;
+    c.ok(&["delete", "pod", "pinned", "--wait=true", "--timeout=30s"])?;
+    eventually(Duration::from_secs(30), || Ok(!pinned()))?;
+
     // A Secret volume is a tmpfs: in the container and on the host, where it is gone with
     // the pod.
     c.apply(

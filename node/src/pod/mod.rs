@@ -513,13 +513,20 @@ impl Worker {
             cgroups_path: crate::cgroups::container_path(&self.uid, &id),
             pids_limit: self.ctx.pids_limit,
         };
-        let process = match launch::process(pod, container, &inputs) {
+        let mut process = match launch::process(pod, container, &inputs) {
             Ok(process) => process,
             Err(refusal) => {
                 self.refuse(pod, index, refusal.reason, refusal.message, now);
                 return;
             }
         };
+        if let Err(e) =
+            volumes::pin_sub_paths(pod, &pod_dir, container, &sources, &mut process.binds)
+        {
+            let reason = "CreateContainerConfigError";
+            self.refuse(pod, index, reason, e.to_string(), now);
+            return;
+        }
         let fifos = async {
             let (stdout, stderr) = logs::make_fifos(&self.ctx.fifo_dir, &id).await?;
             let stdin = match container.stdin {

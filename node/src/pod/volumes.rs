@@ -15,6 +15,7 @@ use crate::spec::Bind;
 
 mod atomic;
 mod beneath;
+mod subpath;
 
 /// The files of a volume: path in the volume → bytes and mode.
 type Files = BTreeMap<String, (Vec<u8>, u32)>;
@@ -446,8 +447,13 @@ pub fn is_mounted(path: &Path) -> bool {
     })
 }
 
-/// Unmounts the pod's tmpfs volumes and removes its directory.
+/// Unmounts the pod's pinned subPaths and tmpfs volumes and removes its directory; one still
+/// mounted keeps the directory (removing it would reach through the mount into the volume).
 pub async fn clean(pod_dir: &Path) {
+    if !subpath::release(pod_dir) {
+        tracing::warn!(pod_dir = %pod_dir.display(), "a pinned subPath is still mounted; the pod directory stays");
+        return;
+    }
     if let Ok(entries) = std::fs::read_dir(pod_dir.join("volumes")) {
         for entry in entries.flatten() {
             if is_mounted(&entry.path()) {
@@ -461,34 +467,54 @@ pub async fn clean(pod_dir: &Path) {
     let _ = std::fs::remove_dir_all(pod_dir);
 }
 
-/// The bind mounts of a container's volumeMounts.
+/// Where a volumeMount's files come from on the host: the volume's directory (the current set
+/// of files for a volume the agent writes), and whether the volume is read-only.
+fn mount_base(
+    pod: &Pod,
+    pod_dir: &Path,
+    container: &k8s_openapi::api::core::v1::Container,
+    sources: &Sources,
+    mount: &k8s_openapi::api::core::v1::VolumeMount,
+) -> Result<(PathBuf, bool), VolumeError> {
+    let volume = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .and_then(|v| v.iter().find(|v| v.name == mount.name))
+        .ok_or_else(|| VolumeError::NoSuchVolume {
+            container: container.name.clone(),
+            volume: mount.name.clone(),
+        })?;
+    let claim = volume.persistent_volume_claim.as_ref();
+    let base = match (&volume.host_path, claim) {
+        (Some(host), _) => PathBuf::from(&host.path),
+        (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
+        (None, None) => volume_dir(pod_dir, &volume.name)?,
+    };
+    let written = written(volume);
+    let read_only = written || claim.is_some_and(|c| c.read_only == Some(true));
+    // A subPath of a written volume is taken in the files as they are now: the mount keeps them
+    // when `..data` moves on.
+    let base = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        Some(_) if written => atomic::sub_path_base(&base)?,
+        _ => base,
+    };
+    Ok((base, read_only))
+}
+
+/// The bind mounts of a container's volumeMounts. A `subPath` is resolved beneath its volume,
+/// no symlink followed (CVE-2017-1002101); [`pin_sub_paths`] then pins it before the runtime
+/// sees it.
 pub fn binds(
     pod: &Pod,
     pod_dir: &Path,
     container: &k8s_openapi::api::core::v1::Container,
     sources: &Sources,
 ) -> Result<Vec<Bind>, VolumeError> {
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     let mut binds = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
-        let volume = volumes
-            .and_then(|v| v.iter().find(|v| v.name == mount.name))
-            .ok_or_else(|| VolumeError::NoSuchVolume {
-                container: container.name.clone(),
-                volume: mount.name.clone(),
-            })?;
-        let claim = volume.persistent_volume_claim.as_ref();
-        let base = match (&volume.host_path, claim) {
-            (Some(host), _) => PathBuf::from(&host.path),
-            (None, Some(claim)) => claim_dir(sources, &claim.claim_name)?.clone(),
-            (None, None) => volume_dir(pod_dir, &volume.name)?,
-        };
-        let written = written(volume);
-        let read_only_volume = written || claim.is_some_and(|c| c.read_only == Some(true));
+        let (base, read_only_volume) = mount_base(pod, pod_dir, container, sources, mount)?;
         let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            // In the files as they are now: the mount keeps them when `..data` moves on.
-            Some(sub) if written => beneath::sub_path(&atomic::sub_path_base(&base)?, sub)?,
-            // Resolved beneath the volume, no symlink followed (CVE-2017-1002101).
             Some(sub) => beneath::sub_path(&base, sub)?,
             None => base,
         };
@@ -499,6 +525,40 @@ pub fn binds(
         });
     }
     Ok(binds)
+}
+
+/// Opens each `subPath` of the container again beneath its volume and bind-mounts what was
+/// opened to a private path of the pod, which replaces the bind's source: between this and the
+/// runtime's mount no container can redirect it. Needs the agent's right to mount.
+pub fn pin_sub_paths(
+    pod: &Pod,
+    pod_dir: &Path,
+    container: &k8s_openapi::api::core::v1::Container,
+    sources: &Sources,
+    binds: &mut [Bind],
+) -> Result<(), VolumeError> {
+    if !is_dns1123_label(&container.name) {
+        return Err(VolumeError::Path {
+            path: container.name.clone(),
+            reason: "is no DNS-1123 label (a container name)",
+        });
+    }
+    for (index, mount) in container.volume_mounts.iter().flatten().enumerate() {
+        let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let (base, _) = mount_base(pod, pod_dir, container, sources, mount)?;
+        let target = beneath::open_sub_path(&base, sub)?;
+        let point = subpath::point(pod_dir, &mount.name, &container.name, index);
+        let pinned = subpath::pin(&target, &point)?;
+        for bind in binds
+            .iter_mut()
+            .filter(|b| b.destination == mount.mount_path)
+        {
+            bind.source = pinned.clone();
+        }
+    }
+    Ok(())
 }
 
 /// Writes the pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, and returns their

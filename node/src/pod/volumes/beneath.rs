@@ -93,24 +93,25 @@ fn errno(root: &Path, path: &str, e: Errno) -> VolumeError {
     }
 }
 
-/// The host path of `subPath` `sub` of the volume at `root`, missing directories made as the
+/// `subPath` `sub` of the volume at `root`, opened (`O_PATH`), missing directories made as the
 /// kubelet makes them. Resolved element by element with `openat2` beneath the root, refusing
 /// any symlink, so that a container cannot point a later container's mount outside the volume
 /// (an init container's `escape -> /` in an emptyDir).
-///
-/// The path is what containerd is given, so a window remains: a container that shares the
-/// volume could swap a directory on the path for a symlink between this check and the mount
-/// in the runtime. The path returned is the kernel's own for the opened file
-/// (`/proc/self/fd/N`), checked to lie under the root, and no element of it was a symlink;
-/// the kubelet closes the window by bind-mounting the open fd to a private path first, which
-/// needs the agent to mount.
-pub(super) fn sub_path(root: &Path, sub: &str) -> Result<PathBuf, VolumeError> {
+pub(super) fn open_sub_path(root: &Path, sub: &str) -> Result<OwnedFd, VolumeError> {
     let elements = elements(sub)?;
     let (last, dirs) = elements
         .split_last()
         .ok_or_else(|| errno(root, sub, Errno::INVAL))?;
     let dir = parent(open_root(root)?, dirs).map_err(|e| errno(root, sub, e))?;
-    let target = step(&dir, last, false, true).map_err(|e| errno(root, sub, e))?;
+    step(&dir, last, false, true).map_err(|e| errno(root, sub, e))
+}
+
+/// The host path of `subPath` `sub` of the volume at `root` ([`open_sub_path`]): the kernel's
+/// own name for the opened file (`/proc/self/fd/N`), checked to lie under the root. The
+/// runtime is given the pinned mount of it instead (`subpath::pin`), since a container sharing
+/// the volume could swap a directory on this path for a symlink before the runtime mounts it.
+pub(super) fn sub_path(root: &Path, sub: &str) -> Result<PathBuf, VolumeError> {
+    let target = open_sub_path(root, sub)?;
     let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target));
     let resolved = std::fs::read_link(&fd).map_err(|source| VolumeError::Io {
         path: root.join(sub),
