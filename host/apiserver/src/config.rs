@@ -138,6 +138,12 @@ impl ServiceRange {
     pub fn first(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.base + 1)
     }
+
+    /// The tenth address, the `kube-dns` Service's (10.96.0.10, where charts and tools expect
+    /// the cluster DNS).
+    pub fn dns(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 10)
+    }
 }
 
 impl Default for ServiceRange {
