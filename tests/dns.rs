@@ -11,51 +11,42 @@ use wasmkube_e2e::{Cluster, eventually};
 const NODE: &str = "wk-dns";
 const NS: &str = "dns";
 
+/// A 2-replica busybox httpd Deployment or StatefulSet and its Service, named `name`, with a
+/// port named `http`; a StatefulSet's Service is headless.
+fn httpd(kind: &str, name: &str) -> String {
+    let (service_name, cluster_ip) = match kind {
+        "StatefulSet" => (format!("\n  serviceName: {name}"), "\n  clusterIP: None"),
+        _ => (String::new(), ""),
+    };
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: {kind}
+metadata: {{name: {name}, namespace: dns}}
+spec:{service_name}
+  replicas: 2
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {{name: httpd, image: docker.io/library/busybox:latest, imagePullPolicy: Never,
+         command: [httpd, -f, -p, '8080', -h, /var/www], ports: [{{name: http, containerPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: dns}}
+spec:{cluster_ip}
+  selector: {{app: {name}}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---"#
+    )
+}
+
+/// An ExternalName Service and two client pods: one with a hostname, subdomain and aliases,
+/// one with its own DNS settings.
 const MANIFESTS: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: dns}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: httpd, image: docker.io/library/busybox:latest, imagePullPolicy: Never,
-         command: [httpd, -f, -p, '8080', -h, /var/www], ports: [{name: http, containerPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: dns}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: dns}
-spec:
-  clusterIP: None
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: web, namespace: dns}
-spec:
-  serviceName: web
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - {name: httpd, image: docker.io/library/busybox:latest, imagePullPolicy: Never,
-         command: [httpd, -f, -p, '8080', -h, /var/www], ports: [{name: http, containerPort: 8080}]}
----
 apiVersion: v1
 kind: Service
 metadata: {name: ext, namespace: dns}
@@ -126,6 +117,7 @@ fn get(c: &Cluster, args: &[&str]) -> Result<String> {
 fn pods_resolve_services_and_statefulset_pods_through_the_node_dns() -> Result<()> {
     let c = Cluster::node(NODE, "wkdns0", "10.253.0.0/16", &[])?;
     c.ok(&["create", "namespace", NS])?;
+    c.apply(&[httpd("Deployment", "echo"), httpd("StatefulSet", "web")].concat())?;
     c.apply(MANIFESTS)?;
 
     // The cluster DNS Service, and this node's server as its endpoint.

@@ -22,7 +22,7 @@ use crate::api::Api;
 use crate::informer::{Informer, Key};
 
 pub use forward::{Forwarder, upstreams};
-pub use server::Handler;
+pub use server::{Handler, serve};
 pub use zone::{Answer, Zone, ZoneError};
 
 /// The cluster DNS Service's namespace and name.
