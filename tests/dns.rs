@@ -115,7 +115,14 @@ fn get(c: &Cluster, args: &[&str]) -> Result<String> {
 
 #[test]
 fn pods_resolve_services_and_statefulset_pods_through_the_node_dns() -> Result<()> {
-    let c = Cluster::node(NODE, "wkdns0", "10.253.0.0/16", &[])?;
+    // Names outside the cluster domain go to a port on loopback where nothing listens, so
+    // that no question (a search domain tried by a resolver) ever leaves the machine.
+    let c = Cluster::node(
+        NODE,
+        "wkdns0",
+        "10.253.0.0/16",
+        &["--upstream-dns", "127.0.0.1:9"],
+    )?;
     c.ok(&["create", "namespace", NS])?;
     c.apply(&[httpd("Deployment", "echo"), httpd("StatefulSet", "web")].concat())?;
     c.apply(MANIFESTS)?;

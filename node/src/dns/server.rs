@@ -171,7 +171,11 @@ fn bind(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
             SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
             SocketAddr::V6(_) => socket.set_freebind_v6(true)?,
         }
-        socket.set_reuse_address(true)?;
+        // A restarted agent binds TCP again while its old connections wait; UDP must stay
+        // exclusive, or a second server on the address would silently share the questions.
+        if kind == Type::STREAM {
+            socket.set_reuse_address(true)?;
+        }
         socket.set_nonblocking(true)?;
         socket.bind(&address.into())?;
         Ok(socket)
