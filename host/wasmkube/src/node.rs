@@ -167,8 +167,10 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
         args.agent.pod_network = Some(args.server.cluster_cidr.to_string());
     }
     let started = server::start(args.server).await?;
-    if args.agent.cluster_dns.is_empty() {
-        args.agent.cluster_dns = vec![IpAddr::V4(started.server.service_range.dns())];
+    if args.agent.cluster_dns.is_empty()
+        && let Some(dns) = started.server.service_range.dns()
+    {
+        args.agent.cluster_dns = vec![IpAddr::V4(dns)];
     }
     let config = args
         .agent

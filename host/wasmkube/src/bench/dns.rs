@@ -77,7 +77,7 @@ fn serve(count: usize) -> anyhow::Result<SocketAddr> {
     let mut slices = Vec::with_capacity(count);
     for i in 0..count {
         let (ns, name) = names(i);
-        let cluster_ip = if i % MIX == 0 {
+        let cluster_ip = if i.is_multiple_of(MIX) {
             "None".to_string()
         } else {
             service_ip(i)
@@ -180,7 +180,7 @@ async fn ask(
         latencies.push(began.elapsed());
         let answer = Message::from_vec(&buffer[..read])?;
         // A PTR of a headless Service's number names nothing in the zone: forwarded, SERVFAIL.
-        let forwarded = qtype == RecordType::PTR && i % MIX == 0;
+        let forwarded = qtype == RecordType::PTR && i.is_multiple_of(MIX);
         let right = answer.metadata.id == message.metadata.id
             && (answer.metadata.response_code == expected || forwarded);
         if !right {
