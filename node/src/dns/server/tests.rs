@@ -88,3 +88,42 @@ async fn a_zone_not_yet_synced_answers_servfail_not_nxdomain() {
     .expect("an answer");
     assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
 }
+
+#[tokio::test]
+async fn tcp_connections_are_bounded() {
+    use tokio::io::AsyncReadExt;
+
+    let address = server();
+    let mut held = Vec::new();
+    for _ in 0..MAX_TCP_CONNECTIONS {
+        held.push(
+            tokio::net::TcpStream::connect(address)
+                .await
+                .expect("a connection"),
+        );
+    }
+    // One too many: accepted and closed at once, while the others stay open.
+    let mut extra = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("a connection");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(3), extra.read(&mut byte))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(held);
+    // Once they are gone, questions over TCP are answered again.
+    let mut query = Message::query();
+    query.add_query(question("echo.t1.svc.cluster.local.", RecordType::A));
+    let answer = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Ok(answer) = tcp(address, &query.to_vec().expect("a query")).await {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("an answer over TCP");
+    assert_eq!(answer.answers.len(), 1);
+}
