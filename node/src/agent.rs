@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -230,7 +230,7 @@ fn host_resolv_conf() -> HostResolv {
     let servers = ResolvConf::parse(&text).nameservers;
     let loopback = |s: &String| s.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let for_pods = if !servers.is_empty() && servers.iter().all(loopback) {
-        std::fs::read_to_string(Path::new(RESOLVED_UPSTREAMS)).unwrap_or_else(|_| text.clone())
+        std::fs::read_to_string(RESOLVED_UPSTREAMS).unwrap_or_else(|_| text.clone())
     } else {
         text.clone()
     };
