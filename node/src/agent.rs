@@ -2,6 +2,7 @@
 //! the containers a previous agent left running and cleaning up after pods that are gone.
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,9 @@ use crate::api::{Api, ApiError, Connection};
 use crate::cni::{Cni, CniError};
 use crate::console::Consoles;
 use crate::containerd::{Containerd, ContainerdError};
+use crate::dns::{self, DnsError};
 use crate::image::{self, ImageError, registry};
+use crate::pod::etc::{NodeDns, ResolvConf};
 use crate::pod::{self, Context, Desired, Worker};
 use crate::registration::{self, Machine};
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
@@ -26,6 +29,10 @@ pub enum AgentError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Containerd(#[from] ContainerdError),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    #[error("the pod CIDR {0:?} has no gateway address for the cluster DNS")]
+    NoGateway(String),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
@@ -74,6 +81,13 @@ pub struct Config {
     /// The most processes each container may hold (the kubelet's `--pod-max-pids`); `None`
     /// is no limit.
     pub pod_max_pids: Option<i64>,
+    /// The nameservers of `ClusterFirst` pods (the kubelet's `--cluster-dns`): the `kube-dns`
+    /// Service's ClusterIP.
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster domain the node's DNS server answers for (`--cluster-domain`).
+    pub cluster_domain: String,
+    /// Where the node's DNS server forwards other names; empty for the node's resolv.conf.
+    pub upstream_dns: Vec<SocketAddr>,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s. One outside the cluster's
@@ -141,6 +155,18 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         cluster_cidr: config.cluster_cidr.clone(),
     };
     cni.prepare_node().await?;
+    let host_resolv = host_resolv_conf();
+    let upstreams = match config.upstream_dns.as_slice() {
+        [] => dns::upstreams(&host_resolv.text),
+        given => given.to_vec(),
+    };
+    let gateway = dns::gateway(&cidr).ok_or_else(|| AgentError::NoGateway(cidr.clone()))?;
+    let dns_config = dns::Config {
+        address: SocketAddr::new(gateway, 53),
+        domain: config.cluster_domain.clone(),
+        upstreams,
+    };
+    dns::start(api.clone(), &config.node_name, dns_config)?;
     tokio::spawn(registration::routes(
         api.clone(),
         config.node_name.clone(),
@@ -188,7 +214,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         log_dir: config.log_dir.clone(),
         fifo_dir: config.root_dir.join("fifo"),
         allocatable: machine.allocatable(),
-        resolv_conf: resolv_conf(),
+        dns: NodeDns {
+            cluster_dns: config.cluster_dns.clone(),
+            domain: config.cluster_domain.clone(),
+            host: ResolvConf::parse(&host_resolv.for_pods),
+            hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        },
         pids_limit: config.pod_max_pids,
         starting: tokio::sync::Semaphore::new(STARTING_AT_ONCE),
         events,
@@ -198,13 +229,28 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     Pods::new(ctx, began).run().await
 }
 
-/// The pods' resolv.conf: the machine's nameservers (cluster DNS comes with services).
-fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    host.lines()
-        .filter(|l| l.starts_with("nameserver") || l.starts_with("options"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+/// The machine's resolv.conf: the agent's own (its DNS server forwards to these), and the one
+/// pods with the `Default` policy get.
+struct HostResolv {
+    text: String,
+    for_pods: String,
+}
+
+/// systemd-resolved's list of the real upstream servers, behind its 127.0.0.53 stub.
+const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
+
+/// Reads the machine's resolv.conf. A loopback stub (systemd-resolved) cannot be reached from a
+/// pod's network namespace, so pods then get the servers behind it, as kubeadm sets up.
+fn host_resolv_conf() -> HostResolv {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers = ResolvConf::parse(&text).nameservers;
+    let loopback = |s: &String| s.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let for_pods = if !servers.is_empty() && servers.iter().all(loopback) {
+        std::fs::read_to_string(RESOLVED_UPSTREAMS).unwrap_or_else(|_| text.clone())
+    } else {
+        text.clone()
+    };
+    HostResolv { text, for_pods }
 }
 
 /// How many pod networks and containers are made at once (see [`Context::starting`]).

@@ -9,6 +9,7 @@ pub mod command;
 pub mod console;
 pub mod container;
 pub mod containerd;
+pub mod dns;
 pub mod image;
 pub mod informer;
 pub mod logs;

@@ -142,6 +142,12 @@ impl ServiceRange {
     pub fn first(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.base + 1)
     }
+
+    /// The tenth address, the `kube-dns` Service's (10.96.0.10, where charts and tools expect
+    /// the cluster DNS); `None` for a range too small to hold it.
+    pub fn dns(&self) -> Option<Ipv4Addr> {
+        (self.size > 11).then(|| Ipv4Addr::from(self.base + 10))
+    }
 }
 
 impl Default for ServiceRange {
@@ -153,6 +159,17 @@ impl Default for ServiceRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_dns_is_the_tenth_address_of_a_range_that_holds_it() {
+        let range = ServiceRange::default();
+        assert_eq!(range.dns(), Some(Ipv4Addr::new(10, 96, 0, 10)));
+        assert!(range.contains(Ipv4Addr::new(10, 96, 0, 10)));
+        let small = ServiceRange::parse("10.0.0.0/29").expect("a valid CIDR");
+        assert_eq!(small.dns(), None, "8 addresses have no tenth");
+        let just = ServiceRange::parse("10.0.0.0/28").expect("a valid CIDR");
+        assert!(just.dns().is_some_and(|ip| just.contains(ip)));
+    }
 
     #[test]
     fn node_cidrs_of_a_cluster_cidr() {

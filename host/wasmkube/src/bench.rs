@@ -4,6 +4,7 @@ mod api;
 mod client;
 mod cluster;
 mod controllers;
+mod dns;
 mod hollow;
 mod memory;
 mod node;
@@ -39,6 +40,8 @@ enum BenchTarget {
     Node(node::NodeArgs),
     /// The resident memory of a real `wasmkube up`, idle and with 100 running pods.
     Memory(memory::MemoryArgs),
+    /// The node agent's DNS server with many Services: queries per second and latency.
+    Dns(dns::DnsArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,6 +124,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,
         BenchTarget::Memory(args) => memory::run(args).await,
+        BenchTarget::Dns(args) => dns::run(args).await,
     }
 }
 

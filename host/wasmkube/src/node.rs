@@ -1,6 +1,7 @@
 //! `wasmkube node` runs a node agent; `wasmkube up` runs the control plane and one node agent
 //! in one process; `wasmkube image import` loads an image archive into the node's containerd.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,29 @@ pub struct AgentArgs {
     /// kubelet's --pod-max-pids but per container); 0 or less for no limit.
     #[arg(long, default_value_t = agent::DEFAULT_POD_MAX_PIDS, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
+    /// The nameserver of pods with the ClusterFirst DNS policy: the kube-dns Service's
+    /// ClusterIP, as the kubelet's --cluster-dns; repeatable (default: 10.96.0.10; for `up`,
+    /// the tenth address of its service range).
+    #[arg(long = "cluster-dns", value_name = "IP")]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster domain the node's DNS server answers for and pods search.
+    #[arg(long, default_value = wasmkube_node::dns::DEFAULT_DOMAIN)]
+    pub cluster_domain: String,
+    /// A resolver (IP[:PORT]) the node's DNS server forwards names outside the cluster domain
+    /// to; repeatable (default: the nameservers of the machine's /etc/resolv.conf).
+    #[arg(long = "upstream-dns", value_name = "IP[:PORT]", value_parser = upstream)]
+    pub upstream_dns: Vec<SocketAddr>,
 }
+
+/// `IP` or `IP:PORT` (port 53 unless given).
+fn upstream(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{text:?} is not an IP address or IP:PORT"))
+}
+
+/// The kube-dns ClusterIP of a node agent not told one (the default service range's tenth).
+const DEFAULT_CLUSTER_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 96, 0, 10));
 
 /// The pod network of a node agent not told one.
 const DEFAULT_POD_NETWORK: &str = "10.244.0.0/16";
@@ -80,6 +103,12 @@ impl AgentArgs {
             agent_port: self.agent_port,
             insecure_registries: self.insecure_registries.clone(),
             pod_max_pids: (self.pod_max_pids > 0).then_some(self.pod_max_pids),
+            cluster_dns: match self.cluster_dns.as_slice() {
+                [] => vec![DEFAULT_CLUSTER_DNS],
+                given => given.to_vec(),
+            },
+            cluster_domain: self.cluster_domain.clone(),
+            upstream_dns: self.upstream_dns.clone(),
         }
     }
 }
@@ -138,6 +167,11 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
         args.agent.pod_network = Some(args.server.cluster_cidr.to_string());
     }
     let started = server::start(args.server).await?;
+    if args.agent.cluster_dns.is_empty()
+        && let Some(dns) = started.server.service_range.dns()
+    {
+        args.agent.cluster_dns = vec![IpAddr::V4(dns)];
+    }
     let config = args
         .agent
         .config(Connection::from_kubeconfig(&started.kubeconfig)?);

@@ -244,6 +244,7 @@ async fn bootstrap(server: &Server, port: u16) -> anyhow::Result<()> {
         "spec": {"clusterIP": server.service_range.first().to_string(), "ports": [{"name": "https", "port": 443, "targetPort": port}]},
     });
     ensure(server, Some("default"), svc).await?;
+    kube_dns(server).await;
     let class = json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": "local-path", "annotations": {DEFAULT_STORAGE_CLASS: "true"}},
@@ -252,6 +253,34 @@ async fn bootstrap(server: &Server, port: u16) -> anyhow::Result<()> {
         "reclaimPolicy": "Delete",
     });
     ensure(server, None, class).await
+}
+
+/// The cluster DNS Service: no selector (each node agent publishes its own server as an
+/// endpoint), and Local traffic policy keeps a pod's questions on its node. Not fatal: the
+/// range may be too small, or a data directory from before may have given the address away.
+async fn kube_dns(server: &Server) {
+    let Some(dns_ip) = server.service_range.dns() else {
+        tracing::warn!("the service range is too small for the kube-dns Service's tenth address");
+        return;
+    };
+    let dns = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": wasmkube_node::dns::SERVICE_NAME,
+            "labels": {"k8s-app": "kube-dns"},
+        },
+        "spec": {
+            "clusterIP": dns_ip.to_string(),
+            "internalTrafficPolicy": "Local",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    });
+    if let Err(e) = ensure(server, Some(wasmkube_node::dns::SERVICE_NAMESPACE), dns).await {
+        tracing::warn!(error = %e, "creating the kube-dns Service");
+    }
 }
 
 /// Creates `object` in `ns` unless an object of its kind and name is there already.

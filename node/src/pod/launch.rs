@@ -13,6 +13,7 @@ use crate::image::Image;
 use crate::namespaces;
 use crate::spec::{self, Limits, Process, Seccomp};
 
+use super::etc::{self, NodeDns};
 use super::volumes;
 
 /// The lowest `oom_score_adj` the agent can give a container, as containerd's
@@ -206,7 +207,7 @@ pub struct Inputs<'a> {
     pub allocatable: &'a Allocatable,
     pub pod_dir: &'a Path,
     pub pod_ip: &'a str,
-    pub resolv: &'a str,
+    pub dns: &'a NodeDns,
     pub cgroups_path: String,
     /// The most processes the container may hold (`--pod-max-pids`).
     pub pids_limit: Option<i64>,
@@ -215,7 +216,6 @@ pub struct Inputs<'a> {
 /// What runs for `container` of `pod`.
 pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Process, Refusal> {
     let image = inputs.image;
-    let spec = pod.spec.clone().unwrap_or_default();
     let env = container::environment(pod, container, inputs.sources, inputs.allocatable)
         .map_err(Refusal::config)?;
     let args = container::argv(container, &image.config, &env);
@@ -233,14 +233,13 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
         env_strings.retain(|e| e.split_once('=').map(|(n, _)| n) != Some(name.as_str()));
         env_strings.push(format!("{name}={value}"));
     }
-    let host_network = spec.host_network == Some(true);
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    let names = etc::Names::of(pod, &inputs.dns.domain).map_err(Refusal::config)?;
+    // In the node's UTS namespace the hostname is the node's own.
     let hostname = if host_network {
         node_hostname()
     } else {
-        spec.hostname
-            .clone()
-            .or_else(|| pod.metadata.name.clone())
-            .unwrap_or_default()
+        names.uts.clone()
     };
     if !env_strings.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env_strings.push(format!("HOSTNAME={hostname}"));
@@ -250,8 +249,10 @@ pub fn process(pod: &Pod, container: &Container, inputs: &Inputs) -> Result<Proc
     if terminal && !env_strings.iter().any(|e| e.starts_with("TERM=")) {
         env_strings.push("TERM=xterm".into());
     }
-    let mut binds = volumes::etc_files(inputs.pod_dir, &hostname, inputs.pod_ip, inputs.resolv)
-        .map_err(Refusal::config)?;
+    let hosts = etc::hosts(pod, &names, inputs.pod_ip, inputs.dns).map_err(Refusal::config)?;
+    let resolv_conf = etc::resolv_conf(pod, inputs.dns).map_err(Refusal::config)?;
+    let mut binds =
+        etc::write(inputs.pod_dir, hosts, &hostname, resolv_conf).map_err(Refusal::config)?;
     binds.extend(
         volumes::binds(pod, inputs.pod_dir, container, inputs.sources).map_err(Refusal::config)?,
     );

@@ -1,6 +1,7 @@
 //! A pod worker: one task per pod on this node that starts its containers in order, restarts
 //! them by its restart policy, stops them when the pod is deleted, and reports its status.
 
+pub mod etc;
 pub mod event;
 mod health;
 mod hook;
@@ -56,8 +57,8 @@ pub struct Context {
     pub log_dir: PathBuf,
     pub fifo_dir: PathBuf,
     pub allocatable: Allocatable,
-    /// The pods' `/etc/resolv.conf`.
-    pub resolv_conf: String,
+    /// What the pods' `/etc/resolv.conf` and `/etc/hosts` derive from.
+    pub dns: etc::NodeDns,
     /// The most processes each container may hold (`--pod-max-pids`).
     pub pids_limit: Option<i64>,
     /// How many pod networks and containers are being made at once: a burst of pods queues
@@ -509,7 +510,7 @@ impl Worker {
             allocatable: &self.ctx.allocatable,
             pod_dir: &pod_dir,
             pod_ip: self.ip.as_deref().unwrap_or_default(),
-            resolv: &self.ctx.resolv_conf,
+            dns: &self.ctx.dns,
             cgroups_path: crate::cgroups::container_path(&self.uid, &id),
             pids_limit: self.ctx.pids_limit,
         };

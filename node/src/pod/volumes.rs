@@ -561,38 +561,5 @@ pub fn pin_sub_paths(
     Ok(())
 }
 
-/// Writes the pod's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, and returns their
-/// bind mounts.
-pub fn etc_files(
-    pod_dir: &Path,
-    hostname: &str,
-    ip: &str,
-    resolv: &str,
-) -> Result<Vec<Bind>, VolumeError> {
-    let etc = pod_dir.join("etc");
-    std::fs::create_dir_all(&etc).map_err(io(&etc))?;
-    let files = [
-        (
-            "hosts",
-            format!(
-                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
-            ),
-        ),
-        ("hostname", format!("{hostname}\n")),
-        ("resolv.conf", resolv.to_string()),
-    ];
-    let mut binds = Vec::new();
-    for (name, text) in files {
-        let path = etc.join(name);
-        std::fs::write(&path, text).map_err(io(&path))?;
-        binds.push(Bind {
-            source: path,
-            destination: format!("/etc/{name}"),
-            read_only: false,
-        });
-    }
-    Ok(binds)
-}
-
 #[cfg(test)]
 mod tests;

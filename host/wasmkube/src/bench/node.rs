@@ -110,7 +110,7 @@ fn pod(name: &str, node: Option<&str>) -> Value {
     pod
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

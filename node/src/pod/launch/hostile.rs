@@ -208,7 +208,7 @@ fn build(pod: &Pod, image_user: &str, pod_dir: &Path) -> usize {
         },
         pod_dir,
         pod_ip: "10.244.0.2",
-        resolv: "nameserver 10.0.0.1\n",
+        dns: &NodeDns::default(),
         cgroups_path: "/wasmkube/podu/c".into(),
         pids_limit: Some(4096),
     };

@@ -189,7 +189,7 @@ fn the_process_carries_the_user_limits_and_a_default_path() {
         allocatable: &Allocatable::default(),
         pod_dir: dir.path(),
         pod_ip: "10.0.0.2",
-        resolv: "",
+        dns: &NodeDns::default(),
         cgroups_path: "/wasmkube/podu1/x".into(),
         pids_limit: Some(4096),
     };
