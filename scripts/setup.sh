@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything wasmkube needs to build and test on a fresh Debian machine; safe to re-run.
 #   - apt: protobuf-compiler (etcd-client and containerd-client build with protoc), etcd-server
+#   - apt: nftables (the node agent's service proxy)
 #   - apt: containerd, runc, containernetworking-plugins, iptables, busybox-static (the node agent
 #     and its test image), and wasmkube's own containerd started on /run/wasmkube/containerd.sock
 #   - the test image target/images/busybox.tar (scripts/build-images.sh, no network)
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 source scripts/apt.sh
 
 command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
+# The node agent's service proxy programs nftables through `nft`.
+command -v nft >/dev/null 2>&1 || apt_install nftables
 scripts/etcd.sh
 scripts/containerd.sh
 scripts/build-images.sh

@@ -80,8 +80,14 @@ impl Cluster {
                 image.display()
             );
         }
-        // A bridge left by an earlier run would hold the same pod subnet.
+        // A bridge left by an earlier run would hold the same pod subnet, its proxy table the
+        // same Services' rules.
         let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+        let table = format!("wasmkube-{bridge}");
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .output();
+        let service_cidr = service_cidr(pod_network)?;
         let mut args = vec![
             "--node-name",
             node,
@@ -91,6 +97,8 @@ impl Cluster {
             pod_network,
             "--pod-network",
             pod_network,
+            "--service-cidr",
+            &service_cidr,
         ];
         args.extend(extra);
         let c = Self::up(&args)?;
@@ -272,6 +280,19 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The service range of a test cluster on the pod network `10.X.0.0/16`: `10.(X-100).0.0/16`,
+/// its own, so that the node's traffic to a cluster IP is only ever one cluster's (every test
+/// binary's cluster shares the machine's network namespace).
+pub fn service_cidr(pod_network: &str) -> Result<String> {
+    let second = pod_network
+        .strip_prefix("10.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|octet| octet.parse::<u8>().ok())
+        .filter(|octet| (200..=255).contains(octet))
+        .with_context(|| format!("test pod networks are 10.2XX.0.0/16, not {pod_network}"))?;
+    Ok(format!("10.{}.0.0/16", second - 100))
 }
 
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.

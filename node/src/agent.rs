@@ -16,6 +16,7 @@ use crate::console::Consoles;
 use crate::containerd::{Containerd, ContainerdError};
 use crate::image::{self, ImageError, registry};
 use crate::pod::{self, Context, Desired, Worker};
+use crate::proxy::{self, ProxyError};
 use crate::registration::{self, Machine};
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
 use crate::streams::{self, ServeError, Streams};
@@ -34,6 +35,8 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     #[error("node {0} was given no pod CIDR within 30 s (is the host allocating them?)")]
     NoPodCidr(String),
     #[error(
@@ -74,6 +77,8 @@ pub struct Config {
     /// The most processes each container may hold (the kubelet's `--pod-max-pids`); `None`
     /// is no limit.
     pub pod_max_pids: Option<i64>,
+    /// The cluster's service IP range, whose addresses the proxy owns on this node.
+    pub service_cidr: String,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s.
@@ -126,6 +131,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         cluster_cidr: config.cluster_cidr.clone(),
     };
     cni.prepare_node().await?;
+    let proxy = proxy::Settings::new(
+        &config.node_name,
+        &config.bridge,
+        &config.cluster_cidr,
+        &config.service_cidr,
+    )?;
+    tokio::spawn(proxy::run(api.clone(), proxy));
     tokio::spawn(registration::routes(
         api.clone(),
         config.node_name.clone(),

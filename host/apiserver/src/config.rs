@@ -26,6 +26,8 @@ pub struct ClusterConfig {
     pub default_toleration_seconds: i64,
     /// How long an Event is kept after it was last seen.
     pub event_ttl: Duration,
+    /// Where Services get their cluster IPs (kubeadm's `--service-cidr`).
+    pub service_range: ServiceRange,
 }
 
 impl Default for ClusterConfig {
@@ -35,6 +37,7 @@ impl Default for ClusterConfig {
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
             event_ttl: Duration::from_secs(3600),
+            service_range: ServiceRange::default(),
         }
     }
 }
@@ -140,6 +143,21 @@ impl ServiceRange {
     }
 }
 
+impl std::fmt::Display for ServiceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bits = 32 - self.size.trailing_zeros();
+        write!(f, "{}/{bits}", Ipv4Addr::from(self.base))
+    }
+}
+
+impl FromStr for ServiceRange {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        ServiceRange::parse(s).ok_or(ConfigError::Cidr(s.into()))
+    }
+}
+
 impl Default for ServiceRange {
     fn default() -> Self {
         ServiceRange::parse("10.96.0.0/12").expect("a valid CIDR")
@@ -149,6 +167,14 @@ impl Default for ServiceRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_range_reads_and_prints_as_a_cidr() {
+        let range = ServiceRange::from_str("10.100.7.0/16").expect("valid");
+        assert_eq!(range.to_string(), "10.100.0.0/16");
+        assert_eq!(range.first(), Ipv4Addr::new(10, 100, 0, 1));
+        assert!(ServiceRange::from_str("10.96.0.0/31").is_err());
+    }
 
     #[test]
     fn node_cidrs_of_a_cluster_cidr() {

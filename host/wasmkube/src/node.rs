@@ -60,7 +60,7 @@ pub struct AgentArgs {
 const DEFAULT_POD_NETWORK: &str = "10.244.0.0/16";
 
 impl AgentArgs {
-    fn config(&self, connection: Connection) -> Config {
+    fn config(&self, connection: Connection, service_cidr: String) -> Config {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_lowercase())
             .unwrap_or_else(|_| "node".into());
@@ -80,6 +80,7 @@ impl AgentArgs {
             agent_port: self.agent_port,
             insecure_registries: self.insecure_registries.clone(),
             pod_max_pids: (self.pod_max_pids > 0).then_some(self.pod_max_pids),
+            service_cidr,
         }
     }
 }
@@ -98,6 +99,10 @@ pub struct NodeArgs {
     /// A kubeconfig to read the server, CA and token from instead.
     #[arg(long, conflicts_with = "server")]
     pub kubeconfig: Option<PathBuf>,
+    /// The cluster's service IP range, as the server's --service-cidr: the proxy rejects an
+    /// address in it that no Service owns (`wasmkube up` takes the server's).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -118,7 +123,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         },
         _ => anyhow::bail!("give --server and --token, or --kubeconfig"),
     };
-    agent::run(args.agent.config(connection)).await?;
+    agent::run(args.agent.config(connection, args.service_cidr)).await?;
     Ok(())
 }
 
@@ -137,10 +142,12 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     if args.agent.pod_network.is_none() {
         args.agent.pod_network = Some(args.server.cluster_cidr.to_string());
     }
+    let service_cidr = args.server.service_cidr.to_string();
     let started = server::start(args.server).await?;
-    let config = args
-        .agent
-        .config(Connection::from_kubeconfig(&started.kubeconfig)?);
+    let config = args.agent.config(
+        Connection::from_kubeconfig(&started.kubeconfig)?,
+        service_cidr,
+    );
     let summary = started.summary(Some(&config.node_name));
     let ready = node_ready(started.server.clone(), config.node_name.clone());
     let agent = async move {

@@ -317,6 +317,12 @@ mod tests {
             "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}))
     }
 
+    fn proxied(service: &Service, slices: &[&EndpointSlice]) -> Proxied {
+        read(service, slices, "n1", range())
+            .expect("a valid Service")
+            .expect("a proxied Service")
+    }
+
     fn ips(endpoints: &[Endpoint]) -> Vec<String> {
         endpoints
             .iter()
@@ -331,14 +337,14 @@ mod tests {
             {"addresses": ["10.244.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
             {"addresses": ["10.244.0.5"], "conditions": {"ready": false}},
         ]));
-        let p = read(&web(), &[&s], "n1", range()).unwrap().unwrap();
+        let p = proxied(&web(), &[&s]);
         assert_eq!(ips(&p.ports[0].cluster), ["10.244.0.3:8080"]);
         assert_eq!(ips(&p.ports[0].local), ["10.244.0.3:8080"]);
         let s = slice(json!([
             {"addresses": ["10.244.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
             {"addresses": ["10.244.0.5"], "conditions": {"ready": false}},
         ]));
-        let p = read(&web(), &[&s], "n1", range()).unwrap().unwrap();
+        let p = proxied(&web(), &[&s]);
         assert_eq!(ips(&p.ports[0].cluster), ["10.244.0.4:8080"]);
         assert!(p.ports[0].local.is_empty());
     }
@@ -371,11 +377,11 @@ mod tests {
         let s = service(json!({"type": "NodePort", "clusterIP": "10.96.0.5",
             "externalIPs": ["203.0.113.7", "127.0.0.1", "10.96.0.9", "nonsense"],
             "ports": [{"port": 80, "nodePort": 22}, {"port": 81, "protocol": "UDP", "nodePort": 30081}]}));
-        let p = read(&s, &[], "n1", range()).unwrap().unwrap();
+        let p = proxied(&s, &[]);
         assert_eq!(p.ports[0].node_port, None);
         assert_eq!(p.ports[1].node_port, Some(30081));
         assert_eq!(p.ports[1].protocol, Protocol::Udp);
-        assert_eq!(p.external_ips, ["203.0.113.7".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(p.external_ips, [Ipv4Addr::new(203, 0, 113, 7)]);
     }
 
     #[test]
@@ -383,7 +389,7 @@ mod tests {
         let s = service(json!({"clusterIP": "10.96.0.5", "ports": [{"port": 80}],
             "sessionAffinity": "ClientIP",
             "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 99999999}}}));
-        let p = read(&s, &[], "n1", range()).unwrap().unwrap();
+        let p = proxied(&s, &[]);
         assert_eq!(p.affinity, Some(AFFINITY_DEFAULT));
     }
 }
