@@ -52,6 +52,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: empty}
 spec:
   selector: {app: nothing}
@@ -143,6 +151,19 @@ fn host_get(address: SocketAddr) -> Result<String> {
     Ok(answer)
 }
 
+/// The Service chains of this cluster's proxy table, each with its kernel handle.
+fn service_chains() -> Result<Vec<String>> {
+    let out = std::process::Command::new("nft")
+        .args(["-a", "list", "table", "ip", &format!("wasmkube-{BRIDGE}")])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("chain svc-") || l.starts_with("chain ep-"))
+        .map(str::to_string)
+        .collect())
+}
+
 /// This cluster's proxy table holds the reject of its unowned service range, so a test packet
 /// to that range cannot leave the machine.
 fn range_is_fenced(c: &Cluster) -> Result<()> {
@@ -166,7 +187,7 @@ fn range_is_fenced(c: &Cluster) -> Result<()> {
 
 #[test]
 fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
-    let c = Cluster::node(NODE, BRIDGE, POD_NETWORK, &[])?;
+    let mut c = Cluster::node(NODE, BRIDGE, POD_NETWORK, &[])?;
     range_is_fenced(&c)?;
     c.apply(WEB)?;
     eventually(LONG, || {
@@ -201,6 +222,28 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
         let got = counts.get(name).copied().unwrap_or(0);
         ensure!(got >= 60, "{name} answered {got} of 300: {counts:?}");
     }
+
+    // ClientIP affinity keeps a client on one pod.
+    let sticky = get(&c, &["service", "sticky"], "{.spec.clusterIP}")?;
+    let counts = spread(&c, &format!("http://{sticky}/"), 20)?;
+    ensure!(
+        counts.len() == 1 && !counts.contains_key("failed"),
+        "sticky: {counts:?}"
+    );
+
+    // A restarted agent adopts its table: the same chains, not flushed and made again.
+    let before = service_chains()?;
+    ensure!(before.len() >= 5, "{before:?}");
+    c.restart()?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.log().contains("service proxy programmed"))
+    })?;
+    ensure!(service_chains()? == before, "the chains were rebuilt");
+    let counts = spread(&c, &url, 10)?;
+    ensure!(
+        !counts.contains_key("failed"),
+        "after the restart: {counts:?}"
+    );
 
     // The NodePort, on the node's address, from this host and from a pod.
     let node_port = get(&c, &["service", "web"], "{.spec.ports[0].nodePort}")?;
