@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use wasmkube_e2e::{Cluster, eventually, service_cidr};
+use wasmkube_e2e::{Cluster, eventually, service_cidr, target_dir};
 
 const NODE: &str = "wk-svc";
 const BRIDGE: &str = "wksvc0";
@@ -74,6 +74,24 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: dns, labels: {app: dns}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: dnsmasq
+    image: wasmkube.local/dnsmasq:latest
+    imagePullPolicy: Never
+    command: [dnsmasq, --keep-in-foreground, --pid-file, --no-resolv, --no-hosts, --user=root, --group=root, --address=/udp.test/10.1.2.3]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns}
+spec:
+  selector: {app: dns}
+  ports: [{name: dns, port: 53, targetPort: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: client, labels: {app: client}}
 spec:
   terminationGracePeriodSeconds: 1
@@ -133,12 +151,38 @@ fn web_pods(c: &Cluster) -> Result<BTreeMap<String, String>> {
 
 /// The addresses the `web` EndpointSlices list as ready.
 fn ready_endpoints(c: &Cluster) -> Result<Vec<String>> {
+    ready_endpoints_of(c, "web")
+}
+
+/// The addresses the EndpointSlices of `service` list as ready.
+fn ready_endpoints_of(c: &Cluster, service: &str) -> Result<Vec<String>> {
     let out = get(
         c,
-        &["endpointslices", "-l", "kubernetes.io/service-name=web"],
+        &[
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={service}"),
+        ],
         r#"{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}"#,
     )?;
     Ok(out.lines().map(str::to_string).collect())
+}
+
+/// Waits until the `web` slices list `ip` as ready (or not), then, 1 s later (the proxy's bound
+/// for a change to be in force), sends `n` requests to `url` from the client pod.
+fn once_endpoint_is(
+    c: &Cluster,
+    ip: &str,
+    ready: bool,
+    url: &str,
+    n: u32,
+) -> Result<BTreeMap<String, u32>> {
+    let ip = ip.to_string();
+    eventually(Duration::from_secs(20), || {
+        Ok(ready_endpoints(c)?.contains(&ip) == ready)
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    spread(c, url, n)
 }
 
 /// A plain HTTP GET from this host.
@@ -189,9 +233,12 @@ fn range_is_fenced(c: &Cluster) -> Result<()> {
 fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
     let mut c = Cluster::node(NODE, BRIDGE, POD_NETWORK, &[])?;
     range_is_fenced(&c)?;
+    let dnsmasq = target_dir().join("images/dnsmasq.tar");
+    c.wasmkube(&["image", "import", &dnsmasq.display().to_string()])?;
     c.apply(WEB)?;
     eventually(LONG, || {
         Ok(ready_endpoints(&c)?.len() == 3
+            && ready_endpoints_of(&c, "dns")?.len() == 1
             && get(&c, &["pod", "client"], "{.status.phase}")? == "Running")
     })
     .map_err(|e| {
@@ -269,6 +316,14 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
     )?;
     ensure!(ok && out.trim() == "client", "hairpin: {out}");
 
+    // UDP: a DNS query through the cluster IP of a Service of a dnsmasq pod.
+    let dns = get(&c, &["service", "dns"], "{.spec.clusterIP}")?;
+    let (ok, out) = in_client(&c, &format!("timeout 10 nslookup -type=a udp.test {dns}"))?;
+    ensure!(
+        ok && out.contains("10.1.2.3"),
+        "DNS over UDP through {dns}: {out}"
+    );
+
     // No endpoints, and an address no Service owns: refused at once, not a time-out.
     let empty = get(&c, &["service", "empty"], "{.spec.clusterIP}")?;
     for target in [empty.as_str(), UNOWNED] {
@@ -297,31 +352,19 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
         .map(|(n, i)| (n.clone(), i.clone()))
         .context("a pod")?;
     c.ok(&["exec", &down, "--", "touch", "/www/down"])?;
-    eventually(Duration::from_secs(20), || {
-        Ok(!ready_endpoints(&c)?.contains(&down_ip))
-    })?;
-    std::thread::sleep(Duration::from_secs(1));
-    let counts = spread(&c, &url, 60)?;
+    let counts = once_endpoint_is(&c, &down_ip, false, &url, 60)?;
     ensure!(
         !counts.contains_key(&down) && !counts.contains_key("failed"),
         "{down} not ready: {counts:?}"
     );
     // And gets it back when it recovers.
     c.ok(&["exec", &down, "--", "rm", "/www/down"])?;
-    eventually(Duration::from_secs(20), || {
-        Ok(ready_endpoints(&c)?.contains(&down_ip))
-    })?;
-    std::thread::sleep(Duration::from_secs(1));
-    let counts = spread(&c, &url, 30)?;
+    let counts = once_endpoint_is(&c, &down_ip, true, &url, 30)?;
     ensure!(counts.contains_key(&down), "{down} ready again: {counts:?}");
 
     // A deleted pod: once its endpoint is gone from the slice, no request goes to it.
     c.ok(&["delete", "pod", &down, "--wait=false"])?;
-    eventually(Duration::from_secs(20), || {
-        Ok(!ready_endpoints(&c)?.contains(&down_ip))
-    })?;
-    std::thread::sleep(Duration::from_secs(1));
-    let counts = spread(&c, &url, 60)?;
+    let counts = once_endpoint_is(&c, &down_ip, false, &url, 60)?;
     ensure!(
         !counts.contains_key(&down) && !counts.contains_key("failed"),
         "{down} deleted: {counts:?}"
