@@ -9,6 +9,7 @@ mod memory;
 mod node;
 mod report;
 mod scheduler;
+mod services;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,9 @@ enum BenchTarget {
     Node(node::NodeArgs),
     /// The resident memory of a real `wasmkube up`, idle and with 100 running pods.
     Memory(memory::MemoryArgs),
+    /// The node agent's service proxy on nftables: 1000 Services × 10 endpoints programmed, then
+    /// EndpointSlice changes timed until their rules are in force.
+    Services(services::ServicesArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,6 +125,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Scheduler(args) => scheduler::run(args).await,
         BenchTarget::Node(args) => node::run(args).await,
         BenchTarget::Memory(args) => memory::run(args).await,
+        BenchTarget::Services(args) => services::run(args).await,
     }
 }
 

@@ -162,7 +162,8 @@ impl<N: Nft> Proxy<N> {
         }
     }
 
-    async fn run(mut self) {
+    /// Programs the table, then follows the informers' changes, until the task is dropped.
+    pub async fn run(mut self) {
         let mut service_changes = self.services.subscribe();
         let mut slice_changes = self.slices.subscribe();
         self.services.synced().await;
@@ -323,7 +324,7 @@ impl<N: Nft> Proxy<N> {
         let mut batch = rules::skeleton(&self.settings);
         batch.push_str(&table::diff(&self.settings.table, &existing, &all));
         self.nft.apply(&batch).await?;
-        self.programmed = each.into_iter().collect();
+        self.programmed = each.into_iter().map(|(k, p)| (k, p.written())).collect();
         tracing::info!(table = %self.settings.table, services = self.programmed.len(), "service proxy programmed");
         Ok(())
     }
@@ -341,7 +342,7 @@ impl<N: Nft> Proxy<N> {
         if new == Programme::default() {
             self.programmed.remove(&key);
         } else {
-            self.programmed.insert(key, new);
+            self.programmed.insert(key, new.written());
         }
     }
 }

@@ -81,6 +81,15 @@ impl Programme {
         self.elements.extend(other.elements);
     }
 
+    /// The same without the chains' rules: all a later [`diff`] needs of what was written
+    /// (a chain's name changes with its rules), kept per Service at a fraction of the memory.
+    pub fn written(mut self) -> Programme {
+        for rules in self.chains.values_mut() {
+            *rules = Vec::new();
+        }
+        self
+    }
+
     /// The Service chains, sets and elements in an `nft -j list table` answer (their rules are
     /// not read back: a chain's name changes with its rules).
     pub fn from_listing(listing: &Value) -> Programme {
