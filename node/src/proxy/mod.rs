@@ -270,18 +270,42 @@ impl<N: Nft> Proxy<N> {
     /// Writes the changes of the Services `keys` in one transaction.
     async fn sync(&mut self, keys: BTreeSet<Key>) -> Result<(), ProxyError> {
         let slices = self.slices_by_service();
-        let mut batch = String::new();
-        let mut updated = Vec::new();
+        let mut updates = Vec::new();
         for key in keys {
             let new = self.desired(&key, &slices);
             let old = self.programmed.get(&key).cloned().unwrap_or_default();
-            batch.push_str(&table::diff(&self.settings.table, &old, &new));
-            updated.push((key, old, new));
+            let batch = table::diff(&self.settings.table, &old, &new);
+            if !batch.is_empty() {
+                updates.push((key, old, new, batch));
+            }
         }
-        if !batch.is_empty() {
-            self.nft.apply(&batch).await?;
+        let all: String = updates
+            .iter()
+            .map(|(_, _, _, batch)| batch.as_str())
+            .collect();
+        if all.is_empty() {
+            return Ok(());
         }
-        for (key, old, new) in updated {
+        if let Err(e) = self.nft.apply(&all).await {
+            if updates.len() == 1 {
+                return Err(e.into());
+            }
+            // One Service's batch may be what the kernel refuses (a protocol it lacks): the
+            // others still go in, and that one is tried again when it changes. When none goes
+            // in, the table is not what the proxy thinks: read it back.
+            let mut applied = false;
+            for (key, old, new, batch) in updates {
+                match self.nft.apply(&batch).await {
+                    Ok(()) => {
+                        self.record(key, &old, new);
+                        applied = true;
+                    }
+                    Err(e) => tracing::warn!(service = %key, error = %e, "rules refused"),
+                }
+            }
+            return if applied { Ok(()) } else { Err(e.into()) };
+        }
+        for (key, old, new, _) in updates {
             self.record(key, &old, new);
         }
         Ok(())

@@ -73,18 +73,24 @@ impl Nft for NftCommand {
     }
 }
 
-/// A fake kernel that records every batch and lists a fixed table.
+/// A fake kernel that records every batch it takes, lists a fixed table and refuses batches
+/// with a given text in them.
 #[cfg(test)]
 #[derive(Default)]
 pub struct FakeNft {
     pub batches: std::sync::Mutex<Vec<String>>,
     pub listing: std::sync::Mutex<Option<Value>>,
+    pub refuse: std::sync::Mutex<Option<String>>,
 }
 
 #[cfg(test)]
 #[async_trait::async_trait]
 impl Nft for FakeNft {
     async fn apply(&self, batch: &str) -> Result<(), NftError> {
+        let refuse = self.refuse.lock().expect("not poisoned").clone();
+        if refuse.is_some_and(|text| batch.contains(&text)) {
+            return Err(NftError::Refused("refused by the fake".into()));
+        }
         self.batches
             .lock()
             .expect("not poisoned")

@@ -162,7 +162,8 @@ pub fn read(
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| node_ports && NODE_PORTS.contains(p));
         let wanted = port.name.as_deref().unwrap_or_default();
-        let candidates = candidates(&slices, wanted, protocol, node);
+        let mut candidates = candidates(&slices, wanted, protocol, node);
+        candidates.retain(|((endpoint, _), _)| routable(endpoint.ip, service_range));
         ports.push(Port {
             protocol,
             port: number,
@@ -179,7 +180,7 @@ pub fn read(
         .iter()
         .flatten()
         .filter_map(|ip| ip.parse::<Ipv4Addr>().ok())
-        .filter(|ip| usable_external(*ip, service_range))
+        .filter(|ip| routable(*ip, service_range))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -204,9 +205,10 @@ pub fn read(
     }))
 }
 
-/// An external IP traffic may be taken over for: not loopback, multicast, broadcast,
-/// unspecified or link-local, and not a cluster IP.
-fn usable_external(ip: Ipv4Addr, service_range: Net) -> bool {
+/// An address traffic may be taken over for (an external IP) or sent to (an endpoint): not
+/// loopback, multicast, broadcast, unspecified or link-local (the cloud metadata address), and
+/// not a cluster IP; Kubernetes refuses such endpoints too.
+fn routable(ip: Ipv4Addr, service_range: Net) -> bool {
     !(ip.is_loopback()
         || ip.is_multicast()
         || ip.is_broadcast()
@@ -336,6 +338,7 @@ mod tests {
             {"addresses": ["10.244.0.3"], "conditions": {"ready": true}, "nodeName": "n1"},
             {"addresses": ["10.244.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
             {"addresses": ["10.244.0.5"], "conditions": {"ready": false}},
+            {"addresses": ["169.254.169.254", "127.0.0.1", "10.96.0.1"]},
         ]));
         let p = proxied(&web(), &[&s]);
         assert_eq!(ips(&p.ports[0].cluster), ["10.244.0.3:8080"]);

@@ -159,6 +159,28 @@ async fn a_second_service_cannot_take_an_address_and_port_already_held() {
     assert!(!batch.contains("add element"), "{batch}");
 }
 
+#[tokio::test]
+async fn a_refused_service_does_not_hold_back_the_others() {
+    let mut p = proxy(None);
+    p.sync_all().await.expect("synced");
+    p.slices
+        .apply("MODIFIED", slice("a", &["10.244.0.66"], "2"));
+    p.slices.apply("MODIFIED", slice("b", &["10.244.0.8"], "2"));
+    *p.nft.refuse.lock().expect("not poisoned") = Some("10.244.0.66".into());
+    let mut changed = BTreeSet::new();
+    p.note(Change::Slice("t/a-x".into()), &mut changed);
+    p.note(Change::Slice("t/b-x".into()), &mut changed);
+    p.sync(changed).await.expect("b went in");
+    let batches = batches(&p);
+    assert_eq!(batches.len(), 2, "the skeleton, then b alone");
+    assert!(batches[1].contains("10.244.0.8") && !batches[1].contains("10.244.0.66"));
+    let a = p.programmed["t/a"]
+        .chains
+        .keys()
+        .any(|c| c.contains("10.244.0.3"));
+    assert!(a, "a keeps what the kernel has");
+}
+
 #[test]
 fn bridges_that_cannot_name_a_table_are_refused() {
     assert!(Settings::new("n", "wk0", "10.244.0.0/16", "10.96.0.0/12").is_ok());
