@@ -102,6 +102,16 @@ spec:
     command: [sh, -c, 'mkdir -p /www && echo $HOSTNAME > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600']
 "#;
 
+/// A selectorless Service that keeps traffic on this node; its slice is [`local_slice`].
+const LOCAL: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: local}\nspec:\n  internalTrafficPolicy: Local\n  ports: [{port: 80, targetPort: 8080}]\n";
+
+/// The EndpointSlice of the `local` Service: one ready endpoint on `node`.
+fn local_slice(ip: &str, node: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: local-1\n  labels: {{kubernetes.io/service-name: local}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints:\n- addresses: [{ip}]\n  conditions: {{ready: true}}\n  nodeName: {node}\n"
+    )
+}
+
 fn get(c: &Cluster, what: &[&str], path: &str) -> Result<String> {
     let mut args = vec!["get"];
     args.extend(what);
@@ -315,6 +325,19 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
         &format!("timeout 5 wget -O- http://{self_ip}/ 2>/dev/null"),
     )?;
     ensure!(ok && out.trim() == "client", "hairpin: {out}");
+
+    // internalTrafficPolicy: Local (as the per-node kube-dns Service): only endpoints on this
+    // node: it answers while its endpoint is here, and refuses once the endpoint is elsewhere.
+    let web_ip = pods.values().next().context("a web pod")?;
+    for (node, answers) in [(NODE, true), ("elsewhere", false)] {
+        c.apply(&format!("{LOCAL}---\n{}", local_slice(web_ip, node)))?;
+        let local = get(&c, &["service", "local"], "{.spec.clusterIP}")?;
+        eventually(Duration::from_secs(5), || {
+            let (ok, out) = in_client(&c, &format!("timeout 5 wget -O- http://{local}/"))?;
+            Ok(ok == answers && (answers || out.contains("refused")))
+        })
+        .with_context(|| format!("internalTrafficPolicy Local, endpoint on {node}"))?;
+    }
 
     // UDP: a DNS query through the cluster IP of a Service of a dnsmasq pod.
     let dns = get(&c, &["service", "dns"], "{.spec.clusterIP}")?;
