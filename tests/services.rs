@@ -318,6 +318,17 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
         "NodePort from a pod: {from_pod:?}"
     );
 
+    // An external IP: the node's own address (so that nothing could leave the machine even
+    // without the rule) on a port nothing listens on.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec:\n  selector: {{app: web}}\n  externalIPs: [{node_ip}]\n  ports: [{{port: 18080, targetPort: 8080}}]\n"
+    ))?;
+    let external: SocketAddr = format!("{node_ip}:18080").parse()?;
+    eventually(Duration::from_secs(5), || {
+        Ok(host_get(external).is_ok_and(|page| pods.keys().any(|p| page.contains(p.as_str()))))
+    })
+    .context("the external IP from the host")?;
+
     // Hairpin: the client reaches itself through its own Service.
     let self_ip = get(&c, &["service", "self"], "{.spec.clusterIP}")?;
     let (ok, out) = in_client(
