@@ -49,6 +49,8 @@ pub struct Cluster {
     /// `server`, or `up` for the control plane with a real node agent.
     command: &'static str,
     extra_args: Vec<String>,
+    /// The service proxy's nftables table of a [`Cluster::node`], deleted when it is dropped.
+    proxy_table: Option<String>,
 }
 
 impl Cluster {
@@ -101,7 +103,8 @@ impl Cluster {
             &service_cidr,
         ];
         args.extend(extra);
-        let c = Self::up(&args)?;
+        let mut c = Self::up(&args)?;
+        c.proxy_table = Some(table);
         c.wasmkube(&["image", "import", &image.display().to_string()])?;
         eventually(Duration::from_secs(30), || {
             let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
@@ -127,6 +130,7 @@ impl Cluster {
             child: None,
             command,
             extra_args,
+            proxy_table: None,
         };
         cluster.boot()?;
         Ok(cluster)
@@ -279,6 +283,12 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
+        // A stopped agent keeps its rules (as kube-proxy does); a test's are of no further use.
+        if let Some(table) = &self.proxy_table {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", table])
+                .output();
+        }
     }
 }
 
