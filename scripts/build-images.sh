@@ -2,24 +2,33 @@
 # Builds the test image target/images/busybox.tar (docker.io/library/busybox:latest), an OCI
 # image-layout archive made from Debian's busybox-static, without any network, and
 # target/images/busybox-users.tar: the same layer as busybox:nosuchuser (USER nosuchuser, in no
-# /etc/passwd) and busybox:nobody (USER nobody), for the hostile-node tests. The output is the
-# same bytes on every run: names sorted, mtimes 0, owners 0:0, modes set, gzip -n.
-# Skipped when the archives are newer than /bin/busybox and this script.
+# /etc/passwd) and busybox:nobody (USER nobody), for the hostile-node tests, and
+# target/images/dnsmasq.tar (wasmkube.local/dnsmasq:latest): the busybox files plus Debian's
+# dnsmasq and the libraries it links, a UDP server for the service proxy's tests. The output is
+# the same bytes on every run (for the same packages): names sorted, mtimes 0, owners 0:0, modes
+# set, gzip -n. Skipped when the archives are newer than /bin/busybox, dnsmasq and this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUSYBOX=/bin/busybox
 OUT=target/images/busybox.tar
 USERS_OUT=target/images/busybox-users.tar
+DNSMASQ=/usr/sbin/dnsmasq
+DNSMASQ_OUT=target/images/dnsmasq.tar
 NAME=docker.io/library/busybox
 
 if [ -f "$OUT" ] && [ "$OUT" -nt "$BUSYBOX" ] && [ "$OUT" -nt "$0" ] &&
-    [ -f "$USERS_OUT" ] && [ "$USERS_OUT" -nt "$BUSYBOX" ] && [ "$USERS_OUT" -nt "$0" ]; then
+    [ -f "$USERS_OUT" ] && [ "$USERS_OUT" -nt "$BUSYBOX" ] && [ "$USERS_OUT" -nt "$0" ] &&
+    [ -f "$DNSMASQ_OUT" ] && [ "$DNSMASQ_OUT" -nt "$DNSMASQ" ] && [ "$DNSMASQ_OUT" -nt "$0" ]; then
     echo "build-images: $OUT is up to date"
     exit 0
 fi
 if [ ! -x "$BUSYBOX" ]; then
     echo "build-images: $BUSYBOX is missing; scripts/containerd.sh installs busybox-static" >&2
+    exit 1
+fi
+if [ ! -x "$DNSMASQ" ]; then
+    echo "build-images: $DNSMASQ is missing; scripts/setup.sh installs dnsmasq-base" >&2
     exit 1
 fi
 
@@ -68,14 +77,19 @@ chmod 0755 "$root/bin/busybox"
 chmod 1777 "$root/tmp"
 chmod 0700 "$root/root"
 
-layer_tar="$work/layer.tar"
-det_tar "$root" "$layer_tar" bin dev etc proc root sys tmp var
-diff_id="$(sha256 "$layer_tar")"
-
 # === the OCI layouts ===
-gzip -n -9 -c "$layer_tar" >"$work/layer.tar.gz"
-layer_digest="$(sha256 "$work/layer.tar.gz")"
-layer_size="$(size "$work/layer.tar.gz")"
+# make_layer ROOT: packs ROOT as the layer the next layouts are made of (diff_id, layer_digest,
+# layer_size and $work/layer.tar.gz).
+make_layer() {
+    local root="$1" entries
+    entries="$(cd "$root" && ls | tr '\n' ' ')"
+    # shellcheck disable=SC2086 # the entries are top-level names without spaces
+    det_tar "$root" "$work/layer.tar" $entries
+    diff_id="$(sha256 "$work/layer.tar")"
+    gzip -n -9 -c "$work/layer.tar" >"$work/layer.tar.gz"
+    layer_digest="$(sha256 "$work/layer.tar.gz")"
+    layer_size="$(size "$work/layer.tar.gz")"
+}
 
 # blob LAYOUT FILE: moves FILE into LAYOUT under its digest; prints "digest size".
 blob() {
@@ -127,5 +141,20 @@ layout() {
     mv "$work/image.tar" "$out"
 }
 
+make_layer "$root"
 layout "$OUT" "latest:"
 layout "$USERS_OUT" "nosuchuser:nosuchuser" "nobody:nobody"
+
+# === dnsmasq: the busybox files, the binary and every library ldd names, at their own paths ===
+dnsmasq_root="$work/dnsmasq-root"
+cp -a "$root" "$dnsmasq_root"
+for file in "$DNSMASQ" $(ldd "$DNSMASQ" | grep -o '/[^ ]*'); do
+    mkdir -p "$dnsmasq_root$(dirname "$file")"
+    cp -L "$file" "$dnsmasq_root$file"
+done
+find "$dnsmasq_root" -type d -exec chmod 0755 {} +
+chmod 0755 "$dnsmasq_root$DNSMASQ"
+chmod 1777 "$dnsmasq_root/tmp"
+chmod 0700 "$dnsmasq_root/root"
+make_layer "$dnsmasq_root"
+NAME=wasmkube.local/dnsmasq layout "$DNSMASQ_OUT" "latest:"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything wasmkube needs to build and test on a fresh Debian machine; safe to re-run.
 #   - apt: protobuf-compiler (etcd-client and containerd-client build with protoc), etcd-server
+#   - apt: nftables (the node agent's service proxy)
 #   - apt: containerd, runc, containernetworking-plugins, iptables, busybox-static (the node agent
 #     and its test image), and wasmkube's own containerd started on /run/wasmkube/containerd.sock
-#   - the test image target/images/busybox.tar (scripts/build-images.sh, no network)
+#   - apt: dnsmasq-base (a UDP server image for the service tests)
+#   - the test images target/images/{busybox,busybox-users,dnsmasq}.tar (scripts/build-images.sh,
+#     no network)
 #   - rustup: the wasm32-wasip2 target for plugins
 #   - cargo-nextest, when missing
 set -euo pipefail
@@ -13,6 +16,10 @@ cd "$(dirname "$0")/.."
 source scripts/apt.sh
 
 command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
+# The node agent's service proxy programs nftables through `nft`.
+command -v nft >/dev/null 2>&1 || apt_install nftables
+# dnsmasq: the UDP server of the service proxy's tests (scripts/build-images.sh).
+apt_install dnsmasq-base
 scripts/etcd.sh
 scripts/containerd.sh
 scripts/build-images.sh

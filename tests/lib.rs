@@ -52,6 +52,8 @@ pub struct Cluster {
     /// `server`, or `up` for the control plane with a real node agent.
     command: &'static str,
     extra_args: Vec<String>,
+    /// The service proxy's nftables table of a [`Cluster::node`], deleted when it is dropped.
+    proxy_table: Option<String>,
 }
 
 impl Cluster {
@@ -83,8 +85,14 @@ impl Cluster {
                 image.display()
             );
         }
-        // A bridge left by an earlier run would hold the same pod subnet.
+        // A bridge left by an earlier run would hold the same pod subnet, its proxy table the
+        // same Services' rules.
         let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+        let table = format!("wasmkube-{bridge}");
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .output();
+        let service_cidr = service_cidr(pod_network)?;
         let mut args = vec![
             "--node-name",
             node,
@@ -94,9 +102,12 @@ impl Cluster {
             pod_network,
             "--pod-network",
             pod_network,
+            "--service-cidr",
+            &service_cidr,
         ];
         args.extend(extra);
-        let c = Self::up(&args)?;
+        let mut c = Self::up(&args)?;
+        c.proxy_table = Some(table);
         c.wasmkube(&["image", "import", &image.display().to_string()])?;
         eventually(Duration::from_secs(30), || {
             let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
@@ -122,6 +133,7 @@ impl Cluster {
             child: None,
             command,
             extra_args,
+            proxy_table: None,
         };
         cluster.boot()?;
         Ok(cluster)
@@ -274,7 +286,26 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
+        // A stopped agent keeps its rules (as kube-proxy does); a test's are of no further use.
+        if let Some(table) = &self.proxy_table {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", table])
+                .output();
+        }
     }
+}
+
+/// The service range of a test cluster on the pod network `10.X.0.0/16`: `10.(X-100).0.0/16`,
+/// its own, so that the node's traffic to a cluster IP is only ever one cluster's (every test
+/// binary's cluster shares the machine's network namespace).
+pub fn service_cidr(pod_network: &str) -> Result<String> {
+    let second = pod_network
+        .strip_prefix("10.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|octet| octet.parse::<u8>().ok())
+        .filter(|octet| (200..=255).contains(octet))
+        .with_context(|| format!("test pod networks are 10.2XX.0.0/16, not {pod_network}"))?;
+    Ok(format!("10.{}.0.0/16", second - 100))
 }
 
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.

@@ -19,6 +19,7 @@ use crate::dns::{self, DnsError};
 use crate::image::{self, ImageError, registry};
 use crate::pod::etc::{NodeDns, ResolvConf};
 use crate::pod::{self, Context, Desired, Worker};
+use crate::proxy::{self, ProxyError};
 use crate::registration::{self, Machine};
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
 use crate::streams::{self, ServeError, Streams};
@@ -41,6 +42,8 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     #[error("node {0} was given no pod CIDR within 30 s (is the host allocating them?)")]
     NoPodCidr(String),
     #[error(
@@ -88,6 +91,8 @@ pub struct Config {
     pub cluster_domain: String,
     /// Where the node's DNS server forwards other names; empty for the node's resolv.conf.
     pub upstream_dns: Vec<SocketAddr>,
+    /// The cluster's service IP range, whose addresses the proxy owns on this node.
+    pub service_cidr: String,
 }
 
 /// The pod CIDR the host gave the node, waiting for it for up to 30 s. One outside the cluster's
@@ -167,6 +172,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         upstreams,
     };
     dns::start(api.clone(), &config.node_name, dns_config)?;
+    let proxy = proxy::Settings::new(
+        &config.node_name,
+        &config.bridge,
+        &config.cluster_cidr,
+        &config.service_cidr,
+    )?;
+    tokio::spawn(proxy::run(api.clone(), proxy));
     tokio::spawn(registration::routes(
         api.clone(),
         config.node_name.clone(),

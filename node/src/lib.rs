@@ -15,6 +15,7 @@ pub mod informer;
 pub mod logs;
 pub mod namespaces;
 pub mod pod;
+pub mod proxy;
 pub mod registration;
 pub mod runtime;
 pub mod seccomp;

@@ -267,7 +267,7 @@ pub async fn heartbeat(api: Api, name: String) {
 }
 
 /// `cidr` (`a.b.c.d/n`) as its first address and prefix length, host bits clear.
-fn ipv4_net(cidr: &str) -> Option<(u32, u32)> {
+pub(crate) fn ipv4_net(cidr: &str) -> Option<(u32, u32)> {
     let (ip, prefix) = cidr.split_once('/')?;
     let ip: std::net::Ipv4Addr = ip.parse().ok()?;
     let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;

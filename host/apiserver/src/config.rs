@@ -29,6 +29,8 @@ pub struct ClusterConfig {
     /// The cluster CA's certificate (PEM), published in every namespace as the `kube-root-ca.crt`
     /// ConfigMap; `None` publishes nothing (servers without TLS, in tests).
     pub root_ca: Option<String>,
+    /// Where Services get their cluster IPs (kubeadm's `--service-cidr`).
+    pub service_range: ServiceRange,
 }
 
 impl Default for ClusterConfig {
@@ -39,6 +41,7 @@ impl Default for ClusterConfig {
             default_toleration_seconds: 300,
             event_ttl: Duration::from_secs(3600),
             root_ca: None,
+            service_range: ServiceRange::default(),
         }
     }
 }
@@ -150,6 +153,21 @@ impl ServiceRange {
     }
 }
 
+impl std::fmt::Display for ServiceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bits = 32 - self.size.trailing_zeros();
+        write!(f, "{}/{bits}", Ipv4Addr::from(self.base))
+    }
+}
+
+impl FromStr for ServiceRange {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        ServiceRange::parse(s).ok_or(ConfigError::Cidr(s.into()))
+    }
+}
+
 impl Default for ServiceRange {
     fn default() -> Self {
         ServiceRange::parse("10.96.0.0/12").expect("a valid CIDR")
@@ -169,6 +187,14 @@ mod tests {
         assert_eq!(small.dns(), None, "8 addresses have no tenth");
         let just = ServiceRange::parse("10.0.0.0/28").expect("a valid CIDR");
         assert!(just.dns().is_some_and(|ip| just.contains(ip)));
+    }
+
+    #[test]
+    fn a_service_range_reads_and_prints_as_a_cidr() {
+        let range = ServiceRange::from_str("10.100.7.0/16").expect("valid");
+        assert_eq!(range.to_string(), "10.100.0.0/16");
+        assert_eq!(range.first(), Ipv4Addr::new(10, 100, 0, 1));
+        assert!(ServiceRange::from_str("10.96.0.0/31").is_err());
     }
 
     #[test]

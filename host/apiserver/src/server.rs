@@ -53,7 +53,7 @@ impl Server {
             crds: ArcSwap::from_pointee(Vec::new()),
             openapi_cache: Mutex::new(HashMap::new()),
             openapi_v2_protobuf: Mutex::new(None),
-            service_range: ServiceRange::default(),
+            service_range: cluster.service_range,
             cluster,
             token,
         });

@@ -10,6 +10,7 @@ mod memory;
 mod node;
 mod report;
 mod scheduler;
+mod services;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,9 @@ enum BenchTarget {
     Memory(memory::MemoryArgs),
     /// The node agent's DNS server with many Services: queries per second and latency.
     Dns(dns::DnsArgs),
+    /// The node agent's service proxy on nftables: 1000 Services × 10 endpoints programmed, then
+    /// EndpointSlice changes timed until their rules are in force.
+    Services(services::ServicesArgs),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +129,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Node(args) => node::run(args).await,
         BenchTarget::Memory(args) => memory::run(args).await,
         BenchTarget::Dns(args) => dns::run(args).await,
+        BenchTarget::Services(args) => services::run(args).await,
     }
 }
 

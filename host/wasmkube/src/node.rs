@@ -83,7 +83,7 @@ const DEFAULT_CLUSTER_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 96, 0
 const DEFAULT_POD_NETWORK: &str = "10.244.0.0/16";
 
 impl AgentArgs {
-    fn config(&self, connection: Connection) -> Config {
+    fn config(&self, connection: Connection, service_cidr: String) -> Config {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_lowercase())
             .unwrap_or_else(|_| "node".into());
@@ -109,6 +109,7 @@ impl AgentArgs {
             },
             cluster_domain: self.cluster_domain.clone(),
             upstream_dns: self.upstream_dns.clone(),
+            service_cidr,
         }
     }
 }
@@ -127,6 +128,10 @@ pub struct NodeArgs {
     /// A kubeconfig to read the server, CA and token from instead.
     #[arg(long, conflicts_with = "server")]
     pub kubeconfig: Option<PathBuf>,
+    /// The cluster's service IP range, as the server's --service-cidr: the proxy rejects an
+    /// address in it that no Service owns (`wasmkube up` takes the server's).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
@@ -147,7 +152,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         },
         _ => anyhow::bail!("give --server and --token, or --kubeconfig"),
     };
-    agent::run(args.agent.config(connection)).await?;
+    agent::run(args.agent.config(connection, args.service_cidr)).await?;
     Ok(())
 }
 
@@ -166,15 +171,17 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     if args.agent.pod_network.is_none() {
         args.agent.pod_network = Some(args.server.cluster_cidr.to_string());
     }
+    let service_cidr = args.server.service_cidr.to_string();
     let started = server::start(args.server).await?;
     if args.agent.cluster_dns.is_empty()
         && let Some(dns) = started.server.service_range.dns()
     {
         args.agent.cluster_dns = vec![IpAddr::V4(dns)];
     }
-    let config = args
-        .agent
-        .config(Connection::from_kubeconfig(&started.kubeconfig)?);
+    let config = args.agent.config(
+        Connection::from_kubeconfig(&started.kubeconfig)?,
+        service_cidr,
+    );
     let summary = started.summary(Some(&config.node_name));
     let ready = node_ready(started.server.clone(), config.node_name.clone());
     let agent = async move {

@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// The pod network: each node gets the next free /24 of it as `spec.podCIDR`.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: ClusterCidr,
+    /// The service IP range: Services get their cluster IPs from it, its first address is the
+    /// `kubernetes` Service's (as kubeadm's `--service-cidr`).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: ServiceRange,
     /// How long a node may go without a heartbeat before it is marked unreachable (`40s`, `2m`).
     #[arg(long, default_value = "40s", value_parser = config::parse_duration)]
     pub node_monitor_grace_period: Duration,
@@ -88,7 +92,7 @@ impl ServerArgs {
         if let Some(ip) = self.advertise_address {
             names.ip(ip);
         }
-        names.ip(IpAddr::V4(ServiceRange::default().first()));
+        names.ip(IpAddr::V4(self.service_cidr.first()));
         for san in &self.tls_sans {
             names.add(san)?;
         }
@@ -113,6 +117,7 @@ impl ServerArgs {
             default_toleration_seconds: self.default_toleration_seconds,
             event_ttl: self.event_ttl,
             root_ca: Some(root_ca),
+            service_range: self.service_cidr,
         }
     }
 }
