@@ -1,6 +1,7 @@
 //! Cluster DNS with a real node agent: a busybox pod asks the node's DNS server (on its pod
 //! bridge's gateway address) about a Service, a headless Service and its StatefulSet pods, and
-//! sees its own resolv.conf, /etc/hosts and hostname as the kubelet writes them.
+//! sees its own resolv.conf, /etc/hosts and hostname as the kubelet writes them; then reaches a
+//! Service by its short, namespaced and full names through the kube-dns Service and the proxy.
 //! Needs root, containerd and the busybox image (scripts/setup.sh).
 
 use std::time::Duration;
@@ -130,7 +131,9 @@ fn pods_resolve_services_and_statefulset_pods_through_the_node_dns() -> Result<(
     // The cluster DNS Service, and this node's server as its endpoint.
     let kube_dns = ["get", "service", "kube-dns", "-n", "kube-system"];
     let cluster_ip = c.ok(&[&kube_dns[..], &["-o", "jsonpath={.spec.clusterIP}"]].concat())?;
-    assert_eq!(cluster_ip, "10.96.0.10");
+    // The 10th address of the test cluster's service range (tests/lib.rs: 10.153.0.0/16 for
+    // the pod network 10.253.0.0/16), as 10.96.0.10 is of the default 10.96.0.0/12.
+    assert_eq!(cluster_ip, "10.153.0.10");
     let pod_cidr = c.ok(&["get", "node", NODE, "-o", "jsonpath={.spec.podCIDR}"])?;
     let server = pod_cidr.replace(".0/24", ".1");
     assert!(server.starts_with("10.253."), "{pod_cidr}");
@@ -206,7 +209,7 @@ fn pods_resolve_services_and_statefulset_pods_through_the_node_dns() -> Result<(
     let search = format!("search {NS}.svc.cluster.local svc.cluster.local cluster.local");
     assert!(resolv.starts_with(&search), "{resolv}");
     assert!(
-        resolv.contains("\nnameserver 10.96.0.10\noptions ndots:5\n"),
+        resolv.contains("\nnameserver 10.153.0.10\noptions ndots:5\n"),
         "{resolv}"
     );
     let fqdn = format!("box.web.{NS}.svc.cluster.local");
@@ -236,5 +239,19 @@ fn pods_resolve_services_and_statefulset_pods_through_the_node_dns() -> Result<(
         custom,
         "search custom.example\nnameserver 10.253.0.1\noptions ndots:2 edns0\n"
     );
+
+    // Through the kube-dns Service: the pod's resolver asks the Service's ClusterIP, which the
+    // node's proxy sends to this node's own server (internalTrafficPolicy: Local); the search
+    // path makes the short names work, and the Service carries the request to a pod.
+    for name in ["echo", &format!("echo.{NS}"), &echo, &echo_ip] {
+        let url = format!("http://{name}/");
+        let mut last = String::new();
+        eventually(Duration::from_secs(30), || {
+            last = exec(&c, "client", &["wget", "-O-", &url]).unwrap_or_else(|e| e.to_string());
+            Ok(last.contains("wasmkube"))
+        })
+        .map_err(|e| anyhow::anyhow!("{url} never answered: {e}\nlast: {last}"))?;
+    }
+    resolves(&c, &cluster_ip, &[&echo], &format!("Address: {echo_ip}"))?;
     Ok(())
 }
