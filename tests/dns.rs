@@ -253,5 +253,41 @@ fn pods_resolve_services_and_statefulset_pods_through_the_node_dns() -> Result<(
         .map_err(|e| anyhow::anyhow!("{url} never answered: {e}\nlast: {last}"))?;
     }
     resolves(&c, &cluster_ip, &[&echo], &format!("Address: {echo_ip}"))?;
+
+    // The API from a pod's network: `kubernetes.default.svc` resolves to the first address of
+    // the range, and https there answers /version with a certificate the CA in the namespace's
+    // `kube-root-ca.crt` verifies. (busybox's wget speaks no TLS this server accepts, so the
+    // node's curl runs in the pod's network namespace.)
+    resolves(
+        &c,
+        &cluster_ip,
+        &["kubernetes.default.svc.cluster.local"],
+        "Address: 10.153.0.1",
+    )?;
+    let ca = get(
+        &c,
+        &[
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+    )?;
+    let ca_file = c.dir.path().join("pod-ca.crt");
+    std::fs::write(&ca_file, ca)?;
+    let uid = get(&c, &["pod", "client", "-o", "jsonpath={.metadata.uid}"])?;
+    let version = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/wk-{uid}"))
+        .args(["curl", "-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca_file)
+        .args(["--resolve", "kubernetes.default.svc:443:10.153.0.1"])
+        .arg("https://kubernetes.default.svc/version")
+        .output()?;
+    let body = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        body.contains("gitVersion"),
+        "{body}{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
     Ok(())
 }
