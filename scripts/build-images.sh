@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the test image target/images/busybox.tar (docker.io/library/busybox:latest), an OCI
-# image-layout archive made from Debian's busybox-static, without any network, and
+# Builds the test image target/images/busybox.tar (docker.io/library/busybox:latest, also tagged
+# :stable so that `kubectl create deployment --image=busybox:stable` runs it without a pull: only
+# :latest defaults to imagePullPolicy Always), an OCI image-layout archive made from Debian's
+# busybox-static, without any network, and
 # target/images/busybox-users.tar: the same layer as busybox:nosuchuser (USER nosuchuser, in no
 # /etc/passwd) and busybox:nobody (USER nobody), for the hostile-node tests, and
 # target/images/dnsmasq.tar (wasmkube.local/dnsmasq:latest): the busybox files plus Debian's
@@ -142,7 +144,7 @@ layout() {
 }
 
 make_layer "$root"
-layout "$OUT" "latest:"
+layout "$OUT" "latest:" "stable:"
 layout "$USERS_OUT" "nosuchuser:nosuchuser" "nobody:nobody"
 
 # === dnsmasq: the busybox files, the binary and every library ldd names, at their own paths ===

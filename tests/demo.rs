@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use wasmkube_e2e::{Cluster, demo_dir, eventually};
+use wasmkube_e2e::{Cluster, demo_dir, eventually, repo};
 
 const NODE: &str = "wk-demo";
 
@@ -103,5 +103,109 @@ fn the_readme_demo_runs_with_the_built_in_plugins() -> Result<()> {
     assert!(!env.contains("STAGE"), "{env}");
     let history = c.ok(&["rollout", "history", "deployment/web", "-n", "demo"])?;
     assert!(history.contains('3'), "{history}");
+
+    // Services by name, as the README types them.
+    c.ok(&[
+        "create",
+        "deployment",
+        "echo",
+        "--image=busybox:stable",
+        "--replicas=2",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/var/www",
+    ])?;
+    c.ok(&[
+        "expose",
+        "deployment",
+        "echo",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ])?;
+    c.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/echo",
+        "--timeout=120s",
+    ])?;
+    let page = client(&c, "default", "http://echo/")?;
+    assert!(page.contains("wasmkube"), "{page}");
+
+    // The two-tier app: the web tier calls the backend by name, inside and through a NodePort.
+    c.ok(&["create", "namespace", "shop"])?;
+    let two_tier = repo().join("manifests/two-tier").display().to_string();
+    c.ok(&["apply", "-n", "shop", "-f", &two_tier])?;
+    c.ok(&[
+        "wait",
+        "-n",
+        "shop",
+        "--for=condition=Available",
+        "deployment",
+        "--all",
+        "--timeout=120s",
+    ])?;
+    let answer = client(&c, "shop", "http://web/cgi-bin/index.cgi")?;
+    assert!(
+        answer.contains("asked http://backend/ and got:")
+            && answer.contains("hello from the backend"),
+        "{answer}"
+    );
+    let node_ip = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+    ])?;
+    let port = c.ok(&[
+        "get",
+        "service",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ])?;
+    let curl = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{node_ip}:{port}/cgi-bin/index.cgi"))
+        .output()?;
+    let page = String::from_utf8_lossy(&curl.stdout);
+    assert!(page.contains("hello from the backend"), "{page}");
     Ok(())
+}
+
+/// `kubectl run client --rm -i --restart=Never --image=busybox:stable -- wget -O- URL` in `ns`,
+/// as the README runs it: what the client printed.
+fn client(c: &Cluster, ns: &str, url: &str) -> Result<String> {
+    let mut last = String::new();
+    eventually(Duration::from_secs(60), || {
+        let out = c.kubectl(&[
+            "run",
+            "client",
+            "-n",
+            ns,
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--image=busybox:stable",
+            "--",
+            "wget",
+            "-O-",
+            url,
+        ])?;
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out.status.success())
+    })
+    .map_err(|e| anyhow::anyhow!("{url} from a client pod: {e}\n{last}"))?;
+    Ok(last)
 }
