@@ -249,7 +249,15 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
     let long = Duration::from_secs(60);
 
     // The second node's agent runs inside the test host's network namespace, sharing containerd.
-    machine.start_agent(&c, "wk-e2e-2", "wke2e1")?;
+    // The cluster's service range (tests/lib.rs) and its kube-dns address, as `up` gives its own agent.
+    let services = wasmkube_e2e::service_cidr("10.244.0.0/16")?;
+    let dns = services.replace(".0.0/16", ".0.10");
+    machine.start_agent(
+        &c,
+        "wk-e2e-2",
+        "wke2e1",
+        &["--service-cidr", &services, "--cluster-dns", &dns],
+    )?;
     let result = (|| -> Result<()> {
         // A Deployment of web servers, scheduled onto the first node.
         let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: {kubernetes.io/hostname: wk-e2e}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [httpd, -f, -p, '80', -h, /var/www]\n";
@@ -303,6 +311,19 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
             )?
         );
 
+        // Pod to Service across the nodes: a client on the second node reaches the web pods on
+        // the first by the Service's name (its own node's DNS server, through its own node's
+        // proxy) and by its ClusterIP.
+        c.ok(&["expose", "deployment", "web", "--port", "80"])?;
+        let cluster_ip = c.ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?;
+        let script = format!(
+            "wget -O- http://web/ 2>&1 | grep -q wasmkube && wget -O- http://{cluster_ip}/ 2>&1 | grep -q wasmkube"
+        );
+        let by_name = pod("by-name", "OnFailure", &script, "")
+            .replace(&format!("nodeName: {NODE}"), "nodeName: wk-e2e-2");
+        c.apply(&by_name)?;
+        phase_is(&c, "by-name", "Succeeded", long)?;
+        c.ok(&["delete", "service", "web"])?;
         c.ok(&["delete", "deployment", "web"])?;
         c.ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"])?;
         Ok(())

@@ -53,8 +53,15 @@ impl TestHost {
     }
 
     /// Starts a node agent of `c` named `node` in this host, its pods on `bridge`, its state in
-    /// the cluster's directory, and waits until the Node is Ready.
-    pub fn start_agent(&mut self, c: &Cluster, node: &str, bridge: &str) -> Result<()> {
+    /// the cluster's directory, with `extra` flags of `wasmkube node` (the cluster's
+    /// `--service-cidr` and `--cluster-dns`, say), and waits until the Node is Ready.
+    pub fn start_agent(
+        &mut self,
+        c: &Cluster,
+        node: &str,
+        bridge: &str,
+        extra: &[&str],
+    ) -> Result<()> {
         // A bridge left by an earlier run would hold the same pod subnet.
         let _ = Command::new("ip")
             .args([
@@ -88,6 +95,7 @@ impl TestHost {
             .arg(dir.join("state"))
             .arg("--log-dir")
             .arg(dir.join("logs"))
+            .args(extra)
             .stderr(log)
             .spawn()?;
         self.agent = Some(agent);
