@@ -328,13 +328,15 @@ impl Hostile {
                         header.clear();
                     }
                     let mut out = &stream;
+                    // Each answer closes its connection (said so in the 401), so the client
+                    // asks for the token on a new one rather than on this closed one.
                     if !line.contains("/token") {
                         let challenge = format!(
                             "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"evil\""
                         );
                         let _ = write!(
                             out,
-                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n"
+                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                         );
                         return;
                     }
