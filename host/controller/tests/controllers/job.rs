@@ -1,6 +1,6 @@
 //! The Job and CronJob controllers as Wasm components in the real host, the test acting as the node.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

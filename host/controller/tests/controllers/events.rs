@@ -1,7 +1,7 @@
 //! Events recorded by the host's components: the same report about the same object is one Event
 //! whose count goes up, as Kubernetes' event correlator does.
 
-mod common;
+use crate::common;
 
 use serde_json::json;
 use wasmkube_apiserver::registry::events;

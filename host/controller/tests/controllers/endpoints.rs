@@ -1,6 +1,6 @@
 //! The Endpoints and EndpointSlice controller as a Wasm component in the real host: Services follow their pods.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! ordered creation, stable identities and claims, scale-down, partitioned rolling updates,
 //! ControllerRevisions and adoption.
 
-mod common;
+use crate::common;
 
 use common::Cluster;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! The Deployment and ReplicaSet controllers as Wasm components in the real host, with a simulated node.
 
-mod common;
+use crate::common;
 
 use common::Cluster;
 use serde_json::{Value, json};
@@ -27,10 +27,6 @@ fn revision(obj: &Value) -> Option<&str> {
 }
 
 impl Cluster {
-    async fn pods(&self) -> Vec<Value> {
-        self.list("v1", "Pod").await
-    }
-
     async fn replica_sets(&self) -> Vec<Value> {
         self.list("apps/v1", "ReplicaSet").await
     }

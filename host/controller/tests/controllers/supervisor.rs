@@ -1,6 +1,6 @@
 //! Plugins as API objects: installed, swapped while running, rolled back when the new module keeps trapping, a broken module refused; one stuck plugin holding up no other; limits and permissions changed without a new module.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The HTTP API without a socket: `app()` driven with `oneshot`, on an embedded store in a temp dir.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use common::Api;

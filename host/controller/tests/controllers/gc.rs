@@ -1,8 +1,6 @@
 //! Garbage collection and namespace lifecycle through the API: Background, Foreground and Orphan; a namespace waits for its pods' nodes.
 
-// The apiserver's harness: a server driven through `app()` with `oneshot`.
-#[path = "../../apiserver/tests/common/mod.rs"]
-mod common;
+use crate::apiserver as common;
 
 use std::time::Duration;
 

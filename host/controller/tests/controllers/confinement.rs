@@ -1,7 +1,7 @@
 //! A plugin's host does what its grants say now: a narrowed grant is refused at the next call,
 //! and Events need their own grant and keep to the plugin's rate.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;

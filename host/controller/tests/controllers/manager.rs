@@ -1,6 +1,6 @@
 //! The manager over a real apiserver and store: keys reach the reconciler, owned objects enqueue their owner, swaps lose nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,5 @@
 //! What the host tests share: the built plugins, and a server on a fresh embedded store.
 
-// Each test binary uses a part of this module.
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,6 +241,11 @@ impl Cluster {
         )
         .await
         .expect("created")
+    }
+
+    /// The live pods.
+    pub async fn pods(&self) -> Vec<Value> {
+        self.list("v1", "Pod").await
     }
 
     /// The live (not terminating) objects of a kind.

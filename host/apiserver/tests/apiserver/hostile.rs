@@ -2,7 +2,7 @@
 //! validate, admission, patches, store): whatever the body, the answer is a `Status` or an
 //! object, never a panic or a 500.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -1,8 +1,6 @@
 //! The node controllers through the API: pod CIDRs, node health with paused time (a silent node becomes Unknown and tainted at 40 s, and recovers), NoExecute taint eviction, default tolerations.
 
-// The apiserver's harness: a server driven through `app()` with `oneshot`.
-#[path = "../../apiserver/tests/common/mod.rs"]
-mod common;
+use crate::apiserver as common;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};

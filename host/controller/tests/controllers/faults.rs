@@ -1,6 +1,6 @@
 //! Fault plugins installed beside the ReplicaSet controller: each is contained, reported in its status, and the ReplicaSet controller keeps working.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Graceful pod deletion through the API: a pod on a node waits for its node (grace from the options, from the spec, shortened, 0), others go at once; eviction takes the same path (namespace deletion: the controller crate's `gc.rs`).
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::Api;

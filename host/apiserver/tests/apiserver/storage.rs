@@ -1,6 +1,6 @@
 //! DefaultStorageClass admission: claims without a class get the default one.
 
-mod common;
+use crate::common;
 
 use common::Api;
 use http::StatusCode;

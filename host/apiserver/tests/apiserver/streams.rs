@@ -1,7 +1,7 @@
 //! pods/log, pods/exec, pods/attach and pods/portforward before they reach a node agent: which
 //! container, which node, and what is not a streaming request.
 
-mod common;
+use crate::common;
 
 use http::StatusCode;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! The DaemonSet controller as a Wasm component in the real host: nodes joining, tainted and
 //! leaving, and a rolling update kept in ControllerRevisions.
 
-mod common;
+use crate::common;
 
 use common::Cluster;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! The ReplicaSet controller as a Wasm component in the real host: apiserver, store, informers, runtime.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,6 @@ async fn cluster() -> Cluster {
 }
 
 impl Cluster {
-    async fn pods(&self) -> Vec<Value> {
-        self.list("v1", "Pod").await
-    }
-
     async fn replicaset(&self) -> Value {
         self.get("apps/v1", "ReplicaSet", "web").await
     }

@@ -1,6 +1,6 @@
 //! The harness of the API tests: a server on an embedded store in a temp dir, driven through `app()` with `oneshot`.
 
-// Each test binary uses a part of this module.
+// The controller crate's gc and nodes suites use the parts this crate's suites do not.
 #![allow(dead_code)]
 
 use std::sync::Arc;
