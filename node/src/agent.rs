@@ -16,6 +16,7 @@ use crate::cni::{Cni, CniError};
 use crate::console::Consoles;
 use crate::containerd::{Containerd, ContainerdError};
 use crate::dns::{self, DnsError};
+use crate::informer::ServiceCaches;
 use crate::image::{self, ImageError, registry};
 use crate::pod::etc::{NodeDns, ResolvConf};
 use crate::pod::{self, Context, Desired, Worker};
@@ -171,14 +172,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         domain: config.cluster_domain.clone(),
         upstreams,
     };
-    dns::start(api.clone(), &config.node_name, dns_config)?;
+    let caches = ServiceCaches::start(&api);
+    dns::start(api.clone(), caches.clone(), &config.node_name, dns_config)?;
     let proxy = proxy::Settings::new(
         &config.node_name,
         &config.bridge,
         &config.cluster_cidr,
         &config.service_cidr,
     )?;
-    tokio::spawn(proxy::run(api.clone(), proxy));
+    tokio::spawn(proxy::run(caches, proxy));
     tokio::spawn(registration::routes(
         api.clone(),
         config.node_name.clone(),

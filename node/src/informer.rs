@@ -6,6 +6,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::Metadata;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -27,6 +29,23 @@ pub fn key_of(meta: &ObjectMeta) -> Key {
     match meta.namespace.as_deref() {
         Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
         _ => name.to_string(),
+    }
+}
+
+/// The Services and EndpointSlices of the cluster, watched once for the proxy and the DNS server.
+#[derive(Clone)]
+pub struct ServiceCaches {
+    pub services: Arc<Informer<Service>>,
+    pub slices: Arc<Informer<EndpointSlice>>,
+}
+
+impl ServiceCaches {
+    /// Starts both informers.
+    pub fn start(api: &Api) -> ServiceCaches {
+        ServiceCaches {
+            services: Informer::start(api.clone(), "/api/v1/services"),
+            slices: Informer::start(api.clone(), "/apis/discovery.k8s.io/v1/endpointslices"),
+        }
     }
 }
 

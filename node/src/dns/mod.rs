@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::api::Api;
-use crate::informer::{Informer, Key};
+use crate::informer::{Informer, Key, ServiceCaches};
 
 pub use forward::{Forwarder, upstreams};
 pub use server::{Handler, serve};
@@ -79,11 +79,13 @@ pub fn gateway(pod_cidr: &str) -> Option<IpAddr> {
 
 /// Starts the node's DNS server: its caches, the zone kept current from them, the sockets,
 /// and the node's EndpointSlice of `kube-dns`. Returns once it is listening.
-pub fn start(api: Api, node_name: &str, config: Config) -> Result<(), DnsError> {
+pub fn start(
+    api: Api,
+    caches: ServiceCaches,
+    node_name: &str,
+    config: Config,
+) -> Result<(), DnsError> {
     let origin = zone::origin(&config.domain)?;
-    let services = Informer::<Service>::start(api.clone(), "/api/v1/services");
-    let slices =
-        Informer::<EndpointSlice>::start(api.clone(), "/apis/discovery.k8s.io/v1/endpointslices");
     let zone = Arc::new(ArcSwap::from_pointee(Zone::pending(origin.clone())));
     let handler = Handler::new(
         zone.clone(),
@@ -93,7 +95,7 @@ pub fn start(api: Api, node_name: &str, config: Config) -> Result<(), DnsError> 
         address: config.address,
         source,
     })?;
-    tokio::spawn(keep_current(zone, origin, services, slices));
+    tokio::spawn(keep_current(zone, origin, caches.services, caches.slices));
     tokio::spawn(publish(api, node_name.to_string(), config.address.ip()));
     tracing::info!(address = %config.address, domain = %config.domain, "cluster DNS serving");
     Ok(())

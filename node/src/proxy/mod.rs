@@ -21,8 +21,7 @@ pub use service::NODE_PORTS;
 use service::SERVICE_NAME_LABEL;
 pub use table::{Map, Programme};
 
-use crate::api::Api;
-use crate::informer::{Informer, Key, key_of};
+use crate::informer::{Informer, Key, ServiceCaches, key_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -110,11 +109,9 @@ pub fn table_name(bridge: &str) -> String {
 }
 
 /// Runs the proxy of this agent for as long as the process runs.
-pub async fn run(api: Api, settings: Settings) {
-    let services = Informer::start(api.clone(), "/api/v1/services");
-    let slices = Informer::start(api, "/apis/discovery.k8s.io/v1/endpointslices");
+pub async fn run(caches: ServiceCaches, settings: Settings) {
     bridge_netfilter().await;
-    Proxy::new(NftCommand, settings, services, slices)
+    Proxy::new(NftCommand, settings, caches.services, caches.slices)
         .run()
         .await;
 }
