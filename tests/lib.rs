@@ -308,6 +308,17 @@ pub fn service_cidr(pod_network: &str) -> Result<String> {
     Ok(format!("10.{}.0.0/16", second - 100))
 }
 
+/// A plain HTTP GET of `/` from this host, within 3 s.
+pub fn host_get(address: std::net::SocketAddr) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + timeout;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use wasmkube_e2e::hosts::{HOST_SIDE, TestHost};
-use wasmkube_e2e::{Cluster, eventually};
+use wasmkube_e2e::{Cluster, eventually, host_get};
 
 const NODE: &str = "wk-e2e";
 
@@ -241,7 +241,8 @@ fn sh(script: &str) -> Result<()> {
 }
 
 /// Two nodes on two test hosts' networks (scripts/test-hosts.sh): the first in the host's
-/// namespace at 172.31.0.1, the second in a test host at 172.31.0.2.
+/// namespace at 172.31.0.1, the second in a test host at 172.31.0.2. Pod to pod, pod to Service
+/// (by name and ClusterIP) and NodePort on both nodes' addresses, across the nodes.
 #[test]
 fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Result<()> {
     let mut machine = TestHost::add("e2e2", 2)?;
@@ -323,6 +324,49 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
             .replace(&format!("nodeName: {NODE}"), "nodeName: wk-e2e-2");
         c.apply(&by_name)?;
         phase_is(&c, "by-name", "Succeeded", long)?;
+
+        // The Service as a NodePort: the page at every node's address, from this host and
+        // from a pod on the second node (each node's proxy forwards to the pods on the first).
+        c.ok(&[
+            "patch",
+            "service",
+            "web",
+            "-p",
+            r#"{"spec":{"type":"NodePort"}}"#,
+        ])?;
+        let node_port = c.ok(&[
+            "get",
+            "service",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])?;
+        let addresses = c.ok(&[
+            "get",
+            "nodes",
+            "-o",
+            r#"jsonpath={.items[*].status.addresses[?(@.type=="InternalIP")].address}"#,
+        ])?;
+        let addresses: Vec<String> = addresses
+            .split_whitespace()
+            .map(|ip| format!("{ip}:{node_port}"))
+            .collect();
+        assert_eq!(addresses.len(), 2, "{addresses:?}");
+        for address in &addresses {
+            let address = address.parse()?;
+            eventually(long, || {
+                Ok(host_get(address).is_ok_and(|page| page.contains("wasmkube")))
+            })?;
+        }
+        let script = addresses
+            .iter()
+            .map(|a| format!("wget -O- http://{a}/ 2>&1 | grep -q wasmkube"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let by_node_port = pod("by-node-port", "OnFailure", &script, "")
+            .replace(&format!("nodeName: {NODE}"), "nodeName: wk-e2e-2");
+        c.apply(&by_node_port)?;
+        phase_is(&c, "by-node-port", "Succeeded", long)?;
         c.ok(&["delete", "service", "web"])?;
         c.ok(&["delete", "deployment", "web"])?;
         c.ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"])?;

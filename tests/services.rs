@@ -5,12 +5,11 @@
 //! Needs root (CI runs as root); scripts/setup.sh installs nftables and builds the image.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use wasmkube_e2e::{Cluster, eventually, service_cidr, target_dir};
+use wasmkube_e2e::{Cluster, eventually, host_get, service_cidr, target_dir};
 
 const NODE: &str = "wk-svc";
 const BRIDGE: &str = "wksvc0";
@@ -193,16 +192,6 @@ fn once_endpoint_is(
     })?;
     std::thread::sleep(Duration::from_secs(1));
     spread(c, url, n)
-}
-
-/// A plain HTTP GET from this host.
-fn host_get(address: SocketAddr) -> Result<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
-    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    Ok(answer)
 }
 
 /// The Service chains of this cluster's proxy table, each with its kernel handle.

@@ -4,8 +4,6 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rand::Rng;
-
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,9 +134,20 @@ impl ServiceRange {
         ip > self.base && ip < self.base + self.size - 1
     }
 
-    pub(crate) fn random(&self) -> Ipv4Addr {
-        // Skip the network address, .1 (reserved for the apiserver's Service) and broadcast.
-        Ipv4Addr::from(self.base + rand::rng().random_range(2..self.size - 1))
+    /// The addresses a Service that names none may get, as offsets from the network address:
+    /// the upper band first, then the lower one (the network address, `.1` of the apiserver's
+    /// Service and the broadcast address are never given). The lower band (`min(max(16,
+    /// size/16), 256)` addresses, KEP-3070) is left to Services that ask for an address, such as
+    /// kube-dns's `.10`, for as long as the upper band has room.
+    pub(crate) fn dynamic_bands(&self) -> [std::ops::Range<u32>; 2] {
+        let last = self.size - 1;
+        let static_band = (self.size / 16).clamp(16, 256).min(last);
+        [static_band..last, 2.min(static_band)..static_band]
+    }
+
+    /// The address at `offset` from the network address.
+    pub(crate) fn at(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + offset)
     }
 
     /// The first usable address, the `kubernetes` Service's.
@@ -187,6 +196,29 @@ mod tests {
         assert_eq!(small.dns(), None, "8 addresses have no tenth");
         let just = ServiceRange::parse("10.0.0.0/28").expect("a valid CIDR");
         assert!(just.dns().is_some_and(|ip| just.contains(ip)));
+    }
+
+    #[test]
+    fn addresses_are_given_from_the_upper_band_first() {
+        let [upper, lower] = ServiceRange::default().dynamic_bands();
+        assert_eq!((upper.start, upper.end), (256, (1 << 20) - 1));
+        assert_eq!(
+            (lower.start, lower.end),
+            (2, 256),
+            "10.96.0.10 is in the static band"
+        );
+        let [upper, lower] = ServiceRange::parse("10.0.0.0/24")
+            .expect("valid")
+            .dynamic_bands();
+        assert_eq!((upper, lower), (16..255, 2..16));
+        let [upper, lower] = ServiceRange::parse("10.0.0.0/28")
+            .expect("valid")
+            .dynamic_bands();
+        assert_eq!(
+            (upper, lower),
+            (15..15, 2..15),
+            "too small for two bands: all static"
+        );
     }
 
     #[test]

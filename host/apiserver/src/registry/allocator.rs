@@ -1,6 +1,8 @@
 //! Service cluster IPs and node ports: allocated on create, claimed in the store in the same transaction as the Service, released with it.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 
 use rand::Rng;
 use serde_json::{Value, json};
@@ -77,6 +79,55 @@ async fn taken(objects: &Objects, key: &str) -> Result<bool, ApiError> {
     Ok(objects.store().get(key).await?.0.is_some())
 }
 
+/// Random picks from the first band before the allocator reads every claim of the range.
+const RANDOM_TRIES: usize = 8;
+
+/// A value of `bands` that no object claims (`key` gives its claim under `prefix`) and that is
+/// not in `avoid`: random picks from the first band, then the lowest free value of each band
+/// in turn, against every claim read at once. `None` when every value is taken.
+async fn free(
+    objects: &Objects,
+    prefix: &str,
+    bands: &[Range<u32>],
+    avoid: &[u32],
+    key: impl Fn(u32) -> String,
+) -> Result<Option<u32>, ApiError> {
+    if let Some(first) = bands.first().filter(|band| !band.is_empty()) {
+        for _ in 0..RANDOM_TRIES {
+            let pick = rand::rng().random_range(first.clone());
+            if !avoid.contains(&pick) && !taken(objects, &key(pick)).await? {
+                return Ok(Some(pick));
+            }
+        }
+    }
+    let claims = objects
+        .store()
+        .range(wasmkube_store::Range {
+            prefix: prefix.to_string(),
+            ..Default::default()
+        })
+        .await?;
+    let claimed: HashSet<&str> = claims.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    Ok(bands
+        .iter()
+        .flat_map(Clone::clone)
+        .find(|v| !avoid.contains(v) && !claimed.contains(key(*v).as_str())))
+}
+
+/// The node ports a Service that names none may get: the upper band first, then the lower
+/// one, left to Services that ask for a port while the upper band has room (KEP-3668:
+/// `min(max(16, size/32), 128)` ports).
+fn node_port_bands() -> [Range<u32>; 2] {
+    let (first, last) = (u32::from(*NODE_PORTS.start()), u32::from(*NODE_PORTS.end()));
+    let static_band = ((last - first + 1) / 32).clamp(16, 128);
+    [first + static_band..last + 1, first..first + static_band]
+}
+
+/// Every value of a range is taken: a 500, in kube-apiserver's words.
+fn full(what: &str) -> ApiError {
+    ApiError::Internal(format!("failed to allocate a {what}: range is full"))
+}
+
 /// Fills in a Service's cluster IP and node ports, keeping those it already has (from the
 /// request, or from `old` on update). The store transaction that writes the Service claims them.
 pub async fn allocate(
@@ -132,12 +183,13 @@ pub async fn allocate(
                 }
                 ip
             }
-            (None, _) => loop {
-                let ip = range.random().to_string();
-                if !taken(objects, &format!("{IP_PREFIX}{ip}")).await? {
-                    break ip;
-                }
-            },
+            (None, _) => {
+                let ip_key = |offset| format!("{IP_PREFIX}{}", range.at(offset));
+                let offset = free(objects, IP_PREFIX, &range.dynamic_bands(), &[], ip_key)
+                    .await?
+                    .ok_or_else(|| full("serviceIP"))?;
+                range.at(offset).to_string()
+            }
         };
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
@@ -170,15 +222,18 @@ pub async fn allocate(
                         ));
                     }
                     Some(p) => p,
-                    None => loop {
-                        let p = i64::from(rand::rng().random_range(NODE_PORTS));
-                        if !used.contains(&p)
-                            && !old_ports.contains(&p)
-                            && !taken(objects, &format!("{PORT_PREFIX}{p}")).await?
-                        {
-                            break p;
-                        }
-                    },
+                    None => {
+                        let avoid: Vec<u32> = used
+                            .iter()
+                            .chain(&old_ports)
+                            .filter_map(|p| u32::try_from(*p).ok())
+                            .collect();
+                        let port_key = |port| format!("{PORT_PREFIX}{port}");
+                        let port = free(objects, PORT_PREFIX, &node_port_bands(), &avoid, port_key)
+                            .await?
+                            .ok_or_else(|| full("nodePort"))?;
+                        i64::from(port)
+                    }
                 };
                 used.push(chosen);
                 port["nodePort"] = json!(chosen);

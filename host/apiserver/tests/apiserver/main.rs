@@ -6,5 +6,6 @@ mod api;
 mod graceful;
 mod hostile;
 mod layers;
+mod services;
 mod storage;
 mod streams;
