@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything wasmkube needs to build and test on a fresh Debian machine; safe to re-run.
 #   - apt: protobuf-compiler (etcd-client and containerd-client build with protoc), etcd-server
-#   - apt: nftables (the node agent's service proxy)
+#   - apt: nftables and conntrack (the node agent's service proxy)
 #   - apt: containerd, runc, containernetworking-plugins, iptables, busybox-static (the node agent
 #     and its test image), and wasmkube's own containerd started on /run/wasmkube/containerd.sock
 #   - apt: dnsmasq-base (a UDP server image for the service tests)
@@ -18,6 +18,8 @@ source scripts/apt.sh
 command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
 # The node agent's service proxy programs nftables through `nft`.
 command -v nft >/dev/null 2>&1 || apt_install nftables
+# ... and forgets stale UDP flows through `conntrack`.
+command -v conntrack >/dev/null 2>&1 || apt_install conntrack
 # dnsmasq: the UDP server of the service proxy's tests (scripts/build-images.sh).
 apt_install dnsmasq-base
 scripts/etcd.sh

@@ -1,6 +1,7 @@
 //! The service proxy: each Service's cluster IP, node ports and external IPs programmed into an
 //! nftables table of this agent, as kube-proxy's nftables mode does, one Service at a time.
 
+mod conntrack;
 mod nft;
 mod rules;
 mod service;
@@ -16,6 +17,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
+use conntrack::Udp;
+pub use conntrack::{Conntrack, ConntrackCommand, ConntrackError, Stale};
 pub use nft::{Nft, NftCommand, NftError};
 pub use service::NODE_PORTS;
 use service::SERVICE_NAME_LABEL;
@@ -111,9 +114,15 @@ pub fn table_name(bridge: &str) -> String {
 /// Runs the proxy of this agent for as long as the process runs.
 pub async fn run(caches: ServiceCaches, settings: Settings) {
     bridge_netfilter().await;
-    Proxy::new(NftCommand, settings, caches.services, caches.slices)
-        .run()
-        .await;
+    Proxy::new(
+        NftCommand,
+        ConntrackCommand,
+        settings,
+        caches.services,
+        caches.slices,
+    )
+    .run()
+    .await;
 }
 
 /// Bridged traffic through the ip hooks, so that a reply from a pod to a pod on the same bridge
@@ -129,8 +138,9 @@ async fn bridge_netfilter() {
 }
 
 /// The proxy's view: the informers it reads, and what it programmed per Service.
-pub struct Proxy<N> {
+pub struct Proxy<N, C> {
     nft: N,
+    conntrack: C,
     settings: Settings,
     services: Arc<Informer<Service>>,
     slices: Arc<Informer<EndpointSlice>>,
@@ -139,23 +149,28 @@ pub struct Proxy<N> {
     owners: HashMap<(Map, String), Key>,
     /// The Service each EndpointSlice was last seen for, to find it again once it is gone.
     slice_service: HashMap<Key, Key>,
+    /// Where each Service's UDP traffic goes, to forget the flows a change leaves stale.
+    udp: HashMap<Key, Udp>,
 }
 
-impl<N: Nft> Proxy<N> {
+impl<N: Nft, C: Conntrack> Proxy<N, C> {
     pub fn new(
         nft: N,
+        conntrack: C,
         settings: Settings,
         services: Arc<Informer<Service>>,
         slices: Arc<Informer<EndpointSlice>>,
-    ) -> Proxy<N> {
+    ) -> Proxy<N, C> {
         Proxy {
             nft,
+            conntrack,
             settings,
             services,
             slices,
             programmed: HashMap::new(),
             owners: HashMap::new(),
             slice_service: HashMap::new(),
+            udp: HashMap::new(),
         }
     }
 
@@ -220,10 +235,15 @@ impl<N: Nft> Proxy<N> {
         }
     }
 
-    /// What the Service `key` asks for now (nothing once it is gone or unusable).
-    fn desired(&self, key: &str, slices: &HashMap<Key, Vec<Arc<EndpointSlice>>>) -> Programme {
+    /// What the Service `key` asks for now, and where its UDP traffic goes (nothing once it
+    /// is gone or unusable).
+    fn desired(
+        &self,
+        key: &str,
+        slices: &HashMap<Key, Vec<Arc<EndpointSlice>>>,
+    ) -> (Programme, Udp) {
         let Some(service) = self.services.get(key) else {
-            return Programme::default();
+            return Default::default();
         };
         let own: Vec<&EndpointSlice> = slices
             .get(key)
@@ -243,12 +263,12 @@ impl<N: Nft> Proxy<N> {
                     }
                     free
                 });
-                programme
+                (programme, Udp::of(&proxied))
             }
-            Ok(None) => Programme::default(),
+            Ok(None) => Default::default(),
             Err(e) => {
                 tracing::warn!(service = key, error = %e, "a Service the proxy leaves out");
-                Programme::default()
+                Default::default()
             }
         }
     }
@@ -269,16 +289,16 @@ impl<N: Nft> Proxy<N> {
         let slices = self.slices_by_service();
         let mut updates = Vec::new();
         for key in keys {
-            let new = self.desired(&key, &slices);
+            let (new, udp) = self.desired(&key, &slices);
             let old = self.programmed.get(&key).cloned().unwrap_or_default();
             let batch = table::diff(&self.settings.table, &old, &new);
             if !batch.is_empty() {
-                updates.push((key, old, new, batch));
+                updates.push((key, old, new, udp, batch));
             }
         }
         let all: String = updates
             .iter()
-            .map(|(_, _, _, batch)| batch.as_str())
+            .map(|(_, _, _, _, batch)| batch.as_str())
             .collect();
         if all.is_empty() {
             return Ok(());
@@ -291,21 +311,35 @@ impl<N: Nft> Proxy<N> {
             // others still go in, and that one is tried again when it changes. When none goes
             // in, the table is not what the proxy thinks: read it back.
             let mut applied = false;
-            for (key, old, new, batch) in updates {
+            let mut stale = BTreeSet::new();
+            for (key, old, new, udp, batch) in updates {
                 match self.nft.apply(&batch).await {
                     Ok(()) => {
-                        self.record(key, &old, new);
+                        stale.extend(self.record(key, &old, new, udp));
                         applied = true;
                     }
                     Err(e) => tracing::warn!(service = %key, error = %e, "rules refused"),
                 }
             }
+            self.forget(stale).await;
             return if applied { Ok(()) } else { Err(e.into()) };
         }
-        for (key, old, new, _) in updates {
-            self.record(key, &old, new);
+        let mut stale = BTreeSet::new();
+        for (key, old, new, udp, _) in updates {
+            stale.extend(self.record(key, &old, new, udp));
         }
+        self.forget(stale).await;
         Ok(())
+    }
+
+    /// Tells the kernel to forget UDP flows the rules just written left stale (best effort: a
+    /// flow not forgotten goes on to where it went until the client stops sending).
+    async fn forget(&self, stale: BTreeSet<Stale>) {
+        for flows in stale {
+            if let Err(e) = self.conntrack.forget(flows).await {
+                tracing::warn!(error = %e, "forgetting stale UDP flows");
+            }
+        }
     }
 
     /// Adopts what the table holds (made by an earlier run of this agent, or nothing) and brings
@@ -334,24 +368,35 @@ impl<N: Nft> Proxy<N> {
         keys.sort();
         let mut all = Programme::default();
         let mut each = Vec::new();
+        let mut udp = HashMap::new();
         for key in keys {
-            let programme = self.desired(&key, &slices);
+            let (programme, flows) = self.desired(&key, &slices);
             for element in programme.elements.keys() {
                 self.owners.insert(element.clone(), key.clone());
             }
             all.extend(programme.clone());
+            if flows != Udp::default() {
+                udp.insert(key.clone(), flows);
+            }
             each.push((key, programme));
         }
         let mut batch = rules::skeleton(&self.settings);
         batch.push_str(&table::diff(&self.settings.table, &existing, &all));
         self.nft.apply(&batch).await?;
         self.programmed = each.into_iter().map(|(k, p)| (k, p.written())).collect();
+        // Flows from before a (re)start are left alone: what changed meanwhile is not known.
+        self.udp = udp;
         tracing::info!(table = %self.settings.table, services = self.programmed.len(), "service proxy programmed");
         Ok(())
     }
 
-    /// Remembers what the Service `key` now has programmed, and the map keys it holds.
-    fn record(&mut self, key: Key, old: &Programme, new: Programme) {
+    /// Remembers what the Service `key` now has programmed, the map keys it holds and where its
+    /// UDP traffic goes; returns the UDP flows the change left stale.
+    fn record(&mut self, key: Key, old: &Programme, new: Programme, udp: Udp) -> Vec<Stale> {
+        let stale = Udp::stale(&self.udp.remove(&key).unwrap_or_default(), &udp);
+        if udp != Udp::default() {
+            self.udp.insert(key.clone(), udp);
+        }
         for element in old.elements.keys() {
             if self.owners.get(element) == Some(&key) {
                 self.owners.remove(element);
@@ -365,6 +410,7 @@ impl<N: Nft> Proxy<N> {
         } else {
             self.programmed.insert(key, new.written());
         }
+        stale
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::conntrack::FakeConntrack;
 use super::nft::FakeNft;
 use super::*;
 
@@ -32,7 +33,7 @@ fn slice(service: &str, ips: &[&str], version: &str) -> EndpointSlice {
     .expect("a slice")
 }
 
-fn proxy(listing: Option<Value>) -> Proxy<FakeNft> {
+fn proxy(listing: Option<Value>) -> Proxy<FakeNft, FakeConntrack> {
     let services = Informer::new();
     services.replace(vec![service("a", "10.96.0.5"), service("b", "10.96.0.6")]);
     let slices = Informer::new();
@@ -42,10 +43,10 @@ fn proxy(listing: Option<Value>) -> Proxy<FakeNft> {
     ]);
     let nft = FakeNft::default();
     *nft.listing.lock().expect("not poisoned") = listing;
-    Proxy::new(nft, settings(), services, slices)
+    Proxy::new(nft, FakeConntrack::default(), settings(), services, slices)
 }
 
-fn batches(p: &Proxy<FakeNft>) -> Vec<String> {
+fn batches(p: &Proxy<FakeNft, FakeConntrack>) -> Vec<String> {
     p.nft.batches.lock().expect("not poisoned").clone()
 }
 
@@ -233,4 +234,61 @@ async fn nft_accepts_the_rules() {
         "{}\n{batch}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn udp_service(name: &str, ip: &str) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "t", "name": name, "resourceVersion": "1"},
+        "spec": {"clusterIP": ip, "type": "NodePort",
+            "ports": [{"port": 53, "protocol": "UDP", "targetPort": 53, "nodePort": 30053}]},
+    }))
+    .expect("a Service")
+}
+
+fn udp_slice(service: &str, ips: &[&str], version: &str) -> EndpointSlice {
+    let mut slice = slice(service, ips, version);
+    slice.ports = serde_json::from_value(json!([{"port": 53, "protocol": "UDP"}])).ok();
+    slice
+}
+
+async fn change(p: &mut Proxy<FakeNft, FakeConntrack>, slice: EndpointSlice) -> Vec<Stale> {
+    let key = key_of(&slice.metadata);
+    p.slices.apply("MODIFIED", slice);
+    let mut changed = BTreeSet::new();
+    p.note(Change::Slice(key), &mut changed);
+    p.sync(changed).await.expect("synced");
+    std::mem::take(&mut *p.conntrack.forgotten.lock().expect("not poisoned"))
+}
+
+#[tokio::test]
+async fn udp_flows_to_a_gone_endpoint_or_to_a_service_that_had_none_are_forgotten() {
+    let mut p = proxy(None);
+    p.services.apply("ADDED", udp_service("dns", "10.96.0.53"));
+    p.sync_all().await.expect("synced");
+    assert!(
+        p.conntrack
+            .forgotten
+            .lock()
+            .expect("not poisoned")
+            .is_empty()
+    );
+
+    // No endpoint, then a first one: the flows rejected meanwhile go.
+    let forgotten = change(&mut p, udp_slice("dns", &["10.244.0.8"], "2")).await;
+    assert_eq!(
+        forgotten,
+        [
+            Stale::Address(Ipv4Addr::new(10, 96, 0, 53)),
+            Stale::NodePort(30053)
+        ]
+    );
+    // A second endpoint: nothing is stale.
+    let forgotten = change(&mut p, udp_slice("dns", &["10.244.0.8", "10.244.0.9"], "3")).await;
+    assert_eq!(forgotten, []);
+    // The first goes: its flows go with it.
+    let forgotten = change(&mut p, udp_slice("dns", &["10.244.0.9"], "4")).await;
+    assert_eq!(forgotten, [Stale::Endpoint(Ipv4Addr::new(10, 244, 0, 8))]);
+    // TCP Services never ask.
+    let forgotten = change(&mut p, slice("a", &["10.244.0.3"], "2")).await;
+    assert_eq!(forgotten, []);
 }

@@ -10,7 +10,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wasmkube_node::informer::Informer;
-use wasmkube_node::proxy::{Nft, NftCommand, NftError, Proxy, Settings, table_name};
+use wasmkube_node::proxy::{
+    ConntrackCommand, Nft, NftCommand, NftError, Proxy, Settings, table_name,
+};
 
 use super::node::status_kb;
 
@@ -120,8 +122,9 @@ pub async fn run(args: ServicesArgs) -> anyhow::Result<()> {
     let (tx, mut applied) = mpsc::unbounded_channel();
     let settings = Settings::new("bench-node", BRIDGE, POD_NETWORK, SERVICE_RANGE)?;
     let began = Instant::now();
-    let proxy =
-        tokio::spawn(Proxy::new(Timed { applied: tx }, settings, services, slices.clone()).run());
+    let timed = Timed { applied: tx };
+    let proxy = Proxy::new(timed, ConntrackCommand, settings, services, slices.clone());
+    let proxy = tokio::spawn(proxy.run());
     let (done, lines) = applied.recv().await.context("the proxy stopped")?;
     let from_scratch = done - began;
     let programmed_kb = anon_kb()?;
