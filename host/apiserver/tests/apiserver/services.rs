@@ -16,6 +16,20 @@ fn service(name: &str, kind: &str) -> Value {
     json!({"metadata": {"name": name}, "spec": {"type": kind, "ports": [{"port": 80}]}})
 }
 
+/// Creates `svc`, which must succeed.
+async fn created(api: &Api, svc: Value) -> Value {
+    let (code, svc) = api.call("POST", SERVICES, Some(svc)).await;
+    assert_eq!(code, StatusCode::CREATED, "{svc}");
+    svc
+}
+
+fn cluster_ip(svc: &Value) -> Ipv4Addr {
+    svc["spec"]["clusterIP"]
+        .as_str()
+        .and_then(|ip| ip.parse().ok())
+        .expect("an address")
+}
+
 #[tokio::test]
 async fn a_full_service_range_is_an_error_and_a_freed_address_is_given_again() {
     let range = ServiceRange::parse("10.0.0.0/28").expect("a valid CIDR");
@@ -27,18 +41,8 @@ async fn a_full_service_range_is_an_error_and_a_freed_address_is_given_again() {
     // 16 addresses: the network, .1 (the apiserver's) and the broadcast are never given.
     let mut given = Vec::new();
     for i in 0..13 {
-        let (code, svc) = api
-            .call(
-                "POST",
-                SERVICES,
-                Some(service(&format!("s{i}"), "ClusterIP")),
-            )
-            .await;
-        assert_eq!(code, StatusCode::CREATED, "{svc}");
-        let ip: Ipv4Addr = svc["spec"]["clusterIP"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok())
-            .expect("an address");
+        let svc = created(&api, service(&format!("s{i}"), "ClusterIP")).await;
+        let ip = cluster_ip(&svc);
         given.push(ip);
     }
     given.sort();
@@ -59,28 +63,15 @@ async fn a_full_service_range_is_an_error_and_a_freed_address_is_given_again() {
 
     let (code, _) = api.call("DELETE", &format!("{SERVICES}/s3"), None).await;
     assert_eq!(code, StatusCode::OK);
-    let (code, svc) = api
-        .call("POST", SERVICES, Some(service("one-more", "ClusterIP")))
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{svc}");
+    created(&api, service("one-more", "ClusterIP")).await;
 }
 
 #[tokio::test]
 async fn addresses_and_node_ports_come_from_the_upper_band() {
     let api = Api::new().await;
     for i in 0..20 {
-        let (code, svc) = api
-            .call(
-                "POST",
-                SERVICES,
-                Some(service(&format!("n{i}"), "NodePort")),
-            )
-            .await;
-        assert_eq!(code, StatusCode::CREATED, "{svc}");
-        let ip: Ipv4Addr = svc["spec"]["clusterIP"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok())
-            .expect("an address");
+        let svc = created(&api, service(&format!("n{i}"), "NodePort")).await;
+        let ip = cluster_ip(&svc);
         assert!(
             u32::from(ip) >= u32::from(Ipv4Addr::new(10, 96, 1, 0)),
             "{ip} is in the static band 10.96.0.0-255"
@@ -98,6 +89,5 @@ async fn addresses_and_node_ports_come_from_the_upper_band() {
     dns["spec"]["clusterIP"] = json!("10.96.0.10");
     dns["spec"]["ports"][0]["nodePort"] = json!(30000);
     dns["spec"]["type"] = json!("NodePort");
-    let (code, svc) = api.call("POST", SERVICES, Some(dns)).await;
-    assert_eq!(code, StatusCode::CREATED, "{svc}");
+    created(&api, dns).await;
 }
