@@ -108,6 +108,7 @@ fn routes(server: Arc<Server>) -> Router {
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/metrics", get(handlers::metrics::render))
+        .route("/wasmkube/snapshot", get(handlers::snapshot::take))
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/log",
             any(handlers::streams::log),

@@ -5,6 +5,7 @@
 //! group-commits transactions (one fsync per batch) and broadcasts each committed batch to
 //! watchers, which replay older revisions from the log.
 
+mod restore;
 mod tables;
 mod watch;
 mod writer;

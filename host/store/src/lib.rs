@@ -26,6 +26,7 @@ pub mod bench;
 pub mod compactor;
 pub mod embedded;
 pub mod etcd;
+pub mod snapshot;
 
 /// A key with its value and revisions, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, PartialEq, Eq)]

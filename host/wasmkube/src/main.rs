@@ -3,9 +3,11 @@
 
 mod advertise;
 mod bench;
+mod client;
 mod node;
 mod plugin_cli;
 mod server;
+mod snapshot_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +43,9 @@ enum Command {
     /// Install and list Wasm plugins in a running cluster.
     #[command(subcommand)]
     Plugin(plugin_cli::PluginCommand),
+    /// Back up a running cluster's store, and restore it into a new data directory.
+    #[command(subcommand)]
+    Snapshot(snapshot_cli::SnapshotCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Command::Image(command) => node::run_image(command).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Plugin(command) => plugin_cli::run(command).await,
+            Command::Snapshot(command) => snapshot_cli::run(command).await,
         }
     })
 }

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
 use serde_json::{Value, json};
 use wasmkube_controller::module;
 
+use crate::client::{Api, Cluster};
 use crate::server::BUILTINS;
 
 #[derive(clap::Subcommand)]
@@ -46,88 +46,8 @@ pub enum Kind {
     Scheduler,
 }
 
-#[derive(clap::Args)]
-pub struct Cluster {
-    /// The kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-}
-
-/// An HTTPS client for the cluster of a kubeconfig's current context.
-struct Api {
-    client: reqwest::Client,
-    server: String,
-}
-
 const PLUGINS: &str = "/apis/wasmkube.dev/v1alpha1/plugins";
 const MODULES: &str = "/apis/wasmkube.dev/v1alpha1/pluginmodules";
-
-impl Api {
-    fn connect(cluster: &Cluster) -> anyhow::Result<Api> {
-        let path = cluster
-            .kubeconfig
-            .clone()
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
-            .context("no kubeconfig: pass --kubeconfig or set KUBECONFIG")?;
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let config: Value =
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let current = config["current-context"].as_str().unwrap_or_default();
-        let named = |list: &str, name: &str| {
-            config[list]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|e| e["name"] == name)
-                .cloned()
-        };
-        let context = named("contexts", current)
-            .or_else(|| config["contexts"][0].clone().into())
-            .unwrap_or_default();
-        let cluster = named(
-            "clusters",
-            context["context"]["cluster"].as_str().unwrap_or_default(),
-        )
-        .context("the kubeconfig has no cluster for its context")?;
-        let user = named(
-            "users",
-            context["context"]["user"].as_str().unwrap_or_default(),
-        )
-        .unwrap_or_default();
-        let mut builder = reqwest::Client::builder();
-        if let Some(ca) = cluster["cluster"]["certificate-authority-data"].as_str() {
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(ca)
-                .context("certificate-authority-data is not base64")?;
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
-        }
-        if let Some(token) = user["user"]["token"].as_str() {
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {token}").parse()?,
-            );
-            builder = builder.default_headers(headers);
-        }
-        let server = cluster["cluster"]["server"]
-            .as_str()
-            .context("the cluster has no server")?
-            .trim_end_matches('/')
-            .to_string();
-        Ok(Api {
-            client: builder.build()?,
-            server,
-        })
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
-        let response = request.send().await?;
-        let code = response.status().as_u16();
-        Ok((code, response.json().await.unwrap_or(Value::Null)))
-    }
-}
 
 fn fail(what: &str, code: u16, status: &Value) -> anyhow::Error {
     anyhow::anyhow!(

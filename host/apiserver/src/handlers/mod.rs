@@ -4,6 +4,7 @@ mod delete;
 pub mod metrics;
 mod read;
 mod scale;
+pub mod snapshot;
 pub mod streams;
 mod watch;
 mod write;
