@@ -141,8 +141,8 @@ fn plugin_name(file: &std::path::Path) -> String {
         .replace('_', "-")
 }
 
-/// The plugins compiled into this binary (see `build.rs`). A `static`: each use of a `const`
-/// would copy the embedded bytes into the binary again (three copies, 22 MB, before).
+/// The plugins compiled into this binary (see `build.rs`). A `static`: each crate that used a
+/// `const` got its own copy of the embedded bytes (the binary held them three times).
 pub static BUILTINS: &[Builtin] = include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 /// Installs the built-in plugins (but the disabled ones) and every `--plugin` as `Plugin`
