@@ -1,5 +1,5 @@
 //! Builds the built-in plugins (every `plugins/*/` crate: the controllers and the default
-//! scheduling policy) for `wasm32-wasip2` in release and embeds them in the binary.
+//! scheduling policy) for `wasm32-wasip2` in release and embeds them, deflated, in the binary.
 //!
 //! The components are built by a nested cargo into `<target>/plugins`, a target directory of its
 //! own: the outer build holds the lock on `<target>/release` (or `debug`), which a nested release
@@ -7,6 +7,7 @@
 //! same directory, so the plugins are compiled once whichever comes first.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,28 +69,35 @@ fn main() {
         );
     }
 
-    // Each component is copied into OUT_DIR and embedded from there, so the bytes and the digest
-    // below come from one read: `<target>/plugins` is rebuilt by `scripts/build-plugins.sh` with
-    // other packages (other feature unification, other bytes), and an `include_bytes!` of that
-    // file would then embed bytes whose digest is not the one recorded here.
+    // Each component is deflated into OUT_DIR and embedded from there, so the bytes and the
+    // digest below come from one read: `<target>/plugins` is rebuilt by `scripts/build-plugins.sh`
+    // with other packages (other feature unification, other bytes), and an `include_bytes!` of
+    // that file would then embed bytes whose digest is not the one recorded here. Deflated, the
+    // built-ins are a quarter of their size: what a first start reads of the binary to install
+    // them stays resident as long as the process runs (docs/benchmarks.md, Memory).
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     let mut table = String::from("&[\n");
     for b in &builtins {
         let wasm = format!("{}.wasm", b.package.replace('-', "_"));
         let built = target_dir.join(TARGET).join("release").join(&wasm);
         let bytes = std::fs::read(&built).expect("reading a built plugin");
-        let file = out_dir.join(&wasm);
-        std::fs::write(&file, &bytes).expect("copying a built plugin into OUT_DIR");
+        let file = out_dir.join(format!("{wasm}.deflate"));
+        let mut deflate =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        deflate.write_all(&bytes).expect("deflating a built plugin");
+        let deflated = deflate.finish().expect("deflating a built plugin");
+        std::fs::write(&file, deflated).expect("writing a deflated plugin into OUT_DIR");
         let digest: String = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         writeln!(
             table,
-            "    Builtin {{ name: {:?}, kind: PluginKind::{}, bytes: include_bytes!({:?}), digest: \"sha256:{digest}\" }},",
+            "    Builtin {{ name: {:?}, kind: PluginKind::{}, deflated: include_bytes!({:?}), len: {}, digest: \"sha256:{digest}\" }},",
             b.name,
             b.kind,
-            file.display().to_string()
+            file.display().to_string(),
+            bytes.len()
         )
         .expect("writing to a String");
     }

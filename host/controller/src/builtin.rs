@@ -1,5 +1,7 @@
 //! Plugins that ship inside the binary: installed when missing, upgraded when the binary carries another version, never written over an operator's own.
 
+use std::io::Read as _;
+
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::error::ApiError;
@@ -18,14 +20,33 @@ use crate::module::{
 /// that take seconds on a busy 2-core machine.
 pub const BUILTIN_CALL_TIMEOUT_MILLIS: u64 = 30_000;
 
+/// Why a built-in plugin's component could not be read from the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    #[error("inflating the built-in plugin {name}: {source}")]
+    Inflate {
+        name: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the built-in plugin {name} inflates to {actual} bytes, not {expected}")]
+    Length {
+        name: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+}
+
 /// A plugin compiled into the binary.
 #[derive(Clone, Copy)]
 pub struct Builtin {
     /// The Plugin's name (`replicaset`, `default`…).
     pub name: &'static str,
     pub kind: PluginKind,
-    /// The component.
-    pub bytes: &'static [u8],
+    /// The component, deflated (raw DEFLATE) by the build: only a start that installs or upgrades
+    /// it reads these pages of the binary, which then stay resident.
+    pub deflated: &'static [u8],
+    /// The component's length.
+    pub len: usize,
     /// `sha256:<hex>` of `bytes`, computed when the binary was built, so that a start which
     /// finds the Plugin current does not read the bytes at all.
     pub digest: &'static str,
@@ -62,6 +83,27 @@ impl Outcome {
 }
 
 impl Builtin {
+    /// The component's bytes, inflated.
+    pub fn module(&self) -> Result<Vec<u8>, BuiltinError> {
+        let mut bytes = Vec::with_capacity(self.len);
+        let limit = u64::try_from(self.len).map_or(u64::MAX, |len| len.saturating_add(1));
+        flate2::read::DeflateDecoder::new(self.deflated)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|source| BuiltinError::Inflate {
+                name: self.name,
+                source,
+            })?;
+        if bytes.len() != self.len {
+            return Err(BuiltinError::Length {
+                name: self.name,
+                expected: self.len,
+                actual: bytes.len(),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// The Plugin object the binary installs.
     fn plugin(&self) -> Value {
         json!({
@@ -73,7 +115,7 @@ impl Builtin {
             },
             "spec": {
                 "kind": self.kind.as_str(),
-                "module": module_ref(self.digest, self.bytes.len()),
+                "module": module_ref(self.digest, self.len),
                 "limits": {"callTimeoutMillis": BUILTIN_CALL_TIMEOUT_MILLIS},
             },
         })
@@ -95,7 +137,10 @@ impl Builtin {
             }
             _ => {}
         }
-        store_chunks(server, self.bytes).await?;
+        let module = self
+            .module()
+            .map_err(|err| ApiError::Internal(err.to_string()))?;
+        store_chunks(server, &module).await?;
         let wanted = self.plugin();
         let created = create_object(
             server,
@@ -157,5 +202,42 @@ impl Builtin {
             Some(_) => Ok(Outcome::Replaced),
             None => Ok(Outcome::Absent),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn a_builtin_inflates_to_its_length_or_says_why_not() {
+        let mut deflate =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflate.write_all(b"component bytes").expect("deflates");
+        let deflated: &'static [u8] = Box::leak(deflate.finish().expect("deflates").into());
+        let builtin = |len| Builtin {
+            name: "test",
+            kind: PluginKind::Controller,
+            deflated,
+            len,
+            digest: "sha256:0",
+        };
+        assert_eq!(builtin(15).module().expect("inflates"), b"component bytes");
+        for len in [14, 16] {
+            assert!(matches!(
+                builtin(len).module(),
+                Err(BuiltinError::Length { actual: 15, .. })
+            ));
+        }
+        let corrupt = Builtin {
+            deflated: b"\xff\xff",
+            ..builtin(15)
+        };
+        assert!(matches!(
+            corrupt.module(),
+            Err(BuiltinError::Inflate { .. })
+        ));
     }
 }

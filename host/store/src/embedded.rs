@@ -31,6 +31,9 @@ use crate::{
 const QUEUE: usize = 4096;
 /// Committed batches kept for watchers that fall behind before they re-read the log.
 const LIVE_BUFFER: usize = 256;
+/// redb's page cache (reads and the write buffer). redb's default, 1 GiB, lets it keep every
+/// page it ever read, the whole file; beyond this the kernel's page cache serves the reads.
+const CACHE_BYTES: usize = 8 << 20;
 
 /// The embedded store. See the module documentation.
 pub struct EmbeddedStore {
@@ -67,7 +70,11 @@ impl EmbeddedStore {
     /// made again) readable by its owner only.
     pub fn open(path: &Path) -> Result<Arc<Self>, StoreError> {
         private_file(path).map_err(|e| StoreError::Embedded(format!("{}: {e}", path.display())))?;
-        let db = Arc::new(Database::create(path).map_err(db_err)?);
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
+        let db = Arc::new(db);
         let wtx = db.begin_write().map_err(db_err)?;
         wtx.open_table(META).map_err(db_err)?;
         wtx.open_table(LATEST).map_err(db_err)?;

@@ -161,7 +161,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             for b in BUILTINS {
                 let began = std::time::Instant::now();
                 runtime
-                    .load(b.bytes)
+                    .load(&b.module()?)
                     .with_context(|| format!("compiling {}", b.name))?;
                 println!("{:<16} {:>6} ms", b.name, began.elapsed().as_millis());
             }
@@ -178,7 +178,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     b.name,
                     b.kind.as_str(),
                     short(b.digest),
-                    b.bytes.len()
+                    b.len
                 );
             }
             Ok(())

@@ -19,6 +19,11 @@ const MAX_BATCH_BYTES: usize = 64 << 20;
 /// Most value bytes of a batch broadcast with its events; a bigger batch is broadcast without
 /// them and watchers read it from the log. Bounds the memory of the broadcast buffer.
 const MAX_INLINE_BYTES: usize = 1 << 20;
+/// Biggest value (or previous value) of a batch broadcast with its events. A batch holding a
+/// bigger one (a `PluginModule` chunk, a large ConfigMap) is read from the log by its watchers,
+/// so the broadcast buffer, which keeps its last batches until newer ones push them out, does not
+/// pin those values long after every watcher has read them.
+const MAX_INLINE_VALUE: usize = 64 << 10;
 /// Pause after a failed commit.
 const FAILURE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 /// Log entries (changes) purged per commit, so a big compaction does not stall writers.
@@ -146,14 +151,18 @@ impl Writer {
             .revision
             .store(self.revision, Ordering::SeqCst);
         if before.0 < self.revision {
-            let bytes: usize = events
-                .iter()
-                .map(|e| e.kv.value.len() + e.prev.as_ref().map_or(0, |kv| kv.value.len()))
-                .sum();
+            let values = || {
+                events
+                    .iter()
+                    .flat_map(|e| std::iter::once(&e.kv).chain(&e.prev))
+                    .map(|kv| kv.value.len())
+            };
+            let inline = values().sum::<usize>() <= MAX_INLINE_BYTES
+                && values().all(|len| len <= MAX_INLINE_VALUE);
             let batch = Batch {
                 first: before.0 + 1,
                 last: self.revision,
-                events: (bytes <= MAX_INLINE_BYTES).then_some(events),
+                events: inline.then_some(events),
             };
             // No receiver is fine: nobody watches.
             let _ = self.events.send(Arc::new(batch));

@@ -66,8 +66,9 @@ async fn idle(pid: u32, seconds: u64) -> anyhow::Result<(Rss, u64)> {
     Ok((rss, peak.max(rss.total)))
 }
 
-/// Waits until the Node is Ready and every Plugin is Running.
-async fn wait_ready(api: &Api) -> anyhow::Result<()> {
+/// Waits until the Node is Ready (with a heartbeat at or after `since`, RFC 3339 in seconds as
+/// the agent writes it; "" for any) and every Plugin is Running.
+async fn wait_ready(api: &Api, since: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let node = api.get(&format!("/api/v1/nodes/{NODE}")).await?;
@@ -76,7 +77,11 @@ async fn wait_ready(api: &Api) -> anyhow::Result<()> {
             .and_then(|n| n.pointer("/status/conditions")?.as_array())
             .into_iter()
             .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            .any(|c| {
+                c["type"] == "Ready"
+                    && c["status"] == "True"
+                    && c["lastHeartbeatTime"].as_str().unwrap_or_default() >= since
+            });
         let (plugins, _) = api.list(PLUGINS).await?;
         let running = !plugins.is_empty()
             && plugins
@@ -116,8 +121,28 @@ async fn wait_no_containers(containerd: &Containerd) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until a restarted `wasmkube up` answers (it keeps the first start's identity, so `api`
+/// still fits).
+async fn wait_served(api: &Api, up: &mut Process) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.get("/version").await.is_err() {
+        if let Some(status) = up.0.try_wait()? {
+            bail!("the restarted wasmkube up ended before it served: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("the restarted wasmkube up did not serve within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Starts `wasmkube up` on the bench's directories; its log is appended to `up.log`.
 fn start_up(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Process> {
-    let log = std::fs::File::create(dir.join("up.log"))?;
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("up.log"))?;
     let child = wasmkube()?
         .args(["up", "--port", &args.port.to_string()])
         .args(["--cluster-cidr", POD_NETWORK, "--pod-network", POD_NETWORK])
@@ -153,7 +178,7 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
     let containerd = Containerd::connect(&args.containerd).await?;
     wasmkube_node::image::import(&containerd, &args.image).await?;
     let started = Instant::now();
-    wait_ready(&api).await?;
+    wait_ready(&api, "").await?;
     let ready_after = started.elapsed();
     let (idle_rss, idle_peak) = idle(pid, args.idle_seconds).await?;
 
@@ -163,6 +188,16 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
     delete_pods(&api, &names).await?;
     wait_no_containers(&containerd).await?;
     let after_rss = Rss::of(pid)?;
+    drop(up);
+
+    // A restart on the same data directory (killed, as a stop without a clean shutdown): the
+    // built-ins are current and compiled, so it installs and compiles nothing.
+    let restarted = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut up = start_up(args, dir)?;
+    let restart_pid = up.0.id();
+    wait_served(&api, &mut up).await?;
+    wait_ready(&api, &restarted).await?;
+    let (restart_rss, restart_peak) = idle(restart_pid, args.idle_seconds).await?;
     drop(up);
 
     let mb = |kb: u64| kb as f64 / 1024.0;
@@ -187,12 +222,15 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
     row("idle", idle_rss, idle_peak);
     row(&format!("{} pods running", args.pods), pods_rss, pods_peak);
     row("pods deleted", after_rss, after_rss.total);
+    row("restarted, idle", restart_rss, restart_peak);
     let figures = json!({"pods": args.pods, "idle_seconds": args.idle_seconds,
         "rss_idle_mb": mb(idle_rss.total), "rss_anon_idle_mb": mb(idle_rss.anon),
         "rss_file_idle_mb": mb(idle_rss.file), "rss_idle_peak_mb": mb(idle_peak),
         "rss_100_pods_mb": mb(pods_rss.total), "rss_anon_100_pods_mb": mb(pods_rss.anon),
         "rss_file_100_pods_mb": mb(pods_rss.file), "rss_100_pods_peak_mb": mb(pods_peak),
-        "rss_after_delete_mb": mb(after_rss.total), "ready_secs": ready_after.as_secs_f64()});
+        "rss_after_delete_mb": mb(after_rss.total), "ready_secs": ready_after.as_secs_f64(),
+        "rss_restart_idle_mb": mb(restart_rss.total), "rss_anon_restart_idle_mb": mb(restart_rss.anon),
+        "rss_file_restart_idle_mb": mb(restart_rss.file), "rss_restart_idle_peak_mb": mb(restart_peak)});
     Ok(figures)
 }
 
