@@ -103,6 +103,20 @@ impl Api {
                 .context("certificate-authority-data is not base64")?;
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
         }
+        let credential = |field: &str| -> anyhow::Result<Option<Vec<u8>>> {
+            user["user"][field]
+                .as_str()
+                .map(|data| base64::engine::general_purpose::STANDARD.decode(data))
+                .transpose()
+                .with_context(|| format!("{field} is not base64"))
+        };
+        if let (Some(mut cert), Some(key)) = (
+            credential("client-certificate-data")?,
+            credential("client-key-data")?,
+        ) {
+            cert.extend_from_slice(&key);
+            builder = builder.identity(reqwest::Identity::from_pem(&cert)?);
+        }
         if let Some(token) = user["user"]["token"].as_str() {
             let mut headers = reqwest::header::HeaderMap::new();
             headers.insert(
