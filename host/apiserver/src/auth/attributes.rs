@@ -77,12 +77,12 @@ impl Attributes {
             path: path.to_string(),
             ..Attributes::default()
         };
-        if rest.first() == Some(&"namespaces") {
-            if let Some(ns) = rest.get(1) {
-                attributes.namespace = ns.to_string();
-                if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
-                    rest = &rest[2..];
-                }
+        if rest.first() == Some(&"namespaces")
+            && let Some(ns) = rest.get(1)
+        {
+            attributes.namespace = ns.to_string();
+            if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
+                rest = &rest[2..];
             }
         }
         attributes.resource = rest.first().map(|r| r.to_string()).unwrap_or_default();
