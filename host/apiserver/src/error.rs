@@ -36,6 +36,14 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Refused by authorization: `resource` (in `group`) named `name`, and why.
+    #[error("{}", denied_message(.group, .resource, .name, .message))]
+    Denied {
+        group: String,
+        resource: String,
+        name: String,
+        message: String,
+    },
     #[error("too old resource version: {requested} ({compacted})")]
     Gone { requested: i64, compacted: i64 },
     #[error(
@@ -77,6 +85,19 @@ fn join_errors(errors: &[FieldError]) -> String {
     }
 }
 
+/// Upstream's `NewForbidden` message: `pods "web" is forbidden: ...`.
+fn denied_message(group: &str, resource: &str, name: &str, message: &str) -> String {
+    let qualified = match group {
+        "" => resource.to_string(),
+        group => format!("{resource}.{group}"),
+    };
+    match (resource, name) {
+        ("", _) => format!("forbidden: {message}"),
+        (_, "") => format!("{qualified} is forbidden: {message}"),
+        (_, name) => format!("{qualified} {name:?} is forbidden: {message}"),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -101,6 +122,16 @@ impl ApiError {
         ApiError::NotFound {
             resource: info.qualified_resource(),
             name: name.to_string(),
+        }
+    }
+
+    /// `user` may not do what `attributes` describe (a 403 in kube-apiserver's words).
+    pub fn forbidden(attributes: &crate::auth::Attributes, user: &str) -> Self {
+        ApiError::Denied {
+            group: attributes.api_group.clone(),
+            resource: attributes.resource.clone(),
+            name: attributes.name.clone(),
+            message: attributes.forbidden_message(user),
         }
     }
 
@@ -131,7 +162,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BodyTooLarge(_) | ApiError::EntityTooLarge(_) => {
@@ -152,7 +183,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => "Forbidden",
             ApiError::Gone { .. } => "Expired",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::BodyTooLarge(_) | ApiError::EntityTooLarge(_) => "RequestEntityTooLarge",
@@ -174,6 +205,20 @@ impl ApiError {
             }
             ApiError::ApplyConflict { causes, .. } => Some(json!({"causes": causes})),
             ApiError::TooManyRequests => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::Denied {
+                group,
+                resource,
+                name,
+                ..
+            } => {
+                let mut details = json!({});
+                for (field, value) in [("name", name), ("group", group), ("kind", resource)] {
+                    if !value.is_empty() {
+                        details[field] = json!(value);
+                    }
+                }
+                Some(details)
+            }
             ApiError::Invalid {
                 kind,
                 group,

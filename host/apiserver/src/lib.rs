@@ -1,5 +1,6 @@
 //! The wasmkube apiserver: the Kubernetes REST API over the revisioned store, as `fn app() -> Router`.
 
+pub mod auth;
 pub mod config;
 mod discovery;
 pub mod error;
@@ -134,45 +135,11 @@ fn routes(server: Arc<Server>) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),
-            authenticate,
+            auth::guard,
         ))
         .with_state(server)
 }
 
 async fn health() -> &'static str {
     "ok"
-}
-
-/// Rejects requests without the server's bearer token with a 401 `Status` (health and version are public).
-async fn authenticate(
-    axum::extract::State(server): axum::extract::State<Arc<Server>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let public = matches!(
-        request.uri().path(),
-        "/healthz" | "/livez" | "/readyz" | "/version"
-    );
-    if let Some(token) = server.token.as_ref().filter(|_| !public) {
-        let given = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "));
-        if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
-            return ApiError::Unauthorized.into_response();
-        }
-    }
-    next.run(request).await
-}
-
-/// Whether two secrets are equal, in time that depends on their lengths only (no early exit
-/// on the first differing byte to time).
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    let differing = given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    differing == 0 && given.len() == expected.len()
 }

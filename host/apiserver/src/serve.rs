@@ -136,6 +136,22 @@ async fn connection(
         }
     };
     pending.store(false, Ordering::Relaxed);
+    // The certificate was verified against the cluster CA in the handshake.
+    let certificate = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| crate::auth::CertificateUser::from_der(leaf));
+    let app = tower::ServiceExt::map_request(
+        app,
+        move |mut request: http::Request<hyper::body::Incoming>| {
+            if let Some(user) = &certificate {
+                request.extensions_mut().insert(user.clone());
+            }
+            request
+        },
+    );
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

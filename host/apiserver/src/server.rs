@@ -28,8 +28,8 @@ pub struct Server {
     pub service_range: ServiceRange,
     /// The pod network, node health timing and default tolerations.
     pub cluster: ClusterConfig,
-    /// The bearer token every request must carry; `None` disables authentication (tests).
-    pub(crate) token: Option<String>,
+    /// Authentication and RBAC; `None` disables both (tests).
+    pub(crate) auth: Option<crate::auth::Auth>,
 }
 
 impl Server {
@@ -55,14 +55,27 @@ impl Server {
             openapi_v2_protobuf: Mutex::new(None),
             service_range: cluster.service_range,
             cluster,
-            token,
+            auth: token.map(crate::auth::Auth::new),
         });
         server.refresh_registry().await?;
+        crate::auth::policy::refresh(&server).await?;
         Ok(server)
     }
 
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.load_full()
+    }
+
+    /// What follows a write of an object of `info`: a new registry after a CRD write, a new
+    /// RBAC index after a Role, ClusterRole or binding write.
+    pub async fn written(&self, info: &ResourceInfo) -> Result<(), ApiError> {
+        if info.kind == "CustomResourceDefinition" {
+            self.refresh_registry().await?;
+        }
+        if crate::auth::policy::is_rbac(info) {
+            crate::auth::policy::refresh(self).await?;
+        }
+        Ok(())
     }
 
     /// Rebuilds the registry from the built-ins and the stored CRDs (after any CRD write).

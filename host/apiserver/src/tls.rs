@@ -1,4 +1,4 @@
-//! The serving identity: a self-generated CA and serving certificate, the admin token, and the kubeconfig that uses them.
+//! The serving identity: a self-generated CA and serving certificate, the admin token, client certificates, and the kubeconfigs that use them.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use rand::Rng;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -28,7 +30,17 @@ pub enum TlsError {
     ShortToken(String),
     #[error("--tls-san {0}: neither an IP address nor a DNS name")]
     BadName(String),
+    #[error("the CA key is not kept in {0}: client certificates cannot be issued")]
+    NoCaKey(String),
+    #[error("{0}")]
+    BadSubject(String),
 }
+
+/// How long a client certificate is valid (kubeadm's one year).
+const CLIENT_CERT_DAYS: i64 = 365;
+/// The longest user or group name put in a client certificate (X.509's `ub-common-name` is 64;
+/// Kubernetes does not bound it, so neither do we beyond a sane size).
+const MAX_SUBJECT_LEN: usize = 253;
 
 /// The shortest admin token accepted from the token file (we generate 40 characters).
 pub const MIN_TOKEN_LEN: usize = 32;
@@ -134,6 +146,7 @@ impl Names {
         params
             .distinguished_name
             .push(DnType::CommonName, "wasmkube-apiserver");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         Ok(params)
     }
 }
@@ -159,6 +172,8 @@ pub struct Identity {
     pub cert_pem: String,
     pub key_pem: String,
     pub token: String,
+    /// The CA's key, to issue client certificates; `None` for an identity made before it was kept.
+    ca_key_pem: Option<String>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -177,33 +192,44 @@ impl Identity {
         if !files.iter().all(|f| f.exists()) {
             return Identity::generate(dir, names);
         }
+        let mut identity = Identity::load(dir)?;
+        let recorded = std::fs::read_to_string(dir.join(NAMES_FILE)).unwrap_or_default();
+        if recorded != names.render() {
+            match identity.ca_key_pem.clone() {
+                Some(ca_key) => {
+                    let ca_key = KeyPair::from_pem(&ca_key)?;
+                    identity.issue(dir, names, &ca_key)?;
+                }
+                None => tracing::warn!(
+                    dir = %dir.display(),
+                    "the serving certificate was made without a kept CA key and cannot be \
+                     issued for new names; remove the directory to make a new identity"
+                ),
+            }
+        }
+        Ok(identity)
+    }
+
+    /// Loads the identity saved in `dir` as it is.
+    pub fn load(dir: &Path) -> Result<Identity, TlsError> {
+        let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
         let read = |p: &Path| std::fs::read_to_string(p).map_err(io(p));
         let token = read(&files[3])?.trim().to_string();
         if token.len() < MIN_TOKEN_LEN {
             return Err(TlsError::ShortToken(files[3].display().to_string()));
         }
-        let mut identity = Identity {
+        let ca_key_pem = match std::fs::read_to_string(dir.join(CA_KEY_FILE)) {
+            Ok(ca_key) => Some(ca_key),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&dir.join(CA_KEY_FILE))(e)),
+        };
+        Ok(Identity {
             ca_pem: read(&files[0])?,
             cert_pem: read(&files[1])?,
             key_pem: read(&files[2])?,
             token,
-        };
-        let recorded = std::fs::read_to_string(dir.join(NAMES_FILE)).unwrap_or_default();
-        if recorded != names.render() {
-            match std::fs::read_to_string(dir.join(CA_KEY_FILE)) {
-                Ok(ca_key) => {
-                    let ca_key = KeyPair::from_pem(&ca_key)?;
-                    identity.issue(dir, names, &ca_key)?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
-                    dir = %dir.display(),
-                    "the serving certificate was made without a kept CA key and cannot be \
-                     issued for new names; remove the directory to make a new identity"
-                ),
-                Err(e) => return Err(io(&dir.join(CA_KEY_FILE))(e)),
-            }
-        }
-        Ok(identity)
+            ca_key_pem,
+        })
     }
 
     /// A new CA, serving certificate and token, saved in `dir`.
@@ -220,6 +246,7 @@ impl Identity {
             cert_pem: String::new(),
             key_pem: String::new(),
             token,
+            ca_key_pem: Some(ca_key.serialize_pem()),
         };
         create_private_dir(dir).map_err(io(dir))?;
         for (file, text) in [
@@ -265,21 +292,110 @@ impl Identity {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(self.client_verifier()?)
         .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 
-    /// An admin kubeconfig for the API server at `server` (`https://HOST:PORT`).
-    pub fn kubeconfig(&self, server: &str) -> String {
+    /// Verifies client certificates against the cluster CA; clients without one still connect
+    /// (to authenticate with a token, or to be told 401).
+    fn client_verifier(
+        &self,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = pem_body(&self.ca_pem).ok_or_else(|| TlsError::Pem("ca.crt".into()))?;
+        roots.add(rustls::pki_types::CertificateDer::from(ca))?;
+        rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Pem(format!("the CA as client root: {e}")))
+    }
+
+    /// A client certificate and its key (PEM) for `user` in `group` (the subject's CN and O,
+    /// as Kubernetes reads them), valid for a year, signed by the cluster CA.
+    pub fn issue_client(
+        &self,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(String, String), TlsError> {
+        for name in std::iter::once(user).chain(group) {
+            if name.is_empty()
+                || name.len() > MAX_SUBJECT_LEN
+                || name.chars().any(|c| c.is_control())
+            {
+                return Err(TlsError::BadSubject(format!(
+                    "{name:?}: a user or group is 1 to {MAX_SUBJECT_LEN} printable characters"
+                )));
+            }
+        }
+        let ca_key = self
+            .ca_key_pem
+            .as_deref()
+            .ok_or_else(|| TlsError::NoCaKey(CA_KEY_FILE.into()))?;
+        let ca_key = KeyPair::from_pem(ca_key)?;
+        let ca = ca_params()?.self_signed(&ca_key)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = chrono::Utc::now();
+        let day = |t: chrono::DateTime<chrono::Utc>| {
+            use chrono::Datelike as _;
+            rcgen::date_time_ymd(t.year(), t.month() as u8, t.day() as u8)
+        };
+        params.not_before = day(now - chrono::Duration::days(1));
+        params.not_after = day(now + chrono::Duration::days(CLIENT_CERT_DAYS));
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A kubeconfig for the API server at `server` (`https://HOST:PORT`) as `user` in `group`,
+    /// with a new client certificate.
+    pub fn client_kubeconfig(
+        &self,
+        server: &str,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<String, TlsError> {
+        let (cert, key) = self.issue_client(user, group)?;
+        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+        let credentials = format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&cert),
+            b64(&key)
+        );
+        Ok(self.render_kubeconfig(server, &credentials))
+    }
+
+    /// The admin kubeconfig: a client certificate `CN=kubernetes-admin, O=system:masters`, as
+    /// kubeadm's admin.conf; the admin token for an identity made before the CA key was kept.
+    pub fn admin_kubeconfig(&self, server: &str) -> Result<String, TlsError> {
+        if self.ca_key_pem.is_none() {
+            tracing::warn!("no CA key kept: the admin kubeconfig uses the admin token");
+            return Ok(self.render_kubeconfig(server, &format!("    token: {}\n", self.token)));
+        }
+        self.client_kubeconfig(server, ADMIN_USER, Some(crate::auth::user::MASTERS))
+    }
+
+    fn render_kubeconfig(&self, server: &str, credentials: &str) -> String {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: wasmkube\n  context:\n    cluster: wasmkube\n    user: admin\n    namespace: default\ncurrent-context: wasmkube\n",
-            self.token
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: user\n  user:\n{credentials}contexts:\n- name: wasmkube\n  context:\n    cluster: wasmkube\n    user: user\n    namespace: default\ncurrent-context: wasmkube\n"
         )
     }
 }
+
+/// The user of the admin kubeconfig's certificate (kubeadm's).
+pub const ADMIN_USER: &str = "kubernetes-admin";
 
 /// The DER bytes of the first PEM block.
 fn pem_body(pem: &str) -> Option<Vec<u8>> {
@@ -356,6 +472,36 @@ mod tests {
         verifier
             .verify_server_cert(&der(&identity.cert_pem), &[], &name, &[], UnixTime::now())
             .is_ok()
+    }
+
+    #[test]
+    fn client_certificates_name_their_user_and_group() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let identity =
+            Identity::load_or_create(&root.path().join("pki"), &Names::default()).expect("made");
+        let (cert, _key) = identity
+            .issue_client("alice", Some("devs"))
+            .expect("issued");
+        let user =
+            crate::auth::CertificateUser::from_der(&pem_body(&cert).expect("PEM")).expect("a user");
+        assert_eq!(user.0.name, "alice");
+        assert_eq!(
+            user.0.groups,
+            vec!["devs", crate::auth::user::AUTHENTICATED]
+        );
+        for bad in ["", "a\nb"] {
+            let err = identity.issue_client(bad, None).expect_err("refused");
+            assert!(matches!(err, TlsError::BadSubject(_)), "{err}");
+        }
+        let admin = identity
+            .admin_kubeconfig("https://127.0.0.1:6443")
+            .expect("written");
+        assert!(admin.contains("client-certificate-data: "), "{admin}");
+        assert!(!admin.contains(&identity.token));
+        assert!(
+            identity.server_config().is_ok(),
+            "serves with the client verifier"
+        );
     }
 
     #[test]

@@ -147,6 +147,8 @@ impl PluginHost {
             validation: "Strict",
             dry_run: false,
             manager: Some(&self.plugin),
+            // Plugins are not under RBAC yet (docs/security.md).
+            user: None,
         }
     }
 }

@@ -79,9 +79,17 @@ impl ResourceInfo {
         }
     }
 
+    /// Answered on create and never stored: the access reviews and SelfSubjectReview.
+    pub fn create_only(&self) -> bool {
+        !self.custom && REVIEW_GROUPS.contains(&self.group.as_str())
+    }
+
     /// The verbs served on the main resource.
-    pub fn verbs(&self) -> [&'static str; 8] {
-        [
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.create_only() {
+            return &["create"];
+        }
+        &[
             "create",
             "delete",
             "deletecollection",
@@ -276,10 +284,12 @@ fn plugin_module_schema() -> serde_json::Value {
     }})
 }
 
-/// Every built-in resource this server serves.
 /// The group of Roles, ClusterRoles and their bindings.
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+/// The groups of the create-only reviews (`kubectl auth can-i`, `kubectl auth whoami`).
+pub const REVIEW_GROUPS: [&str; 2] = ["authorization.k8s.io", "authentication.k8s.io"];
 
+/// Every built-in resource this server serves.
 pub fn builtins() -> Vec<ResourceInfo> {
     vec![
         builtin("", "v1", "Namespace", "namespaces", false)
@@ -379,6 +389,34 @@ pub fn builtins() -> Vec<ResourceInfo> {
             "v1",
             "ClusterRoleBinding",
             "clusterrolebindings",
+            false,
+        ),
+        builtin(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+        ),
+        builtin(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+        ),
+        builtin(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+        ),
+        builtin(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
             false,
         ),
         builtin(

@@ -1,9 +1,11 @@
 //! The `wasmkube` command: `server` runs the control plane, `node` a node agent, `up` both;
-//! `plugin` and `image` install things; `bench` measures.
+//! `plugin` and `image` install things; `kubeconfig` adds users; `snapshot` backs
+//! the store up; `bench` measures.
 
 mod advertise;
 mod bench;
 mod client;
+mod kubeconfig_cli;
 mod node;
 mod plugin_cli;
 mod server;
@@ -46,6 +48,8 @@ enum Command {
     Image(node::ImageCommand),
     /// Measure the control plane: the store alone, then the API over HTTPS.
     Bench(bench::BenchArgs),
+    /// Print a kubeconfig with a new client certificate for a user (`--user`, `--group`).
+    Kubeconfig(kubeconfig_cli::KubeconfigArgs),
     /// Install and list Wasm plugins in a running cluster.
     #[command(subcommand)]
     Plugin(plugin_cli::PluginCommand),
@@ -83,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Plugin(command) => plugin_cli::run(command).await,
             Command::Snapshot(command) => snapshot_cli::run(command).await,
+            Command::Kubeconfig(args) => kubeconfig_cli::run(args),
         }
     })
 }

@@ -178,10 +178,13 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     {
         args.agent.cluster_dns = vec![IpAddr::V4(dns)];
     }
-    let config = args.agent.config(
-        Connection::from_kubeconfig(&started.kubeconfig)?,
-        service_cidr,
-    );
+    // The admin token (user system:admin in system:masters) until nodes have identities of their own.
+    let connection = Connection {
+        server: started.url.clone(),
+        token: started.token.clone(),
+        ca_pem: Some(started.ca_pem.clone()),
+    };
+    let config = args.agent.config(connection, service_cidr);
     let summary = started.summary(Some(&config.node_name));
     let ready = node_ready(started.server.clone(), config.node_name.clone());
     let agent = async move {

@@ -321,6 +321,9 @@ pub struct Started {
     pub url: String,
     /// The admin kubeconfig, an absolute path.
     pub kubeconfig: PathBuf,
+    /// The admin token and the CA, for the node agent of `wasmkube up`.
+    pub token: String,
+    pub ca_pem: String,
     /// The plugins installed at start: built-in and `--plugin` ones.
     pub plugins: Vec<String>,
     /// The control plane, for in-process callers.
@@ -374,14 +377,18 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     let port = listener.local_addr()?.port();
     let url = format!("https://{}", args.reachable(port));
     bootstrap(&server, port).await?;
+    wasmkube_apiserver::auth::bootstrap::reconcile(&server).await?;
     let advertised = advertise::address(args.advertise_address, args.bind_address);
     advertise::reconcile(&server, advertised, port).await?;
     native::spawn(server.clone());
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
     let kubeconfig = args.data_dir.join("kubeconfig");
-    wasmkube_apiserver::tls::write_private(&kubeconfig, identity.kubeconfig(&url).as_bytes())
-        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    wasmkube_apiserver::tls::write_private(
+        &kubeconfig,
+        identity.admin_kubeconfig(&url)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let kubeconfig = std::fs::canonicalize(&kubeconfig)?;
     tracing::info!(port, store = %args.store, "serving the Kubernetes API");
     let tls = identity.server_config()?;
@@ -393,6 +400,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     Ok(Started {
         url,
         kubeconfig,
+        token: identity.token.clone(),
+        ca_pem: identity.ca_pem.clone(),
         plugins: installed,
         server,
         serving,

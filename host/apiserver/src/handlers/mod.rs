@@ -11,6 +11,7 @@ mod write;
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use http::{HeaderMap, Method, Uri};
 
 use serde_json::Value;
 
+use crate::auth::User;
 use crate::discovery;
 use crate::error::ApiError;
 use crate::request::{self, Query, Target};
@@ -27,6 +29,7 @@ use crate::server::Server;
 /// Everything under `/api/` and `/apis/`.
 pub async fn handle(
     State(server): State<Arc<Server>>,
+    user: Option<Extension<Arc<User>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -36,7 +39,8 @@ pub async fn handle(
     if let Some(response) = discovery::group_paths(&server, &path) {
         return response;
     }
-    match route(&server, &method, &uri, &headers, body).await {
+    let user = user.map_or_else(|| Arc::new(User::token_admin()), |Extension(user)| user);
+    match route(&server, user, &method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -45,6 +49,8 @@ pub async fn handle(
 /// One resource request, parsed: what every endpoint gets.
 pub struct Call<'a> {
     pub server: &'a Arc<Server>,
+    /// Who makes the request.
+    pub user: Arc<User>,
     pub target: Target,
     pub query: Query,
     pub headers: &'a HeaderMap,
@@ -71,6 +77,7 @@ impl Call<'_> {
 
 async fn route(
     server: &Arc<Server>,
+    user: Arc<User>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -88,6 +95,7 @@ async fn route(
     check_subresource(&target)?;
     let call = Call {
         server,
+        user,
         target,
         query,
         headers,
@@ -99,6 +107,12 @@ async fn route(
         call.target.subresource.as_deref(),
         call.query.is_watch(),
     );
+    if call.target.info.create_only() {
+        return match (method, named) {
+            (&Method::POST, false) => write::review(&call),
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    }
     match (method.clone(), named, sub) {
         (Method::GET, false, None) if watch => watch::serve(&call).await,
         (Method::GET, false, None) => read::list(&call).await,

@@ -109,6 +109,7 @@ async fn write_scale(
             validation: "Ignore",
             dry_run: query.dry_run()?,
             manager: Some(&manager),
+            user: Some(&call.user),
         },
         ..Update::internal(info, target.ns(), target.name()?)
     };

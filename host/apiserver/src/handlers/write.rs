@@ -27,6 +27,7 @@ pub async fn create(call: &Call<'_>) -> Result<Response, ApiError> {
         validation: query.field_validation()?,
         dry_run: query.dry_run()?,
         manager: Some(&manager),
+        user: Some(&call.user),
     };
     let created =
         create_object(server, &target.info, target.ns(), obj, opts, &mut warnings).await?;
@@ -42,6 +43,7 @@ fn update_of<'a>(
     target: &'a Target,
     query: &'a Query,
     manager: &'a str,
+    user: &'a crate::auth::User,
 ) -> Result<Update<'a>, ApiError> {
     Ok(Update {
         info: &target.info,
@@ -52,6 +54,7 @@ fn update_of<'a>(
             validation: query.field_validation()?,
             dry_run: query.dry_run()?,
             manager: Some(manager),
+            user: Some(user),
         },
     })
 }
@@ -74,7 +77,7 @@ pub async fn replace(call: &Call<'_>) -> Result<Response, ApiError> {
             .unwrap_or(json!([]));
         let updated = update_with(
             server,
-            &update_of(target, query, &manager)?,
+            &update_of(target, query, &manager, &call.user)?,
             |cur| {
                 let mut new = cur.clone();
                 new["spec"]["finalizers"] = finalizers.clone();
@@ -87,7 +90,7 @@ pub async fn replace(call: &Call<'_>) -> Result<Response, ApiError> {
     }
     let updated = update_with(
         server,
-        &update_of(target, query, &manager)?,
+        &update_of(target, query, &manager, &call.user)?,
         |_| Ok(obj.clone()),
         &mut warnings,
     )
@@ -126,7 +129,7 @@ pub async fn patch(call: &Call<'_>) -> Result<Response, ApiError> {
                 )
             })?;
         let config = parse_body(body, "application/yaml")?;
-        let update = update_of(target, query, &manager)?;
+        let update = update_of(target, query, &manager, &call.user)?;
         let applied = registry::server_side_apply(
             server,
             &update,
@@ -148,7 +151,7 @@ pub async fn patch(call: &Call<'_>) -> Result<Response, ApiError> {
     }
     let patched = update_with(
         server,
-        &update_of(target, query, &manager)?,
+        &update_of(target, query, &manager, &call.user)?,
         |cur| apply_patch(&target.info, cur, content_type, body),
         &mut warnings,
     )
@@ -186,4 +189,12 @@ pub async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         &[],
     ))
+}
+
+/// `POST` of a review (`kubectl auth can-i`, `kubectl auth whoami`): answered, not stored.
+pub fn review(call: &Call<'_>) -> Result<Response, ApiError> {
+    let body = call.object()?;
+    let index = crate::auth::current_index(call.server);
+    let answered = crate::auth::review::answer(&call.target.info.kind, body, &call.user, &index)?;
+    Ok(response::json(StatusCode::CREATED, &answered, &[]))
 }

@@ -127,9 +127,7 @@ pub async fn delete_object(
                 Err(ApiError::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
                 Ok(_) => {
-                    if info.kind == "CustomResourceDefinition" {
-                        server.refresh_registry().await?;
-                    }
+                    server.written(info).await?;
                     return Ok(current.object);
                 }
             }

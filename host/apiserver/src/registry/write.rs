@@ -33,6 +33,9 @@ pub struct WriteOptions<'a> {
     pub dry_run: bool,
     /// Who gets the changed fields in `managedFields`; `None` for server-internal writes and applies.
     pub manager: Option<&'a str>,
+    /// Who asks for the write, for the escalation check of RBAC objects; `None` for the
+    /// server's own writes.
+    pub user: Option<&'a crate::auth::User>,
 }
 
 impl WriteOptions<'static> {
@@ -41,6 +44,7 @@ impl WriteOptions<'static> {
         validation: "Ignore",
         dry_run: false,
         manager: None,
+        user: None,
     };
 }
 
@@ -57,6 +61,9 @@ pub async fn create_object(
     let name =
         strategy::prepare_create(info, ns, &mut obj, opts.validation, opts.manager, warnings)?;
     admission::admit_create(server, info, &mut obj).await?;
+    if let Some(user) = opts.user {
+        crate::auth::escalation::check(server, info, &obj, user).await?;
+    }
     if opts.dry_run {
         return Ok(obj);
     }
@@ -65,9 +72,7 @@ pub async fn create_object(
         .objects
         .create(info, ns, &name, obj.clone(), &allocator::claims(info, &obj))
         .await?;
-    if info.kind == "CustomResourceDefinition" {
-        server.refresh_registry().await?;
-    }
+    server.written(info).await?;
     Ok(created)
 }
 
@@ -152,6 +157,9 @@ pub async fn update_with(
         if !strategy::differs(&current.object, &new) {
             return Ok(current.object);
         }
+        if let Some(user) = u.opts.user {
+            crate::auth::escalation::check(server, u.info, &new, user).await?;
+        }
         if u.opts.dry_run {
             return Ok(new);
         }
@@ -198,9 +206,7 @@ pub async fn update_with(
             // resourceVersion precondition then fails above).
             Err(ApiError::Conflict { .. }) => continue,
             Ok(stored) => {
-                if u.info.kind == "CustomResourceDefinition" {
-                    server.refresh_registry().await?;
-                }
+                server.written(u.info).await?;
                 return Ok(stored);
             }
             Err(e) => return Err(e),

@@ -109,7 +109,7 @@ async fn agent(server: &Server, pod: &Value) -> Result<Agent, ApiError> {
     };
     Ok(Agent {
         base: format!("https://{host}:{port}"),
-        token: server.token.clone(),
+        token: server.auth.as_ref().map(|auth| auth.token.clone()),
     })
 }
 

@@ -1,0 +1,95 @@
+//! Who a request comes from and what they may do: client certificates and the admin token, impersonation, and RBAC.
+
+pub mod attributes;
+pub mod authn;
+pub mod bootstrap;
+pub mod escalation;
+pub mod policy;
+pub mod rbac;
+pub mod review;
+pub mod rule;
+pub mod user;
+mod x509;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+pub use attributes::Attributes;
+pub use authn::CertificateUser;
+pub use user::User;
+
+use crate::error::ApiError;
+use crate::server::Server;
+
+/// The server's authentication and authorization state.
+pub struct Auth {
+    /// The admin bearer token (`pki/token`), the user [`user::TOKEN_USER`].
+    pub(crate) token: String,
+    pub(crate) authorizer: rbac::Authorizer,
+    /// Serializes index rebuilds (see [`policy::refresh`]).
+    pub(crate) refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Auth {
+    pub fn new(token: String) -> Auth {
+        Auth {
+            token,
+            authorizer: rbac::Authorizer::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// The RBAC index now (empty without [`Auth`], where every request is the admin's).
+pub fn current_index(server: &Server) -> Arc<rbac::Index> {
+    server
+        .auth
+        .as_ref()
+        .map(|auth| auth.authorizer.index())
+        .unwrap_or_default()
+}
+
+/// Paths anyone may read without credentials (upstream's `system:public-info-viewer`).
+fn public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+}
+
+/// Authenticates the request (401 without credentials), applies impersonation, and authorizes
+/// it with RBAC (403 in kube-apiserver's words); the [`User`] goes into the request's
+/// extensions. Without [`Auth`] (tests) every request passes as the admin token's user.
+pub async fn guard(
+    State(server): State<Arc<Server>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = server.auth.as_ref() else {
+        request
+            .extensions_mut()
+            .insert(Arc::new(User::token_admin()));
+        return next.run(request).await;
+    };
+    let certificate = request.extensions().get::<CertificateUser>();
+    let Some(user) = authn::identify(&auth.token, certificate, request.headers()) else {
+        if public(request.uri().path()) {
+            return next.run(request).await;
+        }
+        return ApiError::Unauthorized.into_response();
+    };
+    let user = match authn::impersonate(&auth.authorizer, user, request.headers()) {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    let attributes = Attributes::of_request(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    );
+    if !auth.authorizer.allows(&user, &attributes) {
+        return ApiError::forbidden(&attributes, &user.name).into_response();
+    }
+    request.extensions_mut().insert(Arc::new(user));
+    next.run(request).await
+}
