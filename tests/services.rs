@@ -141,6 +141,22 @@ fn spread(c: &Cluster, url: &str, n: u32) -> Result<BTreeMap<String, u32>> {
     Ok(counts)
 }
 
+/// Runs `command` in `pod`, tried again for up to 15 s: once in a full CI run (not in three runs
+/// of this test alone) kubectl's exec some 30 s after the cluster's restart was refused on both
+/// of its transports (WebSocket, then SPDY: "exec is served over a WebSocket"). This test is
+/// about readiness; that exec failure is an open question of its own.
+fn exec_in(c: &Cluster, pod: &str, command: &[&str]) -> Result<()> {
+    let mut args = vec!["exec", pod, "--"];
+    args.extend(command);
+    let mut last = String::new();
+    eventually(Duration::from_secs(15), || {
+        let out = c.kubectl(&args)?;
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        Ok(out.status.success())
+    })
+    .with_context(|| format!("kubectl {}: {last}", args.join(" ")))
+}
+
 /// The web pods not being deleted, by name, with their IPs.
 fn web_pods(c: &Cluster) -> Result<BTreeMap<String, String>> {
     let out = get(
@@ -382,14 +398,14 @@ fn services_carry_traffic_and_refuse_what_no_service_serves() -> Result<()> {
         .next()
         .map(|(n, i)| (n.clone(), i.clone()))
         .context("a pod")?;
-    c.ok(&["exec", &down, "--", "touch", "/www/down"])?;
+    exec_in(&c, &down, &["touch", "/www/down"])?;
     let counts = once_endpoint_is(&c, &down_ip, false, &url, 60)?;
     ensure!(
         !counts.contains_key(&down) && !counts.contains_key("failed"),
         "{down} not ready: {counts:?}"
     );
     // And gets it back when it recovers.
-    c.ok(&["exec", &down, "--", "rm", "/www/down"])?;
+    exec_in(&c, &down, &["rm", "/www/down"])?;
     let counts = once_endpoint_is(&c, &down_ip, true, &url, 30)?;
     ensure!(counts.contains_key(&down), "{down} ready again: {counts:?}");
 
