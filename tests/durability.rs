@@ -106,6 +106,16 @@ fn acknowledged_writes_survive_kill_9() -> Result<()> {
     Ok(())
 }
 
+/// `wasmkube snapshot restore FILE --data-dir DIR`.
+fn restore(file: &std::path::Path, dir: &std::path::Path) -> Result<std::process::Output> {
+    Ok(Command::new(wasmkube_e2e::binary())
+        .args(["snapshot", "restore"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()?)
+}
+
 /// `wasmkube snapshot save` through the API while the cluster serves, `snapshot restore` into the
 /// data directory's store, and the cluster back as it was at the snapshot: objects with their
 /// resourceVersions and bytes, nothing written after it; a damaged file restores nothing.
@@ -148,15 +158,7 @@ fn a_snapshot_brings_the_cluster_back_as_it_was() -> Result<()> {
     let damaged_file = dir.path().join("damaged.snap");
     std::fs::write(&damaged_file, &damaged)?;
     let elsewhere = dir.path().join("elsewhere");
-    let out = Command::new(wasmkube_e2e::binary())
-        .args([
-            "snapshot",
-            "restore",
-            &damaged_file.display().to_string(),
-            "--data-dir",
-        ])
-        .arg(&elsewhere)
-        .output()?;
+    let out = restore(&damaged_file, &elsewhere)?;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("checksum"),
@@ -168,26 +170,10 @@ fn a_snapshot_brings_the_cluster_back_as_it_was() -> Result<()> {
     // The store replaced by the snapshot (the data directory keeps its pki).
     c.kill();
     let store = c.dir.path().join("store.redb");
-    let out = Command::new(wasmkube_e2e::binary())
-        .args([
-            "snapshot",
-            "restore",
-            &file.display().to_string(),
-            "--data-dir",
-        ])
-        .arg(c.dir.path())
-        .output()?;
+    let out = restore(&file, c.dir.path())?;
     assert!(!out.status.success(), "a restore never overwrites a store");
     std::fs::remove_file(&store)?;
-    let out = Command::new(wasmkube_e2e::binary())
-        .args([
-            "snapshot",
-            "restore",
-            &file.display().to_string(),
-            "--data-dir",
-        ])
-        .arg(c.dir.path())
-        .output()?;
+    let out = restore(&file, c.dir.path())?;
     assert!(
         out.status.success(),
         "{}",
