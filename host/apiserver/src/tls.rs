@@ -72,10 +72,12 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.write_all(contents)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+    // A bare file name's parent is "": the current directory.
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// What the serving certificate is valid for: the names clients reach the API server by.
@@ -422,6 +424,20 @@ mod tests {
             .permissions()
             .mode()
             & 0o777
+    }
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let here = std::env::current_dir().expect("cwd");
+        std::env::set_current_dir(dir.path()).expect("cd");
+        let written = write_private(Path::new("bare.txt"), b"x");
+        std::env::set_current_dir(here).expect("cd back");
+        written.expect("written");
+        assert_eq!(
+            std::fs::read(dir.path().join("bare.txt")).expect("read"),
+            b"x"
+        );
     }
 
     #[test]
