@@ -143,3 +143,73 @@ fn routes(server: Arc<Server>) -> Router {
 async fn health() -> &'static str {
     "ok"
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    /// A router under a cap of `cap` whose `/hold` and `/watch/x` count themselves in `entered`
+    /// and wait until `release` says true.
+    fn capped(
+        cap: usize,
+        entered: Arc<AtomicUsize>,
+        release: tokio::sync::watch::Receiver<bool>,
+    ) -> Router {
+        let wait = move || {
+            let (entered, mut release) = (entered.clone(), release.clone());
+            async move {
+                entered.fetch_add(1, Ordering::SeqCst);
+                let _ = release.wait_for(|go| *go).await;
+            }
+        };
+        Router::new()
+            .route("/hold", get(wait.clone()))
+            .route("/watch/x", get(wait))
+            .route("/quick", get(health))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(Semaphore::new(cap)),
+                limit_in_flight,
+            ))
+    }
+
+    fn call(app: &Router, path: &str) -> tokio::task::JoinHandle<http::Response<Body>> {
+        let request = http::Request::get(path)
+            .body(Body::empty())
+            .expect("request");
+        let app = app.clone();
+        tokio::spawn(async move { app.oneshot(request).await.expect("infallible") })
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_request_gets_429_with_retry_after_and_long_running_ones_do_not_count() {
+        let entered = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let app = capped(2, entered.clone(), released);
+        let held: Vec<_> = (0..2).map(|_| call(&app, "/hold")).collect();
+        // A watch is long-running: it neither takes a slot nor is refused.
+        let watch = call(&app, "/watch/x");
+        while entered.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        let refused = call(&app, "/quick").await.expect("task");
+        assert_eq!(refused.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[http::header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let status: serde_json::Value = serde_json::from_slice(&body).expect("a Status");
+        assert_eq!(status["reason"], "TooManyRequests");
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
+        // Once the held requests end, their slots serve again.
+        release.send_replace(true);
+        for done in held.into_iter().chain([watch]) {
+            assert_eq!(done.await.expect("task").status(), http::StatusCode::OK);
+        }
+        let served = call(&app, "/quick").await.expect("task");
+        assert_eq!(served.status(), http::StatusCode::OK);
+    }
+}
