@@ -178,6 +178,15 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("", "PersistentVolumeClaim") => {
             default(&mut obj["spec"], "volumeMode", json!("Filesystem"))
         }
+        // rbac/v1's SetDefaults_Subject: users and groups are RBAC's (a ServiceAccount's group,
+        // core's, is the empty string, left out).
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            each_in(obj, "subjects", |subject| {
+                if matches!(subject["kind"].as_str(), Some("User" | "Group")) {
+                    default(subject, "apiGroup", json!("rbac.authorization.k8s.io"));
+                }
+            });
+        }
         _ => {}
     }
 }
@@ -214,6 +223,17 @@ mod tests {
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn binding_subjects_get_rbacs_group_unless_service_accounts() {
+        let mut b = json!({"subjects": [{"kind": "User", "name": "u"}, {"kind": "Group", "name": "g"},
+            {"kind": "ServiceAccount", "name": "s", "namespace": "n"}, "not a subject"]});
+        apply_defaults("rbac.authorization.k8s.io", "RoleBinding", &mut b);
+        assert_eq!(b["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+        assert_eq!(b["subjects"][1]["apiGroup"], "rbac.authorization.k8s.io");
+        assert!(b["subjects"][2].get("apiGroup").is_none());
+        assert_eq!(b["subjects"][3], "not a subject");
     }
 
     #[test]
