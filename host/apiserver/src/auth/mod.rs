@@ -29,8 +29,10 @@ pub struct Auth {
     /// The admin bearer token (`pki/token`), the user [`user::TOKEN_USER`].
     pub(crate) token: String,
     pub(crate) authorizer: rbac::Authorizer,
-    /// Serializes index rebuilds (see [`policy::refresh`]).
-    pub(crate) refreshing: tokio::sync::Mutex<()>,
+    /// Rebuilds asked for so far, each after its write (see [`policy::refresh`]).
+    pub(crate) requested: std::sync::atomic::AtomicU64,
+    /// Serializes index rebuilds; holds the newest request the index in force covers.
+    pub(crate) refreshing: tokio::sync::Mutex<u64>,
 }
 
 impl Auth {
@@ -38,7 +40,8 @@ impl Auth {
         Auth {
             token,
             authorizer: rbac::Authorizer::default(),
-            refreshing: tokio::sync::Mutex::new(()),
+            requested: std::sync::atomic::AtomicU64::new(0),
+            refreshing: tokio::sync::Mutex::new(0),
         }
     }
 }

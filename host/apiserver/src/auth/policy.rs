@@ -31,12 +31,21 @@ async fn list(server: &Server, plural: &str) -> Result<Vec<Value>, ApiError> {
 }
 
 /// Lists the RBAC objects, writes the rules of aggregated ClusterRoles, and swaps in a new index.
-/// Rebuilds run one at a time, each listing after the write that asked for it.
+/// Rebuilds run one at a time, each listing after the writes that asked for it; a write whose
+/// request a rebuild already covered (it began listing after the write) waits for that rebuild
+/// only, so writes that arrive together share one rebuild instead of one each.
 pub async fn refresh(server: &Server) -> Result<(), ApiError> {
+    use std::sync::atomic::Ordering;
     let Some(auth) = server.auth.as_ref() else {
         return Ok(());
     };
-    let _one_at_a_time = auth.refreshing.lock().await;
+    let wanted = auth.requested.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut covered = auth.refreshing.lock().await;
+    if *covered >= wanted {
+        return Ok(());
+    }
+    // Every request taken so far was taken after its write: the listing below sees them all.
+    let covers = auth.requested.load(Ordering::SeqCst);
     let mut cluster_roles = list(server, "clusterroles").await?;
     for _ in 0..MAX_ROUNDS {
         let changed = aggregate(&cluster_roles);
@@ -55,6 +64,7 @@ pub async fn refresh(server: &Server) -> Result<(), ApiError> {
         cluster_role_bindings: list(server, "clusterrolebindings").await?,
     };
     auth.authorizer.replace(Index::build(&policy));
+    *covered = covers;
     Ok(())
 }
 

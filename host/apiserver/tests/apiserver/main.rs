@@ -6,6 +6,7 @@ mod api;
 mod graceful;
 mod hostile;
 mod layers;
+mod rbac;
 mod services;
 mod storage;
 mod streams;
