@@ -184,7 +184,7 @@ fn invalid(key: &str, value: &str, detail: &str) -> FieldError {
     FieldError {
         field: format!("metadata.labels[{key}]"),
         error: ErrorType::Invalid {
-            value: value.to_string(),
+            value: format!("{value:?}"),
             detail: detail.to_string(),
         },
     }

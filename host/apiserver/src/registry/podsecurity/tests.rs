@@ -8,8 +8,8 @@ use super::*;
 
 /// The violations of `pod` (metadata and spec) at `level` and policy version `version`.
 fn violations(level: Level, version: Version, pod: &Value) -> String {
-    let meta = ObjectMeta::deserialize(&pod["metadata"]).expect("metadata");
-    let spec = PodSpec::deserialize(&pod["spec"]).expect("spec");
+    let meta: ObjectMeta = decode(&pod["metadata"]).expect("metadata");
+    let spec: PodSpec = decode(&pod["spec"]).expect("spec");
     let view = PodView {
         meta: &meta,
         spec: &spec,
