@@ -140,10 +140,7 @@ pub fn containers_of<'a>(spec: &'a PodSpec) -> impl Iterator<Item = ContainerVie
 }
 
 /// The names of the containers whose security context `bad` finds wrong.
-pub fn containers_where<'a>(
-    spec: &'a PodSpec,
-    bad: impl Fn(&SecurityContext) -> bool,
-) -> Vec<&'a str> {
+pub fn containers_where(spec: &PodSpec, bad: impl Fn(&SecurityContext) -> bool) -> Vec<&str> {
     containers_of(spec)
         .filter(|c| c.security_context.is_some_and(&bad))
         .map(|c| c.name)
