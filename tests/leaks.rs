@@ -129,6 +129,9 @@ spec:
 fn a_thousand_pod_lifecycles_leave_nothing_behind() -> Result<()> {
     let c = Cluster::node(NODE, "wkleak0", "10.249.0.0/16", &[])?;
     c.ok(&["create", "configmap", "leak", "--from-literal=key=value"])?;
+    // The hostPort pod needs a `privileged` namespace (Pod Security's default is baseline).
+    let privileged = "pod-security.kubernetes.io/enforce=privileged";
+    c.ok(&["label", "namespace", "default", privileged])?;
     let mut uids = HashSet::new();
     for r in 0..ROUNDS {
         let began = std::time::Instant::now();

@@ -10,6 +10,9 @@ use wasmkube_e2e::{Cluster, eventually, host_get};
 
 const NODE: &str = "wk-e2e";
 
+/// The label that lets a namespace's pods use the host (Pod Security level `privileged`).
+const PRIVILEGED_NAMESPACE: &str = "pod-security.kubernetes.io/enforce=privileged";
+
 fn up(extra: &[&str]) -> Result<Cluster> {
     Cluster::node(NODE, "wke2e0", "10.244.0.0/16", extra)
 }
@@ -196,7 +199,9 @@ fn pods_run_in_containerd_networked_and_restarted_by_policy() -> Result<()> {
     phase_is(&c, "client2", "Succeeded", long)?;
 
     // A `hostNetwork` pod runs in the node's network and UTS namespaces: its IP is the node's,
-    // its port is a real port of the node and its hostname is the node's.
+    // its port is a real port of the node and its hostname is the node's. Pod Security's
+    // baseline default refuses it unless the namespace is `privileged`.
+    c.ok(&["label", "namespace", "default", PRIVILEGED_NAMESPACE])?;
     let hostnet = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostnet\nspec:\n  nodeName: {NODE}\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: httpd\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [httpd, -f, -p, '127.0.0.1:38481', -h, /var/www]\n"
     );
@@ -381,6 +386,8 @@ fn containers_of_a_pod_share_namespaces_and_run_lifecycle_hooks() -> Result<()> 
     let c = up(&[])?;
     let long = Duration::from_secs(60);
     let host_dir = c.dir.path().join("hooks");
+    // The hostPath volume needs a `privileged` namespace (Pod Security's default is baseline).
+    c.ok(&["label", "namespace", "default", PRIVILEGED_NAMESPACE])?;
     std::fs::create_dir_all(&host_dir)?;
     // Two containers: the first with hooks (postStart writes into the shared emptyDir; preStop
     // writes onto the host, where it outlives the pod).

@@ -1,4 +1,4 @@
-//! The cluster-wide settings of the host: the pod network, the service IP range, how long nodes may stay silent, default tolerations.
+//! The cluster-wide settings of the host: the pod network, the service IP range, how long nodes may stay silent, default tolerations, the default Pod Security level.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -29,6 +29,9 @@ pub struct ClusterConfig {
     pub root_ca: Option<String>,
     /// Where Services get their cluster IPs (kubeadm's `--service-cidr`).
     pub service_range: ServiceRange,
+    /// The Pod Security level a namespace without `pod-security.kubernetes.io/*` labels
+    /// enforces, warns and audits at (`kube-system` excepted: it is `privileged`).
+    pub pod_security: crate::registry::PodSecurityLevel,
 }
 
 impl Default for ClusterConfig {
@@ -40,6 +43,7 @@ impl Default for ClusterConfig {
             event_ttl: Duration::from_secs(3600),
             root_ca: None,
             service_range: ServiceRange::default(),
+            pod_security: crate::registry::PodSecurityLevel::Baseline,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::advertise;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::config::{self, ClusterCidr, ServiceRange};
-use wasmkube_apiserver::registry::{WriteOptions, create_object};
+use wasmkube_apiserver::registry::{PodSecurityLevel, WriteOptions, create_object};
 use wasmkube_apiserver::tls::{Identity, Names};
 use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
@@ -75,6 +75,11 @@ pub struct ServerArgs {
     /// `--event-ttl`.
     #[arg(long, default_value = "1h", value_parser = config::parse_duration)]
     pub event_ttl: Duration,
+    /// The Pod Security level (`privileged`, `baseline`, `restricted`) a namespace without
+    /// `pod-security.kubernetes.io/*` labels enforces, warns and audits at; `kube-system` is
+    /// `privileged` unless labelled.
+    #[arg(long, default_value = "baseline", value_name = "LEVEL")]
+    pub pod_security_default: PodSecurityLevel,
 }
 
 impl ServerArgs {
@@ -118,6 +123,7 @@ impl ServerArgs {
             event_ttl: self.event_ttl,
             root_ca: Some(root_ca),
             service_range: self.service_cidr,
+            pod_security: self.pod_security_default,
         }
     }
 }

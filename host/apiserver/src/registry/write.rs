@@ -4,25 +4,61 @@ use serde_json::Value;
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_model::resource::ResourceInfo;
 
-use super::{admission, allocator, grace, strategy};
+use super::{admission, allocator, grace, podsecurity, strategy};
 use crate::error::ApiError;
 use crate::objects::{ClaimMove, parse_revision};
 use crate::server::Server;
 
-/// Fails unless `ns` exists and is not being deleted (creating content in it).
-async fn check_namespace(server: &Server, ns: Option<&str>) -> Result<(), ApiError> {
-    let Some(ns) = ns else { return Ok(()) };
+/// The Namespace `ns`.
+async fn namespace(server: &Server, ns: &str) -> Result<Value, ApiError> {
     let registry = server.registry();
     let info = registry
         .by_kind("v1", "Namespace")
         .ok_or_else(|| ApiError::Internal("namespaces are not served".into()))?;
-    let namespace = server.objects.must_get(info, None, ns).await?;
-    if namespace.object.is_deleting() {
+    Ok(server.objects.must_get(info, None, ns).await?.object)
+}
+
+/// Fails unless `ns` exists and is not being deleted (creating content in it); returns it.
+async fn check_namespace(server: &Server, ns: Option<&str>) -> Result<Option<Value>, ApiError> {
+    let Some(ns) = ns else { return Ok(None) };
+    let namespace = namespace(server, ns).await?;
+    if namespace.is_deleting() {
         return Err(ApiError::Forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
         )));
     }
+    Ok(Some(namespace))
+}
+
+/// Pod Security on a namespace update: its labels valid, and warnings naming the pods already
+/// there that a stricter `enforce` level would refuse.
+async fn relabelled_namespace(
+    server: &Server,
+    info: &ResourceInfo,
+    new: &Value,
+    old: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    podsecurity::admit_namespace(info, new, Some(old))?;
+    let default = server.cluster.pod_security;
+    let Some(enforce) = podsecurity::stricter_enforce(default, new, old) else {
+        return Ok(());
+    };
+    let registry = server.registry();
+    let pods = registry
+        .by_kind("v1", "Pod")
+        .ok_or_else(|| ApiError::Internal("pods are not served".into()))?;
+    let name = new.name();
+    let existing = server
+        .objects
+        .list(pods, Some(name), None, None, None, |_| true)
+        .await?;
+    warnings.extend(podsecurity::existing_pods(name, enforce, &existing.items));
     Ok(())
+}
+
+fn is_namespace(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.kind == "Namespace"
 }
 
 /// How a write is checked and recorded.
@@ -57,10 +93,23 @@ pub async fn create_object(
     opts: WriteOptions<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
-    check_namespace(server, ns.filter(|_| info.namespaced)).await?;
+    let namespace = check_namespace(server, ns.filter(|_| info.namespaced)).await?;
     let name =
         strategy::prepare_create(info, ns, &mut obj, opts.validation, opts.manager, warnings)?;
     admission::admit_create(server, info, &mut obj).await?;
+    if is_namespace(info) {
+        podsecurity::admit_namespace(info, &obj, None)?;
+    }
+    if let Some(namespace) = namespace.as_ref().filter(|_| podsecurity::applies_to(info)) {
+        let write = podsecurity::Write {
+            info,
+            namespace,
+            obj: &obj,
+            old: None,
+            subresource: None,
+        };
+        podsecurity::admit(server.cluster.pod_security, &write, warnings)?;
+    }
     if let Some(user) = opts.user {
         crate::auth::escalation::check(server, info, &obj, user).await?;
     }
@@ -159,6 +208,19 @@ pub async fn update_with(
         }
         if let Some(user) = u.opts.user {
             crate::auth::escalation::check(server, u.info, &new, user).await?;
+        }
+        if is_namespace(u.info) && u.subresource.is_none() {
+            relabelled_namespace(server, u.info, &new, &current.object, warnings).await?;
+        }
+        if let Some(ns) = u.ns.filter(|_| podsecurity::applies_to(u.info)) {
+            let write = podsecurity::Write {
+                info: u.info,
+                namespace: &namespace(server, ns).await?,
+                obj: &new,
+                old: Some(&current.object),
+                subresource: u.subresource,
+            };
+            podsecurity::admit(server.cluster.pod_security, &write, warnings)?;
         }
         if u.opts.dry_run {
             return Ok(new);
