@@ -29,6 +29,9 @@ pub struct ClusterConfig {
     pub root_ca: Option<String>,
     /// Where Services get their cluster IPs (kubeadm's `--service-cidr`).
     pub service_range: ServiceRange,
+    /// Signs and verifies ServiceAccount tokens; `None` serves no TokenRequest and accepts no
+    /// ServiceAccount token (servers without a data directory, in tests).
+    pub service_accounts: Option<std::sync::Arc<crate::auth::token::TokenIssuer>>,
 }
 
 impl Default for ClusterConfig {
@@ -40,6 +43,7 @@ impl Default for ClusterConfig {
             event_ttl: Duration::from_secs(3600),
             root_ca: None,
             service_range: ServiceRange::default(),
+            service_accounts: None,
         }
     }
 }
