@@ -11,6 +11,7 @@ mod delete;
 pub mod events;
 mod grace;
 mod patch;
+mod service_account;
 mod strategy;
 mod write;
 
