@@ -37,6 +37,8 @@ pub struct Sources {
     pub config_maps: HashMap<String, Option<BTreeMap<String, String>>>,
     pub secrets: HashMap<String, Option<BTreeMap<String, Vec<u8>>>>,
     pub claims: HashMap<String, std::path::PathBuf>,
+    /// The ServiceAccount tokens of its projected volumes.
+    pub tokens: crate::pod::tokens::Tokens,
 }
 
 impl Sources {

@@ -32,6 +32,9 @@ pub struct ClusterConfig {
     /// The Pod Security level a namespace without `pod-security.kubernetes.io/*` labels
     /// enforces, warns and audits at (`kube-system` excepted: it is `privileged`).
     pub pod_security: crate::registry::PodSecurityLevel,
+    /// Signs and verifies ServiceAccount tokens; `None` serves no TokenRequest and accepts no
+    /// ServiceAccount token (servers without a data directory, in tests).
+    pub service_accounts: Option<std::sync::Arc<crate::auth::token::TokenIssuer>>,
 }
 
 impl Default for ClusterConfig {
@@ -44,6 +47,7 @@ impl Default for ClusterConfig {
             root_ca: None,
             service_range: ServiceRange::default(),
             pod_security: crate::registry::PodSecurityLevel::Baseline,
+            service_accounts: None,
         }
     }
 }

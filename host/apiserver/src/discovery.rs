@@ -68,6 +68,10 @@ fn discovery_resource(info: &ResourceInfo) -> Value {
                 ),
                 "binding" => (kind_ref("", "v1", "Binding"), &["create"]),
                 "eviction" => (kind_ref("policy", "v1", "Eviction"), &["create"]),
+                "token" => (
+                    kind_ref("authentication.k8s.io", "v1", "TokenRequest"),
+                    &["create"],
+                ),
                 "attach" => (kind_ref("", "v1", "PodAttachOptions"), &["create", "get"]),
                 "exec" => (kind_ref("", "v1", "PodExecOptions"), &["create", "get"]),
                 "portforward" => (

@@ -86,7 +86,10 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
                 default_pod_spec(spec, Some("Always"));
-                default(spec, "serviceAccountName", json!("default"));
+                // The deprecated `serviceAccount` names it when the new field does not.
+                let deprecated = spec["serviceAccount"].as_str().filter(|s| !s.is_empty());
+                let name = json!(deprecated.unwrap_or("default"));
+                default(spec, "serviceAccountName", name);
             }
         }
         ("apps", "Deployment") => {

@@ -314,7 +314,9 @@ pub fn builtins() -> Vec<ResourceInfo> {
         builtin("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
         builtin("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
         builtin("", "v1", "Secret", "secrets", true),
-        builtin("", "v1", "ServiceAccount", "serviceaccounts", true).short(&["sa"]),
+        builtin("", "v1", "ServiceAccount", "serviceaccounts", true)
+            .short(&["sa"])
+            .with(&["token"]),
         builtin("", "v1", "Node", "nodes", false)
             .short(&["no"])
             .with_status(),

@@ -1,13 +1,14 @@
 //! `wasmkube server`: opens the store, writes the kubeconfig, and serves the API over HTTPS.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::advertise;
 use anyhow::Context;
 use serde_json::json;
+use wasmkube_apiserver::auth::token::{DEFAULT_ISSUER, TokenIssuer};
 use wasmkube_apiserver::config::{self, ClusterCidr, ServiceRange};
 use wasmkube_apiserver::registry::{PodSecurityLevel, WriteOptions, create_object};
 use wasmkube_apiserver::tls::{Identity, Names};
@@ -80,6 +81,13 @@ pub struct ServerArgs {
     /// `privileged` unless labelled.
     #[arg(long, default_value = "baseline", value_name = "LEVEL")]
     pub pod_security_default: PodSecurityLevel,
+    /// The `iss` of ServiceAccount tokens, as kube-apiserver's `--service-account-issuer`.
+    #[arg(long, default_value = DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
+    /// The audiences a ServiceAccount token must be meant for (one of them) to authenticate,
+    /// comma-separated, as kube-apiserver's `--api-audiences`; by default the issuer.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
 }
 
 impl ServerArgs {
@@ -114,9 +122,12 @@ impl ServerArgs {
         SocketAddr::new(ip, port)
     }
 
-    /// The cluster settings of the flags, for a cluster whose CA is `root_ca`.
-    pub fn cluster(&self, root_ca: String) -> ClusterConfig {
-        ClusterConfig {
+    /// The cluster settings of the flags, for a cluster whose CA is `root_ca` and whose
+    /// ServiceAccount tokens are signed with the key kept in `pki`.
+    pub fn cluster(&self, root_ca: String, pki: &Path) -> anyhow::Result<ClusterConfig> {
+        let tokens =
+            TokenIssuer::load_or_create(pki, &self.service_account_issuer, &self.api_audiences)?;
+        Ok(ClusterConfig {
             cluster_cidr: self.cluster_cidr,
             node_monitor_grace_period: self.node_monitor_grace_period,
             default_toleration_seconds: self.default_toleration_seconds,
@@ -124,7 +135,8 @@ impl ServerArgs {
             root_ca: Some(root_ca),
             service_range: self.service_cidr,
             pod_security: self.pod_security_default,
-        }
+            service_accounts: Some(Arc::new(tokens)),
+        })
     }
 }
 
@@ -374,8 +386,9 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::tls::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = open_store(&args.store, &args.data_dir).await?;
-    let identity = Identity::load_or_create(&args.data_dir.join("pki"), &args.names()?)?;
-    let cluster = args.cluster(identity.ca_pem.clone());
+    let pki = args.data_dir.join("pki");
+    let identity = Identity::load_or_create(&pki, &args.names()?)?;
+    let cluster = args.cluster(identity.ca_pem.clone(), &pki)?;
     let server = Server::with_config(store.clone(), Some(identity.token.clone()), cluster).await?;
     let listener = tokio::net::TcpListener::bind((args.bind_address, args.port))
         .await

@@ -13,6 +13,7 @@ pub mod slot;
 mod sources;
 pub mod status;
 mod teardown;
+pub mod tokens;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -414,7 +415,7 @@ impl Worker {
     /// Reads the pod's ConfigMaps, Secrets and claims again; once its volumes are made, their
     /// files are brought up to date (a failure is an Event, the files stay as they were).
     async fn read_sources(&mut self, pod: &Pod, now: Instant) {
-        match sources::fetch(&self.ctx.api, pod).await {
+        match sources::fetch(&self.ctx.api, pod, self.sources.as_ref()).await {
             Ok(sources) => {
                 self.refresh.read(now);
                 if self.volumes_made {

@@ -1,5 +1,5 @@
-//! What a pod's containers read from the API before they start: its ConfigMaps and Secrets, and
-//! the volumes of its PersistentVolumeClaims.
+//! What a pod's containers read from the API before they start: its ConfigMaps and Secrets,
+//! the volumes of its PersistentVolumeClaims, and its ServiceAccount tokens.
 
 use std::collections::BTreeMap;
 
@@ -25,12 +25,19 @@ pub enum SourcesError {
     },
     #[error("secret {secret:?}: the value of key {key:?} is not base64")]
     SecretValue { secret: String, key: String },
+    #[error("the TokenRequest for serviceaccount {0:?} was answered without a token or expiry")]
+    TokenAnswer(String),
 }
 
-/// Reads the ConfigMaps and Secrets the pod refers to (a missing one is recorded as absent) and
+/// Reads the ConfigMaps and Secrets the pod refers to (a missing one is recorded as absent),
 /// finds the directories of its claims' volumes (a claim missing or not bound yet is an error:
-/// the pod waits for it).
-pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, SourcesError> {
+/// the pod waits for it), and gets the ServiceAccount tokens of its projected volumes (those
+/// of `previous` while they are fresh).
+pub async fn fetch(
+    api: &Api,
+    pod: &Pod,
+    previous: Option<&Sources>,
+) -> Result<Sources, SourcesError> {
     let namespace = pod
         .metadata
         .namespace
@@ -68,6 +75,9 @@ pub async fn fetch(api: &Api, pod: &Pod) -> Result<Sources, SourcesError> {
         let dir = storage::mount_dir(api, &namespace, &name, node).await?;
         sources.claims.insert(name, dir);
     }
+    let previous = previous.map(|p| &p.tokens);
+    let now = std::time::SystemTime::now();
+    sources.tokens = super::tokens::fetch(api, pod, &namespace, previous, now).await?;
     Ok(sources)
 }
 

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use wasmkube_model::validation::is_dns1123_label;
 
 use crate::container::Sources;
+use crate::pod::tokens::TokenKey;
 use crate::spec::Bind;
 
 mod atomic;
@@ -72,6 +73,8 @@ pub enum VolumeError {
     VolumeName(String),
     #[error("path {path:?} {reason}")]
     Path { path: String, reason: &'static str },
+    #[error("the ServiceAccount token has not been got yet")]
+    TokenMissing,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
@@ -355,6 +358,14 @@ async fn prepare_one(
             }
             if let Some(d) = &source.downward_api {
                 downward_files(pod, d.items.as_ref(), mode, &mut files);
+            }
+            if let Some(t) = &source.service_account_token {
+                let token = sources
+                    .tokens
+                    .get(&TokenKey::of(t))
+                    .ok_or(VolumeError::TokenMissing)?;
+                let file = (token.token.clone().into_bytes(), self::mode(None, mode));
+                files.insert(t.path.clone(), file);
             }
         }
     } else {

@@ -1,4 +1,4 @@
-//! Authentication: the verified client certificate of the connection or the admin bearer token becomes a [`User`], then impersonation headers apply.
+//! Authentication: the verified client certificate of the connection or the admin bearer token becomes a [`User`] (ServiceAccount tokens: `token`), then impersonation headers apply.
 
 use std::sync::Arc;
 
@@ -31,11 +31,17 @@ pub fn identify(
     if let Some(CertificateUser(user)) = certificate {
         return Some(User::clone(user));
     }
-    let given = headers
+    let given = bearer(headers)?;
+    same_secret(given.as_bytes(), token.as_bytes()).then(User::token_admin)
+}
+
+/// The bearer token of the `Authorization` header, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))?;
-    same_secret(given.trim().as_bytes(), token.as_bytes()).then(User::token_admin)
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// Whether two secrets are equal, in time that depends on their lengths only (no early exit

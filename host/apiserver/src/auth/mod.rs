@@ -1,13 +1,15 @@
-//! Who a request comes from and what they may do: client certificates and the admin token, impersonation, and RBAC.
+//! Who a request comes from and what they may do: client certificates, the admin token and ServiceAccount tokens, impersonation, and RBAC.
 
 pub mod attributes;
 pub mod authn;
 pub mod bootstrap;
 pub mod escalation;
+pub mod jwt;
 pub mod policy;
 pub mod rbac;
 pub mod review;
 pub mod rule;
+pub mod token;
 pub mod user;
 mod x509;
 
@@ -75,7 +77,13 @@ pub async fn guard(
         return next.run(request).await;
     };
     let certificate = request.extensions().get::<CertificateUser>();
-    let Some(user) = authn::identify(&auth.token, certificate, request.headers()) else {
+    let mut user = authn::identify(&auth.token, certificate, request.headers());
+    if user.is_none()
+        && let Some(bearer) = authn::bearer(request.headers())
+    {
+        user = token::authenticate(&server, bearer).await;
+    }
+    let Some(user) = user else {
         if public(request.uri().path()) {
             return next.run(request).await;
         }

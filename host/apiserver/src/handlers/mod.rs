@@ -6,6 +6,7 @@ mod read;
 mod scale;
 pub mod snapshot;
 pub mod streams;
+mod token;
 mod watch;
 mod write;
 
@@ -122,6 +123,7 @@ async fn route(
         (Method::POST, false, None) => write::create(&call).await,
         (Method::POST, true, Some("binding")) => write::bind(&call).await,
         (Method::POST, true, Some("eviction")) => delete::evict(&call).await,
+        (Method::POST, true, Some("token")) => token::request(&call).await,
         (Method::PUT, true, Some("scale")) => scale::update(&call).await,
         (Method::PUT, true, _) => write::replace(&call).await,
         (Method::PATCH, true, Some("scale")) => scale::patch(&call).await,

@@ -1,4 +1,4 @@
-//! Mutating admission on create: DefaultTolerationSeconds for pods, DefaultStorageClass for claims.
+//! Admission on create: DefaultTolerationSeconds and ServiceAccount for pods, DefaultStorageClass for claims.
 
 use serde_json::{Value, json};
 use wasmkube_model::defaults::is_default_storage_class;
@@ -18,7 +18,10 @@ pub async fn admit_create(
         return Ok(());
     }
     match info.kind.as_str() {
-        "Pod" => default_toleration_seconds(obj, server.cluster.default_toleration_seconds),
+        "Pod" => {
+            default_toleration_seconds(obj, server.cluster.default_toleration_seconds);
+            super::service_account::admit(server, info, obj).await?;
+        }
         "PersistentVolumeClaim" => default_storage_class(server, obj).await?,
         _ => {}
     }

@@ -12,6 +12,7 @@ pub mod events;
 mod grace;
 mod patch;
 mod podsecurity;
+mod service_account;
 mod strategy;
 mod write;
 

@@ -1,4 +1,4 @@
-//! Native controllers of the host: garbage collection, namespace lifecycle, CRD cleanup and the node controllers.
+//! Native controllers of the host: garbage collection, namespace lifecycle, CRD cleanup, legacy ServiceAccount token Secrets and the node controllers.
 //!
 //! They stay native rather than Wasm because they act on every kind at once through one watch
 //! of the whole store, and must keep working even when no plugin is loaded.
@@ -9,6 +9,7 @@ mod garbage;
 mod graph;
 mod namespace;
 mod nodes;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ use self::graph::{Graph, ObjectRef};
 use self::nodes::Nodes;
 
 const ROOT: &str = "/registry/";
+/// Where ServiceAccounts are stored.
+const SERVICE_ACCOUNTS: &str = "/registry/core/serviceaccounts/";
 
 /// The resource an object key belongs to (any served version of its group and plural).
 fn info_of(server: &Server, key: &str) -> Option<Arc<ResourceInfo>> {
@@ -143,6 +146,12 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
                 let r = ObjectRef::of(&event.kv.key, &prev);
                 graph.remove(&r, &prev);
                 nodes.observe(&event.kv.key, &prev, true);
+                if let Some(ns) = &r.namespace
+                    && event.kv.key.starts_with(SERVICE_ACCOUNTS)
+                    && let Err(e) = tokens::revoke(server, ns, &r.name).await
+                {
+                    tracing::warn!(key = %r.key, error = %e, "revoking token Secrets");
+                }
                 for waiting in waiting_on(server, &graph, &r, &prev) {
                     if let Some(obj) = current(server, &waiting).await {
                         settle(server, &graph, &waiting, &obj).await;
@@ -238,6 +247,11 @@ async fn settle_unguarded(server: &Server, graph: &Graph, r: &ObjectRef, obj: &V
             ("", "ConfigMap") if r.name == namespace::ROOT_CA => {
                 if let Some(ns) = &r.namespace {
                     namespace::publish_root_ca(server, ns).await?
+                }
+            }
+            ("", "Secret") => {
+                if let Some(ns) = &r.namespace {
+                    tokens::settle(server, &info, ns, obj).await?
                 }
             }
             ("apiextensions.k8s.io", "CustomResourceDefinition")
