@@ -1,5 +1,6 @@
 //! Builds the built-in plugins (every `plugins/*/` crate: the controllers and the default
-//! scheduling policy) for `wasm32-wasip2` in release and embeds them, deflated, in the binary.
+//! scheduling policy) for `wasm32-wasip2` in release and embeds them, deflated, in the binary;
+//! lists the SDK's sources, the model's and the WIT files for `wasmkube plugin new` to embed.
 //!
 //! The components are built by a nested cargo into `<target>/plugins`, a target directory of its
 //! own: the outer build holds the lock on `<target>/release` (or `debug`), which a nested release
@@ -29,7 +30,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest.join("../..");
     let builtins = builtins(&workspace.join("plugins"));
-    for dir in ["plugins", "sdk", "wit"] {
+    for dir in ["plugins", "sdk", "wit", "host/model"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     for file in ["Cargo.toml", "Cargo.lock"] {
@@ -103,6 +104,54 @@ fn main() {
     }
     table.push(']');
     std::fs::write(out_dir.join("builtins.rs"), table).expect("writing builtins.rs");
+    vendor(&workspace, &out_dir);
+}
+
+/// What `wasmkube plugin new` writes into a project so that it builds without this repository:
+/// the crates the SDK needs and the WIT package.
+const VENDORED: [&str; 3] = ["sdk", "host/model", "wit"];
+
+/// Writes `vendor.rs`: `(path in the repository, include_str!(file))` for each vendored crate's
+/// `Cargo.toml`, `README.md` and `src/**/*.rs`, and the `.wit` files.
+fn vendor(workspace: &Path, out_dir: &Path) {
+    let mut files = Vec::new();
+    for dir in VENDORED {
+        let root = workspace.join(dir);
+        for name in ["Cargo.toml", "README.md"] {
+            if root.join(name).is_file() {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+        let mut stack = vec![String::new()];
+        while let Some(sub) = stack.pop() {
+            let entries = std::fs::read_dir(root.join(&sub)).expect("reading a vendored directory");
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = if sub.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{sub}/{name}")
+                };
+                if entry.path().is_dir() {
+                    // A crate's sources are under src/; its tests and examples stay behind.
+                    if dir == "wit" || !sub.is_empty() || name == "src" {
+                        stack.push(path);
+                    }
+                } else if (!sub.is_empty() && name.ends_with(".rs")) || name.ends_with(".wit") {
+                    files.push(format!("{dir}/{path}"));
+                }
+            }
+        }
+    }
+    files.sort();
+    let mut table = String::from("&[\n");
+    for file in files {
+        let absolute = workspace.join(&file).display().to_string();
+        writeln!(table, "    ({file:?}, include_str!({absolute:?})),")
+            .expect("writing to a String");
+    }
+    table.push(']');
+    std::fs::write(out_dir.join("vendor.rs"), table).expect("writing vendor.rs");
 }
 
 /// The crates under `plugins/` (not `examples/` nor `tests/`) that build a component.

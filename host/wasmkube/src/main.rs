@@ -50,7 +50,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print a kubeconfig with a new client certificate for a user (`--user`, `--group`).
     Kubeconfig(kubeconfig_cli::KubeconfigArgs),
-    /// Install and list Wasm plugins in a running cluster.
+    /// Start and build plugin projects; install and list Wasm plugins in a running cluster.
     #[command(subcommand)]
     Plugin(plugin_cli::PluginCommand),
     /// Back up a running cluster's store, and restore it into a new data directory.

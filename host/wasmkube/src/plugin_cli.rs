@@ -1,4 +1,8 @@
-//! `wasmkube plugin install|list|builtins`: upload a `.wasm` as a Plugin through the API, show the plugins with their health, and those built into the binary.
+//! `wasmkube plugin new|build|install|list|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API, show the plugins with their health, and those built into the binary.
+
+mod component;
+mod project;
+mod vendor;
 
 use std::path::PathBuf;
 
@@ -11,6 +15,23 @@ use crate::server::BUILTINS;
 
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
+    /// Write a standalone cargo project for a plugin into DIR (new or empty): a controller (the
+    /// SDK's ConfigMap mirror) or a scheduling policy, its unit tests, and the SDK and WIT files.
+    New {
+        dir: PathBuf,
+        /// The plugin's name (a DNS-1123 label), also the crate's.
+        #[arg(long)]
+        name: String,
+        /// A controller, or a scheduling policy (`scheduler`).
+        #[arg(long, value_enum, default_value = "controller")]
+        kind: Kind,
+    },
+    /// Build the project in DIR into a component (wasm32-wasip2, release) and print its path,
+    /// size and digest.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Upload a component and run it (or replace the running version of `--name`).
     Install {
         /// The `.wasm` component.
@@ -58,6 +79,22 @@ fn fail(what: &str, code: u16, status: &Value) -> anyhow::Error {
 
 pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
     match command {
+        PluginCommand::New { dir, name, kind } => {
+            let files = project::create(&dir, &name, kind)?;
+            println!(
+                "{}: {files} files written; next: `cargo test` there, then `wasmkube plugin build {}`",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        PluginCommand::Build { dir } => {
+            let built = component::build(&dir)?;
+            println!("component: {}", built.path.display());
+            println!("size: {} bytes", built.len);
+            println!("digest: {}", built.digest);
+            Ok(())
+        }
         PluginCommand::Install {
             file,
             name,
