@@ -60,9 +60,28 @@ fn a_new_project_tests_builds_installs_and_mirrors_configmaps() -> Result<()> {
     assert!(not_empty.contains("not empty"), "{not_empty}");
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let tests = run(cargo, &["test"], &dir)?;
+    let tests = run(&cargo, &["test"], &dir)?;
     assert!(
         tests.contains("tests::creates_then_updates_the_copy ... ok"),
+        "{tests}"
+    );
+
+    // A scheduling policy's project: the example policy's unit test, natively.
+    let policy = tmp.path().join("policy");
+    let policy_project = policy.display().to_string();
+    let args = [
+        "plugin",
+        "new",
+        &policy_project,
+        "--name",
+        "prefer-gold",
+        "--kind",
+        "scheduler",
+    ];
+    run(binary(), &args, tmp.path())?;
+    let tests = run(&cargo, &["test"], &policy)?;
+    assert!(
+        tests.contains("tests::prefers_labelled_candidates ... ok"),
         "{tests}"
     );
 
