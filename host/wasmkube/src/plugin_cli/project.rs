@@ -21,66 +21,11 @@ const PREFER_LABEL: &str = include_str!("../../../../plugins/examples/preferlabe
 
 /// Names a project may not take although they are DNS labels: Rust keywords and built-in crates
 /// (cargo refuses them as crate names) and the crates the project depends on by path.
-const RESERVED: &[&str] = &[
-    "abstract",
-    "alloc",
-    "as",
-    "async",
-    "await",
-    "become",
-    "box",
-    "break",
-    "const",
-    "continue",
-    "core",
-    "crate",
-    "do",
-    "dyn",
-    "else",
-    "enum",
-    "extern",
-    "false",
-    "final",
-    "fn",
-    "for",
-    "gen",
-    "if",
-    "impl",
-    "in",
-    "let",
-    "loop",
-    "macro",
-    "match",
-    "mod",
-    "move",
-    "mut",
-    "override",
-    "priv",
-    "proc-macro",
-    "pub",
-    "ref",
-    "return",
-    "self",
-    "static",
-    "std",
-    "struct",
-    "super",
-    "test",
-    "trait",
-    "true",
-    "try",
-    "type",
-    "typeof",
-    "unsafe",
-    "unsized",
-    "use",
-    "virtual",
-    "where",
-    "while",
-    "yield",
-    "wasmkube-sdk",
-    "wasmkube-model",
-];
+const RESERVED: &str = "\
+    abstract alloc as async await become box break const continue core crate do dyn else enum \
+    extern false final fn for gen if impl in let loop macro match mod move mut override priv \
+    proc-macro pub ref return self static std struct super test trait true try type typeof \
+    unsafe unsized use virtual where while yield wasmkube-sdk wasmkube-model";
 
 /// What differs between the two kinds of project.
 struct Template {
@@ -124,7 +69,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         bail!("--name {name:?}: it is also the crate's name, which cannot start with a digit");
     }
-    if RESERVED.contains(&name) {
+    if RESERVED.split_whitespace().any(|reserved| reserved == name) {
         bail!("--name {name:?}: it is also the crate's name, and cargo or Rust reserve this one");
     }
     Ok(())
