@@ -100,7 +100,10 @@ pub async fn create_object(
     if is_namespace(info) {
         podsecurity::admit_namespace(info, &obj, None)?;
     }
-    if let Some(namespace) = namespace.as_ref().filter(|_| podsecurity::applies_to(info)) {
+    if let Some(namespace) = namespace
+        .as_ref()
+        .filter(|_| podsecurity::applies_to(info, None))
+    {
         let write = podsecurity::Write {
             info,
             namespace,
@@ -212,7 +215,9 @@ pub async fn update_with(
         if is_namespace(u.info) && u.subresource.is_none() {
             relabelled_namespace(server, u.info, &new, &current.object, warnings).await?;
         }
-        if let Some(ns) = u.ns.filter(|_| podsecurity::applies_to(u.info)) {
+        if let Some(ns) =
+            u.ns.filter(|_| podsecurity::applies_to(u.info, u.subresource))
+        {
             let write = podsecurity::Write {
                 info: u.info,
                 namespace: &namespace(server, ns).await?,

@@ -62,9 +62,14 @@ fn template_of(info: &ResourceInfo) -> Option<&'static str> {
     }
 }
 
-/// Whether writes of this kind are checked against their namespace's policy.
-pub fn applies_to(info: &ResourceInfo) -> bool {
-    template_of(info).is_some() && info.schema.is_none()
+/// Whether a write of this kind, or of this subresource of it, is checked against its
+/// namespace's policy: pods and workloads with a pod template, and of the subresources only a
+/// pod's that can change what the checks look at (so a node's status writes read no Namespace).
+pub fn applies_to(info: &ResourceInfo, subresource: Option<&str>) -> bool {
+    let Some(pointer) = template_of(info).filter(|_| info.schema.is_none()) else {
+        return false;
+    };
+    subresource.is_none_or(|sub| pointer.is_empty() && !IGNORED_POD_SUBRESOURCES.contains(&sub))
 }
 
 /// The policy of `namespace` (a Namespace object) over the cluster default `default`, and the
@@ -107,14 +112,10 @@ pub fn admit(
     let Some(pointer) = template_of(write.info) else {
         return Ok(());
     };
-    let pod = pointer.is_empty();
-    let skipped = match write.subresource {
-        None => false,
-        Some(sub) => !pod || IGNORED_POD_SUBRESOURCES.contains(&sub),
-    };
-    if skipped {
+    if !applies_to(write.info, write.subresource) {
         return Ok(());
     }
+    let pod = pointer.is_empty();
     let (policy, label_errors) = namespace_policy(default, write.namespace);
     let quiet = policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged;
     if label_errors.is_empty() && quiet && (!pod || policy.enforce.level == Level::Privileged) {
