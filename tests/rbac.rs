@@ -120,6 +120,24 @@ fn a_new_user_is_forbidden_until_bound_to_view() -> Result<()> {
     assert_eq!(can_i(&alice, &["create", "pods", "-n", "t1"])?, "no");
     let out = kubectl_at(&alice, &["get", "pods", "-n", "t1"], None)?;
     assert!(out.status.success(), "{}", text(&out));
+    // A namespace's admin asks about alice there with a LocalSubjectAccessReview.
+    let local = |ns: &str, resource: &str| {
+        format!(
+            "apiVersion: authorization.k8s.io/v1\nkind: LocalSubjectAccessReview\nmetadata:\n  namespace: t1\nspec:\n  user: alice\n  resourceAttributes:\n    namespace: {ns}\n    verb: get\n    resource: {resource}\n"
+        )
+    };
+    let create = ["create", "-f", "-", "-o", "jsonpath={.status.allowed}"];
+    let allowed = |ns: &str, resource: &str| {
+        let out = kubectl_at(&c.kubeconfig(), &create, Some(&local(ns, resource)))?;
+        anyhow::Ok(text(&out))
+    };
+    assert_eq!(allowed("t1", "pods")?, "true");
+    assert_eq!(allowed("t1", "secrets")?, "false");
+    let other = allowed("t2", "pods")?;
+    assert!(
+        other.contains("spec.resourceAttributes.namespace: Invalid value: \"t2\": must match metadata.namespace"),
+        "{other}"
+    );
 
     let list = kubectl_at(&alice, &["auth", "can-i", "--list", "-n", "t1"], None)?;
     let list = String::from_utf8_lossy(&list.stdout).to_string();

@@ -415,6 +415,13 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
         ),
         builtin(
+            "authorization.k8s.io",
+            "v1",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+        ),
+        builtin(
             "authentication.k8s.io",
             "v1",
             "SelfSubjectReview",

@@ -1,8 +1,11 @@
-//! The create-only reviews, answered in `status` and never stored: SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview (`kubectl auth can-i`) and SelfSubjectReview (`kubectl auth whoami`).
+//! The create-only reviews, answered in `status` and never stored: SelfSubjectAccessReview, SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectRulesReview (`kubectl auth can-i`) and SelfSubjectReview (`kubectl auth whoami`).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+
+use wasmkube_model::resource::ResourceInfo;
+use wasmkube_model::validation::Errors;
 
 use super::attributes::Attributes;
 use super::rbac::Index;
@@ -14,7 +17,7 @@ pub fn answer(kind: &str, mut body: Value, user: &User, index: &Index) -> Result
     let spec = &body["spec"];
     let status = match kind {
         "SelfSubjectAccessReview" => access(spec, user, index)?,
-        "SubjectAccessReview" => access(spec, &subject(spec)?, index)?,
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => access(spec, &subject(spec)?, index)?,
         "SelfSubjectRulesReview" => rules(spec, user, index),
         "SelfSubjectReview" => json!({"userInfo": user.to_json()}),
         other => return Err(ApiError::Internal(format!("{other} is not a review"))),
@@ -25,6 +28,41 @@ pub fn answer(kind: &str, mut body: Value, user: &User, index: &Index) -> Result
     }
     body["metadata"]["creationTimestamp"] = Value::Null;
     Ok(body)
+}
+
+/// The namespace rules of a LocalSubjectAccessReview sent to `namespace` (upstream's
+/// `ValidateLocalSubjectAccessReview`): `metadata.namespace` is the request's (filled in when
+/// empty), and the review asks about resources in that namespace only.
+pub fn check_local(info: &ResourceInfo, namespace: &str, body: &mut Value) -> Result<(), ApiError> {
+    if !body["metadata"].is_object() {
+        body["metadata"] = json!({});
+    }
+    match body["metadata"]["namespace"].as_str() {
+        Some(given) if !given.is_empty() && given != namespace => {
+            return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+        }
+        _ => body["metadata"]["namespace"] = json!(namespace),
+    }
+    let spec = &body["spec"];
+    let mut errors = Errors::default();
+    if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object())
+        && text(r, "namespace") != namespace
+    {
+        let given = json!(text(r, "namespace"));
+        let field = "spec.resourceAttributes.namespace";
+        errors.invalid(field, &given, "must match metadata.namespace");
+    }
+    if let Some(n) = spec.get("nonResourceAttributes").filter(|n| n.is_object()) {
+        errors.invalid(
+            "spec.nonResourceAttributes",
+            n,
+            "disallowed on this kind of request",
+        );
+    }
+    match errors.0.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::invalid(info, "", errors.0)),
+    }
 }
 
 fn text<'a>(value: &'a Value, field: &str) -> &'a str {
@@ -138,5 +176,34 @@ mod tests {
         );
         let me = answer("SelfSubjectReview", json!({}), &alice, &index).expect("answered");
         assert_eq!(me["status"]["userInfo"]["username"], json!("alice"));
+    }
+
+    #[test]
+    fn a_local_review_asks_about_its_own_namespace_only() {
+        let registry =
+            wasmkube_model::resource::Registry::new(wasmkube_model::resource::builtins());
+        let info = registry
+            .by_kind("authorization.k8s.io/v1", "LocalSubjectAccessReview")
+            .expect("served");
+        let review = |ns: &str| json!({"spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": ns}}});
+        let mut body = review("t1");
+        check_local(info, "t1", &mut body).expect("same namespace");
+        assert_eq!(body["metadata"]["namespace"], json!("t1"));
+        let Err(ApiError::Invalid { errors, .. }) = check_local(info, "t2", &mut review("t1"))
+        else {
+            panic!("another namespace is refused");
+        };
+        assert_eq!(errors[0].field, "spec.resourceAttributes.namespace");
+        let mut moved = review("t1");
+        moved["metadata"] = json!({"namespace": "t1"});
+        assert!(matches!(
+            check_local(info, "t2", &mut moved),
+            Err(ApiError::BadRequest(_))
+        ));
+        let mut paths = json!({"spec": {"user": "alice", "nonResourceAttributes": {"verb": "get", "path": "/api"}}});
+        let Err(ApiError::Invalid { errors, .. }) = check_local(info, "t1", &mut paths) else {
+            panic!("non-resource attributes are refused");
+        };
+        assert_eq!(errors[0].field, "spec.nonResourceAttributes");
     }
 }

@@ -193,7 +193,14 @@ pub async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
 
 /// `POST` of a review (`kubectl auth can-i`, `kubectl auth whoami`): answered, not stored.
 pub fn review(call: &Call<'_>) -> Result<Response, ApiError> {
-    let body = call.object()?;
+    let mut body = call.object()?;
+    if call.target.info.namespaced {
+        let ns = call
+            .target
+            .ns()
+            .ok_or_else(|| ApiError::BadRequest("namespace is required on this type".into()))?;
+        crate::auth::review::check_local(&call.target.info, ns, &mut body)?;
+    }
     let index = crate::auth::current_index(call.server);
     let answered = crate::auth::review::answer(&call.target.info.kind, body, &call.user, &index)?;
     Ok(response::json(StatusCode::CREATED, &answered, &[]))
