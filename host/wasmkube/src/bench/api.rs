@@ -17,6 +17,7 @@ use wasmkube_store::Store;
 use wasmkube_store::bench::BenchRow;
 
 use super::client::{Api, collection, name};
+use super::rbac;
 
 /// Creates per second of the open-loop phase.
 pub const RATE: u32 = 1000;
@@ -48,6 +49,8 @@ pub async fn run(
 ) -> anyhow::Result<Vec<BenchRow>> {
     let identity = Identity::load_or_create(&dir.join("pki"), &Names::default())?;
     let server = Server::new(store, Some(identity.token.clone())).await?;
+    wasmkube_apiserver::auth::bootstrap::reconcile(&server).await?;
+    let server_ref = server.clone();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
     let config = identity.server_config()?;
@@ -63,24 +66,24 @@ pub async fn run(
     for namespace in [NAMESPACE, RATE_NAMESPACE] {
         api.create_namespace(namespace).await?;
     }
-    phases(&api, opts).await
+    let origin = Instant::now();
+    let mut rows = phases(&api, opts, origin).await?;
+    let writer = Api::as_user(port, &identity, rbac::USER)?;
+    let rbac_rows = rbac::phases(
+        &api,
+        &writer,
+        &server_ref,
+        opts.concurrency,
+        opts.duration,
+        origin,
+    );
+    rows.extend(rbac_rows.await?);
+    Ok(rows)
 }
 
-async fn phases(api: &Api, opts: &ApiOptions) -> anyhow::Result<Vec<BenchRow>> {
+async fn phases(api: &Api, opts: &ApiOptions, origin: Instant) -> anyhow::Result<Vec<BenchRow>> {
     let (n, c) = (opts.objects, opts.concurrency);
-    let origin = Instant::now();
-    // Open the pool's connections (and their TLS handshakes) before measuring.
-    let (warm, _) = closed_loop(
-        c,
-        c,
-        each(api, |api, _| async move {
-            api.get(&format!("/api/v1/namespaces/{NAMESPACE}")).await
-        }),
-    )
-    .await;
-    if warm.errors > 0 {
-        bail!("the apiserver is not answering: {}", warm.first_error());
-    }
+    warm(api, NAMESPACE, c).await?;
     let mut rows = Vec::new();
     let (created, versions) = closed_loop(
         n,
@@ -146,7 +149,7 @@ async fn phases(api: &Api, opts: &ApiOptions) -> anyhow::Result<Vec<BenchRow>> {
     )
     .await;
     rows.push(deleted.row(format!("delete, {c} clients")));
-    let (writes, watch) = open_loop(api, opts.duration, origin).await;
+    let (writes, watch) = open_loop(api, RATE_NAMESPACE, opts.duration, origin).await;
     rows.push(writes.row(RATE_CREATE));
     rows.push(watch.row(format!("watch delivery @ {RATE}/s")));
     Ok(rows)
@@ -187,12 +190,36 @@ async fn paged_lists(api: &Api, expected: usize) -> Samples {
     samples
 }
 
+/// Opens `concurrency` of the pool's connections (and their TLS handshakes) before a phase is
+/// measured, each reading the Namespace `namespace`.
+pub(super) async fn warm(api: &Api, namespace: &str, concurrency: usize) -> anyhow::Result<()> {
+    let path = format!("/api/v1/namespaces/{namespace}");
+    let (warm, _) = closed_loop(
+        concurrency,
+        concurrency,
+        each(api, move |api, _| {
+            let path = path.clone();
+            async move { api.get(&path).await }
+        }),
+    )
+    .await;
+    if warm.errors > 0 {
+        bail!("the apiserver is not answering: {}", warm.first_error());
+    }
+    Ok(())
+}
+
 /// Creates at [`RATE`] for `duration`, counting latency from each create's scheduled time (so a
 /// stall is not hidden), while a watch measures delivery from that time to the event.
-async fn open_loop(api: &Api, duration: Duration, origin: Instant) -> (Samples, Samples) {
+pub(super) async fn open_loop(
+    api: &Api,
+    namespace: &str,
+    duration: Duration,
+    origin: Instant,
+) -> (Samples, Samples) {
     let total = (f64::from(RATE) * duration.as_secs_f64()) as usize;
     let watcher = api
-        .watch(RATE_NAMESPACE, duration + 2 * WATCH_IDLE)
+        .watch(namespace, duration + 2 * WATCH_IDLE)
         .await
         .map(|response| tokio::spawn(watch_latencies(response, total, origin)));
     let period = Duration::from_secs_f64(1.0 / f64::from(RATE));
@@ -201,10 +228,10 @@ async fn open_loop(api: &Api, duration: Duration, origin: Instant) -> (Samples, 
     for i in 0..total {
         let scheduled = start + period.mul_f64(i as f64);
         sleep_until(scheduled).await;
-        let api = api.clone();
+        let (api, namespace) = (api.clone(), namespace.to_string());
         let sent = micros(scheduled.duration_since(origin));
         tasks.spawn(async move {
-            let result = api.create(RATE_NAMESPACE, i, sent).await;
+            let result = api.create(&namespace, i, sent).await;
             (result, scheduled.elapsed())
         });
     }
@@ -274,11 +301,11 @@ fn sent_at(line: &[u8]) -> Option<Duration> {
 
 /// The latencies and errors of one phase.
 #[derive(Default)]
-struct Samples {
+pub(super) struct Samples {
     latencies: Vec<Duration>,
     errors: usize,
     first_error: Option<String>,
-    elapsed: Duration,
+    pub(super) elapsed: Duration,
 }
 
 impl Samples {
@@ -288,11 +315,11 @@ impl Samples {
         samples
     }
 
-    fn ok(&mut self, latency: Duration) {
+    pub(super) fn ok(&mut self, latency: Duration) {
         self.latencies.push(latency);
     }
 
-    fn err(&mut self, error: anyhow::Error) {
+    pub(super) fn err(&mut self, error: anyhow::Error) {
         self.errors += 1;
         self.first_error.get_or_insert_with(|| format!("{error:#}"));
     }
@@ -309,7 +336,7 @@ impl Samples {
         }
     }
 
-    fn row(mut self, name: impl Into<String>) -> BenchRow {
+    pub(super) fn row(mut self, name: impl Into<String>) -> BenchRow {
         let name = name.into();
         if self.errors > 0 {
             tracing::warn!(operation = %name, errors = self.errors, first = self.first_error(), "bench errors");
@@ -336,7 +363,7 @@ fn micros(duration: Duration) -> u64 {
 }
 
 /// Adapts an operation on the API and an index into the closure [`closed_loop`] runs.
-fn each<T, F, Fut>(api: &Api, op: F) -> impl Fn(usize) -> Fut + Clone + Send + 'static
+pub(super) fn each<T, F, Fut>(api: &Api, op: F) -> impl Fn(usize) -> Fut + Clone + Send + 'static
 where
     F: Fn(Api, usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<T>> + Send,
@@ -347,7 +374,11 @@ where
 
 /// `concurrency` clients sharing the indices `0..count`, each doing one request after another,
 /// for at most [`PHASE_LIMIT`]; returns the samples and what each success returned.
-async fn closed_loop<T, F, Fut>(count: usize, concurrency: usize, op: F) -> (Samples, Vec<T>)
+pub(super) async fn closed_loop<T, F, Fut>(
+    count: usize,
+    concurrency: usize,
+    op: F,
+) -> (Samples, Vec<T>)
 where
     T: Send + 'static,
     F: Fn(usize) -> Fut + Clone + Send + 'static,

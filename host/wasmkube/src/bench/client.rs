@@ -1,4 +1,4 @@
-//! The bench's HTTPS client of the apiserver: trusts its CA and sends its bearer token.
+//! The bench's HTTPS client of the apiserver: trusts its CA and sends its bearer token or a user's client certificate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,7 @@ fn config_map(i: usize, sent: u64, version: Option<&str>) -> Value {
     })
 }
 
-/// A client of the bench's apiserver: HTTPS trusting its CA, with its bearer token.
+/// A client of the bench's apiserver: HTTPS trusting its CA, as the admin or as a user.
 #[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
@@ -45,16 +45,35 @@ pub struct Api {
 }
 
 impl Api {
+    /// As the admin token's user.
     pub fn new(port: u16, identity: &Identity) -> anyhow::Result<Api> {
         let mut headers = HeaderMap::new();
         let mut token = HeaderValue::from_str(&format!("Bearer {}", identity.token))?;
         token.set_sensitive(true);
         headers.insert(AUTHORIZATION, token);
-        let client = reqwest::Client::builder()
+        Api::build(
+            port,
+            identity,
+            reqwest::Client::builder().default_headers(headers),
+        )
+    }
+
+    /// As `user` (no group), with a client certificate the cluster CA issues.
+    pub fn as_user(port: u16, identity: &Identity, user: &str) -> anyhow::Result<Api> {
+        let (cert, key) = identity.issue_client(user, None)?;
+        let id = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes())?;
+        Api::build(port, identity, reqwest::Client::builder().identity(id))
+    }
+
+    fn build(
+        port: u16,
+        identity: &Identity,
+        builder: reqwest::ClientBuilder,
+    ) -> anyhow::Result<Api> {
+        let client = builder
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(identity.ca_pem.as_bytes())?)
-            .default_headers(headers)
             .build()
             .context("building the HTTPS client")?;
         Ok(Api {
@@ -76,8 +95,16 @@ impl Api {
     pub async fn create_namespace(&self, namespace: &str) -> anyhow::Result<()> {
         let body =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-        let url = format!("{}/api/v1/namespaces", self.base);
-        self.send(self.client.post(url).json(&body)).await?;
+        self.post("/api/v1/namespaces", &body).await
+    }
+
+    /// POSTs `body` to the collection at `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.client.post(url).json(body))
+            .await?
+            .bytes()
+            .await?;
         Ok(())
     }
 
