@@ -526,3 +526,51 @@ fn a_node_reads_only_its_pods_secrets_and_writes_only_its_own_objects() -> Resul
     );
     Ok(())
 }
+
+/// `curl` of `path` on the cluster's server without credentials, trusting any certificate (as
+/// a joining node does before it checks the pin): the HTTP status and the body.
+fn anonymous_get(c: &Cluster, path: &str) -> Result<(String, String)> {
+    let admin = std::fs::read_to_string(c.kubeconfig())?;
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .context("a server")?;
+    let out = Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}", &format!("{server}{path}")])
+        .output()
+        .context("running curl")?;
+    let out = String::from_utf8(out.stdout)?;
+    let (body, code) = out.rsplit_once('\n').context("a status")?;
+    Ok((code.to_string(), body.to_string()))
+}
+
+#[test]
+fn anyone_reads_cluster_info_and_nothing_else() -> Result<()> {
+    let c = Cluster::start()?;
+    let (code, body) = anonymous_get(&c, "/api/v1/namespaces/kube-public/configmaps/cluster-info")?;
+    assert_eq!(code, "200", "{body}");
+    let object: serde_json::Value = serde_json::from_str(&body)?;
+    let published = object["data"]["kubeconfig"]
+        .as_str()
+        .context("a kubeconfig")?;
+    let admin = std::fs::read_to_string(c.kubeconfig())?;
+    let line = |config: &str, key: &str| {
+        config
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .map(|l| l.trim().to_string())
+    };
+    for key in ["certificate-authority-data:", "server:"] {
+        assert_eq!(line(published, key), line(&admin, key), "{published}");
+    }
+    for path in [
+        "/api/v1/namespaces/kube-public/configmaps/kube-root-ca.crt",
+        "/api/v1/namespaces/kube-public/configmaps",
+        "/api/v1/namespaces/kube-system/secrets",
+        "/api",
+    ] {
+        let (code, body) = anonymous_get(&c, path)?;
+        assert_eq!(code, "401", "{path}: {body}");
+    }
+    Ok(())
+}

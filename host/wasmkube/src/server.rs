@@ -403,6 +403,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     native::spawn(server.clone());
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
+    wasmkube_apiserver::auth::cluster_info::publish(&server, &url, &identity.ca_pem).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     wasmkube_apiserver::tls::write_private(
         &kubeconfig,

@@ -4,6 +4,7 @@ pub mod attributes;
 pub mod authn;
 pub mod bootstrap;
 pub mod bootstrap_token;
+pub mod cluster_info;
 pub mod escalation;
 pub mod jwt;
 pub mod node;
@@ -88,11 +89,23 @@ pub async fn guard(
             None => token::authenticate(&server, bearer).await,
         };
     }
-    let Some(user) = user else {
-        if public(request.uri().path()) {
-            return next.run(request).await;
+    let user = match user {
+        Some(user) => user,
+        None if public(request.uri().path()) => return next.run(request).await,
+        // Without credentials: the anonymous user, where RBAC lets it (kubeadm's cluster-info),
+        // else a 401.
+        None => {
+            let anonymous = cluster_info::anonymous();
+            let attributes = Attributes::of_request(
+                request.method(),
+                request.uri().path(),
+                request.uri().query(),
+            );
+            if !auth.authorizer.allows(&anonymous, &attributes) {
+                return ApiError::Unauthorized.into_response();
+            }
+            anonymous
         }
-        return ApiError::Unauthorized.into_response();
     };
     let user = match authn::impersonate(&auth.authorizer, user, request.headers()) {
         Ok(user) => user,
