@@ -35,6 +35,9 @@ pub struct ClusterConfig {
     /// Signs and verifies ServiceAccount tokens; `None` serves no TokenRequest and accepts no
     /// ServiceAccount token (servers without a data directory, in tests).
     pub service_accounts: Option<std::sync::Arc<crate::auth::token::TokenIssuer>>,
+    /// The cluster CA, signing approved node certificate requests; `None` signs none (servers
+    /// without a data directory, in tests).
+    pub certificate_authority: Option<std::sync::Arc<crate::certificates::Authority>>,
 }
 
 impl Default for ClusterConfig {
@@ -48,6 +51,7 @@ impl Default for ClusterConfig {
             service_range: ServiceRange::default(),
             pod_security: crate::registry::PodSecurityLevel::Baseline,
             service_accounts: None,
+            certificate_authority: None,
         }
     }
 }

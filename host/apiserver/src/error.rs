@@ -135,6 +135,22 @@ impl ApiError {
         }
     }
 
+    /// [`ApiError::forbidden`] and why, as upstream's authorizers append their reason.
+    pub fn forbidden_because(
+        attributes: &crate::auth::Attributes,
+        user: &str,
+        reason: &str,
+    ) -> Self {
+        let mut error = Self::forbidden(attributes, user);
+        if let ApiError::Denied { message, .. } = &mut error
+            && !reason.is_empty()
+        {
+            message.push_str(": ");
+            message.push_str(reason);
+        }
+        error
+    }
+
     pub fn conflict(info: &ResourceInfo, name: &str) -> Self {
         ApiError::Conflict {
             resource: info.qualified_resource(),

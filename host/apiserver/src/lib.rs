@@ -1,6 +1,7 @@
 //! The wasmkube apiserver: the Kubernetes REST API over the revisioned store, as `fn app() -> Router`.
 
 pub mod auth;
+pub mod certificates;
 pub mod config;
 mod discovery;
 pub mod error;

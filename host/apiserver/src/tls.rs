@@ -283,6 +283,17 @@ impl Identity {
         Ok(())
     }
 
+    /// The cluster CA able to sign node certificate requests; `None` for an identity made before
+    /// the CA key was kept.
+    pub fn authority(&self) -> Result<Option<crate::certificates::Authority>, TlsError> {
+        let Some(key) = self.ca_key_pem.as_deref() else {
+            return Ok(None);
+        };
+        crate::certificates::Authority::new(ca_params()?, key)
+            .map(Some)
+            .map_err(|e| TlsError::Pem(format!("{CA_KEY_FILE}: {e}")))
+    }
+
     /// A rustls server config serving this identity (HTTP/2 and HTTP/1.1).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let certs = rustls_pemfile_certs(&self.cert_pem)?;

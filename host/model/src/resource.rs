@@ -429,6 +429,16 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
         ),
         builtin(
+            "certificates.k8s.io",
+            "v1",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            false,
+        )
+        .short(&["csr"])
+        .with_status()
+        .with(&["approval"]),
+        builtin(
             "apiextensions.k8s.io",
             "v1",
             "CustomResourceDefinition",

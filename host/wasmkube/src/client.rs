@@ -19,6 +19,8 @@ pub struct Api {
     pub client: reqwest::Client,
     /// `https://HOST:PORT`, no trailing slash.
     pub server: String,
+    /// The cluster's CA (PEM), if the kubeconfig names one.
+    pub ca_pem: Option<String>,
 }
 
 impl Api {
@@ -58,11 +60,13 @@ impl Api {
         )
         .unwrap_or_default();
         let mut builder = reqwest::Client::builder();
+        let mut ca_pem = None;
         if let Some(ca) = cluster["cluster"]["certificate-authority-data"].as_str() {
             let pem = base64::engine::general_purpose::STANDARD
                 .decode(ca)
                 .context("certificate-authority-data is not base64")?;
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+            ca_pem = Some(String::from_utf8(pem).context("the CA is not PEM text")?);
         }
         let pem = |field: &str| -> anyhow::Result<Option<Vec<u8>>> {
             user["user"][field]
@@ -93,6 +97,7 @@ impl Api {
         Ok(Api {
             client: builder.build()?,
             server,
+            ca_pem,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The `wasmkube` command: `server` runs the control plane, `node` a node agent, `up` both;
-//! `plugin` and `image` install things; `kubeconfig` adds users; `snapshot` backs
-//! the store up; `bench` measures.
+//! `plugin` and `image` install things; `kubeconfig` adds users; `token` makes bootstrap
+//! tokens for new nodes; `snapshot` backs the store up; `bench` measures.
 
 mod advertise;
 mod bench;
@@ -10,6 +10,7 @@ mod node;
 mod plugin_cli;
 mod server;
 mod snapshot_cli;
+mod token_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,9 @@ enum Command {
     /// Start and build plugin projects; install and list Wasm plugins in a running cluster.
     #[command(subcommand)]
     Plugin(plugin_cli::PluginCommand),
+    /// Make bootstrap tokens that let new nodes join (`token create`).
+    #[command(subcommand)]
+    Token(token_cli::TokenCommand),
     /// Back up a running cluster's store, and restore it into a new data directory.
     #[command(subcommand)]
     Snapshot(snapshot_cli::SnapshotCommand),
@@ -88,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             Command::Plugin(command) => plugin_cli::run(command).await,
             Command::Snapshot(command) => snapshot_cli::run(command).await,
             Command::Kubeconfig(args) => kubeconfig_cli::run(args),
+            Command::Token(command) => token_cli::run(command).await,
         }
     })
 }

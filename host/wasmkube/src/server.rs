@@ -122,9 +122,9 @@ impl ServerArgs {
         SocketAddr::new(ip, port)
     }
 
-    /// The cluster settings of the flags, for a cluster whose CA is `root_ca` and whose
-    /// ServiceAccount tokens are signed with the key kept in `pki`.
-    pub fn cluster(&self, root_ca: String, pki: &Path) -> anyhow::Result<ClusterConfig> {
+    /// The cluster settings of the flags, for a cluster of `identity` (its CA published and
+    /// signing node certificates) whose ServiceAccount tokens are signed with the key kept in `pki`.
+    pub fn cluster(&self, identity: &Identity, pki: &Path) -> anyhow::Result<ClusterConfig> {
         let tokens =
             TokenIssuer::load_or_create(pki, &self.service_account_issuer, &self.api_audiences)?;
         Ok(ClusterConfig {
@@ -132,10 +132,11 @@ impl ServerArgs {
             node_monitor_grace_period: self.node_monitor_grace_period,
             default_toleration_seconds: self.default_toleration_seconds,
             event_ttl: self.event_ttl,
-            root_ca: Some(root_ca),
+            root_ca: Some(identity.ca_pem.clone()),
             service_range: self.service_cidr,
             pod_security: self.pod_security_default,
             service_accounts: Some(Arc::new(tokens)),
+            certificate_authority: identity.authority()?.map(Arc::new),
         })
     }
 }
@@ -388,7 +389,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     let store = open_store(&args.store, &args.data_dir).await?;
     let pki = args.data_dir.join("pki");
     let identity = Identity::load_or_create(&pki, &args.names()?)?;
-    let cluster = args.cluster(identity.ca_pem.clone(), &pki)?;
+    let cluster = args.cluster(&identity, &pki)?;
     let server = Server::with_config(store.clone(), Some(identity.token.clone()), cluster).await?;
     let listener = tokio::net::TcpListener::bind((args.bind_address, args.port))
         .await
@@ -402,6 +403,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     native::spawn(server.clone());
     let (plugins, installed) = start_plugins(&server, &args).await?;
     compactor::spawn(store, Duration::from_secs(300));
+    wasmkube_apiserver::auth::cluster_info::publish(&server, &url, &identity.ca_pem).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     wasmkube_apiserver::tls::write_private(
         &kubeconfig,

@@ -46,7 +46,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether two secrets are equal, in time that depends on their lengths only (no early exit
 /// on the first differing byte to time).
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     let differing = given
         .iter()
         .zip(expected)

@@ -57,14 +57,74 @@ fn cluster_role(
 }
 
 fn binding(role: &str, groups: &[&str]) -> Value {
+    named_binding(role, role, groups)
+}
+
+fn named_binding(name: &str, role: &str, groups: &[&str]) -> Value {
     json!({
         "apiVersion": format!("{RBAC_GROUP}/v1"),
         "kind": "ClusterRoleBinding",
-        "metadata": {"name": role, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
                      "annotations": {AUTOUPDATE: "true"}},
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
         "subjects": groups.iter().map(|g| json!({"apiGroup": RBAC_GROUP, "kind": "Group", "name": g})).collect::<Vec<_>>(),
     })
+}
+
+/// The group of CertificateSigningRequests.
+const CERTIFICATES: &str = crate::certificates::GROUP;
+/// The group kubeadm's bootstrap tokens add (their `auth-extra-groups`), bound below as kubeadm
+/// binds it.
+pub const DEFAULT_NODE_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// What a node may do, as upstream's `NodeRules()` (the `system:node` ClusterRole, which the
+/// node authorizer applies): the Node authorizer further limits Secrets, ConfigMaps, claims and
+/// volumes to those of pods bound to the node, and NodeRestriction limits writes to its own
+/// Node, Lease and pods. The agent is also the node's service proxy and DNS, so it reads
+/// Services, Endpoints and EndpointSlices (upstream's `system:node-proxier`).
+pub fn node_rules() -> Vec<Value> {
+    vec![
+        rule(&["create"], "authentication.k8s.io", &["tokenreviews"]),
+        rule(
+            &["create"],
+            "authorization.k8s.io",
+            &["subjectaccessreviews", "localsubjectaccessreviews"],
+        ),
+        rule(READ, "", &["services", "endpoints"]),
+        rule(READ, "discovery.k8s.io", &["endpointslices"]),
+        rule(&["create", "get", "list", "watch"], "", &["nodes"]),
+        rule(&["update", "patch"], "", &["nodes/status"]),
+        rule(&["update", "patch"], "", &["nodes"]),
+        rule(&["create", "update", "patch"], "", &["events"]),
+        rule(&["create", "update", "patch"], "events.k8s.io", &["events"]),
+        rule(READ, "", &["pods"]),
+        rule(&["create", "delete"], "", &["pods"]),
+        rule(&["update", "patch"], "", &["pods/status"]),
+        rule(&["create"], "", &["pods/eviction"]),
+        rule(READ, "", &["secrets", "configmaps"]),
+        rule(
+            &["get"],
+            "",
+            &["persistentvolumeclaims", "persistentvolumes"],
+        ),
+        rule(
+            &["get", "update", "patch"],
+            "",
+            &["persistentvolumeclaims/status"],
+        ),
+        rule(&["get"], "", &["endpoints"]),
+        rule(
+            &["create", "get", "list", "watch"],
+            CERTIFICATES,
+            &["certificatesigningrequests"],
+        ),
+        rule(
+            &["get", "create", "update", "patch", "delete"],
+            "coordination.k8s.io",
+            &["leases"],
+        ),
+        rule(&["create"], "", &["serviceaccounts/token"]),
+    ]
 }
 
 /// The default ClusterRoles (`ClusterRoles()` upstream, the user-facing and discovery ones).
@@ -316,6 +376,43 @@ pub fn cluster_roles() -> Vec<Value> {
                 ),
             ],
         ),
+        cluster_role("system:node", &[], None, node_rules()),
+        cluster_role(
+            "system:node-bootstrapper",
+            &[],
+            None,
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                CERTIFICATES,
+                &["certificatesigningrequests"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[],
+            None,
+            vec![rule(
+                &["create"],
+                CERTIFICATES,
+                &["certificatesigningrequests/nodeclient"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[],
+            None,
+            vec![rule(
+                &["create"],
+                CERTIFICATES,
+                &["certificatesigningrequests/selfnodeclient"],
+            )],
+        ),
+        cluster_role(
+            "kubeadm:get-nodes",
+            &[],
+            None,
+            vec![rule(&["get"], "", &["nodes"])],
+        ),
         cluster_role(
             "system:public-info-viewer",
             &[],
@@ -338,6 +435,25 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:public-info-viewer",
             &[super::user::AUTHENTICATED, "system:unauthenticated"],
         ),
+        // Upstream keeps `system:node` bound to no one: the node authorizer applies its rules.
+        binding("system:node", &[]),
+        // kubeadm's bindings for bootstrap tokens and certificate rotation.
+        named_binding(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            &[DEFAULT_NODE_TOKEN_GROUP],
+        ),
+        named_binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[DEFAULT_NODE_TOKEN_GROUP],
+        ),
+        named_binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[crate::certificates::signer::NODES_GROUP],
+        ),
+        binding("kubeadm:get-nodes", &[DEFAULT_NODE_TOKEN_GROUP]),
     ]
 }
 

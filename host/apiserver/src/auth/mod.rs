@@ -1,17 +1,20 @@
-//! Who a request comes from and what they may do: client certificates, the admin token and ServiceAccount tokens, impersonation, and RBAC.
+//! Who a request comes from and what they may do: client certificates, the admin token, bootstrap tokens and ServiceAccount tokens, impersonation, the node authorizer and RBAC.
 
 pub mod attributes;
 pub mod authn;
 pub mod bootstrap;
+pub mod bootstrap_token;
+pub mod cluster_info;
 pub mod escalation;
 pub mod jwt;
+pub mod node;
 pub mod policy;
 pub mod rbac;
 pub mod review;
 pub mod rule;
 pub mod token;
 pub mod user;
-mod x509;
+pub(crate) mod x509;
 
 use std::sync::Arc;
 
@@ -81,13 +84,28 @@ pub async fn guard(
     if user.is_none()
         && let Some(bearer) = authn::bearer(request.headers())
     {
-        user = token::authenticate(&server, bearer).await;
+        user = match bootstrap_token::split(bearer) {
+            Some(_) => bootstrap_token::authenticate(&server, bearer).await,
+            None => token::authenticate(&server, bearer).await,
+        };
     }
-    let Some(user) = user else {
-        if public(request.uri().path()) {
-            return next.run(request).await;
+    let user = match user {
+        Some(user) => user,
+        None if public(request.uri().path()) => return next.run(request).await,
+        // Without credentials: the anonymous user, where RBAC lets it (kubeadm's cluster-info),
+        // else a 401.
+        None => {
+            let anonymous = cluster_info::anonymous();
+            let attributes = Attributes::of_request(
+                request.method(),
+                request.uri().path(),
+                request.uri().query(),
+            );
+            if !auth.authorizer.allows(&anonymous, &attributes) {
+                return ApiError::Unauthorized.into_response();
+            }
+            anonymous
         }
-        return ApiError::Unauthorized.into_response();
     };
     let user = match authn::impersonate(&auth.authorizer, user, request.headers()) {
         Ok(user) => user,
@@ -98,8 +116,19 @@ pub async fn guard(
         request.uri().path(),
         request.uri().query(),
     );
-    if !auth.authorizer.allows(&user, &attributes) {
-        return ApiError::forbidden(&attributes, &user.name).into_response();
+    let refused = match node::node_of(&user) {
+        Some(name) => match node::authorize(&server, name, &attributes).await {
+            Ok(node::Decision::Allow) => None,
+            Ok(node::Decision::Deny(reason)) => Some(reason),
+            Ok(node::Decision::NoOpinion(reason)) => {
+                (!auth.authorizer.allows(&user, &attributes)).then_some(reason)
+            }
+            Err(e) => return e.into_response(),
+        },
+        None => (!auth.authorizer.allows(&user, &attributes)).then(String::new),
+    };
+    if let Some(reason) = refused {
+        return ApiError::forbidden_because(&attributes, &user.name, &reason).into_response();
     }
     request.extensions_mut().insert(Arc::new(user));
     next.run(request).await

@@ -1,13 +1,15 @@
-//! The subject of a client certificate (its CN and O values), read from DER with a small bounded reader.
+//! The subject of a client certificate (its CN and O values), read from DER with a small bounded reader (also used for certificate requests).
 
-/// A DER element: its tag and its contents.
-struct Element<'a> {
-    tag: u8,
-    contents: &'a [u8],
+/// A DER element: its tag, its contents, and its whole encoding.
+pub(crate) struct Element<'a> {
+    pub tag: u8,
+    pub contents: &'a [u8],
+    /// Tag, length and contents, as a signature covers them.
+    pub raw: &'a [u8],
 }
 
 /// The first element of `input` and what follows it; `None` for malformed input.
-fn element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
+pub(crate) fn element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -27,11 +29,12 @@ fn element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
         return None;
     }
     let (contents, rest) = rest.split_at(len);
-    Some((Element { tag, contents }, rest))
+    let raw = &input[..input.len() - rest.len()];
+    Some((Element { tag, contents, raw }, rest))
 }
 
 /// Every element of a sequence's or set's contents.
-fn elements(mut input: &[u8]) -> Option<Vec<Element<'_>>> {
+pub(crate) fn elements(mut input: &[u8]) -> Option<Vec<Element<'_>>> {
     let mut all = Vec::new();
     while !input.is_empty() {
         let (e, rest) = element(input)?;
@@ -41,7 +44,7 @@ fn elements(mut input: &[u8]) -> Option<Vec<Element<'_>>> {
     Some(all)
 }
 
-const SEQUENCE: u8 = 0x30;
+pub(crate) const SEQUENCE: u8 = 0x30;
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const OID_ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
 
@@ -53,6 +56,24 @@ pub fn subject(der: &[u8]) -> Option<(String, Vec<String>)> {
     // [0] version is optional; then serial, signature, issuer, validity, subject.
     let skip = usize::from(fields.first()?.tag == 0xa0);
     let name = fields.get(skip + 4).filter(|f| f.tag == SEQUENCE)?;
+    let (common_name, organizations) = name_of(name)?;
+    Some((common_name?, organizations))
+}
+
+/// The SubjectPublicKeyInfo (its whole encoding) of the DER certificate `der`.
+pub(crate) fn public_key_info(der: &[u8]) -> Option<&[u8]> {
+    let (certificate, _) = element(der)?;
+    let (tbs, _) = element(certificate.contents)?;
+    let fields = elements(tbs.contents)?;
+    let skip = usize::from(fields.first()?.tag == 0xa0);
+    fields
+        .get(skip + 5)
+        .filter(|f| f.tag == SEQUENCE)
+        .map(|f| f.raw)
+}
+
+/// The common name (if any) and organizations of an X.509 `Name`.
+pub(crate) fn name_of(name: &Element<'_>) -> Option<(Option<String>, Vec<String>)> {
     let (mut common_name, mut organizations) = (None, Vec::new());
     for rdn in elements(name.contents)? {
         for attribute in elements(rdn.contents)? {
@@ -65,7 +86,7 @@ pub fn subject(der: &[u8]) -> Option<(String, Vec<String>)> {
             }
         }
     }
-    Some((common_name?, organizations))
+    Some((common_name, organizations))
 }
 
 #[cfg(test)]

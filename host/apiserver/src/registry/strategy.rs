@@ -314,8 +314,8 @@ pub fn prepare_update(
             "the name of the object does not match the name on the URL".into(),
         ));
     }
-    if subresource == Some("status") {
-        // A status write changes only status (and may not touch spec or metadata but for these).
+    if matches!(subresource, Some("status" | "approval")) {
+        // A status (or CSR approval) write changes only status (and may not touch spec or metadata but for these).
         let status = obj.get("status").cloned();
         let mut merged = old.clone();
         match status {

@@ -97,6 +97,12 @@ pub async fn create_object(
     let name =
         strategy::prepare_create(info, ns, &mut obj, opts.validation, opts.manager, warnings)?;
     admission::admit_create(server, info, &mut obj).await?;
+    if crate::certificates::is_csr(info) {
+        crate::certificates::admit_create(server, info, &mut obj, opts.user).await?;
+    }
+    if let Some(user) = opts.user {
+        crate::auth::node::admit_create(info, &obj, user)?;
+    }
     if is_namespace(info) {
         podsecurity::admit_namespace(info, &obj, None)?;
     }
@@ -206,6 +212,16 @@ pub async fn update_with(
             u.opts.manager,
             warnings,
         )?;
+        if crate::certificates::is_csr(u.info) {
+            crate::certificates::prepare_update(
+                server,
+                u.info,
+                &current.object,
+                &mut new,
+                u.subresource,
+                u.opts.user,
+            )?;
+        }
         if !strategy::differs(&current.object, &new) {
             return Ok(current.object);
         }

@@ -190,6 +190,33 @@ fn endpoints_string(ep: &Value) -> String {
     }
 }
 
+/// `Denied`, `Approved` or `Pending`, then `,Failed` and `,Issued`, as kubectl prints a
+/// CertificateSigningRequest (upstream's `extractCSRStatus`).
+fn csr_condition(csr: &Value) -> String {
+    let has = |kind: &str| {
+        csr.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == kind)
+    };
+    let mut condition = if has("Denied") {
+        "Denied"
+    } else if has("Approved") {
+        "Approved"
+    } else {
+        "Pending"
+    }
+    .to_string();
+    if has("Failed") {
+        condition.push_str(",Failed");
+    }
+    if !str_at(csr, "/status/certificate").is_empty() {
+        condition.push_str(",Issued");
+    }
+    condition
+}
+
 fn event_object(ev: &Value) -> String {
     let obj = ev
         .get("involvedObject")
@@ -460,6 +487,17 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>, age: Value) -
             age,
         ],
         ("coordination.k8s.io", "Lease") => vec![json!(str_at(o, "/spec/holderIdentity")), age],
+        ("certificates.k8s.io", "CertificateSigningRequest") => vec![
+            age,
+            json!(str_at(o, "/spec/signerName")),
+            json!(str_at(o, "/spec/username")),
+            json!(
+                o.pointer("/spec/expirationSeconds")
+                    .and_then(Value::as_i64)
+                    .map_or_else(|| "<none>".to_string(), super::human_duration)
+            ),
+            json!(csr_condition(o)),
+        ],
         ("discovery.k8s.io", "EndpointSlice") => {
             let ports: Vec<String> = o
                 .get("ports")

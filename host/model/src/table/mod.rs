@@ -143,6 +143,13 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
             AGE,
         ],
         ("coordination.k8s.io", "Lease") => &[("Holder", "string", 0), AGE],
+        ("certificates.k8s.io", "CertificateSigningRequest") => &[
+            AGE,
+            ("SignerName", "string", 0),
+            ("Requestor", "string", 0),
+            ("RequestedDuration", "string", 0),
+            ("Condition", "string", 0),
+        ],
         ("discovery.k8s.io", "EndpointSlice") => &[
             ("AddressType", "string", 0),
             ("Ports", "string", 0),

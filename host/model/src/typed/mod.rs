@@ -1,7 +1,8 @@
 //! Built-in kinds decoded through their `k8s-openapi` types: type errors, unknown fields and normal form.
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, events, policy, rbac, storage,
+    apps, autoscaling, batch, certificates, coordination, core, discovery, events, policy, rbac,
+    storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::JsonSchema;
@@ -85,6 +86,7 @@ builtin_types! {
     ("rbac.authorization.k8s.io", "ClusterRole") => rbac::v1::ClusterRole,
     ("rbac.authorization.k8s.io", "RoleBinding") => rbac::v1::RoleBinding,
     ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rbac::v1::ClusterRoleBinding,
+    ("certificates.k8s.io", "CertificateSigningRequest") => certificates::v1::CertificateSigningRequest,
     ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::v1::CustomResourceDefinition,
     ("autoscaling", "Scale") => autoscaling::v1::Scale,
     ("policy", "Eviction") => policy::v1::Eviction,
