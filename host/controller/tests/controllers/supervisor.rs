@@ -93,8 +93,9 @@ async fn edit_spec(server: &Server, name: &str, spec: Value) {
 }
 
 /// A server with a config map `c` and the supervisor running.
+/// A server with RBAC on, a config map `default/c`, and the supervisor.
 async fn supervised(dir: &tempfile::TempDir) -> (Arc<Server>, tokio::task::JoinHandle<()>) {
-    let server = common::server(dir).await;
+    let server = common::rbac_server(dir).await;
     let cm = server
         .registry()
         .by_kind("v1", "ConfigMap")
