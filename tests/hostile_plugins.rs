@@ -22,6 +22,7 @@ fn install(c: &Cluster, crate_name: &str, name: &str) -> Result<()> {
         &file.display().to_string(),
         "--name",
         name,
+        "--yes",
     ])?;
     Ok(())
 }

@@ -106,7 +106,7 @@ fn a_new_project_tests_builds_installs_and_mirrors_configmaps() -> Result<()> {
     );
 
     let c = Cluster::start()?;
-    let installed = c.wasmkube(&["plugin", "install", &wasm, "--name", "mirror"])?;
+    let installed = c.wasmkube(&["plugin", "install", &wasm, "--name", "mirror", "--yes"])?;
     assert!(installed.contains(&digest), "{installed}");
     eventually(Duration::from_secs(30), || {
         let status = "jsonpath={.status.phase} {.status.activeDigest}";

@@ -57,7 +57,7 @@ fn deployment_rollouts_with_kubectl_and_plugins_installed_through_the_api() -> R
     for name in ["replicaset", "deployment"] {
         let file = release.join(format!("wasmkube_plugin_{name}.wasm"));
         let file = file.display().to_string();
-        c.wasmkube(&["plugin", "install", &file, "--name", name])?;
+        c.wasmkube(&["plugin", "install", &file, "--name", name, "--yes"])?;
     }
     eventually(Duration::from_secs(20), || {
         Ok(all_running(
@@ -116,7 +116,7 @@ fn staticsite_custom_controller_installs_upgrades_rolls_back_and_collects() -> R
     let release = wasmkube_e2e::plugin_dir();
     let plugin = |file: &std::path::Path, name: &str| -> Result<String> {
         let file = file.display().to_string();
-        let stdout = c.wasmkube(&["plugin", "install", &file, "--name", name])?;
+        let stdout = c.wasmkube(&["plugin", "install", &file, "--name", name, "--yes"])?;
         // "plugin.wasmkube.dev/N installed: sha256:<hex> (N bytes)"
         Ok(stdout
             .split_whitespace()

@@ -139,6 +139,7 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
         "preferlabel",
         "--kind",
         "scheduler",
+        "--yes",
     ])?;
     let nodes = [
         node("gold", "zone-a", ", tier: gold", 8, ""),

@@ -7,6 +7,7 @@ pub mod module;
 pub mod native;
 pub mod plugin;
 pub mod plugin_host;
+pub mod probe;
 pub mod queue;
 pub mod supervisor;
 pub mod wasm;

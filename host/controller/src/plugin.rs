@@ -1,17 +1,20 @@
-//! Preparing a Wasm controller: read what its Plugin's spec sets, ask it what it reconciles, check that against what it is allowed, build its reconciler.
+//! Preparing a Wasm controller: read what its Plugin's spec sets, ask it what it reconciles, check that against its permissions, write its ServiceAccount, ClusterRole and binding, build its reconciler.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::auth::{self, Attributes};
+use wasmkube_apiserver::error::ApiError;
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::validation::{MAX_CALL_TIMEOUT_MILLIS, MAX_MEMORY_BYTES, MAX_WORKERS};
 use wasmkube_runtime::{
     CallError, ControllerInstance, Gvr, Limits, Module, Registration, RuntimeError,
 };
 
-use crate::plugin_host::{Grants, PluginHost, grant};
+use crate::plugin_host::PluginHost;
+use crate::probe::Probe;
 use crate::wasm::{Health, WasmReconciler};
 use crate::{Controller, Manager, Running};
 
@@ -31,9 +34,15 @@ pub enum PluginError {
         resource: String,
     },
     #[error(
-        "plugin {plugin:?} reconciles or watches {resource}, which its Plugin object does not permit"
+        "plugin {plugin:?} reconciles or watches {resource}, which its ClusterRole {role} does not permit it to get, list or watch"
     )]
-    NotPermitted { plugin: String, resource: String },
+    NotPermitted {
+        plugin: String,
+        resource: String,
+        role: String,
+    },
+    #[error("writing the plugin's ServiceAccount, ClusterRole and binding: {0}")]
+    Identity(#[from] ApiError),
 }
 
 /// What a Plugin's spec sets besides its module. A change of any of it takes effect without a
@@ -44,7 +53,8 @@ pub struct Config {
     pub limits: Limits,
     /// `spec.workers`: keys reconciled at once, 2 unless given.
     pub workers: usize,
-    /// `spec.permissions`; `None`: exactly what the plugin's registration names.
+    /// `spec.permissions`, its ClusterRole's rules; `None`: what the plugin's registration names
+    /// (see [`registration_permissions`]).
     pub permissions: Option<Value>,
 }
 
@@ -95,7 +105,7 @@ pub struct Prepared {
 pub struct RunningPlugin {
     pub registration: Registration,
     pub running: Running,
-    /// The host its instances call, whose grants can be narrowed while they run.
+    /// The host its instances call.
     pub host: Arc<PluginHost>,
     pub health: Arc<Mutex<Health>>,
 }
@@ -113,48 +123,54 @@ fn resource(server: &Server, plugin: &str, gvr: &Gvr) -> Result<Arc<ResourceInfo
         })
 }
 
-/// The grants a `spec.permissions` list declares: `[{group, resources: [...], verbs: [...]}]`.
-pub fn declared_grants(permissions: &Value) -> Grants {
-    let mut grants = Grants::new();
-    for p in permissions.as_array().into_iter().flatten() {
-        let group = p["group"].as_str().unwrap_or_default();
-        let verbs: Vec<&str> = p["verbs"]
-            .as_array()
-            .map(|v| v.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_else(|| vec!["*"]);
-        for plural in p["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            grant(&mut grants, group, plural, &verbs);
+/// The permissions (`spec.permissions` form) a plugin without them holds: every verb on its
+/// primary and owned resources and their status, `get`, `list` and `watch` on those it reads or
+/// is triggered by, and creating Events.
+pub fn registration_permissions(registration: &Registration) -> Value {
+    let mut permissions: Vec<Value> = Vec::new();
+    let mut add = |permission: Value| {
+        if !permissions.contains(&permission) {
+            permissions.push(permission);
         }
+    };
+    for gvr in std::iter::once(&registration.primary).chain(&registration.owns) {
+        let resources = [gvr.resource.clone(), format!("{}/status", gvr.resource)];
+        add(json!({"group": gvr.group, "resources": resources, "verbs": ["*"]}));
     }
-    grants
+    for gvr in registration.reads.iter().chain(&registration.triggers) {
+        add(
+            json!({"group": gvr.group, "resources": [gvr.resource], "verbs": ["get", "list", "watch"]}),
+        );
+    }
+    add(json!({"group": "", "resources": ["events"], "verbs": ["create"]}));
+    Value::Array(permissions)
 }
 
-/// Instantiates the module once (with access to nothing) to learn what it reconciles, then
-/// builds its reconciler with the `config`'s permissions — or, when `None`, exactly what it named:
-/// every verb on its primary and owned resources, get/list on those it reads, and creating
-/// Events.
+/// Asks the module what it reconciles, giving it a host that refuses every call.
+pub async fn describe(module: &Arc<Module>, limits: Limits) -> Result<Registration, PluginError> {
+    let probe = Arc::new(Probe {
+        module: format!("plugin-{}", &module.digest()[..12]),
+    });
+    Ok(ControllerInstance::new(module, probe, limits)
+        .await?
+        .describe()
+        .await?)
+}
+
+/// Asks the module what it reconciles (with access to nothing), checks that the rules of the
+/// `config`'s permissions (or, when `None`, of [`registration_permissions`]) let it get, list
+/// or watch each resource it names, writes them as the ClusterRole of the Plugin `plugin` (a
+/// stored object) bound to its ServiceAccount, and builds its reconciler, whose host calls are
+/// authorized as that ServiceAccount.
 pub async fn prepare(
     server: &Arc<Server>,
     manager: &Arc<Manager>,
+    plugin: &Value,
     module: Arc<Module>,
     config: &Config,
 ) -> Result<Prepared, PluginError> {
     let limits = config.limits;
-    let probe = Arc::new(PluginHost::new(
-        format!("plugin-{}", &module.digest()[..12]),
-        server.clone(),
-        manager.clone(),
-        Grants::new(),
-    ));
-    let registration = ControllerInstance::new(&module, probe, limits)
-        .await?
-        .describe()
-        .await?;
+    let registration = describe(&module, limits).await?;
     let name = registration.name.clone();
     let primary = resource(server, &name, &registration.primary)?;
     let resources = |list: &[Gvr]| {
@@ -165,39 +181,35 @@ pub async fn prepare(
     let owns = resources(&registration.owns)?;
     let reads = resources(&registration.reads)?;
     let triggers = resources(&registration.triggers)?;
-    let grants = match config.permissions.as_ref().map(declared_grants) {
-        Some(grants) => {
-            for info in std::iter::once(&primary)
-                .chain(&owns)
-                .chain(&reads)
-                .chain(&triggers)
-            {
-                if !grants.contains_key(&(info.group.clone(), info.plural.clone())) {
-                    return Err(PluginError::NotPermitted {
-                        plugin: name,
-                        resource: info.qualified_resource(),
-                    });
-                }
-            }
-            grants
-        }
-        None => {
-            let mut grants = Grants::new();
-            for info in std::iter::once(&primary).chain(&owns) {
-                grant(&mut grants, &info.group, &info.plural, &["*"]);
-            }
-            for info in reads.iter().chain(&triggers) {
-                grant(&mut grants, &info.group, &info.plural, &["get", "list"]);
-            }
-            grant(&mut grants, "", "events", &["create"]);
-            grants
-        }
+    let permissions = match &config.permissions {
+        Some(permissions) => permissions.clone(),
+        None => registration_permissions(&registration),
     };
+    let rules = auth::plugin::rules(&permissions);
+    let plugin_name = plugin["metadata"]["name"].as_str().unwrap_or_default();
+    for info in std::iter::once(&primary)
+        .chain(&owns)
+        .chain(&reads)
+        .chain(&triggers)
+    {
+        let may = |verb: &str| {
+            let a = Attributes::resource(verb, &info.group, &info.plural, "", "");
+            rules.iter().any(|rule| rule.allows(&a))
+        };
+        if !["get", "list", "watch"].into_iter().any(may) {
+            return Err(PluginError::NotPermitted {
+                plugin: name,
+                resource: info.qualified_resource(),
+                role: auth::plugin::role(plugin_name),
+            });
+        }
+    }
+    auth::plugin::ensure(server, plugin, &rules).await?;
     let host = Arc::new(PluginHost::new(
         name.clone(),
+        auth::plugin::user(plugin_name),
         server.clone(),
         manager.clone(),
-        grants,
     ));
     let reconciler = WasmReconciler::new(module, host.clone(), limits);
     let controller = Controller {
@@ -216,14 +228,15 @@ pub async fn prepare(
     })
 }
 
-/// Prepares the module with `config` and runs it in the manager.
+/// Prepares the module with `config` as the Plugin `plugin` and runs it in the manager.
 pub async fn start(
     server: &Arc<Server>,
     manager: &Arc<Manager>,
+    plugin: &Value,
     module: Arc<Module>,
     config: &Config,
 ) -> Result<RunningPlugin, PluginError> {
-    let prepared = prepare(server, manager, module, config).await?;
+    let prepared = prepare(server, manager, plugin, module, config).await?;
     Ok(run(manager, prepared).await)
 }
 

@@ -1,13 +1,12 @@
-//! The host API a plugin sees, backed by the apiserver: reads from the shared informers, writes through validation, confined to what the plugin declared, Events rate-limited.
+//! The host API a plugin sees, backed by the apiserver: each call authorized by RBAC as the plugin's ServiceAccount at the time of the call, reads from the shared informers, writes through validation and admission, Events rate-limited.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::auth::{self, Attributes, User};
 use wasmkube_apiserver::error::ApiError as ServerError;
 use wasmkube_apiserver::registry::{
     DeleteOptions, Update, WriteOptions, apply_patch, create_object, delete_object, events,
@@ -21,18 +20,6 @@ use wasmkube_runtime::{
 };
 
 use crate::Manager;
-
-/// What a plugin may do: verbs (`get`, `list`, `create`, `update`, `patch`, `delete`, or `*`)
-/// by resource (group, plural).
-pub type Grants = BTreeMap<(String, String), BTreeSet<String>>;
-
-/// Grants `verbs` on a resource, adding to what was granted before.
-pub fn grant(grants: &mut Grants, group: &str, plural: &str, verbs: &[&str]) {
-    grants
-        .entry((group.to_string(), plural.to_string()))
-        .or_default()
-        .extend(verbs.iter().map(|v| v.to_string()));
-}
 
 /// Events a plugin may record at once (client-go's per-object spam filter allows a burst of 25).
 pub const EVENT_BURST: u32 = 25;
@@ -75,59 +62,47 @@ impl TokenBucket {
 
 /// One plugin's view of the cluster.
 pub struct PluginHost {
+    /// The field manager of its writes and the source of its Events.
     pub plugin: String,
+    /// Who its calls are authorized as, by the RBAC index in force at each call (a revoked
+    /// binding holds from the next call on).
+    user: User,
     server: Arc<Server>,
     manager: Arc<Manager>,
-    /// Read at every host call, so that narrowing them takes effect at the next call.
-    grants: ArcSwap<Grants>,
     events: Mutex<TokenBucket>,
 }
 
 impl PluginHost {
-    pub fn new(plugin: String, server: Arc<Server>, manager: Arc<Manager>, grants: Grants) -> Self {
+    /// The host of a plugin named `plugin` (its field manager) calling as `user`.
+    pub fn new(plugin: String, user: User, server: Arc<Server>, manager: Arc<Manager>) -> Self {
         PluginHost {
             plugin,
+            user,
             server,
             manager,
-            grants: ArcSwap::from_pointee(grants),
             events: Mutex::new(TokenBucket::new(EVENT_BURST, EVENT_QPS, Instant::now())),
         }
     }
 
-    /// What the plugin may do now.
-    pub fn grants(&self) -> Arc<Grants> {
-        self.grants.load_full()
+    /// Refuses what RBAC does not let the plugin do now (kube-apiserver's 403).
+    fn authorize(&self, attributes: &Attributes) -> Result<(), ApiError> {
+        auth::authorize(&self.server, &self.user, attributes).map_err(api_error)
     }
 
-    /// Replaces what the plugin may do, from its next host call on (calls under way included).
-    pub fn set_grants(&self, grants: Arc<Grants>) {
-        self.grants.store(grants);
-    }
-
-    /// Whether the plugin may `verb` the resource `group`/`plural`.
-    fn allowed(&self, group: &str, plural: &str, verb: &str) -> bool {
-        let grants = self.grants.load();
-        let verbs = grants.get(&(group.to_string(), plural.to_string()));
-        verbs.is_some_and(|v| v.contains(verb) || v.contains("*"))
-    }
-
-    /// The resource of `gvr`, if served and granted; a 403 or 404 `api-error` otherwise.
-    fn resource(&self, gvr: &Gvr, verb: &str) -> Result<Arc<ResourceInfo>, ApiError> {
-        if !self.allowed(&gvr.group, &gvr.resource, verb) {
-            let qualified = if gvr.group.is_empty() {
-                gvr.resource.clone()
-            } else {
-                format!("{}.{}", gvr.resource, gvr.group)
-            };
-            return Err(ApiError {
-                code: 403,
-                reason: "Forbidden".into(),
-                message: format!(
-                    "plugin {:?} may not {verb} {qualified}: not declared",
-                    self.plugin
-                ),
-            });
-        }
+    /// The resource of `gvr` if the plugin may `verb` it (`subresource`, in `namespace`, named
+    /// `name`); a 403 or 404 `api-error` otherwise.
+    fn resource(
+        &self,
+        gvr: &Gvr,
+        verb: &str,
+        subresource: Option<&str>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<ResourceInfo>, ApiError> {
+        let mut attributes = Attributes::resource(verb, &gvr.group, &gvr.resource, namespace, name);
+        attributes.api_version = gvr.version.clone();
+        attributes.subresource = subresource.unwrap_or_default().to_string();
+        self.authorize(&attributes)?;
         self.server
             .registry()
             .get(&gvr.group, &gvr.version, &gvr.resource)
@@ -147,8 +122,8 @@ impl PluginHost {
             validation: "Strict",
             dry_run: false,
             manager: Some(&self.plugin),
-            // Plugins are not under RBAC yet (docs/security.md).
-            user: None,
+            // Its writes of RBAC objects and Plugins are escalation-checked as it.
+            user: Some(&self.user),
         }
     }
 }
@@ -186,8 +161,14 @@ impl PluginHost {
         obj: String,
         subresource: Option<&str>,
     ) -> Result<String, ApiError> {
-        let info = self.resource(&gvr, "update")?;
         let obj = parse(&obj)?;
+        let info = self.resource(
+            &gvr,
+            "update",
+            subresource,
+            obj.namespace().unwrap_or_default(),
+            obj.name(),
+        )?;
         let update = Update {
             info: &info,
             ns: obj.namespace(),
@@ -205,7 +186,7 @@ impl PluginHost {
 #[async_trait::async_trait]
 impl HostApi for PluginHost {
     async fn get(&self, resource: Gvr, key: ObjectKey) -> Result<Option<String>, ApiError> {
-        let info = self.resource(&resource, "get")?;
+        let info = self.resource(&resource, "get", None, &key.namespace, &key.name)?;
         Ok(self
             .manager
             .informer(&info)
@@ -219,7 +200,7 @@ impl HostApi for PluginHost {
         namespace: String,
         label_selector: String,
     ) -> Result<Vec<String>, ApiError> {
-        let info = self.resource(&resource, "list")?;
+        let info = self.resource(&resource, "list", None, &namespace, "")?;
         let selector = LabelSelector::parse(&label_selector).map_err(|e| ApiError {
             code: 400,
             reason: "BadRequest".into(),
@@ -234,9 +215,15 @@ impl HostApi for PluginHost {
     }
 
     async fn create(&self, resource: Gvr, obj: String) -> Result<String, ApiError> {
-        let info = self.resource(&resource, "create")?;
         let obj = parse(&obj)?;
         let namespace = obj.namespace().map(String::from);
+        let info = self.resource(
+            &resource,
+            "create",
+            None,
+            namespace.as_deref().unwrap_or_default(),
+            "",
+        )?;
         create_object(
             &self.server,
             &info,
@@ -265,7 +252,7 @@ impl HostApi for PluginHost {
         kind: PatchType,
         patch: String,
     ) -> Result<String, ApiError> {
-        let info = self.resource(&resource, "patch")?;
+        let info = self.resource(&resource, "patch", None, &key.namespace, &key.name)?;
         let content_type = match kind {
             PatchType::Json => "application/json-patch+json",
             PatchType::Merge => "application/merge-patch+json",
@@ -295,7 +282,7 @@ impl HostApi for PluginHost {
         key: ObjectKey,
         propagation: Propagation,
     ) -> Result<(), ApiError> {
-        let info = self.resource(&resource, "delete")?;
+        let info = self.resource(&resource, "delete", None, &key.namespace, &key.name)?;
         let opts = DeleteOptions {
             propagation: propagation.into(),
             ..DeleteOptions::background()
@@ -313,11 +300,19 @@ impl HostApi for PluginHost {
         reason: String,
         message: String,
     ) {
-        let granted = ["", "events.k8s.io"]
-            .iter()
-            .any(|group| self.allowed(group, "events", "create"));
-        if !granted {
-            tracing::debug!(plugin = %self.plugin, %reason, "event refused: creating events is not granted");
+        let Ok(regarding) = parse(&regarding) else {
+            return;
+        };
+        // Recorded in the object's namespace (`default` for a cluster-scoped one), core or
+        // events.k8s.io.
+        let namespace = regarding.namespace().unwrap_or("default");
+        let create = |group: &str| {
+            self.authorize(&Attributes::resource(
+                "create", group, "events", namespace, "",
+            ))
+        };
+        if let Err(e) = create("").or_else(|_| create("events.k8s.io")) {
+            tracing::debug!(plugin = %self.plugin, %reason, error = %e.message, "event refused");
             return;
         }
         let admitted = self
@@ -329,9 +324,6 @@ impl HostApi for PluginHost {
             tracing::debug!(plugin = %self.plugin, %reason, "event dropped: over the plugin's event rate");
             return;
         }
-        let Ok(regarding) = parse(&regarding) else {
-            return;
-        };
         if let Err(e) = events::record(
             &self.server,
             &self.plugin,
@@ -347,19 +339,28 @@ impl HostApi for PluginHost {
     }
 
     fn log(&self, level: LogLevel, message: String) {
-        let plugin = &self.plugin;
-        match level {
-            LogLevel::Trace => tracing::trace!(%plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(%plugin, "{message}"),
-            LogLevel::Info => tracing::info!(%plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(%plugin, "{message}"),
-            LogLevel::Error => tracing::error!(%plugin, "{message}"),
-        }
+        log(&self.plugin, level, &message);
     }
 
     fn now(&self) -> String {
-        Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+        now()
     }
+}
+
+/// A guest's log line, at its level, naming the plugin.
+pub fn log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Trace => tracing::trace!(%plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(%plugin, "{message}"),
+        LogLevel::Info => tracing::info!(%plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(%plugin, "{message}"),
+        LogLevel::Error => tracing::error!(%plugin, "{message}"),
+    }
+}
+
+/// The host's clock as a guest reads it: RFC 3339 with microseconds.
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]

@@ -282,11 +282,12 @@ impl PluginTask {
 
     async fn load(
         &self,
-        spec: &Value,
+        object: &Value,
         digest: &str,
         config: &Config,
     ) -> Result<Prepared, LoadError> {
         let shared = &self.shared;
+        let spec = &object["spec"];
         let module = crate::module::load(&shared.server, &shared.runtime, spec, digest).await?;
         if module.world() != World::Controller {
             return Err(LoadError::Compile(format!(
@@ -294,7 +295,7 @@ impl PluginTask {
                 module.world()
             )));
         }
-        Ok(plugin::prepare(&shared.server, &shared.manager, module, config).await?)
+        Ok(plugin::prepare(&shared.server, &shared.manager, object, module, config).await?)
     }
 
     /// Brings what runs in line with the Plugin `object` (`None`: deleted).
@@ -322,7 +323,7 @@ impl PluginTask {
                 return self.write_status(object).await;
             }
         }
-        match self.load(spec, &digest, &config).await {
+        match self.load(object, &digest, &config).await {
             Ok(prepared) => self.take_over(object, prepared, config).await,
             Err(e) => {
                 let reason = e.to_string();
@@ -363,13 +364,14 @@ impl PluginTask {
     }
 
     /// Runs the active module with a new `config` (limits, workers or permissions changed). When
-    /// it cannot run with it (the new permissions no longer cover what it reconciles), it stops.
+    /// it cannot run with it (the new permissions no longer let it get, list or watch what it
+    /// reconciles), it stops.
     async fn reconfigure(&mut self, object: &Value, config: Config) {
         let Some(slot) = &self.slot else {
             return;
         };
         let (module, shared) = (slot.active.clone(), &self.shared);
-        match plugin::prepare(&shared.server, &shared.manager, module, &config).await {
+        match plugin::prepare(&shared.server, &shared.manager, object, module, &config).await {
             Ok(prepared) => {
                 self.replace(prepared, config).await;
                 let message = "limits, workers or permissions changed: in force";
@@ -391,16 +393,13 @@ impl PluginTask {
     }
 
     /// Puts a prepared module in place; returns the module it replaced. The instances still at
-    /// work have the new grants from their next host call on. When both versions reconcile the
+    /// work are held to the ClusterRole `prepare` wrote from their next host call on. When both versions reconcile the
     /// same resources with the same configuration, reconciles in flight finish on the old
     /// reconciler and every queued key goes to the new one; otherwise the old one stops, its
     /// calls in flight cut short (a lowered deadline or a revoked grant must not wait for them),
     /// and the new one starts afresh with every key queued.
     async fn replace(&mut self, prepared: Prepared, config: Config) -> Option<Arc<Module>> {
         let module = prepared.reconciler.module().clone();
-        if let Some(slot) = &self.slot {
-            slot.plugin.host.set_grants(prepared.host.grants());
-        }
         if let Some(slot) = self.slot.as_mut().filter(|s| {
             same_resources(&s.plugin.registration, &prepared.registration) && s.config == config
         }) {
@@ -452,7 +451,7 @@ impl PluginTask {
         self.report_traps(&object).await;
         if let Some((Some(previous), config)) = rollback
             && let Ok(prepared) =
-                plugin::prepare(&shared.server, &shared.manager, previous, &config).await
+                plugin::prepare(&shared.server, &shared.manager, &object, previous, &config).await
         {
             let bad = self.replace(prepared, config).await;
             let reason = format!(

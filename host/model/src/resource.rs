@@ -234,10 +234,10 @@ fn plugin_schema() -> serde_json::Value {
                 "callTimeoutMillis": {"type": "integer", "minimum": 1, "description": "Wall-clock time one call may take, host calls and waits included (default 1000; built-in plugins 30000)."},
             }},
             "workers": {"type": "integer", "minimum": 1, "description": "Keys reconciled at once (default 2)."},
-            "permissions": {"type": "array", "description": "What the plugin may do; without it, exactly what its registration names.", "items": {"type": "object", "properties": {
+            "permissions": {"type": "array", "description": "The rules of the plugin's ClusterRole wasmkube:plugin:NAME, bound to its ServiceAccount kube-system/plugin-NAME; without it, what its registration names.", "items": {"type": "object", "properties": {
                 "group": described("string", "API group, empty for the core group."),
-                "resources": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "Plural resource names."},
-                "verbs": {"type": "array", "items": {"type": "string", "enum": ["*", "create", "delete", "get", "list", "patch", "update"]}, "description": "What may be done to them."},
+                "resources": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "Plural resource names, or resource/subresource (deployments/status)."},
+                "verbs": {"type": "array", "items": {"type": "string", "enum": ["*", "create", "delete", "get", "list", "patch", "update", "watch"]}, "description": "What may be done to them (every verb when absent)."},
             }}},
         }},
         "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "description": "What runs and how it fares."},

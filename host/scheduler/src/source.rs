@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::auth;
 use wasmkube_controller::Manager;
 use wasmkube_controller::module;
 use wasmkube_controller::plugin::Config;
-use wasmkube_controller::plugin_host::{Grants, PluginHost, grant};
+use wasmkube_controller::plugin_host::PluginHost;
 use wasmkube_model::resource::PLUGIN_GROUP;
 use wasmkube_runtime::{HostApi, Runtime, World};
 
@@ -25,28 +26,36 @@ pub trait Source: Send + Sync + 'static {
     fn version(&self, plugin: &str) -> Option<String>;
 }
 
-/// What a policy may read beyond its deltas, from the informer caches: claims, volumes and
-/// storage classes (volume binding), namespaces (affinity terms' namespace selectors), and
-/// services and pod controllers (default topology spreading).
+/// What a policy may do without `spec.permissions` (`spec.permissions` form): read, beyond its
+/// deltas and from the informer caches, claims, volumes and storage classes (volume binding),
+/// namespaces (affinity terms' namespace selectors), and services and pod controllers (default
+/// topology spreading).
+pub fn policy_permissions() -> Value {
+    let read = |group: &str, resources: &[&str]| json!({"group": group, "resources": resources, "verbs": ["get", "list", "watch"]});
+    json!([
+        read(
+            "",
+            &[
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "namespaces",
+                "services",
+                "replicationcontrollers",
+            ]
+        ),
+        read("storage.k8s.io", &["storageclasses"]),
+        read("apps", &["replicasets", "statefulsets"]),
+    ])
+}
+
+/// The host of the scheduling policy `name`: its calls are authorized as the Plugin's
+/// ServiceAccount `kube-system/plugin-NAME`.
 pub fn policy_host(name: &str, server: &Arc<Server>, manager: &Arc<Manager>) -> Arc<dyn HostApi> {
-    let mut grants = Grants::new();
-    for (group, plural) in [
-        ("", "persistentvolumeclaims"),
-        ("", "persistentvolumes"),
-        ("storage.k8s.io", "storageclasses"),
-        ("", "namespaces"),
-        ("", "services"),
-        ("", "replicationcontrollers"),
-        ("apps", "replicasets"),
-        ("apps", "statefulsets"),
-    ] {
-        grant(&mut grants, group, plural, &["get", "list"]);
-    }
     Arc::new(PluginHost::new(
         format!("policy-{name}"),
+        auth::plugin::user(name),
         server.clone(),
         manager.clone(),
-        grants,
     ))
 }
 
@@ -88,24 +97,34 @@ impl Source for Plugins {
                 module.world()
             ));
         }
+        // Its ServiceAccount, ClusterRole and binding, before it can call.
+        let config = Config::of(spec);
+        let permissions = config.permissions.unwrap_or_else(policy_permissions);
+        auth::plugin::ensure(&self.server, &object, &auth::plugin::rules(&permissions))
+            .await
+            .map_err(|e| format!("writing its ServiceAccount, ClusterRole and binding: {e}"))?;
         let host = policy_host(plugin, &self.server, &self.manager);
-        let policy = WasmPolicy::new(&module, host, Config::of(spec).limits)
+        let policy = WasmPolicy::new(&module, host, config.limits)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::new(policy))
     }
 
-    /// The module digest, then the limits: a change of `spec.limits` loads the policy again
-    /// with them, as a new module would.
+    /// The module digest, then the limits and permissions: a change of `spec.limits` or
+    /// `spec.permissions` loads the policy again with them, as a new module would.
     fn version(&self, plugin: &str) -> Option<String> {
         let object = self.object(plugin)?;
         let digest = object["spec"]["module"]["digest"].as_str()?;
-        let limits = Config::of(&object["spec"]).limits;
+        let config = Config::of(&object["spec"]);
+        let permissions = config
+            .permissions
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         Some(format!(
-            "{}+{}B+{}ms",
+            "{}+{}B+{}ms+{permissions}",
             digest.trim_start_matches("sha256:"),
-            limits.memory_bytes,
-            limits.call_timeout.as_millis()
+            config.limits.memory_bytes,
+            config.limits.call_timeout.as_millis()
         ))
     }
 }

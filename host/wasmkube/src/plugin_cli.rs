@@ -1,6 +1,7 @@
 //! `wasmkube plugin new|build|install|list|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API, show the plugins with their health, and those built into the binary.
 
 mod component;
+mod grant;
 mod project;
 mod vendor;
 
@@ -32,7 +33,9 @@ pub enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Upload a component and run it (or replace the running version of `--name`).
+    /// Upload a component and run it (or replace the running version of `--name`), as the
+    /// ServiceAccount kube-system/plugin-NAME holding what the component names: shown first, and
+    /// asked for on a terminal.
     Install {
         /// The `.wasm` component.
         file: PathBuf,
@@ -42,6 +45,9 @@ pub enum PluginCommand {
         /// What the component is: a controller, or a scheduling policy (`scheduler`).
         #[arg(long, value_enum, default_value = "controller")]
         kind: Kind,
+        /// Grant the permissions shown without asking (for scripts).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         cluster: Cluster,
     },
@@ -99,6 +105,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             file,
             name,
             kind,
+            yes,
             cluster,
         } => {
             let kind = match kind {
@@ -108,6 +115,8 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             let api = Api::connect(&cluster)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let permissions = grant::permissions(kind, &bytes).await?;
+            grant::confirm(&grant::describe(&name, &permissions), yes)?;
             for chunk in module::chunks(&bytes) {
                 let (code, status) = api
                     .send(
@@ -120,7 +129,8 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     return Err(fail("uploading the module", code, &status));
                 }
             }
-            let plugin = module::plugin(&name, kind, &bytes);
+            let mut plugin = module::plugin(&name, kind, &bytes);
+            plugin["spec"]["permissions"] = permissions;
             let url = format!("{}{PLUGINS}/{name}", api.server);
             let (code, status) = match api.send(api.client.get(&url)).await?.0 {
                 404 => {
@@ -134,7 +144,10 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 _ => {
                     let patch = json!({
                         "metadata": {"annotations": plugin["metadata"]["annotations"]},
-                        "spec": {"module": plugin["spec"]["module"]},
+                        "spec": {
+                            "module": plugin["spec"]["module"],
+                            "permissions": plugin["spec"]["permissions"],
+                        },
                     });
                     api.send(
                         api.client

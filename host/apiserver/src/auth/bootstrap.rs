@@ -3,21 +3,22 @@
 use serde_json::{Value, json};
 use wasmkube_model::resource::RBAC_GROUP;
 
+use super::components;
 use crate::error::ApiError;
 use crate::registry::{WriteOptions, create_object};
 use crate::server::Server;
 
-const READ: &[&str] = &["get", "list", "watch"];
+pub(super) const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 const AUTOUPDATE: &str = "rbac.authorization.k8s.io/autoupdate";
 
 /// A rule on `resources` of `group`.
-fn rule(verbs: &[&str], group: &str, resources: &[&str]) -> Value {
+pub(super) fn rule(verbs: &[&str], group: &str, resources: &[&str]) -> Value {
     json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
 }
 
 /// A rule on non-resource paths.
-fn urls(verbs: &[&str], paths: &[&str]) -> Value {
+pub(super) fn urls(verbs: &[&str], paths: &[&str]) -> Value {
     json!({"nonResourceURLs": paths, "verbs": verbs})
 }
 
@@ -29,7 +30,7 @@ fn aggregate_label(to: &str) -> String {
     format!("rbac.authorization.k8s.io/aggregate-to-{to}")
 }
 
-fn cluster_role(
+pub(super) fn cluster_role(
     name: &str,
     labels: &[&str],
     aggregate_to: Option<&str>,
@@ -61,13 +62,22 @@ fn binding(role: &str, groups: &[&str]) -> Value {
 }
 
 fn named_binding(name: &str, role: &str, groups: &[&str]) -> Value {
+    let groups = groups
+        .iter()
+        .map(|g| json!({"apiGroup": RBAC_GROUP, "kind": "Group", "name": g}))
+        .collect();
+    subject_binding(name, role, groups)
+}
+
+/// The ClusterRoleBinding `name` of the ClusterRole `role` to `subjects`.
+pub(super) fn subject_binding(name: &str, role: &str, subjects: Vec<Value>) -> Value {
     json!({
         "apiVersion": format!("{RBAC_GROUP}/v1"),
         "kind": "ClusterRoleBinding",
         "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
                      "annotations": {AUTOUPDATE: "true"}},
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
-        "subjects": groups.iter().map(|g| json!({"apiGroup": RBAC_GROUP, "kind": "Group", "name": g})).collect::<Vec<_>>(),
+        "subjects": subjects,
     })
 }
 
@@ -462,8 +472,14 @@ pub fn cluster_role_bindings() -> Vec<Value> {
 pub async fn reconcile(server: &Server) -> Result<(), ApiError> {
     let registry = server.registry();
     for (plural, objects) in [
-        ("clusterroles", cluster_roles()),
-        ("clusterrolebindings", cluster_role_bindings()),
+        (
+            "clusterroles",
+            [cluster_roles(), components::cluster_roles()].concat(),
+        ),
+        (
+            "clusterrolebindings",
+            [cluster_role_bindings(), components::cluster_role_bindings()].concat(),
+        ),
     ] {
         let info = registry
             .get(RBAC_GROUP, "v1", plural)

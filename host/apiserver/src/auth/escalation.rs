@@ -1,7 +1,7 @@
-//! Escalation prevention, as upstream's RBAC registry: a Role or ClusterRole written needs its rules held (or `escalate`), a binding needs its role's rules held (or `bind`).
+//! Escalation prevention, as upstream's RBAC registry: a Role or ClusterRole written needs its rules held (or `escalate`), a binding needs its role's rules held (or `bind`), and a Plugin, which gets a ClusterRole and its binding, needs its permissions held (or both).
 
 use serde_json::Value;
-use wasmkube_model::resource::{RBAC_GROUP, ResourceInfo};
+use wasmkube_model::resource::{PLUGIN_GROUP, RBAC_GROUP, ResourceInfo};
 
 use super::attributes::Attributes;
 use super::rbac::{Index, text};
@@ -13,8 +13,8 @@ use crate::server::Server;
 /// The most single rules (verb × group × resource × name) one write is broken down into.
 const MAX_SINGLE_RULES: usize = 100_000;
 
-/// Refuses the write of `object` (of `info`, one of the RBAC kinds) by `user` if it grants
-/// what `user` does not hold.
+/// Refuses the write of `object` (of `info`, one of the RBAC kinds or a Plugin) by `user` if it
+/// grants what `user` does not hold.
 pub async fn check(
     server: &Server,
     info: &ResourceInfo,
@@ -24,19 +24,49 @@ pub async fn check(
     let Some(auth) = server.auth.as_ref() else {
         return Ok(());
     };
-    if user.in_group(MASTERS) || info.group != RBAC_GROUP {
+    let is_plugin = info.group == PLUGIN_GROUP && info.kind == "Plugin";
+    if user.in_group(MASTERS) || (info.group != RBAC_GROUP && !is_plugin) {
         return Ok(());
     }
     let index = auth.authorizer.index();
     let ns = text(object, "/metadata/namespace");
     let name = text(object, "/metadata/name");
     let denied = |message: String| ApiError::Denied {
-        group: RBAC_GROUP.to_string(),
+        group: info.group.clone(),
         resource: info.plural.clone(),
         name: name.to_string(),
         message,
     };
     match info.kind.as_str() {
+        "Plugin" => {
+            // Its ClusterRole is written and bound for it: `escalate` and `bind` on that role
+            // together stand for holding the rules, as for a role and binding written by hand.
+            let role = super::plugin::role(name);
+            let may = |verb: &str| {
+                let a = Attributes::resource(verb, RBAC_GROUP, "clusterroles", "", &role);
+                index.allows(user, &a)
+            };
+            if may("escalate") && may("bind") {
+                return Ok(());
+            }
+            let Some(permissions) = object.pointer("/spec/permissions").filter(|p| p.is_array())
+            else {
+                // Without permissions it holds what its module names, known once it runs.
+                let all = [Rule::all_resources()];
+                if missing(&index, user, "", &all)?.is_empty() {
+                    return Ok(());
+                }
+                return Err(denied(
+                    "must have cluster-admin privileges to write a Plugin without spec.permissions"
+                        .into(),
+                ));
+            };
+            let missing = missing(&index, user, "", &super::plugin::rules(permissions))?;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(denied(not_held(user, &missing)))
+        }
         "Role" | "ClusterRole" => {
             let escalate = Attributes::resource("escalate", RBAC_GROUP, &info.plural, ns, name);
             if index.allows(user, &escalate) {

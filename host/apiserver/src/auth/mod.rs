@@ -5,9 +5,11 @@ pub mod authn;
 pub mod bootstrap;
 pub mod bootstrap_token;
 pub mod cluster_info;
+pub mod components;
 pub mod escalation;
 pub mod jwt;
 pub mod node;
+pub mod plugin;
 pub mod policy;
 pub mod rbac;
 pub mod review;
@@ -58,6 +60,17 @@ pub fn current_index(server: &Server) -> Arc<rbac::Index> {
         .as_ref()
         .map(|auth| auth.authorizer.index())
         .unwrap_or_default()
+}
+
+/// Refuses `user` what RBAC does not let it do now, with kube-apiserver's 403; without [`Auth`]
+/// (tests) everything is allowed, as every request is the admin's there.
+pub fn authorize(server: &Server, user: &User, attributes: &Attributes) -> Result<(), ApiError> {
+    match server.auth.as_ref() {
+        Some(auth) if !auth.authorizer.allows(user, attributes) => {
+            Err(ApiError::forbidden(attributes, &user.name))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Paths anyone may read without credentials (upstream's `system:public-info-viewer`).

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 pub const MASTERS: &str = "system:masters";
 /// Added to every authenticated user.
 pub const AUTHENTICATED: &str = "system:authenticated";
+/// Every ServiceAccount is in it, and in `system:serviceaccounts:NS`.
+pub const SERVICE_ACCOUNTS: &str = "system:serviceaccounts";
 /// The identity of the admin bearer token (`pki/token`), in [`MASTERS`]: node agents use it
 /// until they have identities of their own.
 pub const TOKEN_USER: &str = "system:admin";
@@ -33,6 +35,17 @@ impl User {
             groups,
             ..User::default()
         }
+    }
+
+    /// The ServiceAccount `ns/name` as a user, in its groups (as its tokens authenticate it).
+    pub fn service_account(ns: &str, name: &str) -> User {
+        User::new(
+            &format!("system:serviceaccount:{ns}:{name}"),
+            [
+                SERVICE_ACCOUNTS.to_string(),
+                format!("{SERVICE_ACCOUNTS}:{ns}"),
+            ],
+        )
     }
 
     /// The user of the admin token.

@@ -1,21 +1,24 @@
-//! A plugin's host does what its grants say now: a narrowed grant is refused at the next call,
-//! and Events need their own grant and keep to the plugin's rate.
+//! A plugin's host calls are authorized by RBAC as its ServiceAccount, at each call: what its
+//! ClusterRole lacks is a 403 in kube-apiserver's words, a deleted binding holds from the next
+//! call on, and Events need `create` on events and keep to the plugin's rate.
 
 use crate::common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use wasmkube_apiserver::auth::plugin;
+use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
 use wasmkube_controller::Manager;
-use wasmkube_controller::plugin_host::{EVENT_BURST, EVENT_QPS, Grants, PluginHost, grant};
+use wasmkube_controller::plugin_host::{EVENT_BURST, EVENT_QPS, PluginHost};
+use wasmkube_model::resource::RBAC_GROUP;
 use wasmkube_runtime::{EventType, Gvr, HostApi, ObjectKey};
 
-fn config_maps() -> Gvr {
+fn core(resource: &str) -> Gvr {
     Gvr {
         group: String::new(),
         version: "v1".into(),
-        resource: "configmaps".into(),
+        resource: resource.into(),
     }
 }
 
@@ -29,15 +32,32 @@ async fn event_reasons(server: &wasmkube_apiserver::Server) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grants_hold_at_the_next_call_and_events_are_granted_and_rate_limited() {
+async fn rbac_decides_each_call_and_a_deleted_binding_holds_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
+    let server = common::rbac_server(&dir).await;
     let cm: Value = common::create(
         &server,
         "v1",
         "ConfigMap",
         Some("default"),
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+    )
+    .await;
+    common::create(
+        &server,
+        "v1",
+        "Secret",
+        Some("default"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c"}}),
+    )
+    .await;
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let object = common::create(
+        &server,
+        "wasmkube.dev/v1alpha1",
+        "Plugin",
+        None,
+        json!({"metadata": {"name": "p"}, "spec": {"kind": "Controller", "module": {"digest": digest, "chunks": 1}}}),
     )
     .await;
     let manager = Manager::new(server.clone());
@@ -48,19 +68,37 @@ async fn grants_hold_at_the_next_call_and_events_are_granted_and_rate_limited() 
         .clone();
     manager.informer(&info).wait_synced().await;
 
-    let mut grants = Grants::new();
-    grant(&mut grants, "", "configmaps", &["get"]);
-    let host = PluginHost::new("p".into(), server.clone(), manager, grants.clone());
+    let read = json!([{"group": "", "resources": ["configmaps"], "verbs": ["get"]}]);
+    plugin::ensure(&server, &object, &plugin::rules(&read))
+        .await
+        .expect("identity written");
+    let host = PluginHost::new(
+        "p".into(),
+        plugin::user("p"),
+        server.clone(),
+        manager.clone(),
+    );
     let key = ObjectKey {
         namespace: "default".into(),
         name: "c".into(),
     };
     assert!(matches!(
-        host.get(config_maps(), key.clone()).await,
+        host.get(core("configmaps"), key.clone()).await,
         Ok(Some(_))
     ));
 
-    // Events are not granted: refused.
+    // Its role lacks secrets: a 403 in kube-apiserver's words.
+    let refused = host
+        .get(core("secrets"), key.clone())
+        .await
+        .expect_err("secrets are not in its role");
+    assert_eq!(refused.code, 403, "{refused:?}");
+    assert_eq!(
+        refused.message,
+        r#"secrets "c" is forbidden: User "system:serviceaccount:kube-system:plugin-p" cannot get resource "secrets" in API group "" in the namespace "default""#
+    );
+
+    // Events are not in its role: refused.
     host.emit_event(
         cm.to_string(),
         EventType::Normal,
@@ -70,9 +108,12 @@ async fn grants_hold_at_the_next_call_and_events_are_granted_and_rate_limited() 
     .await;
     assert!(event_reasons(&server).await.is_empty());
 
-    // Granted: a burst, then the plugin's rate.
-    grant(&mut grants, "", "events", &["create"]);
-    host.set_grants(Arc::new(grants));
+    // In its role: a burst, then the plugin's rate.
+    let with_events = json!([{"group": "", "resources": ["configmaps"], "verbs": ["get"]},
+        {"group": "", "resources": ["events"], "verbs": ["create"]}]);
+    plugin::ensure(&server, &object, &plugin::rules(&with_events))
+        .await
+        .expect("identity written");
     let started = Instant::now();
     for i in 0..(EVENT_BURST * 2) {
         let reason = format!("Burst{i}");
@@ -87,8 +128,24 @@ async fn grants_hold_at_the_next_call_and_events_are_granted_and_rate_limited() 
         "{recorded} events in {elapsed:.2} s"
     );
 
-    // Revoked: the next call is refused.
-    host.set_grants(Arc::new(Grants::new()));
-    let refused = host.get(config_maps(), key).await.expect_err("revoked");
+    // Its binding deleted: the very next call is refused.
+    let bindings = server
+        .registry()
+        .get(RBAC_GROUP, "v1", "clusterrolebindings")
+        .expect("served")
+        .clone();
+    delete_object(
+        &server,
+        &bindings,
+        None,
+        &plugin::role("p"),
+        &DeleteOptions::background(),
+    )
+    .await
+    .expect("binding deleted");
+    let refused = host
+        .get(core("configmaps"), key)
+        .await
+        .expect_err("unbound");
     assert_eq!(refused.code, 403, "{refused:?}");
 }

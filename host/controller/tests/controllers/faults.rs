@@ -36,7 +36,8 @@ async fn get(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_contained_and_the_builtins_keep_working() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = common::server(&dir).await;
+    // RBAC on: `forbidden`'s role (what its registration names) lacks secrets.
+    let server = common::rbac_server(&dir).await;
     // Every fault plugin reconciles config maps; this one gives them work.
     create(
         &server,

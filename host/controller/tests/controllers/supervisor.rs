@@ -11,6 +11,7 @@ use wasmkube_apiserver::Server;
 use wasmkube_apiserver::registry::{Update, WriteOptions, create_object, update_with};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, supervisor};
+use wasmkube_model::resource::RBAC_GROUP;
 use wasmkube_runtime::Runtime;
 
 fn plugins(server: &Server) -> Arc<wasmkube_model::resource::ResourceInfo> {
@@ -93,8 +94,9 @@ async fn edit_spec(server: &Server, name: &str, spec: Value) {
 }
 
 /// A server with a config map `c` and the supervisor running.
+/// A server with RBAC on, a config map `default/c`, and the supervisor.
 async fn supervised(dir: &tempfile::TempDir) -> (Arc<Server>, tokio::task::JoinHandle<()>) {
-    let server = common::server(dir).await;
+    let server = common::rbac_server(dir).await;
     let cm = server
         .registry()
         .by_kind("v1", "ConfigMap")
@@ -274,6 +276,24 @@ async fn permissions_and_limits_change_without_a_new_module() {
     })
     .await;
     assert_eq!(count(&running, "failures"), 0, "{running:#}");
+    // Its ClusterRole holds exactly its permissions, and the Plugin owns it.
+    let roles = server
+        .registry()
+        .get(RBAC_GROUP, "v1", "clusterroles")
+        .expect("served")
+        .clone();
+    let role = server
+        .objects
+        .get(&roles, None, "wasmkube:plugin:p")
+        .await
+        .expect("read")
+        .expect("the plugin's ClusterRole")
+        .object;
+    assert_eq!(
+        role["rules"],
+        json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["configmaps", "secrets"]}])
+    );
+    assert_eq!(role["metadata"]["ownerReferences"][0]["name"], "p");
 
     // Revoked: echo's `get` is refused from then on, with no new module.
     edit_spec(&server, "p", read(json!(["list"]))).await;

@@ -33,12 +33,26 @@ pub fn wasm(name: &str) -> Vec<u8> {
 }
 
 /// A server on a fresh embedded store in `dir`, with the host controllers (garbage collection,
-/// namespaces, nodes) running and the `default` and `kube-node-lease` namespaces.
+/// namespaces, nodes) running and the `default` and `kube-node-lease` namespaces; without RBAC
+/// (every plugin call allowed).
 pub async fn server(dir: &tempfile::TempDir) -> Arc<Server> {
+    open(dir, None).await
+}
+
+/// A [`server`] with RBAC on (and `kube-system`, where plugins' ServiceAccounts go): a plugin
+/// may do what its ClusterRole lets it, nothing is bound by default.
+pub async fn rbac_server(dir: &tempfile::TempDir) -> Arc<Server> {
+    open(dir, Some("t".repeat(32))).await
+}
+
+async fn open(dir: &tempfile::TempDir, token: Option<String>) -> Arc<Server> {
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("store opens");
-    let server = Server::new(store, None).await.expect("server starts");
+    let server = Server::new(store, token.clone())
+        .await
+        .expect("server starts");
     native::spawn(server.clone());
-    for ns in ["default", LEASE_NAMESPACE] {
+    let system = token.is_some().then_some("kube-system");
+    for ns in ["default", LEASE_NAMESPACE].into_iter().chain(system) {
         create(
             &server,
             "v1",
@@ -108,9 +122,15 @@ pub async fn with_config(names: &[&str], config: &plugin::Config) -> Cluster {
     for name in names {
         let module = runtime.load(&wasm(name)).expect("module loads");
         plugins.push(
-            plugin::start(&server, &manager, module, config)
-                .await
-                .expect("plugin starts"),
+            plugin::start(
+                &server,
+                &manager,
+                &json!({"metadata": {"name": name}}),
+                module,
+                config,
+            )
+            .await
+            .expect("plugin starts"),
         );
     }
     Cluster {
