@@ -26,6 +26,29 @@ fn events() -> [Value; 2] {
     ]
 }
 
+/// What the scheduler and the controller manager share (upstream lists it in each): Events,
+/// their leader-election Lease `lease`, and the non-mutating TokenReviews and
+/// SubjectAccessReviews that check API access.
+fn elected(lease: &str) -> Vec<Value> {
+    let mut rules = events().to_vec();
+    rules.extend([
+        rule(&["create"], "coordination.k8s.io", &["leases"]),
+        named(
+            &["get", "update"],
+            "coordination.k8s.io",
+            &["leases"],
+            &[lease],
+        ),
+        rule(&["create"], "authentication.k8s.io", &["tokenreviews"]),
+        rule(
+            &["create"],
+            "authorization.k8s.io",
+            &["subjectaccessreviews"],
+        ),
+    ]);
+    rules
+}
+
 /// A rule on the objects of `resources` named `names` only.
 fn named(verbs: &[&str], group: &str, resources: &[&str], names: &[&str]) -> Value {
     let mut rule = rule(verbs, group, resources);
@@ -45,15 +68,8 @@ pub fn cluster_roles() -> Vec<Value> {
         role(
             SCHEDULER,
             [
-                events().to_vec(),
+                elected("kube-scheduler"),
                 vec![
-                    rule(&["create"], "coordination.k8s.io", &["leases"]),
-                    named(
-                        &["get", "update"],
-                        "coordination.k8s.io",
-                        &["leases"],
-                        &["kube-scheduler"],
-                    ),
                     rule(READ, "", &["nodes"]),
                     rule(&["get", "list", "watch", "delete"], "", &["pods"]),
                     rule(&["create"], "", &["pods/binding", "bindings"]),
@@ -63,12 +79,6 @@ pub fn cluster_roles() -> Vec<Value> {
                     rule(READ, "apps", &["statefulsets"]),
                     rule(READ, "policy", &["poddisruptionbudgets"]),
                     rule(READ, "", &["persistentvolumeclaims", "persistentvolumes"]),
-                    rule(&["create"], "authentication.k8s.io", &["tokenreviews"]),
-                    rule(
-                        &["create"],
-                        "authorization.k8s.io",
-                        &["subjectaccessreviews"],
-                    ),
                     rule(READ, "storage.k8s.io", &["csinodes"]),
                     rule(READ, "", &["namespaces"]),
                     rule(
@@ -83,15 +93,8 @@ pub fn cluster_roles() -> Vec<Value> {
         role(
             CONTROLLER_MANAGER,
             [
-                events().to_vec(),
+                elected("kube-controller-manager"),
                 vec![
-                    rule(&["create"], "coordination.k8s.io", &["leases"]),
-                    named(
-                        &["get", "update"],
-                        "coordination.k8s.io",
-                        &["leases"],
-                        &["kube-controller-manager"],
-                    ),
                     rule(&["create"], "", &["endpoints"]),
                     named(
                         &["get", "update"],
@@ -107,12 +110,6 @@ pub fn cluster_roles() -> Vec<Value> {
                         &["configmaps", "namespaces", "secrets", "serviceaccounts"],
                     ),
                     rule(&["update"], "", &["secrets", "serviceaccounts"]),
-                    rule(&["create"], "authentication.k8s.io", &["tokenreviews"]),
-                    rule(
-                        &["create"],
-                        "authorization.k8s.io",
-                        &["subjectaccessreviews"],
-                    ),
                     rule(&["list", "watch"], "*", &["*"]),
                     rule(&["create"], "", &["serviceaccounts/token"]),
                 ],
@@ -208,26 +205,17 @@ mod tests {
         bind.subresource = "binding".into();
         assert!(index.allows(&scheduler, &bind));
         assert!(index.allows(&scheduler, &ask("list", "", "nodes", "", "")));
-        assert!(index.allows(
-            &scheduler,
-            &ask(
+        let lease = |name: &str| {
+            ask(
                 "update",
                 "coordination.k8s.io",
                 "leases",
                 "kube-system",
-                "kube-scheduler"
+                name,
             )
-        ));
-        assert!(!index.allows(
-            &scheduler,
-            &ask(
-                "update",
-                "coordination.k8s.io",
-                "leases",
-                "kube-system",
-                "other"
-            )
-        ));
+        };
+        assert!(index.allows(&scheduler, &lease("kube-scheduler")));
+        assert!(!index.allows(&scheduler, &lease("kube-controller-manager")));
         assert!(!index.allows(&scheduler, &ask("create", "", "pods", "t1", "")));
         assert!(!index.allows(&scheduler, &ask("get", "", "secrets", "t1", "s")));
 
