@@ -55,7 +55,10 @@ else
     $SUDO rm -f "$SOCKET"
     echo "containerd: starting (log $LOG)"
     # The redirections happen in the (possibly sudo'd) shell: /var/log may not be ours to write.
-    $SUDO setsid sh -c 'exec nohup containerd --config "$1" </dev/null >>"$2" 2>&1' sh "$CONFIG" "$LOG" &
+    # Descriptors above 2 are closed first: a containerd that inherited a caller's `flock` lock
+    # would hold it for as long as it runs.
+    $SUDO setsid bash -c 'for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+        exec nohup containerd --config "$1" </dev/null >>"$2" 2>&1' bash "$CONFIG" "$LOG" &
 fi
 
 deadline=$((SECONDS + 20))
