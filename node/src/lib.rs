@@ -6,6 +6,7 @@ pub mod api;
 pub mod cgroups;
 pub mod cni;
 pub mod command;
+pub mod connection;
 pub mod console;
 pub mod container;
 pub mod containerd;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use wasmkube_apiserver::Server;
 use wasmkube_node::agent::{self, Config};
-use wasmkube_node::api::Connection;
+use wasmkube_node::api::{Connection, Credential};
 use wasmkube_node::containerd::Containerd;
 
 use crate::server::{self, ServerArgs};
@@ -141,7 +141,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         (Some(path), _, _) => Connection::from_kubeconfig(path)?,
         (None, Some(server), Some(token)) => Connection {
             server: server.trim_end_matches('/').to_string(),
-            token: token.clone(),
+            credential: Credential::Token(token.clone()),
             ca_pem: args
                 .ca_file
                 .as_ref()
@@ -181,7 +181,7 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     // The admin token (user system:admin in system:masters) until nodes have identities of their own.
     let connection = Connection {
         server: started.url.clone(),
-        token: started.token.clone(),
+        credential: Credential::Token(started.token.clone()),
         ca_pem: Some(started.ca_pem.clone()),
     };
     let config = args.agent.config(connection, service_cidr);
