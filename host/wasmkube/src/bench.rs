@@ -8,6 +8,7 @@ mod dns;
 mod hollow;
 mod memory;
 mod node;
+mod rbac;
 mod report;
 mod scheduler;
 mod services;
