@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::api::{Api, ApiError, Connection, Credential};
+use crate::api::{Api, ApiError, Connection};
 use crate::cni::{Cni, CniError};
 use crate::console::Consoles;
 use crate::containerd::{Containerd, ContainerdError};
@@ -207,18 +207,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         runtime: runtime.clone(),
         node_name: config.node_name.clone(),
         log_dir: config.log_dir.clone(),
-        token: match &config.connection.credential {
-            Credential::Token(token) => Some(token.clone()),
-            Credential::Certificate { .. } => None,
-        },
     });
     let names = vec![
         machine.address.clone(),
         machine.hostname.clone(),
         config.node_name.clone(),
     ];
+    let ca_pem = config.connection.ca_pem.clone().unwrap_or_default();
     tokio::spawn(async move {
-        if let Err(e) = streams::serve(listener, streams, names).await {
+        if let Err(e) = streams::serve(listener, streams, names, &ca_pem).await {
             tracing::error!(error = %e, "the agent API stopped");
         }
     });
