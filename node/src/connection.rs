@@ -30,6 +30,8 @@ pub enum Credential {
     Token(String),
     /// A client certificate (the subject's CN the user, O its groups) and its private key, PEM.
     Certificate { cert_pem: String, key_pem: String },
+    /// None: `system:anonymous`, which may read `kube-public/cluster-info` and nothing else.
+    Anonymous,
 }
 
 impl std::fmt::Debug for Credential {
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::Token(_) => f.write_str("Token(..)"),
             Credential::Certificate { .. } => f.write_str("Certificate(..)"),
+            Credential::Anonymous => f.write_str("Anonymous"),
         }
     }
 }
@@ -135,6 +138,7 @@ impl Connection {
                 let both = format!("{}\n{}", cert_pem.trim_end(), key_pem);
                 builder.identity(reqwest::Identity::from_pem(both.as_bytes())?)
             }
+            Credential::Anonymous => builder,
         })
     }
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod agent;
 pub mod api;
+pub mod bootstrap;
 pub mod cgroups;
 pub mod cni;
 pub mod command;
