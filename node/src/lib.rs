@@ -19,6 +19,7 @@ pub mod namespaces;
 pub mod pod;
 pub mod proxy;
 pub mod registration;
+pub mod rotation;
 pub mod runtime;
 pub mod seccomp;
 pub mod spec;

@@ -96,6 +96,7 @@ impl AgentArgs {
     fn config(&self, connection: Connection, service_cidr: String) -> Config {
         Config {
             connection,
+            rotated_kubeconfig: None,
             node_name: self.node_name(),
             containerd_socket: self.containerd.clone(),
             root_dir: self.node_dir.clone(),
@@ -199,7 +200,11 @@ pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         &node,
     )
     .await?;
-    agent::run(args.agent.config(connection, args.service_cidr)).await?;
+    let config = Config {
+        rotated_kubeconfig: Some(kubeconfig),
+        ..args.agent.config(connection, args.service_cidr)
+    };
+    agent::run(config).await?;
     Ok(())
 }
 
