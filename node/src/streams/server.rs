@@ -46,6 +46,14 @@ fn is_apiserver(der: &rustls::pki_types::CertificateDer<'_>) -> bool {
         .is_ok_and(|cert| cert.subject() == common_name_only(APISERVER_USER).as_slice())
 }
 
+/// Whether the client of a finished handshake is the apiserver.
+fn admitted(connection: &rustls::ServerConnection) -> bool {
+    connection
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .is_some_and(is_apiserver)
+}
+
 /// Listens on `port` on every address; 0, or a port already taken (another agent on this
 /// machine), gets a free one: the Node publishes whichever it is.
 pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
@@ -117,8 +125,7 @@ pub async fn serve(
                     return;
                 }
             };
-            let certificate = tls.get_ref().1.peer_certificates().and_then(<[_]>::first);
-            if !certificate.is_some_and(is_apiserver) {
+            if !admitted(tls.get_ref().1) {
                 tracing::warn!(%peer, "refused an agent API client that is not the apiserver");
                 return;
             }
@@ -147,6 +154,111 @@ mod tests {
         }
         let key = rcgen::KeyPair::generate().expect("key");
         params.self_signed(&key).expect("cert").der().clone()
+    }
+
+    /// Accepts any serving certificate: the agent's is self-signed.
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// A handshake with an agent of the CA `ca_pem` by a client presenting `identity`: `None`
+    /// when it fails, else whether the agent admits the client.
+    async fn handshake(
+        ca_pem: &str,
+        identity: Option<(rcgen::Certificate, rcgen::KeyPair)>,
+    ) -> Option<bool> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+        let client = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .expect("client cert"),
+            None => builder.with_no_client_auth(),
+        };
+        let acceptor = TlsAcceptor::from(tls_config(vec!["node".into()], ca_pem).expect("tls"));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let name = rustls::pki_types::ServerName::try_from("node").expect("name");
+        let (server, client) = tokio::join!(acceptor.accept(far), connector.connect(name, near));
+        // The server verifies the client's certificate after the client's last flight.
+        drop(client);
+        server.ok().map(|tls| admitted(tls.get_ref().1))
+    }
+
+    fn issued(
+        ca: &rcgen::Certificate,
+        ca_key: &rcgen::KeyPair,
+        cn: &str,
+    ) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        (params.signed_by(&key, ca, ca_key).expect("cert"), key)
+    }
+
+    #[tokio::test]
+    async fn the_agent_admits_the_apiservers_certificate_of_its_ca_only() {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.clone().self_signed(&ca_key).expect("ca");
+        let apiserver = issued(&ca, &ca_key, APISERVER_USER);
+        assert_eq!(handshake(&ca.pem(), Some(apiserver)).await, Some(true));
+        let admin = issued(&ca, &ca_key, "kubernetes-admin");
+        assert_eq!(handshake(&ca.pem(), Some(admin)).await, Some(false));
+        assert_eq!(handshake(&ca.pem(), None).await, None);
+        let other_key = rcgen::KeyPair::generate().expect("key");
+        let other = params.self_signed(&other_key).expect("other ca");
+        let forged = issued(&other, &other_key, APISERVER_USER);
+        assert_eq!(handshake(&ca.pem(), Some(forged)).await, None);
+        assert!(tls_config(vec!["node".into()], "").is_err());
     }
 
     #[test]
