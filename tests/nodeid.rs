@@ -574,3 +574,75 @@ fn anyone_reads_cluster_info_and_nothing_else() -> Result<()> {
     }
     Ok(())
 }
+
+/// `wasmkube join` with a `token create` line, up to the agent (whose containerd is missing
+/// here, so that no pod network is touched): the CA found and pinned, the node's own key and
+/// certificate in DATA/kubeconfig (0600) authenticating as `system:node:NAME`, the bootstrap
+/// token and the admin's credentials nowhere in it; a wrong pin joins nothing.
+#[test]
+fn wasmkube_join_gets_the_nodes_own_certificate() -> Result<()> {
+    let c = Cluster::start()?;
+    let created = c.wasmkube(&["token", "create", "--ttl", "1h"])?;
+    let mut lines = created.lines();
+    let token = lines.next().context("a token")?.to_string();
+    let line = lines.next().context("a join line")?;
+    let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+    let dir = tempfile::tempdir()?;
+    let join = |data: &Path, args: &[&str]| -> Result<std::process::Output> {
+        Ok(Command::new(wasmkube_e2e::binary())
+            .arg("join")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--node-name", "joiner", "--containerd"])
+            .arg(dir.path().join("no-containerd.sock"))
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .output()?)
+    };
+
+    let mut wrong: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let pin = wrong.last_mut().context("the pin")?;
+    let flipped = if pin.ends_with('0') { '1' } else { '0' };
+    pin.pop();
+    pin.push(flipped);
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let out = join(&dir.path().join("wrong"), &wrong)?;
+    assert!(
+        text(&out).contains("not the pinned") && !dir.path().join("wrong/kubeconfig").exists(),
+        "{}",
+        text(&out)
+    );
+
+    let data = dir.path().join("node");
+    let out = join(&data, &args)?;
+    let kubeconfig = data.join("kubeconfig");
+    assert!(kubeconfig.exists(), "{}", text(&out));
+    assert!(text(&out).contains("no-containerd.sock"), "{}", text(&out));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&kubeconfig)?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        whoami(&kubeconfig)?,
+        r#"system:node:joiner ["system:nodes","system:authenticated"]"#
+    );
+    let written = std::fs::read_to_string(&kubeconfig)?;
+    let admin = std::fs::read_to_string(c.kubeconfig())?;
+    let admin_cert = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .context("the admin's certificate")?;
+    assert!(
+        !written.contains(&token) && !written.contains(admin_cert),
+        "{written}"
+    );
+    let csr = c.ok(&["get", "csr", "-o", "jsonpath={.items[*].spec.username}"])?;
+    assert_eq!(csr, format!("system:bootstrap:{}", &token[..6]));
+
+    // Started again, the node uses its kubeconfig and asks for nothing.
+    let out = join(&data, &args)?;
+    assert!(text(&out).contains("no-containerd.sock"), "{}", text(&out));
+    let csrs = c.ok(&["get", "csr", "-o", "name"])?;
+    assert_eq!(csrs.lines().count(), 1, "{csrs}");
+    Ok(())
+}

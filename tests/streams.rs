@@ -167,6 +167,7 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
         );
     }
     assert_eq!(c.ok(&["logs", "talker", "-c", "side"])?, "side\n");
+    agent_serves_only_the_apiserver(&c)?;
     let ambiguous = c.fails(&["get", "--raw", "/api/v1/namespaces/default/pods/talker/log"])?;
     assert!(
         ambiguous.contains(
@@ -266,6 +267,75 @@ fn logs_exec_cp_and_port_forward_reach_the_pods() -> Result<()> {
         previous.contains("hello\n") && previous.contains("oops\n"),
         "{previous}"
     );
+    Ok(())
+}
+
+/// The agent's API, which just served the apiserver, refuses everyone else: no client
+/// certificate, the admin's (the cluster CA's, another subject), and a self-signed one with the
+/// apiserver's subject. Each gets no HTTP answer at all.
+fn agent_serves_only_the_apiserver(c: &Cluster) -> Result<()> {
+    use base64::Engine as _;
+    let port = c.ok(&[
+        "get",
+        "node",
+        NODE,
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ])?;
+    let url = format!("https://127.0.0.1:{port}/containerLogs/default/talker/main");
+    let dir = c.dir.path();
+    for (field, file) in [
+        ("client-certificate-data", "admin.crt"),
+        ("client-key-data", "admin.key"),
+    ] {
+        let path = format!("jsonpath={{.users[0].user.{field}}}");
+        let data = c.ok(&["config", "view", "--raw", "-o", &path])?;
+        std::fs::write(
+            dir.join(file),
+            base64::engine::general_purpose::STANDARD.decode(data.trim())?,
+        )?;
+    }
+    let forged = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=kube-apiserver-kubelet-client",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("forged.key"))
+        .arg("-out")
+        .arg(dir.join("forged.crt"))
+        .output()?;
+    assert!(forged.status.success(), "{forged:?}");
+    let curl = |cert: Option<&str>| -> Result<std::process::Output> {
+        let mut command = Command::new("curl");
+        command.args(["-sSk", "--max-time", "10", &url]);
+        if let Some(name) = cert {
+            command
+                .arg("--cert")
+                .arg(dir.join(format!("{name}.crt")))
+                .arg("--key")
+                .arg(dir.join(format!("{name}.key")));
+        }
+        Ok(command.output()?)
+    };
+    for cert in [None, Some("admin"), Some("forged")] {
+        let out = curl(cert)?;
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "{cert:?} was served: {out:?}"
+        );
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use crate::pod::etc::{NodeDns, ResolvConf};
 use crate::pod::{self, Context, Desired, Worker};
 use crate::proxy::{self, ProxyError};
 use crate::registration::{self, Machine};
+use crate::rotation;
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
 use crate::streams::{self, ServeError, Streams};
 
@@ -66,6 +67,9 @@ pub const DEFAULT_POD_MAX_PIDS: i64 = 4096;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub connection: Connection,
+    /// The kubeconfig of a node that joined: its client certificate is renewed before it
+    /// expires, and the connection switched to the new one.
+    pub rotated_kubeconfig: Option<PathBuf>,
     pub node_name: String,
     pub containerd_socket: PathBuf,
     /// The agent's state: pod directories, FIFOs, CNI allocations.
@@ -136,6 +140,10 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let containerd = Containerd::connect(&config.containerd_socket).await?;
     let version = containerd.version().await?;
     let api = Api::new(&config.connection)?;
+    if let Some(kubeconfig) = &config.rotated_kubeconfig {
+        let (api, path, node) = (api.clone(), kubeconfig.clone(), config.node_name.clone());
+        tokio::spawn(rotation::rotate(api, path, node));
+    }
     let address = config
         .node_ip
         .clone()
@@ -207,15 +215,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         runtime: runtime.clone(),
         node_name: config.node_name.clone(),
         log_dir: config.log_dir.clone(),
-        token: config.connection.token.clone(),
     });
     let names = vec![
         machine.address.clone(),
         machine.hostname.clone(),
         config.node_name.clone(),
     ];
+    let ca_pem = config.connection.ca_pem.clone().unwrap_or_default();
     tokio::spawn(async move {
-        if let Err(e) = streams::serve(listener, streams, names).await {
+        if let Err(e) = streams::serve(listener, streams, names, &ca_pem).await {
             tracing::error!(error = %e, "the agent API stopped");
         }
     });

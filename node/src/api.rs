@@ -1,28 +1,24 @@
-//! The agent's client of the apiserver: JSON over HTTPS with a bearer token, list and watch.
+//! The agent's client of the apiserver: JSON over HTTPS with a token or client certificate, list
+//! and watch.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
+use arc_swap::ArcSwap;
 use futures::{Stream, StreamExt};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+pub use crate::connection::{Connection, ConnectionError, Credential};
 
 /// The longest an ordinary request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the kubeconfig {0}")]
-    Kubeconfig(String),
-    #[error("building the HTTPS client: {0}")]
-    Client(reqwest::Error),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
     #[error("{method} {path}: {source}")]
     Transport {
         method: Method,
@@ -48,49 +44,9 @@ impl ApiError {
     }
 }
 
-/// Where the apiserver is and how to prove who we are.
-#[derive(Clone, Debug)]
-pub struct Connection {
-    pub server: String,
-    pub token: String,
-    /// The PEM CA the server's certificate chains to; `None` trusts any certificate.
-    pub ca_pem: Option<String>,
-}
-
-impl Connection {
-    /// The first cluster and user of a kubeconfig (as `wasmkube server` writes one).
-    pub fn from_kubeconfig(path: &Path) -> Result<Connection, ApiError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ApiError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let config: Value = serde_yaml::from_str(&text)
-            .map_err(|e| ApiError::Kubeconfig(format!("{}: {e}", path.display())))?;
-        let field = |pointer: &str| config.pointer(pointer).and_then(Value::as_str);
-        let server = field("/clusters/0/cluster/server")
-            .ok_or_else(|| ApiError::Kubeconfig(format!("{} names no server", path.display())))?;
-        let token = field("/users/0/user/token")
-            .ok_or_else(|| ApiError::Kubeconfig(format!("{} has no token", path.display())))?;
-        let ca_pem = field("/clusters/0/cluster/certificate-authority-data")
-            .map(|data| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| {
-                        ApiError::Kubeconfig(format!(
-                            "{}: certificate-authority-data is not base64 PEM",
-                            path.display()
-                        ))
-                    })
-            })
-            .transpose()?;
-        Ok(Connection {
-            server: server.trim_end_matches('/').to_string(),
-            token: token.to_string(),
-            ca_pem,
-        })
-    }
+/// The HTTPS client of `connection`.
+fn client(connection: &Connection) -> Result<reqwest::Client, ConnectionError> {
+    Ok(connection.client_builder()?.build()?)
 }
 
 /// One watch event: `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`, and the object.
@@ -100,34 +56,27 @@ pub struct Event {
     pub object: Value,
 }
 
-/// A client of the apiserver. Cloning shares the connection pool.
+/// A client of the apiserver. Cloning shares the connection pool, and a new credential
+/// ([`Api::reconnect`]) is used by every clone.
 #[derive(Clone)]
 pub struct Api {
-    client: reqwest::Client,
+    client: Arc<ArcSwap<reqwest::Client>>,
     server: String,
 }
 
 impl Api {
     pub fn new(connection: &Connection) -> Result<Api, ApiError> {
-        let mut headers = HeaderMap::new();
-        let mut token = HeaderValue::from_str(&format!("Bearer {}", connection.token))
-            .map_err(|_| ApiError::Kubeconfig("token is not a valid header value".into()))?;
-        token.set_sensitive(true);
-        headers.insert(AUTHORIZATION, token);
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .default_headers(headers)
-            .tcp_keepalive(Duration::from_secs(30));
-        builder = match &connection.ca_pem {
-            Some(pem) => builder.tls_built_in_root_certs(false).add_root_certificate(
-                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(ApiError::Client)?,
-            ),
-            None => builder.danger_accept_invalid_certs(true),
-        };
         Ok(Api {
-            client: builder.build().map_err(ApiError::Client)?,
+            client: Arc::new(ArcSwap::from_pointee(client(connection)?)),
             server: connection.server.clone(),
         })
+    }
+
+    /// Requests from now on use `connection`'s credential and CA (a rotated client
+    /// certificate); those under way finish with the old one.
+    pub fn reconnect(&self, connection: &Connection) -> Result<(), ApiError> {
+        self.client.store(Arc::new(client(connection)?));
+        Ok(())
     }
 
     async fn send(
@@ -138,6 +87,7 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let mut request = self
             .client
+            .load()
             .request(method.clone(), format!("{}{path}", self.server))
             .timeout(REQUEST_TIMEOUT);
         if let Some((content_type, body)) = body {
@@ -235,6 +185,7 @@ impl Api {
         );
         let response = self
             .client
+            .load()
             .get(format!("{}{full}", self.server))
             .send()
             .await

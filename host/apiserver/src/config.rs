@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     /// The cluster CA, signing approved node certificate requests; `None` signs none (servers
     /// without a data directory, in tests).
     pub certificate_authority: Option<std::sync::Arc<crate::certificates::Authority>>,
+    /// The client certificate and key (PEM, one after the other) presented to node agents:
+    /// `CN=kube-apiserver-kubelet-client` from the cluster CA, issued at start and kept in
+    /// memory only; `None` presents none (servers without a data directory, in tests).
+    pub kubelet_client: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -52,6 +56,7 @@ impl Default for ClusterConfig {
             pod_security: crate::registry::PodSecurityLevel::Baseline,
             service_accounts: None,
             certificate_authority: None,
+            kubelet_client: None,
         }
     }
 }

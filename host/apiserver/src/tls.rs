@@ -410,6 +410,10 @@ impl Identity {
 /// The user of the admin kubeconfig's certificate (kubeadm's).
 pub const ADMIN_USER: &str = "kubernetes-admin";
 
+/// The user of the certificate the apiserver presents to node agents (kubeadm's
+/// `apiserver-kubelet-client`, here in no group: it may do nothing in the API).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
 /// The DER bytes of the first PEM block.
 fn pem_body(pem: &str) -> Option<Vec<u8>> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();

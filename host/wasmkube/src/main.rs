@@ -44,6 +44,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Run the control plane and a node agent on this machine in one process.
     Up(node::UpArgs),
+    /// Join a cluster as a node: its own certificate from a bootstrap token, then the agent.
+    Join(node::JoinArgs),
     /// Import images into this node's containerd.
     #[command(subcommand)]
     Image(node::ImageCommand),
@@ -87,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run_node(args).await,
             Command::Up(args) => node::run_up(args).await,
+            Command::Join(args) => node::run_join(args).await,
             Command::Image(command) => node::run_image(command).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Plugin(command) => plugin_cli::run(command).await,

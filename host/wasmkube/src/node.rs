@@ -2,14 +2,15 @@
 //! in one process; `wasmkube image import` loads an image archive into the node's containerd.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use wasmkube_apiserver::Server;
 use wasmkube_node::agent::{self, Config};
-use wasmkube_node::api::Connection;
+use wasmkube_node::api::{Api, Connection, Credential};
+use wasmkube_node::bootstrap;
 use wasmkube_node::containerd::Containerd;
 
 use crate::server::{self, ServerArgs};
@@ -83,13 +84,20 @@ const DEFAULT_CLUSTER_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 96, 0
 const DEFAULT_POD_NETWORK: &str = "10.244.0.0/16";
 
 impl AgentArgs {
+    /// `--node-name`, or the machine's hostname.
+    fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_lowercase())
+                .unwrap_or_else(|_| "node".into())
+        })
+    }
+
     fn config(&self, connection: Connection, service_cidr: String) -> Config {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_lowercase())
-            .unwrap_or_else(|_| "node".into());
         Config {
             connection,
-            node_name: self.node_name.clone().unwrap_or(hostname),
+            rotated_kubeconfig: None,
+            node_name: self.node_name(),
             containerd_socket: self.containerd.clone(),
             root_dir: self.node_dir.clone(),
             log_dir: self.log_dir.clone(),
@@ -122,10 +130,13 @@ pub struct NodeArgs {
     /// The bearer token for the apiserver.
     #[arg(long)]
     pub token: Option<String>,
-    /// The PEM CA certificate the apiserver's certificate chains to (default: not verified).
+    /// The cluster CA (PEM): the apiserver's serving certificate chains to it, and the agent's
+    /// API verifies the apiserver's client certificate against it (without it, the apiserver's
+    /// certificate is not verified and the agent's API serves nobody).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// A kubeconfig to read the server, CA and token from instead.
+    /// A kubeconfig to read the server, CA and credential (a token, or a client certificate and
+    /// key) from instead.
     #[arg(long, conflicts_with = "server")]
     pub kubeconfig: Option<PathBuf>,
     /// The cluster's service IP range, as the server's --service-cidr: the proxy rejects an
@@ -141,7 +152,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         (Some(path), _, _) => Connection::from_kubeconfig(path)?,
         (None, Some(server), Some(token)) => Connection {
             server: server.trim_end_matches('/').to_string(),
-            token: token.clone(),
+            credential: Credential::Token(token.clone()),
             ca_pem: args
                 .ca_file
                 .as_ref()
@@ -154,6 +165,79 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     agent::run(args.agent.config(connection, args.service_cidr)).await?;
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct JoinArgs {
+    /// The apiserver, `https://HOST:PORT`.
+    pub server: String,
+    /// A bootstrap token (`wasmkube token create`), used once to ask for the node's certificate.
+    #[arg(long)]
+    pub token: String,
+    /// The cluster CA's public key hash, `sha256:HEX`, as `wasmkube token create` prints it.
+    #[arg(long = "discovery-token-ca-cert-hash")]
+    pub ca_cert_hash: String,
+    /// Where the node's kubeconfig (its key and certificate) is kept; a node that has one
+    /// starts with it and does not join again.
+    #[arg(long, default_value = "/var/lib/wasmkube/join")]
+    pub data_dir: PathBuf,
+    /// The cluster's service IP range, as the server's --service-cidr.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// `wasmkube join`: the node's own certificate (see [`join`]), then the agent with it.
+pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    let node = args.agent.node_name();
+    let connection = join(
+        &args.server,
+        &args.token,
+        &args.ca_cert_hash,
+        &kubeconfig,
+        &node,
+    )
+    .await?;
+    let config = Config {
+        rotated_kubeconfig: Some(kubeconfig),
+        ..args.agent.config(connection, args.service_cidr)
+    };
+    agent::run(config).await?;
+    Ok(())
+}
+
+/// The connection of the node `node` to the apiserver at `server` with its own client
+/// certificate, kept in the kubeconfig `kubeconfig` (0600). Without one yet: the cluster CA
+/// read from `cluster-info` and checked against `pin`, a new key, and a certificate asked for
+/// with the bootstrap token `token` (which is not kept).
+async fn join(
+    server: &str,
+    token: &str,
+    pin: &str,
+    kubeconfig: &Path,
+    node: &str,
+) -> anyhow::Result<Connection> {
+    if !kubeconfig.exists() {
+        if wasmkube_apiserver::auth::bootstrap_token::split(token).is_none() {
+            anyhow::bail!("--token: not a bootstrap token ([a-z0-9]{{6}}.[a-z0-9]{{16}})");
+        }
+        let server = server.trim_end_matches('/');
+        let ca_pem = bootstrap::discover(server, pin).await?;
+        let with_token = Api::new(&Connection {
+            server: server.to_string(),
+            credential: Credential::Token(token.to_string()),
+            ca_pem: Some(ca_pem.clone()),
+        })?;
+        let (cert, key) = bootstrap::client_certificate(&with_token, node).await?;
+        bootstrap::write_private(
+            kubeconfig,
+            &bootstrap::kubeconfig(server, &ca_pem, &cert, &key),
+        )?;
+        tracing::info!(node, kubeconfig = %kubeconfig.display(), "joined with a certificate of the node's own");
+    }
+    Ok(Connection::from_kubeconfig(kubeconfig)?)
 }
 
 #[derive(clap::Args)]
@@ -181,7 +265,7 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     // The admin token (user system:admin in system:masters) until nodes have identities of their own.
     let connection = Connection {
         server: started.url.clone(),
-        token: started.token.clone(),
+        credential: Credential::Token(started.token.clone()),
         ca_pem: Some(started.ca_pem.clone()),
     };
     let config = args.agent.config(connection, service_cidr);

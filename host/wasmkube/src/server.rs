@@ -11,7 +11,7 @@ use serde_json::json;
 use wasmkube_apiserver::auth::token::{DEFAULT_ISSUER, TokenIssuer};
 use wasmkube_apiserver::config::{self, ClusterCidr, ServiceRange};
 use wasmkube_apiserver::registry::{PodSecurityLevel, WriteOptions, create_object};
-use wasmkube_apiserver::tls::{Identity, Names};
+use wasmkube_apiserver::tls::{Identity, KUBELET_CLIENT_USER, Names};
 use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
 use wasmkube_controller::module::PluginKind;
@@ -137,6 +137,13 @@ impl ServerArgs {
             pod_security: self.pod_security_default,
             service_accounts: Some(Arc::new(tokens)),
             certificate_authority: identity.authority()?.map(Arc::new),
+            kubelet_client: match identity.issue_client(KUBELET_CLIENT_USER, None) {
+                Ok((cert, key)) => Some(format!("{cert}{key}")),
+                Err(e) => {
+                    tracing::warn!(error = %e, "node agents' APIs cannot be reached");
+                    None
+                }
+            },
         })
     }
 }

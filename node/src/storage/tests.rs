@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::provision::{volume, wanted};
 use super::*;
-use crate::api::Connection;
+use crate::api::{Connection, Credential};
 
 fn claim() -> Value {
     json!({
@@ -27,7 +27,7 @@ fn class(policy: Option<&str>) -> Value {
 fn local(node: &str) -> LocalPath {
     let connection = Connection {
         server: "https://127.0.0.1:1".into(),
-        token: "t".into(),
+        credential: Credential::Token("t".into()),
         ca_pem: None,
     };
     LocalPath {

@@ -1,6 +1,6 @@
 //! The agent's own HTTPS API, the kubelet's streaming endpoints: container logs, exec, attach
-//! and port-forward, which the apiserver proxies `kubectl logs/exec/attach/port-forward` to
-//! with the cluster's token.
+//! and port-forward, which the apiserver proxies `kubectl logs/exec/attach/port-forward` to,
+//! authenticated by its client certificate (`server.rs`).
 
 mod attach;
 mod channel;
@@ -37,8 +37,6 @@ pub enum StreamError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("Unauthorized")]
-    Unauthorized,
     #[error(transparent)]
     Logs(#[from] LogsError),
     #[error(transparent)]
@@ -58,7 +56,6 @@ impl IntoResponse for StreamError {
                 (StatusCode::BAD_REQUEST, "BadRequest")
             }
             StreamError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-            StreamError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         };
         let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -75,8 +72,6 @@ pub struct Streams {
     pub node_name: String,
     /// Container logs, laid out as the kubelet's `/var/log/pods`.
     pub log_dir: PathBuf,
-    /// The cluster's bearer token: the apiserver's requests carry it.
-    pub token: String,
     /// The running containers' consoles, for attach.
     pub consoles: Arc<Consoles>,
 }
@@ -176,7 +171,7 @@ fn restart_count(pod: &Value, container: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// The endpoints, behind the token check.
+/// The endpoints.
 pub fn router(streams: Arc<Streams>) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(logs))
@@ -186,27 +181,7 @@ pub fn router(streams: Arc<Streams>) -> Router {
             "/portForward/{namespace}/{pod}",
             any(portforward::port_forward),
         )
-        .layer(axum::middleware::from_fn_with_state(
-            streams.clone(),
-            authenticate,
-        ))
         .with_state(streams)
-}
-
-async fn authenticate(
-    State(streams): State<Arc<Streams>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let given = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if given != Some(streams.token.as_str()) {
-        return StreamError::Unauthorized.into_response();
-    }
-    next.run(request).await
 }
 
 /// `GET /containerLogs/{namespace}/{pod}/{container}`: the container's log, followed if asked.

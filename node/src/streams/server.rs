@@ -1,6 +1,6 @@
 //! Serving the agent's API over HTTPS (HTTP/1.1 with upgrades), with a certificate the agent
-//! makes for itself at start; the apiserver does not verify it, as kube-apiserver does not
-//! verify kubelets' by default. The bearer token is what authenticates.
+//! makes for itself at start. Only the apiserver is served: a client certificate of the cluster
+//! CA whose subject is `CN=kube-apiserver-kubelet-client` and nothing else.
 
 use std::sync::Arc;
 
@@ -19,6 +19,39 @@ pub enum ServeError {
     Certificate(#[from] rcgen::Error),
     #[error("the agent's TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("the cluster CA, to verify the apiserver's client certificate: {0}")]
+    Ca(String),
+}
+
+/// The user of the apiserver's client certificate for node agents (kubeadm's
+/// `apiserver-kubelet-client`): the only client the agent serves.
+pub const APISERVER_USER: &str = "kube-apiserver-kubelet-client";
+
+/// The DER contents of an X.509 Name (without its outer SEQUENCE) that is one common name,
+/// UTF8String, of fewer than 100 bytes: how the cluster CA's certificates name their subject.
+fn common_name_only(name: &str) -> Vec<u8> {
+    let len = |n: usize| u8::try_from(n).unwrap_or(u8::MAX);
+    let value = [&[0x0c, len(name.len())][..], name.as_bytes()].concat();
+    let attribute = [
+        &[0x30, len(value.len() + 5), 0x06, 0x03, 0x55, 0x04, 0x03][..],
+        &value,
+    ]
+    .concat();
+    [&[0x31, len(attribute.len())][..], &attribute].concat()
+}
+
+/// Whether the (CA-verified) DER certificate `der` is the apiserver's.
+fn is_apiserver(der: &rustls::pki_types::CertificateDer<'_>) -> bool {
+    webpki::EndEntityCert::try_from(der)
+        .is_ok_and(|cert| cert.subject() == common_name_only(APISERVER_USER).as_slice())
+}
+
+/// Whether the client of a finished handshake is the apiserver.
+fn admitted(connection: &rustls::ServerConnection) -> bool {
+    connection
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .is_some_and(is_apiserver)
 }
 
 /// Listens on `port` on every address; 0, or a port already taken (another agent on this
@@ -38,27 +71,39 @@ pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
     }
 }
 
-/// A self-signed certificate for the node's names, served as HTTP/1.1 only (upgrades).
-fn tls_config(names: Vec<String>) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+/// A self-signed certificate for the node's names, served as HTTP/1.1 only (upgrades), to
+/// clients with a certificate of the cluster CA `ca_pem`.
+fn tls_config(names: Vec<String>, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     let certified = rcgen::generate_simple_self_signed(names)?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(vec![certified.cert.der().clone()], key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(der.map_err(|e| ServeError::Ca(e.to_string()))?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| ServeError::Ca(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![certified.cert.der().clone()], key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// Serves the API on `listener` until it fails; `names` go into the certificate.
+/// Serves the API on `listener` to the apiserver (its client certificate verified against the
+/// cluster CA `ca_pem`) until it fails; `names` go into the serving certificate.
 pub async fn serve(
     listener: TcpListener,
     streams: Arc<Streams>,
     names: Vec<String>,
+    ca_pem: &str,
 ) -> Result<(), ServeError> {
-    let acceptor = TlsAcceptor::from(tls_config(names)?);
+    let acceptor = TlsAcceptor::from(tls_config(names, ca_pem)?);
     let app = router(streams);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -80,6 +125,10 @@ pub async fn serve(
                     return;
                 }
             };
+            if !admitted(tls.get_ref().1) {
+                tracing::warn!(%peer, "refused an agent API client that is not the apiserver");
+                return;
+            }
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -88,5 +137,148 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "agent API connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(
+        subject: &[(rcgen::DnType, &str)],
+    ) -> rustls::pki_types::CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().clone()
+    }
+
+    /// Accepts any serving certificate: the agent's is self-signed.
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// A handshake with an agent of the CA `ca_pem` by a client presenting `identity`: `None`
+    /// when it fails, else whether the agent admits the client.
+    async fn handshake(
+        ca_pem: &str,
+        identity: Option<(rcgen::Certificate, rcgen::KeyPair)>,
+    ) -> Option<bool> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+        let client = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .expect("client cert"),
+            None => builder.with_no_client_auth(),
+        };
+        let acceptor = TlsAcceptor::from(tls_config(vec!["node".into()], ca_pem).expect("tls"));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let name = rustls::pki_types::ServerName::try_from("node").expect("name");
+        let (server, client) = tokio::join!(acceptor.accept(far), connector.connect(name, near));
+        // The server verifies the client's certificate after the client's last flight.
+        drop(client);
+        server.ok().map(|tls| admitted(tls.get_ref().1))
+    }
+
+    fn issued(
+        ca: &rcgen::Certificate,
+        ca_key: &rcgen::KeyPair,
+        cn: &str,
+    ) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        (params.signed_by(&key, ca, ca_key).expect("cert"), key)
+    }
+
+    #[tokio::test]
+    async fn the_agent_admits_the_apiservers_certificate_of_its_ca_only() {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.clone().self_signed(&ca_key).expect("ca");
+        let apiserver = issued(&ca, &ca_key, APISERVER_USER);
+        assert_eq!(handshake(&ca.pem(), Some(apiserver)).await, Some(true));
+        let admin = issued(&ca, &ca_key, "kubernetes-admin");
+        assert_eq!(handshake(&ca.pem(), Some(admin)).await, Some(false));
+        assert_eq!(handshake(&ca.pem(), None).await, None);
+        let other_key = rcgen::KeyPair::generate().expect("key");
+        let other = params.self_signed(&other_key).expect("other ca");
+        let forged = issued(&other, &other_key, APISERVER_USER);
+        assert_eq!(handshake(&ca.pem(), Some(forged)).await, None);
+        assert!(tls_config(vec!["node".into()], "").is_err());
+    }
+
+    #[test]
+    fn only_the_apiservers_subject_is_served() {
+        use rcgen::DnType::{CommonName, OrganizationName};
+        assert!(is_apiserver(&certificate(&[(CommonName, APISERVER_USER)])));
+        for other in [
+            vec![(CommonName, "kubernetes-admin")],
+            vec![(CommonName, "system:node:n1")],
+            vec![
+                (CommonName, APISERVER_USER),
+                (OrganizationName, "system:masters"),
+            ],
+            vec![(OrganizationName, APISERVER_USER)],
+            vec![],
+        ] {
+            assert!(!is_apiserver(&certificate(&other)), "{other:?}");
+        }
+        assert!(!is_apiserver(&rustls::pki_types::CertificateDer::from(
+            vec![0x30, 0x00]
+        )));
     }
 }

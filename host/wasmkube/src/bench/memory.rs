@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use containerd_client::services::v1::ListContainersRequest;
 use serde_json::{Value, json};
-use wasmkube_node::api::Api;
+use wasmkube_node::api::{Api, Connection};
 use wasmkube_node::containerd::Containerd;
 
-use super::node::{Process, admin_connection, delete_pods, start_pods, status_kb, wasmkube};
+use super::node::{Process, delete_pods, start_pods, status_kb, wasmkube};
 
 const NODE: &str = "bench-memory";
 const BRIDGE: &str = "wkmem0";
@@ -174,7 +174,7 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let api = Api::new(&admin_connection(&dir.join("data"))?)?;
+    let api = Api::new(&Connection::from_kubeconfig(&kubeconfig)?)?;
     let containerd = Containerd::connect(&args.containerd).await?;
     wasmkube_node::image::import(&containerd, &args.image).await?;
     let started = Instant::now();

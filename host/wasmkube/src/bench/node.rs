@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
 use serde_json::{Value, json};
 use wasmkube_model::meta::ResourceExt;
 use wasmkube_node::api::{Api, Connection};
@@ -44,29 +43,6 @@ impl Drop for Process {
     }
 }
 
-/// The admin's connection to the server whose data directory is `data_dir`: the server and CA
-/// of the kubeconfig it wrote (whose user is a client certificate) with its admin token, which
-/// node agents still use (`node/src/api.rs` speaks tokens only).
-pub(super) fn admin_connection(data_dir: &Path) -> anyhow::Result<Connection> {
-    let kubeconfig: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(data_dir.join("kubeconfig"))?)?;
-    let field = |pointer: &str| {
-        kubeconfig
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .with_context(|| format!("the kubeconfig has no {pointer}"))
-    };
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(field("/clusters/0/cluster/certificate-authority-data")?)?;
-    Ok(Connection {
-        server: field("/clusters/0/cluster/server")?.to_string(),
-        token: std::fs::read_to_string(data_dir.join("pki/token"))?
-            .trim()
-            .to_string(),
-        ca_pem: Some(String::from_utf8(ca)?),
-    })
-}
-
 pub(super) fn wasmkube() -> anyhow::Result<Command> {
     Ok(Command::new(std::env::current_exe()?))
 }
@@ -74,11 +50,6 @@ pub(super) fn wasmkube() -> anyhow::Result<Command> {
 /// Starts the agent; returns it and how long until it logged its adoption (and how many it
 /// adopted).
 fn start_agent(dir: &Path) -> anyhow::Result<(Process, Duration, u64)> {
-    let connection = admin_connection(dir)?;
-    std::fs::write(
-        dir.join("agent-ca.crt"),
-        connection.ca_pem.as_deref().unwrap_or_default(),
-    )?;
     let began = Instant::now();
     let mut child = wasmkube()?
         .args([
@@ -90,9 +61,8 @@ fn start_agent(dir: &Path) -> anyhow::Result<(Process, Duration, u64)> {
             "--pod-network",
             POD_NETWORK,
         ])
-        .args(["--server", &connection.server, "--token", &connection.token])
-        .arg("--ca-file")
-        .arg(dir.join("agent-ca.crt"))
+        .arg("--kubeconfig")
+        .arg(dir.join("kubeconfig"))
         .arg("--node-dir")
         .arg(dir.join("node"))
         .arg("--log-dir")
@@ -282,7 +252,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     while !kubeconfig.exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let api = Api::new(&admin_connection(dir.path())?)?;
+    let api = Api::new(&Connection::from_kubeconfig(&kubeconfig)?)?;
     let containerd = wasmkube_node::containerd::Containerd::connect(&args.containerd).await?;
     wasmkube_node::image::import(&containerd, &args.image).await?;
     let (agent, _, _) = start_agent(dir.path())?;

@@ -16,10 +16,11 @@ use crate::error::ApiError;
 /// The port a node agent listens on when its Node does not say.
 const DEFAULT_AGENT_PORT: u64 = 10250;
 
-/// A node agent's API: its base URL and the token it expects.
+/// A node agent's API: its base URL, and the client certificate and key (PEM) it is reached
+/// with.
 pub struct Agent {
     base: String,
-    token: Option<String>,
+    client_pem: Option<String>,
 }
 
 async fn object(
@@ -109,7 +110,7 @@ async fn agent(server: &Server, pod: &Value) -> Result<Agent, ApiError> {
     };
     Ok(Agent {
         base: format!("https://{host}:{port}"),
-        token: server.auth.as_ref().map(|auth| auth.token.clone()),
+        client_pem: server.cluster.kubelet_client.clone(),
     })
 }
 

@@ -21,25 +21,26 @@ fn hop_by_hop(name: &header::HeaderName) -> bool {
     .contains(name)
 }
 
-/// A client of node agents. Their certificates are their own, self-signed: not verified (as
-/// kube-apiserver does not verify kubelets' by default); the bearer token is what counts.
-fn client() -> Result<reqwest::Client, ApiError> {
-    reqwest::Client::builder()
+/// A client of `agent` presenting the apiserver's client certificate. The agents' serving
+/// certificates are their own, self-signed: not verified (as kube-apiserver does not verify
+/// kubelets' by default).
+fn client(agent: &Agent) -> Result<reqwest::Client, ApiError> {
+    let failed =
+        |e: reqwest::Error| ApiError::Internal(format!("building the node agent client: {e}"));
+    let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .danger_accept_invalid_certs(true)
-        .http1_only()
-        .build()
-        .map_err(|e| ApiError::Internal(format!("building the node agent client: {e}")))
+        .http1_only();
+    if let Some(pem) = &agent.client_pem {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).map_err(failed)?);
+    }
+    builder.build().map_err(failed)
 }
 
 async fn send(
     agent: &Agent,
     request: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, ApiError> {
-    let request = match &agent.token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
     request
         .send()
         .await
@@ -59,7 +60,7 @@ fn pass_on(response: reqwest::Response) -> Result<Response, ApiError> {
 
 /// `GET path` on the agent, its answer streamed back.
 pub async fn get(agent: &Agent, path: &str) -> Result<Response, ApiError> {
-    let response = send(agent, client()?.get(format!("{}{path}", agent.base))).await?;
+    let response = send(agent, client(agent)?.get(format!("{}{path}", agent.base))).await?;
     pass_on(response)
 }
 
@@ -83,7 +84,8 @@ pub async fn upgrade(
         return Err(ApiError::BadRequest("Upgrade request required".into()));
     }
     let ours = hyper::upgrade::on(&mut request);
-    let mut forward = client()?.request(request.method().clone(), format!("{}{path}", agent.base));
+    let mut forward =
+        client(agent)?.request(request.method().clone(), format!("{}{path}", agent.base));
     for (name, value) in request.headers() {
         if !hop_by_hop(name) {
             forward = forward.header(name, value);
