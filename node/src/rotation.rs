@@ -87,7 +87,7 @@ where
 {
     loop {
         match renew().await {
-            Ok(()) => tracing::info!("renewed the node's {what} certificate"),
+            Ok(()) => tracing::info!("the node has a new {what} certificate"),
             Err(e) => {
                 tracing::warn!(error = %e, "renewing the node's {what} certificate");
                 tokio::time::sleep(RETRY).await;
