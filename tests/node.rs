@@ -288,6 +288,21 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
             .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
             .context("the admin's certificate")?;
         assert!(!machine.holds(&c, &c.token()?)? && !machine.holds(&c, admin_cert)?);
+        // The first node joined too, with a token of `up`'s, deleted once used: the one left is
+        // the second host's, from `wasmkube token create`.
+        let tokens = c.ok(&[
+            "get",
+            "secrets",
+            "-n",
+            "kube-system",
+            "--field-selector",
+            "type=bootstrap.kubernetes.io/token",
+            "-o",
+            "name",
+        ])?;
+        assert_eq!(tokens.lines().count(), 1, "{tokens}");
+        let first = c.ok(&["get", "csr", "-o", "jsonpath={.items[*].spec.username}"])?;
+        assert_eq!(first.matches("system:bootstrap:").count(), 2, "{first}");
 
         // A Deployment of web servers, scheduled onto the first node.
         let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: {kubernetes.io/hostname: wk-e2e}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [httpd, -f, -p, '80', -h, /var/www]\n";

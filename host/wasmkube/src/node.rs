@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use wasmkube_apiserver::Server;
-use wasmkube_apiserver::registry::{WriteOptions, create_object};
+use wasmkube_apiserver::registry::{DeleteOptions, WriteOptions, create_object, delete_object};
 use wasmkube_node::agent::{self, Config};
 use wasmkube_node::api::{Api, Connection, Credential};
 use wasmkube_node::bootstrap;
@@ -277,8 +277,12 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     let url = started.url.clone();
     let summary = started.summary(Some(&node));
     let ready = node_ready(started.server.clone(), node.clone());
+    let server = started.server.clone();
     let agent = async move {
         let connection = join(&url, &token, &pin, &kubeconfig, &node).await?;
+        if !token.is_empty() {
+            forget_bootstrap_token(&server, &token).await?;
+        }
         let config = Config {
             rotated_kubeconfig: Some(kubeconfig),
             ..args.agent.config(connection, service_cidr)
@@ -296,7 +300,7 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// A bootstrap token for `up`'s own agent, valid for an hour (its Secret in `kube-system`, as
-/// `wasmkube token create` makes them).
+/// `wasmkube token create` makes them); deleted once the agent has joined.
 async fn own_bootstrap_token(server: &Server) -> anyhow::Result<String> {
     use wasmkube_apiserver::auth::bootstrap_token;
     let token = bootstrap_token::generate();
@@ -318,6 +322,27 @@ async fn own_bootstrap_token(server: &Server) -> anyhow::Result<String> {
     )
     .await?;
     Ok(token)
+}
+
+/// Deletes the Secret of the bootstrap token `token` once `up`'s agent has joined with it, so
+/// that it authenticates nobody else.
+async fn forget_bootstrap_token(server: &Server, token: &str) -> anyhow::Result<()> {
+    use wasmkube_apiserver::auth::bootstrap_token;
+    let (id, _) = bootstrap_token::split(token).context("a generated token is malformed")?;
+    let registry = server.registry();
+    let info = registry
+        .by_kind("v1", "Secret")
+        .context("secrets are not served")?;
+    let name = format!("{}{id}", bootstrap_token::SECRET_PREFIX);
+    delete_object(
+        server,
+        info,
+        Some(bootstrap_token::NAMESPACE),
+        &name,
+        &DeleteOptions::background(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Resolves once the Node `name` has a `Ready` condition that is `True`.
