@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use wasmkube_e2e::hosts::{HOST_SIDE, TestHost};
 use wasmkube_e2e::{Cluster, eventually, host_get};
 
@@ -265,6 +265,45 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
         &["--service-cidr", &services, "--cluster-dns", &dns],
     )?;
     let result = (|| -> Result<()> {
+        // The second host joined with a bootstrap token: it is its own node, and nothing of
+        // the admin's (token, certificate) is on it.
+        let kubeconfig = machine.data_dir(&c).join("kubeconfig");
+        let whoami = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ])
+            .output()?;
+        assert_eq!(
+            String::from_utf8_lossy(&whoami.stdout),
+            "system:node:wk-e2e-2"
+        );
+        let admin = std::fs::read_to_string(c.kubeconfig())?;
+        let admin_cert = admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+            .context("the admin's certificate")?;
+        assert!(!machine.holds(&c, &c.token()?)? && !machine.holds(&c, admin_cert)?);
+        // The first node joined too, with a token of `up`'s, deleted once used: the one left is
+        // the second host's, from `wasmkube token create`.
+        let tokens = c.ok(&[
+            "get",
+            "secrets",
+            "-n",
+            "kube-system",
+            "--field-selector",
+            "type=bootstrap.kubernetes.io/token",
+            "-o",
+            "name",
+        ])?;
+        assert_eq!(tokens.lines().count(), 1, "{tokens}");
+        let first = c.ok(&["get", "csr", "-o", "jsonpath={.items[*].spec.username}"])?;
+        assert_eq!(first.matches("system:bootstrap:").count(), 2, "{first}");
+
         // A Deployment of web servers, scheduled onto the first node.
         let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      nodeSelector: {kubernetes.io/hostname: wk-e2e}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [httpd, -f, -p, '80', -h, /var/www]\n";
         c.apply(deployment)?;

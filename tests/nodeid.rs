@@ -524,6 +524,43 @@ fn a_node_reads_only_its_pods_secrets_and_writes_only_its_own_objects() -> Resul
         out.contains("can only access node lease with the same name as the requesting node"),
         "{out}"
     );
+
+    // Its own EndpointSlice of kube-dns (its DNS server), no other.
+    let slice = |name: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: kube-system, labels: {{kubernetes.io/service-name: kube-dns}}}}\naddressType: IPv4\nendpoints: [{{addresses: [10.1.0.1]}}]\n"
+        )
+    };
+    let out = kubectl_at(&n1, &["create", "-f", "-"], Some(&slice("kube-dns-n1")))?;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kubectl_at(&n1, &["create", "-f", "-"], Some(&slice("kube-dns-n2")))?;
+    assert!(
+        text(&out).contains(r#"node "n1" is not allowed to create endpointslice "kube-dns-n2""#),
+        "{}",
+        text(&out)
+    );
+    c.apply(&slice("kube-dns-n2"))?;
+    let out = run(&[
+        "delete",
+        "endpointslice",
+        "kube-dns-n2",
+        "-n",
+        "kube-system",
+    ])?;
+    assert!(
+        out.contains("can only write its own EndpointSlice kube-system/kube-dns-n1"),
+        "{out}"
+    );
+    assert!(
+        run(&[
+            "delete",
+            "endpointslice",
+            "kube-dns-n1",
+            "-n",
+            "kube-system"
+        ])?
+        .contains("deleted")
+    );
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::{Cluster, binary, eventually, repo};
 
@@ -52,8 +52,8 @@ impl TestHost {
         &self.address
     }
 
-    /// Starts a node agent of `c` named `node` in this host, its pods on `bridge`, its state in
-    /// the cluster's directory, with `extra` flags of `wasmkube node` (the cluster's
+    /// Joins this host to `c` as node `node` (`wasmkube join`), its pods on `bridge`, its state
+    /// in the cluster's directory, with `extra` flags of the agent (the cluster's
     /// `--service-cidr` and `--cluster-dns`, say), and waits until the Node is Ready.
     pub fn start_agent(
         &mut self,
@@ -72,24 +72,26 @@ impl TestHost {
                 bridge,
             ])
             .output();
-        let dir = c.dir.path().join(format!("host-{}", self.name));
+        let dir = self.dir(c);
+        // It joins as an operator would join a machine: with a bootstrap token and the CA's
+        // pin from `wasmkube token create`, at the address this host reaches the API at.
+        let created = c.wasmkube(&["token", "create", "--ttl", "1h"])?;
+        let join: Vec<&str> = created
+            .lines()
+            .nth(1)
+            .context("a join line")?
+            .split_whitespace()
+            .skip(3)
+            .collect();
         let log = std::fs::File::create(&self.log)?;
         let agent = Command::new(repo().join("scripts/test-hosts.sh"))
             .args(["run", &self.name, "--"])
             .arg(binary())
-            .args([
-                "node",
-                "--server",
-                &format!("https://{HOST_SIDE}:{}", c.port),
-            ])
-            .args([
-                "--token",
-                &c.token()?,
-                "--node-name",
-                node,
-                "--bridge",
-                bridge,
-            ])
+            .args(["join", &format!("https://{HOST_SIDE}:{}", c.port)])
+            .args(&join)
+            .arg("--data-dir")
+            .arg(self.data_dir(c))
+            .args(["--node-name", node, "--bridge", bridge])
             .args(["--node-ip", &self.address])
             .arg("--node-dir")
             .arg(dir.join("state"))
@@ -111,6 +113,37 @@ impl TestHost {
                 self.log()
             )
         })
+    }
+
+    /// Where its agent keeps its kubeconfig: the node's key and certificate, and nothing of
+    /// the admin's.
+    pub fn data_dir(&self, c: &Cluster) -> std::path::PathBuf {
+        self.dir(c).join("join")
+    }
+
+    /// Whether any regular file this host's agent keeps (kubeconfig, pod state, logs) contains
+    /// `secret`.
+    pub fn holds(&self, c: &Cluster, secret: &str) -> Result<bool> {
+        let mut dirs = vec![self.dir(c)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                } else if kind.is_file()
+                    && String::from_utf8_lossy(&std::fs::read(entry.path())?).contains(secret)
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Its files, in the cluster's directory.
+    fn dir(&self, c: &Cluster) -> std::path::PathBuf {
+        c.dir.path().join(format!("host-{}", self.name))
     }
 
     /// What its agent logged.

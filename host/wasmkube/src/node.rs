@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::registry::{DeleteOptions, WriteOptions, create_object, delete_object};
 use wasmkube_node::agent::{self, Config};
 use wasmkube_node::api::{Api, Connection, Credential};
 use wasmkube_node::bootstrap;
@@ -256,22 +257,36 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
         args.agent.pod_network = Some(args.server.cluster_cidr.to_string());
     }
     let service_cidr = args.server.service_cidr.to_string();
+    let data_dir = args.server.data_dir.clone();
     let started = server::start(args.server).await?;
     if args.agent.cluster_dns.is_empty()
         && let Some(dns) = started.server.service_range.dns()
     {
         args.agent.cluster_dns = vec![IpAddr::V4(dns)];
     }
-    // The admin token (user system:admin in system:masters) until nodes have identities of their own.
-    let connection = Connection {
-        server: started.url.clone(),
-        credential: Credential::Token(started.token.clone()),
-        ca_pem: Some(started.ca_pem.clone()),
+    // The agent joins as any node does, with a bootstrap token made for it (never the admin's
+    // credentials); started again, it has its kubeconfig already.
+    let kubeconfig = data_dir.join("pki/node.kubeconfig");
+    let node = args.agent.node_name();
+    let token = if kubeconfig.exists() {
+        String::new()
+    } else {
+        own_bootstrap_token(&started.server).await?
     };
-    let config = args.agent.config(connection, service_cidr);
-    let summary = started.summary(Some(&config.node_name));
-    let ready = node_ready(started.server.clone(), config.node_name.clone());
+    let pin = wasmkube_apiserver::certificates::ca_pin(&started.ca_pem)?;
+    let url = started.url.clone();
+    let summary = started.summary(Some(&node));
+    let ready = node_ready(started.server.clone(), node.clone());
+    let server = started.server.clone();
     let agent = async move {
+        let connection = join(&url, &token, &pin, &kubeconfig, &node).await?;
+        if !token.is_empty() {
+            forget_bootstrap_token(&server, &token).await?;
+        }
+        let config = Config {
+            rotated_kubeconfig: Some(kubeconfig),
+            ..args.agent.config(connection, service_cidr)
+        };
         agent::run(config).await?;
         anyhow::Ok(())
     };
@@ -281,6 +296,52 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     };
     tokio::try_join!(started.serve(), agent, banner)?;
+    Ok(())
+}
+
+/// A bootstrap token for `up`'s own agent, valid for an hour (its Secret in `kube-system`, as
+/// `wasmkube token create` makes them); deleted once the agent has joined.
+async fn own_bootstrap_token(server: &Server) -> anyhow::Result<String> {
+    use wasmkube_apiserver::auth::bootstrap_token;
+    let token = bootstrap_token::generate();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let groups = [wasmkube_apiserver::auth::bootstrap::DEFAULT_NODE_TOKEN_GROUP];
+    let secret = bootstrap_token::secret(&token, Some(expires), &groups)
+        .context("a generated token is malformed")?;
+    let registry = server.registry();
+    let info = registry
+        .by_kind("v1", "Secret")
+        .context("secrets are not served")?;
+    create_object(
+        server,
+        info,
+        Some(bootstrap_token::NAMESPACE),
+        secret,
+        WriteOptions::INTERNAL,
+        &mut Vec::new(),
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Deletes the Secret of the bootstrap token `token` once `up`'s agent has joined with it, so
+/// that it authenticates nobody else.
+async fn forget_bootstrap_token(server: &Server, token: &str) -> anyhow::Result<()> {
+    use wasmkube_apiserver::auth::bootstrap_token;
+    let (id, _) = bootstrap_token::split(token).context("a generated token is malformed")?;
+    let registry = server.registry();
+    let info = registry
+        .by_kind("v1", "Secret")
+        .context("secrets are not served")?;
+    let name = format!("{}{id}", bootstrap_token::SECRET_PREFIX);
+    delete_object(
+        server,
+        info,
+        Some(bootstrap_token::NAMESPACE),
+        &name,
+        &DeleteOptions::background(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -347,8 +347,7 @@ pub struct Started {
     pub url: String,
     /// The admin kubeconfig, an absolute path.
     pub kubeconfig: PathBuf,
-    /// The admin token and the CA, for the node agent of `wasmkube up`.
-    pub token: String,
+    /// The cluster CA, which the node agent of `wasmkube up` pins.
     pub ca_pem: String,
     /// The plugins installed at start: built-in and `--plugin` ones.
     pub plugins: Vec<String>,
@@ -428,7 +427,6 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     Ok(Started {
         url,
         kubeconfig,
-        token: identity.token.clone(),
         ca_pem: identity.ca_pem.clone(),
         plugins: installed,
         server,

@@ -1,14 +1,16 @@
-//! The default roles of the control plane's components (upstream's `bootstrappolicy`): the scheduler, the controller manager, the service proxy, cluster DNS and monitoring.
+//! The default roles of the control plane's components (upstream's `bootstrappolicy`): the scheduler, the controller manager, the service proxy, cluster DNS, monitoring, and the node agents' local-path provisioner.
 //!
-//! wasmkube's own scheduler, controllers, proxy and DNS run inside the server and the node agent
-//! and act as the host, not as these users; the roles are there for the same components run out
-//! of process (a second scheduler, a kube-proxy) with credentials for these users, as on any
-//! Kubernetes cluster.
+//! wasmkube's own scheduler and controllers run inside the server and act as the host, not as
+//! these users; the roles are there for the same components run out of process (a second
+//! scheduler, a kube-proxy) with credentials for these users, as on any Kubernetes cluster. The
+//! node agent's provisioner acts as its node (`system:nodes`), whose role says what it may do
+//! beyond the node authorizer.
 
 use serde_json::{Value, json};
 use wasmkube_model::resource::RBAC_GROUP;
 
 use super::bootstrap::{READ, cluster_role, rule, subject_binding, urls};
+use crate::certificates::signer::NODES_GROUP;
 
 /// The scheduler's user (kubeadm's `scheduler.conf`).
 pub const SCHEDULER: &str = "system:kube-scheduler";
@@ -16,6 +18,8 @@ pub const SCHEDULER: &str = "system:kube-scheduler";
 pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
 /// kube-proxy's user.
 pub const PROXY: &str = "system:kube-proxy";
+/// The role of every node agent's local-path provisioner, bound to `system:nodes`.
+pub const LOCAL_PATH_PROVISIONER: &str = "wasmkube:local-path-provisioner";
 
 /// Upstream's `eventsRule()`: recording Events in either group.
 fn events() -> [Value; 2] {
@@ -128,6 +132,31 @@ pub fn cluster_roles() -> Vec<Value> {
             ]
             .concat(),
         ),
+        // k3s' local-path-provisioner's rules, plus what upstream's PV controller and scheduler
+        // do for it here: binding a claim to its volume and selecting a node for it.
+        role(
+            LOCAL_PATH_PROVISIONER,
+            vec![
+                rule(
+                    &["get", "list", "watch", "update", "patch"],
+                    "",
+                    &["persistentvolumeclaims"],
+                ),
+                rule(
+                    &[
+                        "get", "list", "watch", "create", "update", "patch", "delete",
+                    ],
+                    "",
+                    &["persistentvolumes"],
+                ),
+                rule(
+                    &["update", "patch"],
+                    "",
+                    &["persistentvolumeclaims/status", "persistentvolumes/status"],
+                ),
+                rule(READ, "storage.k8s.io", &["storageclasses"]),
+            ],
+        ),
         role(
             "system:kube-dns",
             vec![rule(&["list", "watch"], "", &["endpoints", "services"])],
@@ -165,6 +194,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:node-proxier",
             "system:node-proxier",
             vec![user(PROXY)],
+        ),
+        subject_binding(
+            LOCAL_PATH_PROVISIONER,
+            LOCAL_PATH_PROVISIONER,
+            vec![json!({"apiGroup": RBAC_GROUP, "kind": "Group", "name": NODES_GROUP})],
         ),
         subject_binding(
             "system:kube-dns",
@@ -233,6 +267,18 @@ mod tests {
 
         let dns = User::new("system:serviceaccount:kube-system:kube-dns", []);
         assert!(index.allows(&dns, &ask("list", "", "services", "", "")));
+
+        let node = User::new("system:node:n1", [NODES_GROUP.to_string()]);
+        assert!(index.allows(&node, &ask("create", "", "persistentvolumes", "", "")));
+        assert!(index.allows(
+            &node,
+            &ask("update", "", "persistentvolumeclaims", "t1", "c")
+        ));
+        assert!(!index.allows(
+            &node,
+            &ask("delete", "", "persistentvolumeclaims", "t1", "c")
+        ));
+        assert!(!index.allows(&node, &ask("get", "", "secrets", "t1", "s")));
 
         let monitor = User::new("prometheus", ["system:monitoring".to_string()]);
         let metrics = Attributes::of_request(&http::Method::GET, "/metrics", None);

@@ -13,6 +13,15 @@ use crate::server::Server;
 
 /// The namespace of node Leases.
 const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// Where each node agent publishes its cluster DNS server: the EndpointSlice
+/// `kube-system/kube-dns-NODE` of the `kube-dns` Service (`node/src/dns`).
+const DNS_NAMESPACE: &str = "kube-system";
+const DNS_SLICE_PREFIX: &str = "kube-dns-";
+
+/// The name of `node`'s own EndpointSlice of `kube-dns`.
+fn dns_slice(node: &str) -> String {
+    format!("{DNS_SLICE_PREFIX}{node}")
+}
 
 /// The `system:node` rules, read once.
 static NODE_RULES: std::sync::LazyLock<Vec<Rule>> = std::sync::LazyLock::new(|| {
@@ -257,6 +266,21 @@ pub async fn authorize(server: &Server, node: &str, a: &Attributes) -> Result<De
                     ));
                 }
             }
+            ("discovery.k8s.io", "endpointslices", _)
+                if !matches!(a.verb.as_str(), "get" | "list" | "watch") =>
+            {
+                // Created with the name in the body: admit_create checks it.
+                let own = a.namespace == DNS_NAMESPACE
+                    && (a.name == dns_slice(node) || (a.verb == "create" && a.name.is_empty()));
+                return Ok(if own {
+                    Decision::Allow
+                } else {
+                    Decision::NoOpinion(format!(
+                        "can only write its own EndpointSlice {DNS_NAMESPACE}/{}",
+                        dns_slice(node)
+                    ))
+                });
+            }
             ("", "pods", _) => {
                 if let Some(decision) = restrict_pods(server, node, a).await? {
                     return Ok(decision);
@@ -280,13 +304,14 @@ pub async fn authorize(server: &Server, node: &str, a: &Attributes) -> Result<De
     })
 }
 
-/// NodeRestriction on create: a node registers only its own Node, and a lease only of its name.
+/// NodeRestriction on create: a node registers only its own Node, a lease only of its name and
+/// an EndpointSlice only its own of `kube-dns`.
 pub fn admit_create(info: &ResourceInfo, obj: &Value, user: &User) -> Result<(), ApiError> {
     let Some(node) = node_of(user) else {
         return Ok(());
     };
-    let own = |what: &str| {
-        if obj.name() == node {
+    let own = |what: &str, name: &str| {
+        if obj.name() == name {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -296,8 +321,9 @@ pub fn admit_create(info: &ResourceInfo, obj: &Value, user: &User) -> Result<(),
         }
     };
     match (info.group.as_str(), info.kind.as_str()) {
-        ("", "Node") => own("node"),
-        ("coordination.k8s.io", "Lease") => own("lease"),
+        ("", "Node") => own("node", node),
+        ("coordination.k8s.io", "Lease") => own("lease", node),
+        ("discovery.k8s.io", "EndpointSlice") => own("endpointslice", &dns_slice(node)),
         _ => Ok(()),
     }
 }
