@@ -1,6 +1,7 @@
-//! A node's own client certificate, as kubeadm's discovery and the kubelet's TLS bootstrap do
-//! it: the cluster CA read from `kube-public/cluster-info` and checked against its pin, then a
-//! new key and a CertificateSigningRequest, made with a bootstrap token, for the certificate.
+//! A node's own certificates, as kubeadm's discovery and the kubelet's TLS bootstrap do it: the
+//! cluster CA read from `kube-public/cluster-info` and checked against its pin, then a new key
+//! and a CertificateSigningRequest (for its client certificate made with a bootstrap token; for
+//! its serving certificate, as itself) waited for.
 
 use std::path::Path;
 use std::time::Duration;

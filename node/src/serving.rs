@@ -3,7 +3,7 @@
 //! kept 0600 in the node directory, presented through a resolver swapped at renewal.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -53,16 +53,21 @@ impl Resolver {
     /// `key_pem` (both may be the same text) from the next handshake on; a key that is not the
     /// certificate's is refused and the current certificate stays.
     pub fn set(&self, cert_pem: &str, key_pem: &str) -> Result<(), ServingError> {
-        let bad = |e: &dyn std::fmt::Display| ServingError::Unusable(e.to_string());
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(&e))?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(&e))?;
-        let provider = rustls::crypto::ring::default_provider();
-        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| bad(&e))?;
-        self.0.store(Some(Arc::new(certified)));
+        self.0.store(Some(Arc::new(certified(cert_pem, key_pem)?)));
         Ok(())
     }
+}
+
+/// The certificate (and chain) of the PEM `cert_pem` with the key of the PEM `key_pem`, which
+/// must be the certificate's.
+fn certified(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, ServingError> {
+    let bad = |e: &dyn std::fmt::Display| ServingError::Unusable(e.to_string());
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(&e))?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider).map_err(|e| bad(&e))
 }
 
 /// The names a node's serving certificate is for.
@@ -138,7 +143,7 @@ fn check(text: &str, ca_pem: &str, names: &Names) -> Result<(), ServingError> {
         return Err(ServingError::Expired);
     }
     covers(text, names)?;
-    Resolver::default().set(text, text)
+    certified(text, text).map(drop)
 }
 
 /// Keeps the agent's serving certificate: the one kept from an earlier run while it is good,
@@ -180,7 +185,7 @@ impl Serving {
 
     /// The certificate and key kept in [`Serving::path`], if they can still be served.
     fn kept(&self) -> Option<String> {
-        let text = read(&self.path)?;
+        let text = std::fs::read_to_string(&self.path).ok()?;
         match check(&text, &self.ca_pem, &self.names) {
             Ok(()) => Some(text),
             Err(e) => {
@@ -189,10 +194,6 @@ impl Serving {
             }
         }
     }
-}
-
-fn read(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
 }
 
 #[cfg(test)]
