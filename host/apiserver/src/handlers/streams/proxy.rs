@@ -104,11 +104,22 @@ fn unreachable(
     // reqwest's own message repeats the URL: its causes say more.
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(e) = next {
-        if let Some(tls) = tls_error(e) {
-            return ApiError::Internal(format!(
-                "{op} \"{url}\": tls: failed to verify the serving certificate of node {}: {tls}",
-                agent.node
-            ));
+        match tls_error(e) {
+            Some(tls @ rustls::Error::InvalidCertificate(_)) => {
+                return ApiError::Internal(format!(
+                    "{op} \"{url}\": tls: failed to verify the serving certificate of node {}: {tls}",
+                    agent.node
+                ));
+            }
+            Some(tls) => {
+                return ApiError::Internal(format!(
+                    "{op} \"{url}\": tls: the handshake with the agent of node {} failed: {tls} \
+                     (an agent refuses every handshake until its serving certificate is issued: \
+                     see kubectl get csr)",
+                    agent.node
+                ));
+            }
+            None => {}
         }
         causes.push(e.to_string());
         next = e.source();
@@ -239,17 +250,36 @@ mod tests {
         (cert.expect("cert"), key)
     }
 
-    /// An agent on a loopback port that presents `identity` and answers every request `ok`.
-    async fn fake_agent(identity: (rcgen::Certificate, rcgen::KeyPair)) -> u16 {
-        let (cert, key) = identity;
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    /// A server with no certificate to present, as an agent before its own is issued.
+    #[derive(Debug)]
+    struct NoCertificate;
+
+    impl rustls::server::ResolvesServerCert for NoCertificate {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            None
+        }
+    }
+
+    /// An agent on a loopback port that presents `identity` (or nothing) and answers every
+    /// request `ok`.
+    async fn fake_agent(identity: Option<(rcgen::Certificate, rcgen::KeyPair)>) -> u16 {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .expect("config");
+            .with_no_client_auth();
+        let config = match identity {
+            Some((cert, key)) => {
+                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+                builder
+                    .with_single_cert(vec![cert.der().clone()], key)
+                    .expect("config")
+            }
+            None => builder.with_cert_resolver(Arc::new(NoCertificate)),
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -299,7 +329,7 @@ mod tests {
     #[tokio::test]
     async fn only_an_agent_certified_by_the_cluster_ca_for_its_address_is_reached() {
         let ca = new_ca("cluster-ca");
-        let port = fake_agent(serving(Some(&ca), "127.0.0.1")).await;
+        let port = fake_agent(Some(serving(Some(&ca), "127.0.0.1"))).await;
         let response = get(&agent(port, Some(&ca.0)), PATH).await.expect("reached");
         assert_eq!(response.status(), StatusCode::OK);
 
@@ -313,7 +343,7 @@ mod tests {
             ),
             (serving(Some(&ca), "127.0.0.2"), "not valid for name"),
         ] {
-            let port = fake_agent(identity).await;
+            let port = fake_agent(Some(identity)).await;
             let message = refusal(&agent(port, Some(&ca.0))).await;
             let url = format!("Get \"https://127.0.0.1:{port}{PATH}\": ");
             assert!(message.starts_with(&url), "{message}");
@@ -322,6 +352,14 @@ mod tests {
                 "{message}"
             );
         }
+
+        let port_without = fake_agent(None).await;
+        let message = refusal(&agent(port_without, Some(&ca.0))).await;
+        assert!(
+            message.contains("tls: the handshake with the agent of node n1 failed:")
+                && message.contains("until its serving certificate is issued"),
+            "{message}"
+        );
 
         let message = refusal(&agent(port, None)).await;
         assert!(message.contains("no cluster CA"), "{message}");
