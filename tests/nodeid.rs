@@ -683,3 +683,137 @@ fn wasmkube_join_gets_the_nodes_own_certificate() -> Result<()> {
     assert_eq!(csrs.lines().count(), 1, "{csrs}");
     Ok(())
 }
+
+/// `openssl s_server -www` on a free loopback port, presenting `cert` and `key` (it answers
+/// any GET with a status page): the port, and the server, killed when dropped.
+struct FakeAgent(std::process::Child);
+
+impl FakeAgent {
+    fn start(cert: &Path, key: &Path) -> Result<(u16, FakeAgent)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("running openssl s_server")?;
+        let agent = FakeAgent(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                bail!("openssl s_server is not listening on {port}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok((port, agent))
+    }
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The apiserver reaches a node agent only over TLS it verified: the serving certificate from
+/// the cluster CA (a `kubelet-serving` request the admin approved: not a node's own, so not
+/// approved on its own) and for the address it dials. A self-signed certificate, or the
+/// cluster CA's for another address, gets `kubectl logs` a 500 naming the node, in Go's words.
+#[test]
+fn the_apiserver_reaches_only_an_agent_certified_for_its_address() -> Result<()> {
+    let c = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    c.apply("apiVersion: v1\nkind: Node\nmetadata: {name: impostor}\n")?;
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeName: impostor\n  automountServiceAccountToken: false\n  containers: [{name: c, image: busybox}]\n")?;
+    let agent_at = |port: u16| -> Result<()> {
+        let status = format!(
+            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}}}}}}"#
+        );
+        c.ok(&[
+            "patch",
+            "node",
+            "impostor",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ])?;
+        Ok(())
+    };
+    // The cluster CA's certificates for 127.0.0.1 and for 127.0.0.2.
+    let issue = |name: &str, ip: &str| -> Result<(PathBuf, PathBuf)> {
+        let subject = "/O=system:nodes/CN=system:node:impostor";
+        let (key, pem) = request(dir.path(), name, subject, Some(&format!("IP:{ip}")))?;
+        let usages = ["digital signature", "server auth"];
+        c.apply(&csr_manifest(name, &pem, SERVING, &usages))?;
+        assert!(c.ok(&["get", "csr", name])?.contains("Pending"));
+        c.ok(&["certificate", "approve", name])?;
+        let issued = c.ok(&["get", "csr", name, "-o", "jsonpath={.status.certificate}"])?;
+        let cert = dir.path().join(format!("{name}.crt"));
+        std::fs::write(
+            &cert,
+            base64::engine::general_purpose::STANDARD.decode(issued.trim())?,
+        )?;
+        Ok((cert, key))
+    };
+    let (right_cert, right_key) = issue("serving-right", "127.0.0.1")?;
+    let (wrong_cert, wrong_key) = issue("serving-wrong", "127.0.0.2")?;
+    let self_signed_key = dir.path().join("self.key");
+    let self_signed_cert = dir.path().join("self.crt");
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/O=system:nodes/CN=system:node:impostor",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+            &self_signed_key.display().to_string(),
+            "-out",
+            &self_signed_cert.display().to_string(),
+        ],
+        None,
+    )?;
+
+    for (cert, key, why) in [
+        (&self_signed_cert, &self_signed_key, "UnknownIssuer"),
+        (&wrong_cert, &wrong_key, "not valid for name"),
+    ] {
+        let (port, _agent) = FakeAgent::start(cert, key)?;
+        agent_at(port)?;
+        let out = c.kubectl(&["logs", "p"])?;
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        let url = format!("Get \"https://127.0.0.1:{port}/containerLogs/default/p/c?container=c\"");
+        assert!(
+            said.contains("InternalError")
+                && said.contains(&url)
+                && said.contains("tls: failed to verify the serving certificate of node impostor")
+                && said.contains(why),
+            "{said}"
+        );
+    }
+    let (port, _agent) = FakeAgent::start(&right_cert, &right_key)?;
+    agent_at(port)?;
+    let logs = c.ok(&["logs", "p"])?;
+    assert!(logs.contains("s_server"), "{logs}");
+    Ok(())
+}

@@ -446,3 +446,269 @@ fn run_and_attach_reach_a_containers_own_streams() -> Result<()> {
     );
     Ok(())
 }
+
+const JOINED: &str = "wk-joined";
+const JOINED_BRIDGE: &str = "wkjn0";
+const JOINED_NETWORK: &str = "10.236.0.0/16";
+
+/// A node agent on this machine (its own bridge and pod network) named [`JOINED`], killed when
+/// dropped, its bridge and proxy table deleted.
+struct JoinedAgent {
+    child: Option<Child>,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+}
+
+impl JoinedAgent {
+    /// Joins the cluster of `c` with a new bootstrap token, its state in `dir`.
+    fn join(c: &Cluster, dir: &std::path::Path) -> Result<JoinedAgent> {
+        let created = c.wasmkube(&["token", "create", "--ttl", "1h"])?;
+        let line = created.lines().nth(1).context("a join line")?;
+        let mut args: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
+        args.extend([
+            "--data-dir".to_string(),
+            dir.join("join").display().to_string(),
+        ]);
+        Self::run(args, dir)
+    }
+
+    /// `wasmkube node` with the admin's kubeconfig of `c` (not a node identity), its state in
+    /// `dir`.
+    fn admin(c: &Cluster, dir: &std::path::Path) -> Result<JoinedAgent> {
+        let args = [
+            "node",
+            "--kubeconfig",
+            &c.kubeconfig().display().to_string(),
+        ];
+        Self::run(args.map(String::from).to_vec(), dir)
+    }
+
+    /// Runs `wasmkube ARGS` with the agent flags of [`JOINED`] and its state in `dir`.
+    fn run(mut args: Vec<String>, dir: &std::path::Path) -> Result<JoinedAgent> {
+        let _ = Command::new("ip")
+            .args(["link", "delete", JOINED_BRIDGE])
+            .output();
+        let service_cidr = wasmkube_e2e::service_cidr(JOINED_NETWORK)?;
+        let dir = |sub: &str| dir.join(sub).display().to_string();
+        args.extend(
+            [
+                "--node-name",
+                JOINED,
+                "--bridge",
+                JOINED_BRIDGE,
+                "--pod-network",
+                JOINED_NETWORK,
+                "--service-cidr",
+                &service_cidr,
+                "--agent-port",
+                "0",
+            ]
+            .map(String::from),
+        );
+        for (flag, sub) in [("--node-dir", "node"), ("--log-dir", "logs")] {
+            args.extend([flag.to_string(), dir(sub)]);
+        }
+        let mut agent = JoinedAgent {
+            child: None,
+            args,
+            log: std::path::PathBuf::from(dir("agent.log")),
+        };
+        agent.start()?;
+        Ok(agent)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        self.child = Some(
+            Command::new(wasmkube_e2e::binary())
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()?,
+        );
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new("ip")
+            .args(["link", "delete", JOINED_BRIDGE])
+            .output();
+        let table = format!("wasmkube-{JOINED_BRIDGE}");
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .output();
+    }
+}
+
+/// The `kubelet-serving` requests of the cluster: requester, conditions and whether issued.
+fn serving_requests(c: &Cluster) -> Result<Vec<(String, Vec<String>, bool)>> {
+    let list: serde_json::Value = serde_json::from_str(&c.ok(&["get", "csr", "-o", "json"])?)?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|csr| csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
+        .map(|csr| {
+            let conditions = csr["status"]["conditions"].as_array().into_iter().flatten();
+            (
+                csr["spec"]["username"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                conditions
+                    .filter_map(|c| c["type"].as_str().map(String::from))
+                    .collect(),
+                csr["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty()),
+            )
+        })
+        .collect())
+}
+
+const JOINED_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: greeter\nspec:\n  nodeName: wk-joined\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo hello from the joined node; exec sleep 3600']\n";
+
+/// A server for the [`JOINED`] node's pod network, the busybox image in containerd.
+fn joined_cluster() -> Result<Cluster> {
+    let c = Cluster::start_with(&[
+        "--cluster-cidr",
+        JOINED_NETWORK,
+        "--service-cidr",
+        &wasmkube_e2e::service_cidr(JOINED_NETWORK)?,
+    ])?;
+    let image = wasmkube_e2e::target_dir().join("images/busybox.tar");
+    c.wasmkube(&["image", "import", &image.display().to_string()])?;
+    Ok(c)
+}
+
+fn node_ready(c: &Cluster, agent: &JoinedAgent) -> Result<()> {
+    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    eventually(Duration::from_secs(60), || {
+        Ok(c.ok(&["get", "node", JOINED, "-o", ready])? == "True")
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))
+}
+
+/// Whether `kubectl logs` and `exec` reach the greeter pod.
+fn greeter_reached(c: &Cluster) -> Result<bool> {
+    let logs = c.kubectl(&["logs", "greeter"])?;
+    let exec = c.kubectl(&["exec", "greeter", "--", "sh", "-c", "echo $((40+2))"])?;
+    Ok(
+        String::from_utf8_lossy(&logs.stdout).contains("hello from the joined node")
+            && String::from_utf8_lossy(&exec.stdout) == "42\n",
+    )
+}
+
+/// A node that joined with a bootstrap token asks for its serving certificate as itself; the
+/// request is approved and issued on its own, and `kubectl logs` and `exec` reach the node's
+/// pod through TLS the apiserver verified. Restarted, the agent serves the certificate it kept
+/// (0600 in its node directory) and asks for no other.
+#[test]
+fn a_joined_nodes_serving_certificate_is_approved_on_its_own_and_verified() -> Result<()> {
+    let c = joined_cluster()?;
+    let dir = tempfile::tempdir()?;
+    let mut agent = JoinedAgent::join(&c, dir.path())?;
+    let _cleanup = DeletePods(&c);
+    node_ready(&c, &agent)?;
+    eventually(Duration::from_secs(30), || {
+        Ok(serving_requests(&c)?.iter().any(|(_, _, issued)| *issued))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    let requests = serving_requests(&c)?;
+    assert_eq!(
+        requests,
+        [(
+            format!("system:node:{JOINED}"),
+            vec!["Approved".to_string()],
+            true
+        )],
+        "{}",
+        agent.log()
+    );
+    let kept = dir.path().join("node/pki/kubelet-server-current.pem");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&kept)?.permissions().mode() & 0o777,
+        0o600
+    );
+
+    c.apply(JOINED_POD)?;
+    running(&c, "greeter").map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    let reached = || greeter_reached(&c);
+    eventually(Duration::from_secs(20), reached)?;
+
+    agent.stop();
+    agent.start()?;
+    // The restarted agent listens on a new port and publishes it: reached again.
+    eventually(Duration::from_secs(60), reached)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    assert_eq!(serving_requests(&c)?.len(), 1, "{}", agent.log());
+    Ok(())
+}
+
+/// An agent with the admin's credentials (not a node identity) still asks for its serving
+/// certificate, but nothing approves the request: until `kubectl certificate approve`, every
+/// handshake with it fails and `kubectl logs` says so; then it serves.
+#[test]
+fn an_agent_that_is_not_a_node_identity_waits_for_kubectl_certificate_approve() -> Result<()> {
+    let c = joined_cluster()?;
+    let dir = tempfile::tempdir()?;
+    let agent = JoinedAgent::admin(&c, dir.path())?;
+    let _cleanup = DeletePods(&c);
+    node_ready(&c, &agent)?;
+    c.apply(JOINED_POD)?;
+    running(&c, "greeter").map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    let requests = serving_requests(&c)?;
+    assert_eq!(
+        requests,
+        [("kubernetes-admin".to_string(), Vec::new(), false)],
+        "{}",
+        agent.log()
+    );
+    let out = c.kubectl(&["logs", "greeter"])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && said.contains(&format!(
+                "the handshake with the agent of node {JOINED} failed"
+            ))
+            && said.contains("until its serving certificate is issued"),
+        "{said}"
+    );
+    let name = c.ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={.items[?(@.spec.signerName==\"kubernetes.io/kubelet-serving\")].metadata.name}",
+    ])?;
+    c.ok(&["certificate", "approve", name.trim()])?;
+    // The agent reads its request again every 2 s.
+    eventually(Duration::from_secs(30), || greeter_reached(&c))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))?;
+    assert_eq!(
+        serving_requests(&c)?,
+        [(
+            "kubernetes-admin".to_string(),
+            vec!["Approved".to_string()],
+            true
+        )]
+    );
+    Ok(())
+}

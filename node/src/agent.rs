@@ -24,6 +24,7 @@ use crate::proxy::{self, ProxyError};
 use crate::registration::{self, Machine};
 use crate::rotation;
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
+use crate::serving::{self, Names, Serving};
 use crate::streams::{self, ServeError, Streams};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +155,23 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let agent_port = listener
         .local_addr()
         .map_or(config.agent_port, |a| a.port());
-    registration::register(&api, &config.node_name, &machine, &images, agent_port).await?;
+    let node =
+        registration::register(&api, &config.node_name, &machine, &images, agent_port).await?;
+    let resolver = Arc::new(serving::Resolver::default());
+    match &config.connection.ca_pem {
+        Some(ca_pem) => {
+            let serving = Serving {
+                api: api.clone(),
+                path: config.root_dir.join(serving::FILE),
+                node: config.node_name.clone(),
+                names: Names::of_addresses(&node["status"]["addresses"]),
+                ca_pem: ca_pem.clone(),
+                resolver: resolver.clone(),
+            };
+            tokio::spawn(serving.run());
+        }
+        None => tracing::warn!("no cluster CA: the agent's API gets no serving certificate"),
+    }
     tokio::spawn(registration::heartbeat(
         api.clone(),
         config.node_name.clone(),
@@ -216,14 +233,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         node_name: config.node_name.clone(),
         log_dir: config.log_dir.clone(),
     });
-    let names = vec![
-        machine.address.clone(),
-        machine.hostname.clone(),
-        config.node_name.clone(),
-    ];
     let ca_pem = config.connection.ca_pem.clone().unwrap_or_default();
     tokio::spawn(async move {
-        if let Err(e) = streams::serve(listener, streams, names, &ca_pem).await {
+        if let Err(e) = streams::serve(listener, streams, resolver, &ca_pem).await {
             tracing::error!(error = %e, "the agent API stopped");
         }
     });

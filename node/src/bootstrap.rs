@@ -1,6 +1,7 @@
-//! A node's own client certificate, as kubeadm's discovery and the kubelet's TLS bootstrap do
-//! it: the cluster CA read from `kube-public/cluster-info` and checked against its pin, then a
-//! new key and a CertificateSigningRequest, made with a bootstrap token, for the certificate.
+//! A node's own certificates, as kubeadm's discovery and the kubelet's TLS bootstrap do it: the
+//! cluster CA read from `kube-public/cluster-info` and checked against its pin, then a new key
+//! and a CertificateSigningRequest (for its client certificate made with a bootstrap token; for
+//! its serving certificate, as itself) waited for.
 
 use std::path::Path;
 use std::time::Duration;
@@ -103,12 +104,40 @@ async fn cluster_ca(api: &Api) -> Result<String, BootstrapError> {
         .ok_or_else(|| bad("the kubeconfig has no certificate-authority-data"))
 }
 
-/// A new key, and a client certificate for it as `system:node:NAME` in `system:nodes` from the
-/// node client signer, asked for as `api`'s user (a bootstrap token; or the node itself, to
-/// renew): the certificate and the key, PEM.
-pub async fn client_certificate(api: &Api, node: &str) -> Result<(String, String), BootstrapError> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+/// What a node asks the cluster CA for: a signer, the certificate's usages, and the prefix of
+/// the request's name.
+pub struct Kind {
+    pub signer: &'static str,
+    pub usages: &'static [&'static str],
+    generate_name: &'static str,
+}
+
+/// A node's client certificate (the kubelet's bootstrap and client rotation).
+pub const CLIENT: Kind = Kind {
+    signer: CLIENT_SIGNER,
+    usages: &["digital signature", "client auth"],
+    generate_name: "node-csr-",
+};
+
+/// A node's serving certificate (the kubelet's `serverTLSBootstrap`); an ECDSA key needs no
+/// `key encipherment`.
+pub const SERVING: Kind = Kind {
+    signer: "kubernetes.io/kubelet-serving",
+    usages: &["digital signature", "server auth"],
+    generate_name: "csr-",
+};
+
+/// The request's subject and names: `CN=system:node:NAME, O=system:nodes`, with `dns_names`
+/// and `ips` as subject alternative names.
+pub fn node_request(
+    node: &str,
+    dns_names: &[String],
+    ips: &[std::net::IpAddr],
+) -> Result<rcgen::CertificateParams, BootstrapError> {
+    let mut params = rcgen::CertificateParams::new(dns_names.to_vec())?;
+    params
+        .subject_alt_names
+        .extend(ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -116,21 +145,45 @@ pub async fn client_certificate(api: &Api, node: &str) -> Result<(String, String
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "system:nodes");
-    let request = params.serialize_request(&key)?.pem()?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(request);
-    let body = json!({"apiVersion": "certificates.k8s.io/v1",
+    Ok(params)
+}
+
+/// The CertificateSigningRequest of `kind` for the PEM request `request_pem`.
+pub fn request_object(kind: &Kind, request_pem: &str) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(request_pem);
+    json!({"apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",
-        "metadata": {"generateName": "node-csr-"},
-        "spec": {"request": b64, "signerName": CLIENT_SIGNER,
-            "usages": ["digital signature", "client auth"]}});
-    let created = api.create(REQUESTS, &body).await?;
+        "metadata": {"generateName": kind.generate_name},
+        "spec": {"request": b64, "signerName": kind.signer, "usages": kind.usages}})
+}
+
+/// A new key (ECDSA P-256), and a certificate of `kind` for it as `params` says, asked for as
+/// `api`'s user and waited for: the certificate and the key, PEM.
+pub async fn certificate(
+    api: &Api,
+    kind: &Kind,
+    params: rcgen::CertificateParams,
+) -> Result<(String, String), BootstrapError> {
+    let key = rcgen::KeyPair::generate()?;
+    let request = params.serialize_request(&key)?.pem()?;
+    let created = api
+        .create(REQUESTS, &request_object(kind, &request))
+        .await?;
     let name = created
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    tracing::info!(request = %name, signer = kind.signer, "asked for a certificate");
     let cert = issued(api, created, &name).await?;
     Ok((cert, key.serialize_pem()))
+}
+
+/// A new key, and a client certificate for it as `system:node:NAME` in `system:nodes` from the
+/// node client signer, asked for as `api`'s user (a bootstrap token; or the node itself, to
+/// renew): the certificate and the key, PEM.
+pub async fn client_certificate(api: &Api, node: &str) -> Result<(String, String), BootstrapError> {
+    certificate(api, &CLIENT, node_request(node, &[], &[])?).await
 }
 
 /// The certificate of the request `csr` once it is issued, read again until it is (or it is
@@ -210,8 +263,43 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A new CA and its key.
+    pub(crate) fn new_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test-ca");
+        (params.self_signed(&key).expect("ca"), key)
+    }
+
+    /// A certificate of `ca` for `system:node:n1` and `purpose`, with `names` (IPs or DNS
+    /// names), valid from `from` to `to` (seconds since the epoch): it and its key, PEM.
+    pub(crate) fn issue(
+        ca: &rcgen::Certificate,
+        ca_key: &rcgen::KeyPair,
+        purpose: rcgen::ExtendedKeyUsagePurpose,
+        names: &[&str],
+        (from, to): (u64, u64),
+    ) -> (String, String) {
+        let (ips, dns): (Vec<&str>, Vec<&str>) = names
+            .iter()
+            .partition(|n| n.parse::<std::net::IpAddr>().is_ok());
+        let dns: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
+        let ips: Vec<std::net::IpAddr> = ips.iter().filter_map(|i| i.parse().ok()).collect();
+        let mut params = node_request("n1", &dns, &ips).expect("params");
+        params.extended_key_usages = vec![purpose];
+        let at = |s: u64| rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(s);
+        params.not_before = at(from);
+        params.not_after = at(to);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, ca, ca_key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
 
     #[test]
     fn the_pin_is_the_hash_of_the_public_key_info() {

@@ -22,6 +22,7 @@ pub mod registration;
 pub mod rotation;
 pub mod runtime;
 pub mod seccomp;
+pub mod serving;
 pub mod spec;
 pub mod storage;
 pub mod streams;

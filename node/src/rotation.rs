@@ -1,6 +1,6 @@
-//! The node's client certificate renewed before it expires, as the kubelet's certificate
-//! manager: at 80 % of its lifetime, a new key and a request made with the current
-//! certificate; the kubeconfig rewritten and the agent's client switched to the new one.
+//! The node's certificates renewed before they expire, as the kubelet's certificate manager:
+//! at 80 % of their lifetime, a new key and a request made as the node. Its client certificate:
+//! the kubeconfig rewritten and the agent's client switched to the new one.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -27,9 +27,14 @@ pub enum RotationError {
 const RETRY: Duration = Duration::from_secs(30);
 
 /// The `notBefore` and `notAfter` of the PEM certificate `cert_pem`, which must chain to the
-/// PEM CA `ca_pem`: the times webpki names when the certificate is checked before its start
-/// and after its end; then the chain is checked at a time within them.
-pub fn lifetime(cert_pem: &str, ca_pem: &str) -> Result<(SystemTime, SystemTime), RotationError> {
+/// PEM CA `ca_pem` for `usage` (client or server auth): the times webpki names when the
+/// certificate is checked before its start and after its end; then the chain is checked at a
+/// time within them.
+pub fn lifetime(
+    cert_pem: &str,
+    ca_pem: &str,
+    usage: webpki::KeyUsage,
+) -> Result<(SystemTime, SystemTime), RotationError> {
     let bad = |e: &dyn std::fmt::Display| RotationError::Certificate(e.to_string());
     let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad(&e))?;
     let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| bad(&e))?;
@@ -41,7 +46,7 @@ pub fn lifetime(cert_pem: &str, ca_pem: &str) -> Result<(SystemTime, SystemTime)
             std::slice::from_ref(&anchor),
             &[],
             UnixTime::since_unix_epoch(Duration::from_secs(seconds)),
-            webpki::KeyUsage::client_auth(),
+            usage,
             None,
             None,
         )
@@ -57,7 +62,11 @@ pub fn lifetime(cert_pem: &str, ca_pem: &str) -> Result<(SystemTime, SystemTime)
     };
     // Within its lifetime the whole chain is checked: a certificate of another CA fails here.
     let middle = not_before.as_secs() / 2 + not_after.as_secs() / 2;
-    check(middle).map_err(|e| bad(&format!("not a client certificate of the cluster CA: {e}")))?;
+    check(middle).map_err(|e| {
+        bad(&format!(
+            "not a certificate of the cluster CA for its use: {e}"
+        ))
+    })?;
     let time = |t: UnixTime| SystemTime::UNIX_EPOCH + Duration::from_secs(t.as_secs());
     Ok((time(not_before), time(not_after)))
 }
@@ -68,18 +77,43 @@ pub fn renewal_time(from: SystemTime, to: SystemTime) -> SystemTime {
     from + lifetime.mul_f64(0.8)
 }
 
-/// Renews the client certificate of the kubeconfig `kubeconfig` (which `api` connects with)
-/// for the node `node` at each renewal time, forever; a failure is logged and tried again.
-pub async fn rotate(api: Api, kubeconfig: PathBuf, node: String) {
+/// Runs `renew` (which waits until its certificate is due, then renews it) again and again,
+/// forever; a failure is logged and tried again after a pause.
+pub async fn forever<F, R, E>(what: &str, mut renew: F)
+where
+    F: FnMut() -> R,
+    R: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     loop {
-        match renew_when_due(&api, &kubeconfig, &node).await {
-            Ok(()) => tracing::info!(node, "renewed the node's client certificate"),
+        match renew().await {
+            Ok(()) => tracing::info!("the node has a new {what} certificate"),
             Err(e) => {
-                tracing::warn!(error = %e, "renewing the node's client certificate");
+                tracing::warn!(error = %e, "renewing the node's {what} certificate");
                 tokio::time::sleep(RETRY).await;
             }
         }
     }
+}
+
+/// Waits until the certificate `cert_pem` (of the CA `ca_pem`, for `usage`) is due for renewal;
+/// at once if it is already.
+pub async fn until_due(
+    cert_pem: &str,
+    ca_pem: &str,
+    usage: webpki::KeyUsage,
+) -> Result<(), RotationError> {
+    let (from, to) = lifetime(cert_pem, ca_pem, usage)?;
+    if let Ok(wait) = renewal_time(from, to).duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
+}
+
+/// Renews the client certificate of the kubeconfig `kubeconfig` (which `api` connects with)
+/// for the node `node` at each renewal time, forever.
+pub async fn rotate(api: Api, kubeconfig: PathBuf, node: String) {
+    forever("client", || renew_when_due(&api, &kubeconfig, &node)).await;
 }
 
 /// Waits until the certificate is due, then renews it.
@@ -96,11 +130,7 @@ async fn renew_when_due(
             "the kubeconfig holds no client certificate and CA".into(),
         ));
     };
-    let (from, to) = lifetime(cert_pem, ca_pem)?;
-    let due = renewal_time(from, to);
-    if let Ok(wait) = due.duration_since(SystemTime::now()) {
-        tokio::time::sleep(wait).await;
-    }
+    until_due(cert_pem, ca_pem, webpki::KeyUsage::client_auth()).await?;
     let (cert, key) = bootstrap::client_certificate(api, node).await?;
     bootstrap::write_private(
         kubeconfig,
@@ -113,28 +143,11 @@ async fn renew_when_due(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn new_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "test-ca");
-        (params.self_signed(&key).expect("ca"), key)
-    }
+    use crate::bootstrap::tests::{issue, new_ca};
 
     fn client(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair, from: u64, to: u64) -> String {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "system:node:n1");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let at = |s: u64| rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(s);
-        params.not_before = at(from);
-        params.not_after = at(to);
-        let key = rcgen::KeyPair::generate().expect("key");
-        params.signed_by(&key, ca, ca_key).expect("cert").pem()
+        let purpose = rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+        issue(ca, ca_key, purpose, &[], (from, to)).0
     }
 
     #[test]
@@ -143,13 +156,16 @@ mod tests {
         let (from, to) = (1_800_000_000, 1_800_000_000 + 365 * 86_400);
         let cert = client(&ca, &key, from, to);
         let epoch = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let client = webpki::KeyUsage::client_auth;
         assert_eq!(
-            lifetime(&cert, &ca.pem()).expect("lifetime"),
+            lifetime(&cert, &ca.pem(), client()).expect("lifetime"),
             (epoch(from), epoch(to))
         );
         let (other, _) = new_ca();
-        assert!(lifetime(&cert, &other.pem()).is_err());
-        assert!(lifetime("junk", &ca.pem()).is_err());
+        assert!(lifetime(&cert, &other.pem(), client()).is_err());
+        assert!(lifetime("junk", &ca.pem(), client()).is_err());
+        // A client certificate is no serving certificate.
+        assert!(lifetime(&cert, &ca.pem(), webpki::KeyUsage::server_auth()).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Serving the agent's API over HTTPS (HTTP/1.1 with upgrades), with a certificate the agent
-//! makes for itself at start. Only the apiserver is served: a client certificate of the cluster
-//! CA whose subject is `CN=kube-apiserver-kubelet-client` and nothing else.
+//! Serving the agent's API over HTTPS (HTTP/1.1 with upgrades), with the serving certificate
+//! the cluster CA issued the node (none yet: no handshake). Only the apiserver is served: a
+//! client certificate of the cluster CA whose subject is `CN=kube-apiserver-kubelet-client`
+//! and nothing else.
 
 use std::sync::Arc;
 
@@ -10,13 +11,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::{Streams, router};
+use crate::serving::Resolver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("listening on port {port} for the agent API: {source}")]
     Bind { port: u16, source: std::io::Error },
-    #[error("making the agent's serving certificate: {0}")]
-    Certificate(#[from] rcgen::Error),
     #[error("the agent's TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
     #[error("the cluster CA, to verify the apiserver's client certificate: {0}")]
@@ -71,11 +71,12 @@ pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
     }
 }
 
-/// A self-signed certificate for the node's names, served as HTTP/1.1 only (upgrades), to
-/// clients with a certificate of the cluster CA `ca_pem`.
-fn tls_config(names: Vec<String>, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, ServeError> {
-    let certified = rcgen::generate_simple_self_signed(names)?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+/// The serving certificate `resolver` holds, served as HTTP/1.1 only (upgrades), to clients with
+/// a certificate of the cluster CA `ca_pem`.
+fn tls_config(
+    resolver: Arc<Resolver>,
+    ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for der in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
@@ -90,20 +91,20 @@ fn tls_config(names: Vec<String>, ca_pem: &str) -> Result<Arc<rustls::ServerConf
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![certified.cert.der().clone()], key)?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Serves the API on `listener` to the apiserver (its client certificate verified against the
-/// cluster CA `ca_pem`) until it fails; `names` go into the serving certificate.
+/// cluster CA `ca_pem`) with the certificate `resolver` holds, until it fails.
 pub async fn serve(
     listener: TcpListener,
     streams: Arc<Streams>,
-    names: Vec<String>,
+    resolver: Arc<Resolver>,
     ca_pem: &str,
 ) -> Result<(), ServeError> {
-    let acceptor = TlsAcceptor::from(tls_config(names, ca_pem)?);
+    let acceptor = TlsAcceptor::from(tls_config(resolver, ca_pem)?);
     let app = router(streams);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -156,59 +157,23 @@ mod tests {
         params.self_signed(&key).expect("cert").der().clone()
     }
 
-    /// Accepts any serving certificate: the agent's is self-signed.
-    #[derive(Debug)]
-    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-    impl rustls::client::danger::ServerCertVerifier for AnyServer {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            let algorithms = &self.0.signature_verification_algorithms;
-            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            let algorithms = &self.0.signature_verification_algorithms;
-            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-
-    /// A handshake with an agent of the CA `ca_pem` by a client presenting `identity`: `None`
-    /// when it fails, else whether the agent admits the client.
+    /// A handshake with an agent of the CA `ca_pem` serving what `resolver` holds, by a client
+    /// that verifies it for `10.0.0.2` and presents `identity`: `None` when it fails, else
+    /// whether the agent admits the client.
     async fn handshake(
         ca_pem: &str,
+        resolver: &Arc<Resolver>,
         identity: Option<(rcgen::Certificate, rcgen::KeyPair)>,
     ) -> Option<bool> {
+        use rustls::pki_types::pem::PemObject as _;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes());
+        roots.add(ca.expect("the CA")).expect("a root");
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+            .with_root_certificates(roots);
         let client = match identity {
             Some((cert, key)) => builder
                 .with_client_auth_cert(
@@ -218,10 +183,11 @@ mod tests {
                 .expect("client cert"),
             None => builder.with_no_client_auth(),
         };
-        let acceptor = TlsAcceptor::from(tls_config(vec!["node".into()], ca_pem).expect("tls"));
+        let config = tls_config(resolver.clone(), ca_pem).expect("tls");
+        let acceptor = TlsAcceptor::from(config);
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let (near, far) = tokio::io::duplex(64 * 1024);
-        let name = rustls::pki_types::ServerName::try_from("node").expect("name");
+        let name = rustls::pki_types::ServerName::try_from("10.0.0.2").expect("name");
         let (server, client) = tokio::join!(acceptor.accept(far), connector.connect(name, near));
         // The server verifies the client's certificate after the client's last flight.
         drop(client);
@@ -245,20 +211,33 @@ mod tests {
 
     #[tokio::test]
     async fn the_agent_admits_the_apiservers_certificate_of_its_ca_only() {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.clone().self_signed(&ca_key).expect("ca");
-        let apiserver = issued(&ca, &ca_key, APISERVER_USER);
-        assert_eq!(handshake(&ca.pem(), Some(apiserver)).await, Some(true));
+        let (ca, ca_key) = crate::bootstrap::tests::new_ca();
+        let resolver = Arc::new(Resolver::default());
+        let purpose = rcgen::ExtendedKeyUsagePurpose::ServerAuth;
+        let during = (0, 2_000_000_000);
+        let (cert, key) =
+            crate::bootstrap::tests::issue(&ca, &ca_key, purpose, &["10.0.0.2"], during);
+        let apiserver = || issued(&ca, &ca_key, APISERVER_USER);
+        // No serving certificate yet: no handshake, even for the apiserver.
+        assert_eq!(
+            handshake(&ca.pem(), &resolver, Some(apiserver())).await,
+            None
+        );
+        resolver.set(&cert, &key).expect("serving certificate");
+        assert_eq!(
+            handshake(&ca.pem(), &resolver, Some(apiserver())).await,
+            Some(true)
+        );
         let admin = issued(&ca, &ca_key, "kubernetes-admin");
-        assert_eq!(handshake(&ca.pem(), Some(admin)).await, Some(false));
-        assert_eq!(handshake(&ca.pem(), None).await, None);
-        let other_key = rcgen::KeyPair::generate().expect("key");
-        let other = params.self_signed(&other_key).expect("other ca");
+        assert_eq!(
+            handshake(&ca.pem(), &resolver, Some(admin)).await,
+            Some(false)
+        );
+        assert_eq!(handshake(&ca.pem(), &resolver, None).await, None);
+        let (other, other_key) = crate::bootstrap::tests::new_ca();
         let forged = issued(&other, &other_key, APISERVER_USER);
-        assert_eq!(handshake(&ca.pem(), Some(forged)).await, None);
-        assert!(tls_config(vec!["node".into()], "").is_err());
+        assert_eq!(handshake(&ca.pem(), &resolver, Some(forged)).await, None);
+        assert!(tls_config(resolver, "").is_err());
     }
 
     #[test]

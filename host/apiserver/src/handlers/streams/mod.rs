@@ -16,10 +16,12 @@ use crate::error::ApiError;
 /// The port a node agent listens on when its Node does not say.
 const DEFAULT_AGENT_PORT: u64 = 10250;
 
-/// A node agent's API: its base URL, and the client certificate and key (PEM) it is reached
-/// with.
+/// A node agent's API: its node, its base URL, the CA its serving certificate must chain to,
+/// and the client certificate and key (PEM) it is reached with.
 pub struct Agent {
+    node: String,
     base: String,
+    ca_pem: Option<String>,
     client_pem: Option<String>,
 }
 
@@ -109,7 +111,9 @@ async fn agent(server: &Server, pod: &Value) -> Result<Agent, ApiError> {
         address.to_string()
     };
     Ok(Agent {
+        node: node_name.to_string(),
         base: format!("https://{host}:{port}"),
+        ca_pem: server.cluster.root_ca.clone(),
         client_pem: server.cluster.kubelet_client.clone(),
     })
 }
