@@ -1,4 +1,4 @@
-//! `wasmkube plugin logs` and `plugins/NAME/log` against a real server: a plugin's own lines labelled with its version, its traps and start, `-f` following new lines, `--tail`, RBAC on `plugins/log`, 404 for an unknown plugin, 400 naming a bad parameter, and a deleted plugin's log gone.
+//! `wasmkube plugin logs` and `plugins/NAME/log` against a real server: a plugin's own lines labelled with its version, its start, traps, a swap and a rollback, `-f` following new lines, `--tail`, RBAC on `plugins/log`, 404 for an unknown plugin, 400 naming a bad parameter, and a deleted plugin's log gone.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -165,6 +165,26 @@ fn plugin_logs_show_labelled_lines_traps_and_follow_under_rbac() -> Result<()> {
     eventually(Duration::from_secs(10), || {
         let out = c.kubectl(&["get", "--raw", &format!("{LOG}/echo/log"), "--as=alice"])?;
         Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&echo))
+    })?;
+
+    // A swap to a module that keeps trapping, and the rollback, each written by the version
+    // in force then.
+    c.install_plugin("test_panic", "echo")?;
+    let (echo_hex, panic_hex) = (&echo["active@".len()..], &panic["active@".len()..]);
+    eventually(Duration::from_secs(60), || {
+        let log = c.wasmkube(&["plugin", "logs", "echo"])?;
+        let has = |start: &str, needle: &str| {
+            log.lines()
+                .any(|l| l.starts_with(start) && l.contains(needle))
+        };
+        Ok(has(
+            &format!("{panic} Swapped "),
+            &format!("took over from sha256:{echo_hex}"),
+        ) && has(&format!("{panic} Trapped "), "reconcile exploded")
+            && has(
+                &format!("{echo} RolledBack "),
+                &format!("sha256:{panic_hex}"),
+            ))
     })?;
 
     // A deleted plugin's log goes with it: a follower ends, and the log is a 404.
