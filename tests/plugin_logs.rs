@@ -168,23 +168,33 @@ fn plugin_logs_show_labelled_lines_traps_and_follow_under_rbac() -> Result<()> {
     })?;
 
     // A swap to a module that keeps trapping, and the rollback, each written by the version
-    // in force then.
-    c.install_plugin("test_panic", "echo")?;
-    let (echo_hex, panic_hex) = (&echo["active@".len()..], &panic["active@".len()..]);
+    // in force then. forbidden reconciles what panic does with the same permissions (its
+    // reconciles fail without trapping), so the rollback can run it again.
+    let good = label(&c.install_plugin("test_forbidden", "swap")?)?;
+    eventually(Duration::from_secs(30), || {
+        Ok(c.wasmkube(&["plugin", "logs", "swap"])?
+            .contains(&format!("{good} Started running")))
+    })?;
+    c.install_plugin("test_panic", "swap")?;
+    let (good_hex, panic_hex) = (&good["active@".len()..], &panic["active@".len()..]);
     eventually(Duration::from_secs(60), || {
-        let log = c.wasmkube(&["plugin", "logs", "echo"])?;
+        let log = c.wasmkube(&["plugin", "logs", "swap"])?;
         let has = |start: &str, needle: &str| {
             log.lines()
                 .any(|l| l.starts_with(start) && l.contains(needle))
         };
         Ok(has(
             &format!("{panic} Swapped "),
-            &format!("took over from sha256:{echo_hex}"),
+            &format!("took over from sha256:{good_hex}"),
         ) && has(&format!("{panic} Trapped "), "reconcile exploded")
             && has(
-                &format!("{echo} RolledBack "),
+                &format!("{good} RolledBack "),
                 &format!("sha256:{panic_hex}"),
             ))
+    })
+    .map_err(|e| {
+        let log = c.wasmkube(&["plugin", "logs", "swap"]).unwrap_or_default();
+        anyhow::anyhow!("{e}; the log:\n{log}")
     })?;
 
     // A deleted plugin's log goes with it: a follower ends, and the log is a 404.
