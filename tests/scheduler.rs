@@ -1,6 +1,7 @@
 //! The scheduler with its default policy in Wasm, driven by the real kubectl: pods land where
 //! Kubernetes would put them, an unschedulable pod says why and is scheduled once a node fits,
-//! and the PreferLabel example policy is judged in shadow mode (its log lines labelled so), swapped in under load and out.
+//! and the PreferLabel example policy is judged in shadow mode (its log lines labelled so),
+//! swapped in under load and out.
 
 use std::time::Duration;
 
