@@ -190,6 +190,9 @@ pub fn spawn(
         while let Some((name, deleted)) = rx.recv().await {
             if deleted {
                 workers.remove(&name);
+                // Here, not when its task is dropped (later, after an abort): a Plugin made
+                // again under the name at once starts a log of its own.
+                shared.server.plugin_logs.remove(&name);
                 continue;
             }
             match workers.get(&name) {
@@ -220,14 +223,12 @@ struct PluginTask {
 }
 
 impl Drop for PluginTask {
-    /// The Plugin is gone (or this host no longer runs plugins): so are its metrics and log.
     fn drop(&mut self) {
         self.shared
             .published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.name);
-        self.shared.server.plugin_logs.remove(&self.name);
     }
 }
 
