@@ -4,28 +4,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use wasmkube_e2e::{Cluster, eventually};
-
-/// Installs the test plugin `crate_name` (e.g. `test_sleep`) as the Plugin `name`.
-fn install(c: &Cluster, crate_name: &str, name: &str) -> Result<()> {
-    let file = wasmkube_e2e::plugin_dir().join(format!("{crate_name}.wasm"));
-    if !file.exists() {
-        bail!(
-            "{} is missing: run scripts/build-plugins.sh",
-            file.display()
-        );
-    }
-    c.wasmkube(&[
-        "plugin",
-        "install",
-        &file.display().to_string(),
-        "--name",
-        name,
-        "--yes",
-    ])?;
-    Ok(())
-}
 
 /// Merges `spec` (JSON) into the Plugin `name`'s spec.
 fn patch_spec(c: &Cluster, name: &str, spec: &str) -> Result<()> {
@@ -66,7 +46,7 @@ fn still_serving(c: &Cluster) -> Result<()> {
 fn a_sleeping_plugin_is_cut_off_and_counted_while_the_rest_keeps_working() -> Result<()> {
     let c = Cluster::start()?;
     c.ok(&["create", "configmap", "poke"])?;
-    install(&c, "test_sleep", "sleep")?;
+    c.install_plugin("test_sleep", "sleep")?;
     patch_spec(&c, "sleep", r#"{"limits":{"callTimeoutMillis":500}}"#)?;
     eventually(Duration::from_secs(30), || {
         Ok(count(&c, "sleep", "traps")? > 0
@@ -99,7 +79,7 @@ fn a_sleeping_plugin_is_cut_off_and_counted_while_the_rest_keeps_working() -> Re
 fn revoking_a_permission_holds_without_a_new_module() -> Result<()> {
     let c = Cluster::start()?;
     c.ok(&["create", "configmap", "poke"])?;
-    install(&c, "test_echo", "echo")?;
+    c.install_plugin("test_echo", "echo")?;
     let grant = |verbs: &str| {
         format!(
             r#"{{"permissions":[{{"group":"","resources":["configmaps","secrets"],"verbs":{verbs}}}]}}"#

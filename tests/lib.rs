@@ -240,6 +240,20 @@ impl Cluster {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// Installs the test plugin `crate_name` (e.g. `test_sleep`, built by
+    /// `scripts/build-plugins.sh`) as the Plugin `name` with `wasmkube plugin install --yes`.
+    pub fn install_plugin(&self, crate_name: &str, name: &str) -> Result<String> {
+        let file = plugin_dir().join(format!("{crate_name}.wasm"));
+        if !file.exists() {
+            bail!(
+                "{} is missing: run scripts/build-plugins.sh",
+                file.display()
+            );
+        }
+        let file = file.display().to_string();
+        self.wasmkube(&["plugin", "install", &file, "--name", name, "--yes"])
+    }
+
     /// Runs kubectl, fails unless it succeeds, and returns its stdout.
     pub fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;

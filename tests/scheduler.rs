@@ -1,6 +1,7 @@
 //! The scheduler with its default policy in Wasm, driven by the real kubectl: pods land where
 //! Kubernetes would put them, an unschedulable pod says why and is scheduled once a node fits,
-//! and the PreferLabel example policy is judged in shadow mode, swapped in under load and out.
+//! and the PreferLabel example policy is judged in shadow mode (its log lines labelled so),
+//! swapped in under load and out.
 
 use std::time::Duration;
 
@@ -163,6 +164,17 @@ fn a_label_policy_is_judged_in_shadow_swapped_in_under_load_and_out() -> Result<
             "jsonpath={.status.phase}",
         ])? == "Running")
     })?;
+    // Each policy's log says which role loaded it: the default runs both ways.
+    let loaded = |plugin: &str, role: &str| -> Result<bool> {
+        let log = c.wasmkube(&["plugin", "logs", plugin])?;
+        Ok(log.lines().any(|l| {
+            l.starts_with(&format!("{role}@"))
+                && l.contains(" Started loaded for a scheduling profile")
+        }))
+    };
+    assert!(loaded("preferlabel", "shadow")?);
+    assert!(!loaded("preferlabel", "active")?);
+    assert!(loaded("default", "shadow")? && loaded("default", "active")?);
     let batch = |prefix: &str, n: usize| -> String {
         (0..n)
             .map(|i| pod(&format!("{prefix}-{i}"), "batch: x", ""))

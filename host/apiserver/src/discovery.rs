@@ -67,6 +67,8 @@ fn discovery_resource(info: &ResourceInfo) -> Value {
                     &["get", "patch", "update"],
                 ),
                 "binding" => (kind_ref("", "v1", "Binding"), &["create"]),
+                // `pods/log` and `plugins/log`: text, named after their object's kind.
+                "log" => (kind_ref(&info.group, &info.version, &info.kind), &["get"]),
                 "eviction" => (kind_ref("policy", "v1", "Eviction"), &["create"]),
                 "token" => (
                     kind_ref("authentication.k8s.io", "v1", "TokenRequest"),

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod node_agent;
 pub mod objects;
 mod openapi;
+pub mod plugin_logs;
 pub mod registry;
 mod request;
 mod response;

@@ -12,6 +12,7 @@ use crate::config::{ClusterConfig, ServiceRange};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::objects::Objects;
+use crate::plugin_logs::PluginLogs;
 
 /// The shared state of every request.
 pub struct Server {
@@ -28,6 +29,9 @@ pub struct Server {
     pub service_range: ServiceRange,
     /// The pod network, node health timing and default tolerations.
     pub cluster: ClusterConfig,
+    /// Each plugin's recent log lines, written by the hosts that run plugins, read by
+    /// `plugins/NAME/log`.
+    pub plugin_logs: PluginLogs,
     /// Authentication and RBAC; `None` disables both (tests).
     pub(crate) auth: Option<crate::auth::Auth>,
 }
@@ -55,6 +59,7 @@ impl Server {
             openapi_v2_protobuf: Mutex::new(None),
             service_range: cluster.service_range,
             cluster,
+            plugin_logs: PluginLogs::default(),
             auth: token.map(crate::auth::Auth::new),
         });
         server.refresh_registry().await?;

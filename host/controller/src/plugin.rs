@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::auth::{self, Attributes};
 use wasmkube_apiserver::error::ApiError;
+use wasmkube_apiserver::plugin_logs::{Role, Version};
 use wasmkube_model::resource::ResourceInfo;
 use wasmkube_model::validation::{MAX_CALL_TIMEOUT_MILLIS, MAX_MEMORY_BYTES, MAX_WORKERS};
 use wasmkube_runtime::{
@@ -205,13 +206,17 @@ pub async fn prepare(
         }
     }
     auth::plugin::ensure(server, plugin, &rules).await?;
+    let log = server
+        .plugin_logs
+        .writer(plugin_name, Version::new(Role::Active, module.digest()));
     let host = Arc::new(PluginHost::new(
         name.clone(),
         auth::plugin::user(plugin_name),
         server.clone(),
         manager.clone(),
+        log.clone(),
     ));
-    let reconciler = WasmReconciler::new(module, host.clone(), limits);
+    let reconciler = WasmReconciler::new(module, host.clone(), limits, log);
     let controller = Controller {
         name,
         primary,

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::auth::{self, Attributes, User};
 use wasmkube_apiserver::error::ApiError as ServerError;
+use wasmkube_apiserver::plugin_logs::{Kind, Writer};
 use wasmkube_apiserver::registry::{
     DeleteOptions, Update, WriteOptions, apply_patch, create_object, delete_object, events,
     update_with,
@@ -70,18 +71,33 @@ pub struct PluginHost {
     server: Arc<Server>,
     manager: Arc<Manager>,
     events: Mutex<TokenBucket>,
+    /// Its Plugin's log, labelled with the version it runs.
+    log: Writer,
 }
 
 impl PluginHost {
-    /// The host of a plugin named `plugin` (its field manager) calling as `user`.
-    pub fn new(plugin: String, user: User, server: Arc<Server>, manager: Arc<Manager>) -> Self {
+    /// The host of a plugin named `plugin` (its field manager) calling as `user`, its log
+    /// lines written to `log` as well as to the server's own log.
+    pub fn new(
+        plugin: String,
+        user: User,
+        server: Arc<Server>,
+        manager: Arc<Manager>,
+        log: Writer,
+    ) -> Self {
         PluginHost {
             plugin,
             user,
             server,
             manager,
             events: Mutex::new(TokenBucket::new(EVENT_BURST, EVENT_QPS, Instant::now())),
+            log,
         }
+    }
+
+    /// Where lines about this plugin version go (`plugins/NAME/log`).
+    pub fn plugin_log(&self) -> &Writer {
+        &self.log
     }
 
     /// Refuses what RBAC does not let the plugin do now (kube-apiserver's 403).
@@ -340,6 +356,14 @@ impl HostApi for PluginHost {
 
     fn log(&self, level: LogLevel, message: String) {
         log(&self.plugin, level, &message);
+        let kind = match level {
+            LogLevel::Trace => Kind::Trace,
+            LogLevel::Debug => Kind::Debug,
+            LogLevel::Info => Kind::Info,
+            LogLevel::Warn => Kind::Warn,
+            LogLevel::Error => Kind::Error,
+        };
+        self.log.write(kind, &message);
     }
 
     fn now(&self) -> String {

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::metrics::{Collector, write_histogram};
+use wasmkube_apiserver::plugin_logs::Kind;
 use wasmkube_apiserver::registry::{events, replace_status};
 use wasmkube_model::event::EventType;
 use wasmkube_model::meta::ResourceExt;
@@ -189,6 +190,9 @@ pub fn spawn(
         while let Some((name, deleted)) = rx.recv().await {
             if deleted {
                 workers.remove(&name);
+                // Here, not when its task is dropped (later, after an abort): a Plugin made
+                // again under the name at once starts a log of its own.
+                shared.server.plugin_logs.remove(&name);
                 continue;
             }
             match workers.get(&name) {
@@ -354,6 +358,14 @@ impl PluginTask {
     async fn take_over(&mut self, object: &Value, prepared: Prepared, config: Config) {
         let previous = self.replace(prepared, config).await;
         if let Some(slot) = &mut self.slot {
+            let (kind, line) = match &previous {
+                Some(old) => (
+                    Kind::Swapped,
+                    format!("took over from sha256:{}", old.digest()),
+                ),
+                None => (Kind::Started, "running".to_string()),
+            };
+            slot.plugin.host.plugin_log().write(kind, &line);
             slot.swapped_at = previous.is_some().then(Instant::now);
             slot.previous = previous;
             slot.failed = None;
@@ -460,6 +472,10 @@ impl PluginTask {
                 health.last_trap.unwrap_or_default()
             );
             if let Some(slot) = &mut self.slot {
+                // Written by the version back in force, naming the one that went.
+                let gone = bad.as_ref().map(|m| m.digest()).unwrap_or_default();
+                let line = format!("sha256:{gone} {reason}");
+                slot.plugin.host.plugin_log().write(Kind::RolledBack, &line);
                 slot.previous = None;
                 slot.swapped_at = None;
                 slot.failed = bad.map(|m| (format!("sha256:{}", m.digest()), reason.clone()));

@@ -9,6 +9,7 @@ use wasmkube_runtime::{
 };
 
 use wasmkube_apiserver::metrics::Histogram;
+use wasmkube_apiserver::plugin_logs::{Kind, Writer};
 
 use crate::manager::{ObjectKey, Outcome, Reconciler};
 
@@ -31,16 +32,19 @@ pub struct WasmReconciler {
     limits: Limits,
     idle: Mutex<Vec<ControllerInstance>>,
     health: Arc<Mutex<Health>>,
+    /// Where each trap is written, with its reason.
+    log: Writer,
 }
 
 impl WasmReconciler {
-    pub fn new(module: Arc<Module>, host: Arc<dyn HostApi>, limits: Limits) -> Self {
+    pub fn new(module: Arc<Module>, host: Arc<dyn HostApi>, limits: Limits, log: Writer) -> Self {
         WasmReconciler {
             module,
             host,
             limits,
             idle: Mutex::new(Vec::new()),
             health: Arc::default(),
+            log,
         }
     }
 
@@ -58,6 +62,7 @@ impl WasmReconciler {
 
     /// Counts an instance lost to a trap, a deadline or the memory limit; returns `reason`.
     fn trapped(&self, reason: String) -> String {
+        self.log.write(Kind::Trapped, &reason);
         self.record(|h| {
             h.traps += 1;
             h.last_trap = Some(reason.clone());

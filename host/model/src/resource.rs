@@ -450,6 +450,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
         // The project's own: Wasm plugins and the module bytes they run (see docs/plugins.md).
         builtin(PLUGIN_GROUP, "v1alpha1", "Plugin", "plugins", false)
             .with_status()
+            .with(&["log"])
             .with_schema(plugin_schema()),
         builtin(
             PLUGIN_GROUP,

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use wasmkube_model::printable::printable;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{
     ApiError, EventType, Gvr, HostImports, LogLevel, ObjectKey, PatchType, Propagation, TypesHost,
 };
-use crate::sandbox::{MemoryLimiter, StderrTail, printable};
+use crate::sandbox::{MemoryLimiter, StderrTail};
 
 /// The longest log line a guest may write, in bytes; the rest is cut.
 pub const LOG_LINE_BYTES: usize = 4096;

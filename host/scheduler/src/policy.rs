@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::FutureExt as _;
+use wasmkube_apiserver::plugin_logs::{Kind, Writer};
 use wasmkube_runtime::{
     CallError, Capabilities, CycleConfig, Delta, Failure, HostApi, Limits, Module, NodeScore,
     PolicyInstance, RuntimeError, Verdict,
@@ -29,6 +30,8 @@ pub trait Policy: Send {
 pub struct WasmPolicy {
     instance: PolicyInstance,
     capabilities: Capabilities,
+    /// Its Plugin's log: where its traps are written.
+    log: Writer,
 }
 
 impl WasmPolicy {
@@ -37,13 +40,23 @@ impl WasmPolicy {
         module: &Arc<Module>,
         host: Arc<dyn HostApi>,
         limits: Limits,
+        log: Writer,
     ) -> Result<WasmPolicy, PolicyError> {
         let mut instance = PolicyInstance::new(module, host, limits).await?;
-        let capabilities = instance.describe().await?;
+        let capabilities = instance.describe().await.inspect_err(|e| trap(&log, e))?;
+        log.write(Kind::Started, "loaded for a scheduling profile");
         Ok(WasmPolicy {
             instance,
             capabilities,
+            log,
         })
+    }
+}
+
+/// Writes a trap to the policy's log (an error the guest returned is no trap).
+fn trap(log: &Writer, e: &CallError) {
+    if !matches!(e, CallError::Failed(_)) {
+        log.write(Kind::Trapped, &e.to_string());
     }
 }
 
@@ -58,11 +71,13 @@ impl Policy for WasmPolicy {
     }
 
     async fn apply(&mut self, deltas: &[Delta]) -> Result<(), CallError> {
-        self.instance.apply(deltas).await
+        let result = self.instance.apply(deltas).await;
+        result.inspect_err(|e| trap(&self.log, e))
     }
 
     async fn schedule(&mut self, pod: &String, config: &CycleConfig) -> Result<Verdict, CallError> {
-        self.instance.schedule(pod, config).await
+        let result = self.instance.schedule(pod, config).await;
+        result.inspect_err(|e| trap(&self.log, e))
     }
 }
 

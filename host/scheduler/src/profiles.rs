@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use wasmkube_apiserver::plugin_logs::Role;
 use wasmkube_apiserver::registry::replace_status;
 use wasmkube_model::resource::{PLUGIN_GROUP, ResourceInfo};
 
@@ -50,8 +51,9 @@ async fn stage(
     shared: &Shared,
     source: &dyn Source,
     configured: &profile::Stage,
+    role: Role,
 ) -> Result<Stage, String> {
-    let mut policy = source.load(&configured.plugin).await?;
+    let mut policy = source.load(&configured.plugin, role).await?;
     let (filters, scores) = configured.plugins(policy.capabilities())?;
     let feed = shared.cache().subscribe();
     policy
@@ -110,7 +112,10 @@ async fn prepare(
         let (shared, source, configured) = (shared.clone(), source.clone(), configured.clone());
         tasks.push((
             primary,
-            tokio::spawn(async move { stage(&shared, source.as_ref(), &configured).await }),
+            tokio::spawn(async move {
+                let role = if primary { Role::Active } else { Role::Shadow };
+                stage(&shared, source.as_ref(), &configured, role).await
+            }),
         ));
     }
     let (mut stages, mut shadow) = (Vec::new(), Vec::new());

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::auth;
+use wasmkube_apiserver::plugin_logs::{Role, Version, Writer};
 use wasmkube_controller::Manager;
 use wasmkube_controller::module;
 use wasmkube_controller::plugin::Config;
@@ -20,8 +21,8 @@ use crate::policy::{Policy, WasmPolicy};
 /// Makes policy instances by Plugin name.
 #[async_trait]
 pub trait Source: Send + Sync + 'static {
-    /// A new instance of the policy `plugin`, or why there is none.
-    async fn load(&self, plugin: &str) -> Result<Box<dyn Policy>, String>;
+    /// A new instance of the policy `plugin` to run in `role`, or why there is none.
+    async fn load(&self, plugin: &str, role: Role) -> Result<Box<dyn Policy>, String>;
     /// The version `load` would give now (starting with a module digest), to notice upgrades.
     fn version(&self, plugin: &str) -> Option<String>;
 }
@@ -49,13 +50,19 @@ pub fn policy_permissions() -> Value {
 }
 
 /// The host of the scheduling policy `name`: its calls are authorized as the Plugin's
-/// ServiceAccount `kube-system/plugin-NAME`.
-pub fn policy_host(name: &str, server: &Arc<Server>, manager: &Arc<Manager>) -> Arc<dyn HostApi> {
+/// ServiceAccount `kube-system/plugin-NAME`, its log lines go to `log`.
+pub fn policy_host(
+    name: &str,
+    log: Writer,
+    server: &Arc<Server>,
+    manager: &Arc<Manager>,
+) -> Arc<dyn HostApi> {
     Arc::new(PluginHost::new(
         format!("policy-{name}"),
         auth::plugin::user(name),
         server.clone(),
         manager.clone(),
+        log,
     ))
 }
 
@@ -82,7 +89,7 @@ impl Plugins {
 
 #[async_trait]
 impl Source for Plugins {
-    async fn load(&self, plugin: &str) -> Result<Box<dyn Policy>, String> {
+    async fn load(&self, plugin: &str, role: Role) -> Result<Box<dyn Policy>, String> {
         let object = self
             .object(plugin)
             .ok_or_else(|| format!("no Plugin {plugin:?} of kind Scheduler"))?;
@@ -103,8 +110,9 @@ impl Source for Plugins {
         auth::plugin::ensure(&self.server, &object, &auth::plugin::rules(&permissions))
             .await
             .map_err(|e| format!("writing its ServiceAccount, ClusterRole and binding: {e}"))?;
-        let host = policy_host(plugin, &self.server, &self.manager);
-        let policy = WasmPolicy::new(&module, host, config.limits)
+        let log = (self.server.plugin_logs).writer(plugin, Version::new(role, module.digest()));
+        let host = policy_host(plugin, log.clone(), &self.server, &self.manager);
+        let policy = WasmPolicy::new(&module, host, config.limits, log)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::new(policy))
@@ -147,7 +155,7 @@ impl Native {
 
 #[async_trait]
 impl Source for Native {
-    async fn load(&self, plugin: &str) -> Result<Box<dyn Policy>, String> {
+    async fn load(&self, plugin: &str, _: Role) -> Result<Box<dyn Policy>, String> {
         self.factories
             .get(plugin)
             .map(|make| make())

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use common::create;
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::plugin_logs::{Role, Version};
 use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
 use wasmkube_controller::Manager;
 use wasmkube_policy_default::DefaultPolicy;
@@ -30,7 +31,8 @@ async fn host() -> Host {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = common::server(&dir).await;
     let manager = Manager::new(server.clone());
-    let reads = policy_host("test", &server, &manager);
+    let log = (server.plugin_logs).writer("test", Version::new(Role::Active, "native"));
+    let reads = policy_host("test", log, &server, &manager);
     let (a, b, c) = (reads.clone(), reads.clone(), reads);
     let source = Native::default()
         .with(

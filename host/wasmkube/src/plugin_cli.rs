@@ -1,7 +1,8 @@
-//! `wasmkube plugin new|build|install|list|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API, show the plugins with their health, and those built into the binary.
+//! `wasmkube plugin new|build|install|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API, show the plugins with their health and their log lines, and those built into the binary.
 
 mod component;
 mod grant;
+mod logs;
 mod project;
 mod vendor;
 
@@ -53,6 +54,24 @@ pub enum PluginCommand {
     },
     /// The installed plugins, their modules and health.
     List {
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// A plugin's recent log lines (at most the last 1000 the host keeps): its own, labelled
+    /// with the version (role and module digest) that wrote them, and the host's about it
+    /// (Started, Swapped, Trapped, RolledBack).
+    Logs {
+        /// The Plugin's name.
+        name: String,
+        /// Keep printing lines as they are written, until the plugin or the connection goes.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+        /// Start each line with the time it was written (RFC 3339).
+        #[arg(long)]
+        timestamps: bool,
         #[command(flatten)]
         cluster: Cluster,
     },
@@ -205,6 +224,21 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        PluginCommand::Logs {
+            name,
+            follow,
+            tail,
+            timestamps,
+            cluster,
+        } => {
+            let api = Api::connect(&cluster)?;
+            let options = logs::Options {
+                follow,
+                tail,
+                timestamps,
+            };
+            logs::show(&api, &name, &options).await
         }
         PluginCommand::Precompile { plugin_cache } => {
             let runtime = wasmkube_runtime::Runtime::new(&plugin_cache)?;

@@ -2,6 +2,7 @@
 
 mod delete;
 pub mod metrics;
+mod plugin_log;
 mod read;
 mod scale;
 pub mod snapshot;
@@ -86,9 +87,12 @@ async fn route(
 ) -> Result<Response, ApiError> {
     let registry = server.registry();
     let target = request::parse(&registry, uri.path())?;
+    let invalid_query = |e: axum::extract::rejection::QueryRejection| {
+        ApiError::BadRequest(format!("invalid query: {e}"))
+    };
     let query: Query = axum::extract::Query::try_from_uri(uri)
         .map(|q| q.0)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+        .map_err(invalid_query)?;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
@@ -118,6 +122,13 @@ async fn route(
         (Method::GET, false, None) if watch => watch::serve(&call).await,
         (Method::GET, false, None) => read::list(&call).await,
         (Method::GET, true, Some("scale")) => scale::get(&call).await,
+        (Method::GET, true, Some("log")) => {
+            let pairs: Vec<(String, String)> = axum::extract::Query::try_from_uri(uri)
+                .map(|q| q.0)
+                .map_err(invalid_query)?;
+            plugin_log::get(&call, &pairs).await
+        }
+        (_, _, Some("log")) => Err(ApiError::MethodNotAllowed),
         (Method::GET, true, _) if watch => watch::serve(&call).await,
         (Method::GET, true, _) => read::get(&call).await,
         (Method::POST, false, None) => write::create(&call).await,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use wasmkube_apiserver::auth::plugin;
+use wasmkube_apiserver::plugin_logs::{Role, Version};
 use wasmkube_apiserver::registry::{DeleteOptions, delete_object};
 use wasmkube_controller::Manager;
 use wasmkube_controller::plugin_host::{EVENT_BURST, EVENT_QPS, PluginHost};
@@ -72,11 +73,13 @@ async fn rbac_decides_each_call_and_a_deleted_binding_holds_at_once() {
     plugin::ensure(&server, &object, &plugin::rules(&read))
         .await
         .expect("identity written");
+    let log = (server.plugin_logs).writer("p", Version::new(Role::Active, "test"));
     let host = PluginHost::new(
         "p".into(),
         plugin::user("p"),
         server.clone(),
         manager.clone(),
+        log,
     );
     let key = ObjectKey {
         namespace: "default".into(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use wasmkube_apiserver::Server;
+use wasmkube_apiserver::plugin_logs::{Role, Version};
 use wasmkube_controller::Manager;
 use wasmkube_controller::module::{self, PluginKind};
 use wasmkube_policy_default::DefaultPolicy;
@@ -154,7 +155,8 @@ async fn run_once(args: &SchedulerArgs, wasm: bool) -> anyhow::Result<Figures> {
             runtime,
         })
     } else {
-        let host = source::policy_host("default", &server, &manager);
+        let log = (server.plugin_logs).writer("default", Version::new(Role::Active, "native"));
+        let host = source::policy_host("default", log, &server, &manager);
         let prefer_host = host.clone();
         Arc::new(
             Native::default()
