@@ -168,9 +168,9 @@ fn plugin_logs_show_labelled_lines_traps_and_follow_under_rbac() -> Result<()> {
     })?;
 
     // A swap to a module that keeps trapping, and the rollback, each written by the version
-    // in force then. forbidden reconciles what panic does with the same permissions (its
-    // reconciles fail without trapping), so the rollback can run it again.
-    let good = label(&c.install_plugin("test_forbidden", "swap")?)?;
+    // in force then. echo needs other permissions than panic (it reads Secrets): the rollback
+    // runs it again with its own.
+    let good = label(&c.install_plugin("test_echo", "swap")?)?;
     eventually(Duration::from_secs(30), || {
         Ok(c.wasmkube(&["plugin", "logs", "swap"])?
             .contains(&format!("{good} Started running")))

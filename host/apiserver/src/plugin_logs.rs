@@ -88,6 +88,8 @@ pub enum Kind {
     Trapped,
     /// The module kept trapping after a swap; the one before it is back.
     RolledBack,
+    /// The module kept trapping after a swap, and the one before it could not run again.
+    RollbackFailed,
 }
 
 impl fmt::Display for Kind {
@@ -104,6 +106,7 @@ impl fmt::Display for Kind {
             Kind::Swapped => "Swapped",
             Kind::Trapped => "Trapped",
             Kind::RolledBack => "RolledBack",
+            Kind::RollbackFailed => "RollbackFailed",
         })
     }
 }

@@ -46,8 +46,9 @@ struct Slot {
     active: Arc<Module>,
     /// The limits, workers and permissions it runs with.
     config: Config,
-    /// The module before the last swap, kept for a rollback while on probation.
-    previous: Option<Arc<Module>>,
+    /// The module before the last swap and the configuration it ran with (a new module may
+    /// come with other permissions), kept for a rollback while on probation.
+    previous: Option<(Arc<Module>, Config)>,
     swapped_at: Option<Instant>,
     /// A digest that failed to load, or was rolled back, and why.
     failed: Option<(String, String)>,
@@ -320,10 +321,13 @@ impl PluginTask {
         if let Some(slot) = &self.slot {
             let running = slot.active.digest() == digest.strip_prefix("sha256:").unwrap_or(&digest);
             let known_bad = slot.failed.as_ref().is_some_and(|(d, _)| *d == digest);
+            // The spec's limits, workers and permissions are its module's: a version that
+            // failed or was rolled back leaves the running one with its own.
+            if running && slot.config != config {
+                self.reconfigure(object, config).await;
+                return self.write_status(object).await;
+            }
             if running || known_bad {
-                if slot.config != config {
-                    self.reconfigure(object, config).await;
-                }
                 return self.write_status(object).await;
             }
         }
@@ -359,7 +363,7 @@ impl PluginTask {
         let previous = self.replace(prepared, config).await;
         if let Some(slot) = &mut self.slot {
             let (kind, line) = match &previous {
-                Some(old) => (
+                Some((old, _)) => (
                     Kind::Swapped,
                     format!("took over from sha256:{}", old.digest()),
                 ),
@@ -404,13 +408,17 @@ impl PluginTask {
         }
     }
 
-    /// Puts a prepared module in place; returns the module it replaced. The instances still at
+    /// Puts a prepared module in place; returns the module it replaced and its configuration. The instances still at
     /// work are held to the ClusterRole `prepare` wrote from their next host call on. When both versions reconcile the
     /// same resources with the same configuration, reconciles in flight finish on the old
     /// reconciler and every queued key goes to the new one; otherwise the old one stops, its
     /// calls in flight cut short (a lowered deadline or a revoked grant must not wait for them),
     /// and the new one starts afresh with every key queued.
-    async fn replace(&mut self, prepared: Prepared, config: Config) -> Option<Arc<Module>> {
+    async fn replace(
+        &mut self,
+        prepared: Prepared,
+        config: Config,
+    ) -> Option<(Arc<Module>, Config)> {
         let module = prepared.reconciler.module().clone();
         if let Some(slot) = self.slot.as_mut().filter(|s| {
             same_resources(&s.plugin.registration, &prepared.registration) && s.config == config
@@ -420,8 +428,8 @@ impl PluginTask {
             slot.reported_traps = 0;
             slot.plugin.registration = prepared.registration;
             slot.plugin.running.swap(Box::new(prepared.reconciler));
-            slot.config = config;
-            return Some(std::mem::replace(&mut slot.active, module));
+            let old_config = std::mem::replace(&mut slot.config, config);
+            return Some((std::mem::replace(&mut slot.active, module), old_config));
         }
         let old = self.slot.take();
         let plugin = plugin::run(&self.shared.manager, prepared).await;
@@ -434,7 +442,7 @@ impl PluginTask {
             failed: None,
             reported_traps: 0,
         });
-        old.map(|slot| slot.active)
+        old.map(|slot| (slot.active, slot.config))
     }
 
     /// Retries a module waiting for its resources, rolls back a module that keeps trapping on
@@ -459,31 +467,62 @@ impl PluginTask {
         let on_probation = slot.swapped_at.is_some_and(|t| t.elapsed() < PROBATION);
         let health = slot.health();
         let rollback = (on_probation && health.traps >= TRAPS_TO_ROLL_BACK)
-            .then(|| (slot.previous.clone(), slot.config.clone()));
+            .then(|| slot.previous.clone())
+            .flatten();
         self.report_traps(&object).await;
-        if let Some((Some(previous), config)) = rollback
-            && let Ok(prepared) =
-                plugin::prepare(&shared.server, &shared.manager, &object, previous, &config).await
-        {
-            let bad = self.replace(prepared, config).await;
-            let reason = format!(
-                "rolled back: {} traps since it took over (last: {})",
-                health.traps,
-                health.last_trap.unwrap_or_default()
-            );
-            if let Some(slot) = &mut self.slot {
-                // Written by the version back in force, naming the one that went.
-                let gone = bad.as_ref().map(|m| m.digest()).unwrap_or_default();
-                let line = format!("sha256:{gone} {reason}");
-                slot.plugin.host.plugin_log().write(Kind::RolledBack, &line);
-                slot.previous = None;
-                slot.swapped_at = None;
-                slot.failed = bad.map(|m| (format!("sha256:{}", m.digest()), reason.clone()));
+        if let Some((previous, config)) = rollback {
+            let prepared =
+                plugin::prepare(&shared.server, &shared.manager, &object, previous, &config).await;
+            match prepared {
+                Ok(prepared) => self.roll_back(&object, prepared, config, &health).await,
+                Err(e) => self.rollback_failed(&object, &e.to_string()).await,
             }
-            self.event(&object, EventType::Warning, "RolledBack", &reason)
-                .await;
         }
         self.write_status(&object).await;
+    }
+
+    /// Puts the version before the last swap back in force, with the configuration it ran
+    /// with; the one that kept trapping is marked failed.
+    async fn roll_back(
+        &mut self,
+        object: &Value,
+        prepared: Prepared,
+        config: Config,
+        health: &Health,
+    ) {
+        let bad = self.replace(prepared, config).await;
+        let reason = format!(
+            "rolled back: {} traps since it took over (last: {})",
+            health.traps,
+            health.last_trap.clone().unwrap_or_default()
+        );
+        if let Some(slot) = &mut self.slot {
+            // Written by the version back in force, naming the one that went.
+            let gone = bad.as_ref().map(|(m, _)| m.digest()).unwrap_or_default();
+            let line = format!("sha256:{gone} {reason}");
+            slot.plugin.host.plugin_log().write(Kind::RolledBack, &line);
+            slot.previous = None;
+            slot.swapped_at = None;
+            slot.failed = bad.map(|(m, _)| (format!("sha256:{}", m.digest()), reason.clone()));
+        }
+        self.event(object, EventType::Warning, "RolledBack", &reason)
+            .await;
+    }
+
+    /// The version before the last swap cannot run again (its resources are gone, say): the
+    /// trapping one stays, and that is said once.
+    async fn rollback_failed(&mut self, object: &Value, error: &str) {
+        let reason = format!("cannot roll back to the previous version: {error}");
+        if let Some(slot) = &mut self.slot {
+            slot.previous = None;
+            slot.plugin
+                .host
+                .plugin_log()
+                .write(Kind::RollbackFailed, &reason);
+        }
+        tracing::warn!(plugin = %self.name, error = %reason, "rollback failed");
+        self.event(object, EventType::Warning, "RollbackFailed", &reason)
+            .await;
     }
 
     /// One Warning Event for the traps since the last report (each cost an instance).
@@ -546,7 +585,7 @@ impl PluginTask {
         if !message.is_empty() {
             status["message"] = json!(message);
         }
-        if let Some(previous) = &slot.previous {
+        if let Some((previous, _)) = &slot.previous {
             status["previousDigest"] = json!(format!("sha256:{}", previous.digest()));
         }
         if let Some(trap) = health.last_trap {
