@@ -52,8 +52,9 @@ pub struct Cluster {
     /// `server`, or `up` for the control plane with a real node agent.
     command: &'static str,
     extra_args: Vec<String>,
-    /// The service proxy's nftables table of a [`Cluster::node`], deleted when it is dropped.
-    proxy_table: Option<String>,
+    /// The pod bridge of a [`Cluster::node`], deleted with its service proxy's nftables table
+    /// when it is dropped (left, its subnet's route would shadow the next cluster's).
+    bridge: Option<String>,
 }
 
 impl Cluster {
@@ -107,7 +108,7 @@ impl Cluster {
         ];
         args.extend(extra);
         let mut c = Self::up(&args)?;
-        c.proxy_table = Some(table);
+        c.bridge = Some(bridge.to_string());
         c.wasmkube(&["image", "import", &image.display().to_string()])?;
         eventually(Duration::from_secs(30), || {
             let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
@@ -133,7 +134,7 @@ impl Cluster {
             child: None,
             command,
             extra_args,
-            proxy_table: None,
+            bridge: None,
         };
         cluster.boot()?;
         Ok(cluster)
@@ -300,11 +301,14 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill();
-        // A stopped agent keeps its rules (as kube-proxy does); a test's are of no further use.
-        if let Some(table) = &self.proxy_table {
+        // A stopped agent keeps its rules and bridge (as kube-proxy and CNI do); a test's are of
+        // no further use.
+        if let Some(bridge) = &self.bridge {
+            let table = format!("wasmkube-{bridge}");
             let _ = Command::new("nft")
-                .args(["delete", "table", "ip", table])
+                .args(["delete", "table", "ip", &table])
                 .output();
+            let _ = Command::new("ip").args(["link", "delete", bridge]).output();
         }
     }
 }
