@@ -59,7 +59,7 @@ pub enum PluginCommand {
     },
     /// A plugin's recent log lines (at most the last 1000 the host keeps): its own, labelled
     /// with the version (role and module digest) that wrote them, and the host's about it
-    /// (Started, Swapped, Trapped, RolledBack).
+    /// (Started, Swapped, Trapped, RolledBack, RollbackFailed).
     Logs {
         /// The Plugin's name.
         name: String,
