@@ -192,6 +192,17 @@ impl Cluster {
         self.dir.path().join("kubeconfig")
     }
 
+    /// The admin kubeconfig's client certificate (base64 PEM, as written in it): what no node
+    /// may hold.
+    pub fn admin_certificate(&self) -> Result<String> {
+        let admin = std::fs::read_to_string(self.kubeconfig())?;
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+            .map(str::to_string)
+            .context("the admin's certificate")
+    }
+
     pub fn token(&self) -> Result<String> {
         Ok(std::fs::read_to_string(self.dir.path().join("pki/token"))?
             .trim()

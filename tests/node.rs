@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use wasmkube_e2e::hosts::{HOST_SIDE, TestHost};
 use wasmkube_e2e::{Cluster, eventually, host_get};
 
@@ -282,12 +282,7 @@ fn a_deployment_serves_pods_on_another_node_in_another_network_namespace() -> Re
             String::from_utf8_lossy(&whoami.stdout),
             "system:node:wk-e2e-2"
         );
-        let admin = std::fs::read_to_string(c.kubeconfig())?;
-        let admin_cert = admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
-            .context("the admin's certificate")?;
-        assert!(!machine.holds(&c, &c.token()?)? && !machine.holds(&c, admin_cert)?);
+        assert!(!machine.holds(&c, &c.token()?)? && !machine.holds(&c, &c.admin_certificate()?)?);
         // The first node joined too, with a token of `up`'s, deleted once used: the one left is
         // the second host's, from `wasmkube token create`.
         let tokens = c.ok(&[

@@ -664,13 +664,8 @@ fn wasmkube_join_gets_the_nodes_own_certificate() -> Result<()> {
         r#"system:node:joiner ["system:nodes","system:authenticated"]"#
     );
     let written = std::fs::read_to_string(&kubeconfig)?;
-    let admin = std::fs::read_to_string(c.kubeconfig())?;
-    let admin_cert = admin
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
-        .context("the admin's certificate")?;
     assert!(
-        !written.contains(&token) && !written.contains(admin_cert),
+        !written.contains(&token) && !written.contains(&c.admin_certificate()?),
         "{written}"
     );
     let csr = c.ok(&["get", "csr", "-o", "jsonpath={.items[*].spec.username}"])?;

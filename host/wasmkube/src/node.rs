@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use wasmkube_apiserver::Server;
 use wasmkube_apiserver::registry::{DeleteOptions, WriteOptions, create_object, delete_object};
+use wasmkube_model::resource::ResourceInfo;
 use wasmkube_node::agent::{self, Config};
 use wasmkube_node::api::{Api, Connection, Credential};
 use wasmkube_node::bootstrap;
@@ -308,13 +309,9 @@ async fn own_bootstrap_token(server: &Server) -> anyhow::Result<String> {
     let groups = [wasmkube_apiserver::auth::bootstrap::DEFAULT_NODE_TOKEN_GROUP];
     let secret = bootstrap_token::secret(&token, Some(expires), &groups)
         .context("a generated token is malformed")?;
-    let registry = server.registry();
-    let info = registry
-        .by_kind("v1", "Secret")
-        .context("secrets are not served")?;
     create_object(
         server,
-        info,
+        &*secrets(server)?,
         Some(bootstrap_token::NAMESPACE),
         secret,
         WriteOptions::INTERNAL,
@@ -324,19 +321,24 @@ async fn own_bootstrap_token(server: &Server) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// How Secrets are served.
+fn secrets(server: &Server) -> anyhow::Result<Arc<ResourceInfo>> {
+    server
+        .registry()
+        .by_kind("v1", "Secret")
+        .cloned()
+        .context("secrets are not served")
+}
+
 /// Deletes the Secret of the bootstrap token `token` once `up`'s agent has joined with it, so
 /// that it authenticates nobody else.
 async fn forget_bootstrap_token(server: &Server, token: &str) -> anyhow::Result<()> {
     use wasmkube_apiserver::auth::bootstrap_token;
     let (id, _) = bootstrap_token::split(token).context("a generated token is malformed")?;
-    let registry = server.registry();
-    let info = registry
-        .by_kind("v1", "Secret")
-        .context("secrets are not served")?;
     let name = format!("{}{id}", bootstrap_token::SECRET_PREFIX);
     delete_object(
         server,
-        info,
+        &*secrets(server)?,
         Some(bootstrap_token::NAMESPACE),
         &name,
         &DeleteOptions::background(),
