@@ -600,8 +600,10 @@ fn joined_cluster() -> Result<Cluster> {
 
 fn node_ready(c: &Cluster, agent: &JoinedAgent) -> Result<()> {
     let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    // The Node is registered a moment after the join: until then `get` fails, and is retried.
     eventually(Duration::from_secs(60), || {
-        Ok(c.ok(&["get", "node", JOINED, "-o", ready])? == "True")
+        let out = c.kubectl(&["get", "node", JOINED, "-o", ready])?;
+        Ok(out.status.success() && out.stdout == b"True")
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{}", agent.log()))
 }

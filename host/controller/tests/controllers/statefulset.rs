@@ -193,7 +193,10 @@ async fn adopts_orphans_by_ordinal_and_prunes_history() {
         })
         .await;
     }
+    // The last pod rolled may not be Running yet: until it is Ready the rollout is not complete,
+    // the old current revision is kept, and so history is pruned only after it runs.
     c.until("history pruned", async |c| {
+        c.run_pods().await;
         c.list("apps/v1", "ControllerRevision").await.len() == 2
     })
     .await;
