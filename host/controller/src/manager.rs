@@ -69,15 +69,21 @@ pub struct Controller {
 /// A running controller.
 pub struct Running {
     pub queue: Arc<WorkQueue<ObjectKey>>,
+    /// The informer of the objects it reconciles.
+    primary: Arc<Informer>,
     reconciler: Arc<ArcSwap<Box<dyn Reconciler>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Puts `reconciler` in place of the current one: reconciles in flight finish on the old
-    /// one, every key still queued goes to the new one.
+    /// one, every key still queued goes to the new one, and every object is queued once, as a
+    /// restarted controller reconciles each (a new version brings what exists in line with it).
     pub fn swap(&self, reconciler: Box<dyn Reconciler>) {
         self.reconciler.store(Arc::new(reconciler));
+        for object in self.primary.list(None) {
+            self.queue.add(ObjectKey::of(&object));
+        }
     }
 }
 
@@ -247,6 +253,7 @@ impl Manager {
             .collect();
         Running {
             queue,
+            primary,
             reconciler,
             tasks,
         }
