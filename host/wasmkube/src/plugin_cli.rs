@@ -1,9 +1,10 @@
-//! `wasmkube plugin new|build|install|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API, show the plugins with their health and their log lines, and those built into the binary.
+//! `wasmkube plugin new|build|install|promote|discard|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API (or as a controller's shadow version, then promoted or discarded), show the plugins with their health and their log lines, and those built into the binary.
 
 mod component;
 mod grant;
 mod logs;
 mod project;
+mod shadow;
 mod vendor;
 
 use std::path::PathBuf;
@@ -49,6 +50,30 @@ pub enum PluginCommand {
         /// Grant the permissions shown without asking (for scripts).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Run the component beside the installed controller's active version instead of
+        /// replacing it: on the same keys, with the plugin's permissions, its writes dry runs
+        /// compared with the active version's (`status.shadow`). Nothing is granted.
+        #[arg(long)]
+        shadow: bool,
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Make a controller's shadow version the active one (the running version hands over its
+    /// work queue), granting the permissions the shadow names: shown first, and asked for on a
+    /// terminal.
+    Promote {
+        /// The Plugin's name.
+        name: String,
+        /// Grant the permissions shown without asking (for scripts).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        cluster: Cluster,
+    },
+    /// Stop a controller's shadow version; the active one runs on.
+    Discard {
+        /// The Plugin's name.
+        name: String,
         #[command(flatten)]
         cluster: Cluster,
     },
@@ -125,6 +150,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             name,
             kind,
             yes,
+            shadow,
             cluster,
         } => {
             let kind = match kind {
@@ -134,20 +160,12 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             let api = Api::connect(&cluster)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            if shadow {
+                return shadow::install(&api, &name, &bytes).await;
+            }
             let permissions = grant::permissions(kind, &bytes).await?;
             grant::confirm(&grant::describe(&name, &permissions), yes)?;
-            for chunk in module::chunks(&bytes) {
-                let (code, status) = api
-                    .send(
-                        api.client
-                            .post(format!("{}{MODULES}", api.server))
-                            .json(&chunk),
-                    )
-                    .await?;
-                if code != 201 && code != 409 {
-                    return Err(fail("uploading the module", code, &status));
-                }
-            }
+            upload(&api, &bytes).await?;
             let mut plugin = module::plugin(&name, kind, &bytes);
             plugin["spec"]["permissions"] = permissions;
             let url = format!("{}{PLUGINS}/{name}", api.server);
@@ -187,6 +205,12 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        PluginCommand::Promote { name, yes, cluster } => {
+            shadow::promote(&Api::connect(&cluster)?, &name, yes).await
+        }
+        PluginCommand::Discard { name, cluster } => {
+            shadow::discard(&Api::connect(&cluster)?, &name).await
+        }
         PluginCommand::List { cluster } => {
             let api = Api::connect(&cluster)?;
             let (code, list) = api
@@ -196,8 +220,16 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 bail!(fail("listing plugins", code, &list));
             }
             println!(
-                "{:<16} {:<10} {:<14} {:<10} {:<11} {:>10} {:>6}  MESSAGE",
-                "NAME", "KIND", "DIGEST", "MANAGED-BY", "PHASE", "RECONCILES", "TRAPS"
+                "{:<16} {:<10} {:<14} {:<10} {:<11} {:>10} {:>6} {:<14} {:>11}  MESSAGE",
+                "NAME",
+                "KIND",
+                "DIGEST",
+                "MANAGED-BY",
+                "PHASE",
+                "RECONCILES",
+                "TRAPS",
+                "SHADOW",
+                "DIVERGENCES"
             );
             for p in list["items"].as_array().into_iter().flatten() {
                 let s = &p["status"];
@@ -211,8 +243,16 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     "user"
                 };
                 let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+                // The shadow version the spec names, and how often it disagreed so far.
+                let (shadow, divergences) = match p["spec"]["shadow"]["module"]["digest"].as_str() {
+                    Some(d) => (
+                        short(d),
+                        s["shadow"]["divergences"].as_u64().unwrap_or(0).to_string(),
+                    ),
+                    None => ("-", "-".to_string()),
+                };
                 println!(
-                    "{:<16} {:<10} {:<14} {:<10} {:<11} {:>10} {:>6}  {}",
+                    "{:<16} {:<10} {:<14} {:<10} {:<11} {:>10} {:>6} {:<14} {:>11}  {}",
                     text(&p["metadata"]["name"]),
                     text(&p["spec"]["kind"]),
                     short(digest),
@@ -220,6 +260,8 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     text(&s["phase"]),
                     s["reconciles"].as_u64().unwrap_or(0),
                     s["traps"].as_u64().unwrap_or(0),
+                    shadow,
+                    divergences,
                     s["message"].as_str().unwrap_or("")
                 );
             }
@@ -268,6 +310,23 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Stores the PluginModule chunks of the component `bytes` (chunks already stored are kept).
+async fn upload(api: &Api, bytes: &[u8]) -> anyhow::Result<()> {
+    for chunk in module::chunks(bytes) {
+        let (code, status) = api
+            .send(
+                api.client
+                    .post(format!("{}{MODULES}", api.server))
+                    .json(&chunk),
+            )
+            .await?;
+        if code != 201 && code != 409 {
+            return Err(fail("uploading the module", code, &status));
+        }
+    }
+    Ok(())
 }
 
 /// The first 12 hex digits of a `sha256:` digest.
