@@ -185,9 +185,10 @@ fn differences(path: &mut String, a: &Value, c: &Value, out: &mut Vec<String>) {
         _ => {
             let show = |v: &Value| {
                 let text = v.to_string();
-                match text.len() > VALUE_BYTES {
-                    true => format!("{}…", cut(&text, VALUE_BYTES)),
-                    false => text,
+                if text.len() > VALUE_BYTES {
+                    format!("{}…", cut(&text, VALUE_BYTES))
+                } else {
+                    text
                 }
             };
             let at = if path.is_empty() { "/" } else { path.as_str() };

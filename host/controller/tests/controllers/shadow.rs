@@ -73,6 +73,16 @@ async fn reasons(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// Whether the Plugin `p`'s log holds a line of its shadow containing `text`.
+fn log_has(server: &Server, text: &str) -> bool {
+    let log = server.plugin_logs.get("p").expect("a log");
+    log.tail(None)
+        .0
+        .iter()
+        .map(|l| l.render(false))
+        .any(|l| l.starts_with("shadow@") && l.contains(text))
+}
+
 /// `forbidden` creates the Secret `stolen` for every config map: these permissions let it.
 fn may_create_secrets() -> Value {
     json!([{"group": "", "resources": ["configmaps"], "verbs": ["*"]},
@@ -139,6 +149,10 @@ async fn a_shadow_that_writes_the_same_agrees() {
         reasons(&server)
             .await
             .contains(&"ShadowStarted".to_string())
+    );
+    assert!(
+        log_has(&server, "Started running as the shadow of"),
+        "a shadow@ Started line"
     );
     let metrics = server.metrics.render();
     assert!(
@@ -214,6 +228,8 @@ async fn a_trapping_shadow_changes_nothing_and_a_promoted_one_takes_over() {
     assert_eq!(count(&trapping, "failures"), 0, "{trapping:#}");
     assert_eq!(trapping["status"]["phase"], "Running", "{trapping:#}");
     assert_eq!(shadow_count(&trapping, "reconciles"), 0, "{trapping:#}");
+    // The shadow's lines are labelled as its own.
+    assert!(log_has(&server, "Trapped"), "a shadow@ Trapped line");
 
     // A shadow that is no module: it fails, the active version runs on.
     let broken = shadow_of(&server, b"not wasm at all").await;
