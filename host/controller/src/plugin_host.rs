@@ -1,4 +1,4 @@
-//! The host API a plugin sees, backed by the apiserver: each call authorized by RBAC as the plugin's ServiceAccount at the time of the call, reads from the shared informers, writes through validation and admission, Events rate-limited.
+//! The host API a plugin sees, backed by the apiserver: each call authorized by RBAC as the plugin's ServiceAccount at the time of the call, reads from the shared informers, writes through validation and admission (a shadow's as dry runs), Events rate-limited (a shadow's dropped).
 
 use std::sync::{Arc, Mutex};
 

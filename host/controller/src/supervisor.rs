@@ -1,4 +1,4 @@
-//! Plugins as API objects: each `Plugin` is run by a task of its own, so that one stuck plugin holds up no other; a new module is swapped in while running and rolled back if it keeps trapping; a change of limits, workers or permissions takes effect without a new module; all of it is reported in the Plugin's status.
+//! Plugins as API objects: each `Plugin` is run by a task of its own, so that one stuck plugin holds up no other; a new module is swapped in while running and rolled back if it keeps trapping; a change of limits, workers or permissions takes effect without a new module; a candidate module in `spec.shadow` runs beside the active one (see [`crate::shadow`]); all of it is reported in the Plugin's status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -472,15 +472,30 @@ impl PluginTask {
             (Some(wanted), Some(shadow)) if shadow.digest() == wanted => {}
             (Some(wanted), _) => {
                 let wanted = wanted.to_string();
-                self.start_shadow(object, wanted).await;
+                let (config, active) = (slot.config.clone(), slot.plugin.registration.clone());
+                self.start_shadow(object, wanted, &config, &active).await;
             }
         }
     }
 
-    /// Loads the candidate with `digest` and wraps it, with the active reconciler, in a
-    /// [`ShadowReconciler`]; says so, or why it could not.
-    async fn start_shadow(&mut self, object: &Value, digest: String) {
-        let shadow = match self.prepare_shadow(object, &digest).await {
+    /// Loads the candidate with `digest` as the shadow of the active version (which runs with
+    /// `config` and registered as `active`) and wraps both in a [`ShadowReconciler`]; says so,
+    /// or why it could not.
+    async fn start_shadow(
+        &mut self,
+        object: &Value,
+        digest: String,
+        config: &Config,
+        active: &Registration,
+    ) {
+        let (server, manager) = (&self.shared.server, &self.shared.manager);
+        let prepared = match self.module(&object["spec"]["shadow"], &digest).await {
+            Ok(module) => plugin::prepare_shadow(server, manager, object, module, config, active)
+                .await
+                .map_err(LoadError::from),
+            Err(e) => Err(e),
+        };
+        let shadow = match prepared {
             Ok(prepared) => {
                 let Some(slot) = &mut self.slot else {
                     return;
@@ -519,16 +534,6 @@ impl PluginTask {
             }
             slot.shadow = Some(shadow);
         }
-    }
-
-    async fn prepare_shadow(&self, object: &Value, digest: &str) -> Result<Prepared, LoadError> {
-        let (server, manager) = (&self.shared.server, &self.shared.manager);
-        let Some(slot) = &self.slot else {
-            return Err(LoadError::Compile("no active version".into()));
-        };
-        let module = self.module(&object["spec"]["shadow"], digest).await?;
-        let (config, active) = (&slot.config, &slot.plugin.registration);
-        Ok(plugin::prepare_shadow(server, manager, object, module, config, active).await?)
     }
 
     /// Starts the prepared module, or swaps it in for the running one (see [`Self::replace`]).

@@ -1,4 +1,4 @@
-//! Wasm controllers as reconcilers: a pool of plugin instances, a trapped instance replaced by a fresh one.
+//! Wasm controllers as reconcilers: a pool of plugin instances, a trapped instance replaced by a fresh one, each reconcile's writes recorded when asked (for a shadow's comparison).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
