@@ -44,7 +44,10 @@ impl Report {
             self.last.pop_front();
         }
         self.last.push_back(json!({
-            "key": format!("{}/{}", key.namespace, key.name),
+            "key": match key.namespace.as_str() {
+                "" => key.name.clone(),
+                namespace => format!("{namespace}/{}", key.name),
+            },
             "active": listed(&active),
             "candidate": listed(&candidate),
             "diff": diff(&active, &candidate),
