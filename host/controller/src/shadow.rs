@@ -200,6 +200,54 @@ fn differences(path: &mut String, a: &Value, c: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// A Plugin's shadow, as its supervisor keeps it.
+pub enum Shadow {
+    /// Running, wrapped around the active reconciler.
+    Running {
+        digest: String,
+        report: Arc<Mutex<Report>>,
+        health: Arc<Mutex<Health>>,
+    },
+    /// It could not be loaded; not tried again until `spec.shadow` or the active version changes.
+    Failed { digest: String, message: String },
+}
+
+impl Shadow {
+    pub fn digest(&self) -> &str {
+        match self {
+            Shadow::Running { digest, .. } | Shadow::Failed { digest, .. } => digest,
+        }
+    }
+
+    /// The comparison's tally, while it runs.
+    pub fn report(&self) -> Option<Arc<Mutex<Report>>> {
+        match self {
+            Shadow::Running { report, .. } => Some(report.clone()),
+            Shadow::Failed { .. } => None,
+        }
+    }
+
+    /// `status.shadow`.
+    pub fn status(&self) -> Value {
+        match self {
+            Shadow::Running {
+                digest,
+                report,
+                health,
+            } => {
+                let traps = health.lock().unwrap_or_else(|p| p.into_inner()).traps;
+                report
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .status(digest, traps)
+            }
+            Shadow::Failed { digest, message } => {
+                json!({"digest": digest, "phase": "Failed", "message": message})
+            }
+        }
+    }
+}
+
 /// The active version's reconciler with a candidate beside it: for each key the candidate runs
 /// first (its writes dry runs, so both see the same state), then the active version; their
 /// writes are compared. The active version's outcome is the only one the queue gets: the

@@ -21,7 +21,7 @@ use crate::Manager;
 use crate::informer::Change;
 use crate::module::ModuleError;
 use crate::plugin::{self, Config, PluginError, Prepared, RunningPlugin};
-use crate::shadow::{Report, ShadowReconciler};
+use crate::shadow::{Report, Shadow, ShadowReconciler};
 use crate::wasm::Health;
 
 /// A new module that traps this often soon after it took over is rolled back.
@@ -58,43 +58,6 @@ struct Slot {
     /// The candidate `spec.shadow` names, run beside the active version; dropped whenever the
     /// active version is replaced (and then started again beside the new one).
     shadow: Option<Shadow>,
-}
-
-/// A Plugin's shadow.
-enum Shadow {
-    /// Running, wrapped around the active reconciler.
-    Running {
-        digest: String,
-        report: Arc<std::sync::Mutex<Report>>,
-        health: Arc<std::sync::Mutex<Health>>,
-    },
-    /// It could not be loaded; not tried again until `spec.shadow` or the active version changes.
-    Failed { digest: String, message: String },
-}
-
-impl Shadow {
-    fn digest(&self) -> &str {
-        match self {
-            Shadow::Running { digest, .. } | Shadow::Failed { digest, .. } => digest,
-        }
-    }
-
-    /// `status.shadow`.
-    fn status(&self) -> Value {
-        match self {
-            Shadow::Running {
-                digest,
-                report,
-                health,
-            } => {
-                let traps = lock(health).traps;
-                lock(report).status(digest, traps)
-            }
-            Shadow::Failed { digest, message } => {
-                json!({"digest": digest, "phase": "Failed", "message": message})
-            }
-        }
-    }
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -331,10 +294,7 @@ impl PluginTask {
             .unwrap_or_else(|p| p.into_inner());
         match &self.slot {
             Some(slot) => {
-                let shadow = match &slot.shadow {
-                    Some(Shadow::Running { report, .. }) => Some(report.clone()),
-                    _ => None,
-                };
+                let shadow = slot.shadow.as_ref().and_then(Shadow::report);
                 let health = slot.plugin.health.clone();
                 published.insert(self.name.clone(), Counters { health, shadow })
             }
