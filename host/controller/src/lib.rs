@@ -9,6 +9,8 @@ pub mod plugin;
 pub mod plugin_host;
 pub mod probe;
 pub mod queue;
+pub mod record;
+pub mod shadow;
 pub mod supervisor;
 pub mod wasm;
 

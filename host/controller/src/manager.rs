@@ -50,6 +50,14 @@ pub trait Reconciler: Send + Sync + 'static {
     async fn reconcile(&self, key: ObjectKey) -> Result<Outcome, String>;
 }
 
+/// A reconciler shared with its owner (who may wrap it in another one later).
+#[async_trait::async_trait]
+impl<R: Reconciler> Reconciler for Arc<R> {
+    async fn reconcile(&self, key: ObjectKey) -> Result<Outcome, String> {
+        R::reconcile(self, key).await
+    }
+}
+
 /// What a controller reconciles and watches.
 #[derive(Clone, Debug)]
 pub struct Controller {
@@ -189,6 +197,18 @@ impl Manager {
                 (informer, task)
             });
         entry.0.clone()
+    }
+
+    /// Starts the informers of every resource `controller` names and waits until they are synced
+    /// (for a controller that reads them but is fed keys by another one).
+    pub async fn cache(&self, controller: &Controller) {
+        let resources = std::iter::once(&controller.primary)
+            .chain(&controller.owns)
+            .chain(&controller.reads)
+            .chain(&controller.triggers);
+        for info in resources {
+            self.informer(info).wait_synced().await;
+        }
     }
 
     /// Starts a controller; its informers are synced before the first reconcile.

@@ -42,6 +42,14 @@ pub enum PluginError {
         resource: String,
         role: String,
     },
+    #[error(
+        "plugin {plugin:?} reconciles {candidate}, the version it would shadow reconciles {active}"
+    )]
+    ShadowPrimary {
+        plugin: String,
+        candidate: String,
+        active: String,
+    },
     #[error("writing the plugin's ServiceAccount, ClusterRole and binding: {0}")]
     Identity(#[from] ApiError),
 }
@@ -106,6 +114,8 @@ pub struct Prepared {
 pub struct RunningPlugin {
     pub registration: Registration,
     pub running: Running,
+    /// What `running` calls (unless a shadow is wrapped around it).
+    pub reconciler: Arc<WasmReconciler>,
     /// The host its instances call.
     pub host: Arc<PluginHost>,
     pub health: Arc<Mutex<Health>>,
@@ -170,9 +180,47 @@ pub async fn prepare(
     module: Arc<Module>,
     config: &Config,
 ) -> Result<Prepared, PluginError> {
+    prepare_as(server, manager, plugin, module, config, None).await
+}
+
+/// Prepares `module` as the shadow of the Plugin `plugin`'s active version, which registered
+/// as `active`: it must reconcile the same primary resource; it is held to the ClusterRole in
+/// force (`config`'s permissions, or else those of the active version's registration), which is
+/// not written again; its host's writes are dry runs and its Events dropped; its log lines are
+/// labelled as the shadow's. The informers of what it names are synced before it is returned.
+pub async fn prepare_shadow(
+    server: &Arc<Server>,
+    manager: &Arc<Manager>,
+    plugin: &Value,
+    module: Arc<Module>,
+    config: &Config,
+    active: &Registration,
+) -> Result<Prepared, PluginError> {
+    let prepared = prepare_as(server, manager, plugin, module, config, Some(active)).await?;
+    manager.cache(&prepared.controller).await;
+    Ok(prepared)
+}
+
+/// [`prepare`], or with `shadow_of` [`prepare_shadow`].
+async fn prepare_as(
+    server: &Arc<Server>,
+    manager: &Arc<Manager>,
+    plugin: &Value,
+    module: Arc<Module>,
+    config: &Config,
+    shadow_of: Option<&Registration>,
+) -> Result<Prepared, PluginError> {
     let limits = config.limits;
     let registration = describe(&module, limits).await?;
     let name = registration.name.clone();
+    if let Some(active) = shadow_of.filter(|a| a.primary != registration.primary) {
+        let text = |g: &Gvr| format!("{}/{}/{}", g.group, g.version, g.resource);
+        return Err(PluginError::ShadowPrimary {
+            plugin: name,
+            candidate: text(&registration.primary),
+            active: text(&active.primary),
+        });
+    }
     let primary = resource(server, &name, &registration.primary)?;
     let resources = |list: &[Gvr]| {
         list.iter()
@@ -184,7 +232,7 @@ pub async fn prepare(
     let triggers = resources(&registration.triggers)?;
     let permissions = match &config.permissions {
         Some(permissions) => permissions.clone(),
-        None => registration_permissions(&registration),
+        None => registration_permissions(shadow_of.unwrap_or(&registration)),
     };
     let rules = auth::plugin::rules(&permissions);
     let plugin_name = plugin["metadata"]["name"].as_str().unwrap_or_default();
@@ -205,17 +253,27 @@ pub async fn prepare(
             });
         }
     }
-    auth::plugin::ensure(server, plugin, &rules).await?;
+    let role = match shadow_of {
+        Some(_) => Role::Shadow,
+        None => {
+            auth::plugin::ensure(server, plugin, &rules).await?;
+            Role::Active
+        }
+    };
     let log = server
         .plugin_logs
-        .writer(plugin_name, Version::new(Role::Active, module.digest()));
-    let host = Arc::new(PluginHost::new(
+        .writer(plugin_name, Version::new(role, module.digest()));
+    let host = PluginHost::new(
         name.clone(),
         auth::plugin::user(plugin_name),
         server.clone(),
         manager.clone(),
         log.clone(),
-    ));
+    );
+    let host = Arc::new(match role {
+        Role::Shadow => host.shadow(),
+        Role::Active => host,
+    });
     let reconciler = WasmReconciler::new(module, host.clone(), limits, log);
     let controller = Controller {
         name,
@@ -247,13 +305,15 @@ pub async fn start(
 
 /// Runs a prepared plugin in the manager.
 pub async fn run(manager: &Arc<Manager>, prepared: Prepared) -> RunningPlugin {
-    let health = prepared.reconciler.health();
+    let reconciler = Arc::new(prepared.reconciler);
+    let health = reconciler.health();
     let running = manager
-        .start(prepared.controller, Box::new(prepared.reconciler))
+        .start(prepared.controller, Box::new(reconciler.clone()))
         .await;
     RunningPlugin {
         registration: prepared.registration,
         running,
+        reconciler,
         host: prepared.host,
         health,
     }

@@ -1,4 +1,4 @@
-//! The host API a plugin sees, backed by the apiserver: each call authorized by RBAC as the plugin's ServiceAccount at the time of the call, reads from the shared informers, writes through validation and admission, Events rate-limited.
+//! The host API a plugin sees, backed by the apiserver: each call authorized by RBAC as the plugin's ServiceAccount at the time of the call, reads from the shared informers, writes through validation and admission (a shadow's as dry runs), Events rate-limited (a shadow's dropped).
 
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +73,8 @@ pub struct PluginHost {
     events: Mutex<TokenBucket>,
     /// Its Plugin's log, labelled with the version it runs.
     log: Writer,
+    /// A shadow's host: every write a dry run, every Event dropped.
+    shadow: bool,
 }
 
 impl PluginHost {
@@ -92,7 +94,15 @@ impl PluginHost {
             manager,
             events: Mutex::new(TokenBucket::new(EVENT_BURST, EVENT_QPS, Instant::now())),
             log,
+            shadow: false,
         }
+    }
+
+    /// This host for a shadow: its reads as usual, its writes dry runs (what the apiserver would
+    /// store, as `kubectl --dry-run=server`; nothing is stored), its Events dropped.
+    pub fn shadow(mut self) -> Self {
+        self.shadow = true;
+        self
     }
 
     /// Where lines about this plugin version go (`plugins/NAME/log`).
@@ -136,7 +146,7 @@ impl PluginHost {
     fn write_options(&self) -> WriteOptions<'_> {
         WriteOptions {
             validation: "Strict",
-            dry_run: false,
+            dry_run: self.shadow,
             manager: Some(&self.plugin),
             // Its writes of RBAC objects and Plugins are escalation-checked as it.
             user: Some(&self.user),
@@ -301,6 +311,7 @@ impl HostApi for PluginHost {
         let info = self.resource(&resource, "delete", None, &key.namespace, &key.name)?;
         let opts = DeleteOptions {
             propagation: propagation.into(),
+            dry_run: self.shadow,
             ..DeleteOptions::background()
         };
         delete_object(&self.server, &info, ns(&key.namespace), &key.name, &opts)
@@ -316,6 +327,9 @@ impl HostApi for PluginHost {
         reason: String,
         message: String,
     ) {
+        if self.shadow {
+            return;
+        }
         let Ok(regarding) = parse(&regarding) else {
             return;
         };

@@ -1,4 +1,4 @@
-//! Plugins as API objects: each `Plugin` is run by a task of its own, so that one stuck plugin holds up no other; a new module is swapped in while running and rolled back if it keeps trapping; a change of limits, workers or permissions takes effect without a new module; all of it is reported in the Plugin's status.
+//! Plugins as API objects: each `Plugin` is run by a task of its own, so that one stuck plugin holds up no other; a new module is swapped in while running and rolled back if it keeps trapping; a change of limits, workers or permissions takes effect without a new module; a candidate module in `spec.shadow` runs beside the active one (see [`crate::shadow`]); all of it is reported in the Plugin's status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -21,6 +21,7 @@ use crate::Manager;
 use crate::informer::Change;
 use crate::module::ModuleError;
 use crate::plugin::{self, Config, PluginError, Prepared, RunningPlugin};
+use crate::shadow::{Report, Shadow, ShadowReconciler};
 use crate::wasm::Health;
 
 /// A new module that traps this often soon after it took over is rolled back.
@@ -54,6 +55,13 @@ struct Slot {
     failed: Option<(String, String)>,
     /// Traps already reported in an Event.
     reported_traps: u64,
+    /// The candidate `spec.shadow` names, run beside the active version; dropped whenever the
+    /// active version is replaced (and then started again beside the new one).
+    shadow: Option<Shadow>,
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Slot {
@@ -67,13 +75,20 @@ impl Slot {
     }
 }
 
-/// The health of the running plugins, shared with the metrics collector.
-type Published = Arc<std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<Health>>>>>;
+/// What the metrics collector reads of one running plugin: its health and its shadow's report.
+#[derive(Clone)]
+struct Counters {
+    health: Arc<std::sync::Mutex<Health>>,
+    shadow: Option<Arc<std::sync::Mutex<Report>>>,
+}
 
-/// Writes every running plugin's counters and reconcile latency.
+/// The counters of the running plugins, shared with the metrics collector.
+type Published = Arc<std::sync::Mutex<BTreeMap<String, Counters>>>;
+
+/// Writes every running plugin's counters and reconcile latency, and its shadow's tally.
 fn collector(published: Published) -> Collector {
     Box::new(move |out: &mut String| {
-        let plugins = published.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let plugins = lock(&published).clone();
         for (metric, help) in [
             ("reconciles", "reconcile calls"),
             ("failures", "reconciles the plugin failed"),
@@ -86,8 +101,8 @@ fn collector(published: Published) -> Collector {
                 out,
                 "# HELP wasmkube_plugin_{metric}_total Wasm controller {help}.\n# TYPE wasmkube_plugin_{metric}_total counter"
             );
-            for (name, health) in &plugins {
-                let h = health.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, counters) in &plugins {
+                let h = lock(&counters.health);
                 let value = match metric {
                     "reconciles" => h.reconciles,
                     "failures" => h.failures,
@@ -100,18 +115,39 @@ fn collector(published: Published) -> Collector {
             }
         }
         out.push_str("# TYPE wasmkube_plugin_reconcile_duration_seconds histogram\n");
-        for (name, health) in &plugins {
-            let latency = health
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .latency
-                .clone();
+        for (name, counters) in &plugins {
+            let latency = lock(&counters.health).latency.clone();
             write_histogram(
                 out,
                 "wasmkube_plugin_reconcile_duration_seconds",
                 &format!("plugin=\"{name}\""),
                 &latency,
             );
+        }
+        for (metric, help) in [
+            ("reconciles", "reconciles compared"),
+            ("agreements", "reconciles whose writes agreed"),
+            ("divergences", "reconciles whose writes diverged"),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP wasmkube_plugin_shadow_{metric}_total Shadow controller {help} with the active version's.\n# TYPE wasmkube_plugin_shadow_{metric}_total counter"
+            );
+            for (name, counters) in &plugins {
+                let Some(report) = &counters.shadow else {
+                    continue;
+                };
+                let report = lock(report);
+                let value = match metric {
+                    "reconciles" => report.reconciles,
+                    "agreements" => report.agreements,
+                    _ => report.divergences,
+                };
+                let _ = writeln!(
+                    out,
+                    "wasmkube_plugin_shadow_{metric}_total{{plugin=\"{name}\"}} {value}"
+                );
+            }
         }
     })
 }
@@ -257,7 +293,11 @@ impl PluginTask {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match &self.slot {
-            Some(slot) => published.insert(self.name.clone(), slot.plugin.health.clone()),
+            Some(slot) => {
+                let shadow = slot.shadow.as_ref().and_then(Shadow::report);
+                let health = slot.plugin.health.clone();
+                published.insert(self.name.clone(), Counters { health, shadow })
+            }
             None => published.remove(&self.name),
         };
     }
@@ -285,22 +325,28 @@ impl PluginTask {
         }
     }
 
-    async fn load(
-        &self,
-        object: &Value,
-        digest: &str,
-        config: &Config,
-    ) -> Result<Prepared, LoadError> {
+    /// The controller module with `digest` that `at` (`spec`, or `spec.shadow`) names.
+    async fn module(&self, at: &Value, digest: &str) -> Result<Arc<Module>, LoadError> {
         let shared = &self.shared;
-        let spec = &object["spec"];
-        let module = crate::module::load(&shared.server, &shared.runtime, spec, digest).await?;
+        let module = crate::module::load(&shared.server, &shared.runtime, at, digest).await?;
         if module.world() != World::Controller {
             return Err(LoadError::Compile(format!(
                 "the module is a {}, not a controller-plugin",
                 module.world()
             )));
         }
-        Ok(plugin::prepare(&shared.server, &shared.manager, object, module, config).await?)
+        Ok(module)
+    }
+
+    async fn load(
+        &self,
+        object: &Value,
+        digest: &str,
+        config: &Config,
+    ) -> Result<Prepared, LoadError> {
+        let (server, manager) = (&self.shared.server, &self.shared.manager);
+        let module = self.module(&object["spec"], digest).await?;
+        Ok(plugin::prepare(server, manager, object, module, config).await?)
     }
 
     /// Brings what runs in line with the Plugin `object` (`None`: deleted).
@@ -325,10 +371,10 @@ impl PluginTask {
             // failed or was rolled back leaves the running one with its own.
             if running && slot.config != config {
                 self.reconfigure(object, config).await;
-                return self.write_status(object).await;
+                return self.settle(object).await;
             }
             if running || known_bad {
-                return self.write_status(object).await;
+                return self.settle(object).await;
             }
         }
         match self.load(object, &digest, &config).await {
@@ -354,7 +400,100 @@ impl PluginTask {
                 }
             }
         }
+        self.settle(object).await;
+    }
+
+    /// Brings the shadow in line with `spec.shadow`, then writes the status.
+    async fn settle(&mut self, object: &Value) {
+        self.sync_shadow(object).await;
         self.write_status(object).await;
+    }
+
+    /// Starts the candidate `spec.shadow` names beside the active version, or another one in
+    /// its place, or stops it when it is gone (discarded, or promoted: then it is the active
+    /// version).
+    async fn sync_shadow(&mut self, object: &Value) {
+        let Some(slot) = &mut self.slot else {
+            return;
+        };
+        let active = format!("sha256:{}", slot.active.digest());
+        let wanted = object
+            .pointer("/spec/shadow/module/digest")
+            .and_then(Value::as_str)
+            .filter(|d| *d != active);
+        match (wanted, &slot.shadow) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                slot.shadow = None;
+                slot.plugin
+                    .running
+                    .swap(Box::new(slot.plugin.reconciler.clone()));
+            }
+            (Some(wanted), Some(shadow)) if shadow.digest() == wanted => {}
+            (Some(wanted), _) => {
+                let wanted = wanted.to_string();
+                let (config, active) = (slot.config.clone(), slot.plugin.registration.clone());
+                self.start_shadow(object, wanted, &config, &active).await;
+            }
+        }
+    }
+
+    /// Loads the candidate with `digest` as the shadow of the active version (which runs with
+    /// `config` and registered as `active`) and wraps both in a [`ShadowReconciler`]; says so,
+    /// or why it could not.
+    async fn start_shadow(
+        &mut self,
+        object: &Value,
+        digest: String,
+        config: &Config,
+        active: &Registration,
+    ) {
+        let (server, manager) = (&self.shared.server, &self.shared.manager);
+        let prepared = match self.module(&object["spec"]["shadow"], &digest).await {
+            Ok(module) => plugin::prepare_shadow(server, manager, object, module, config, active)
+                .await
+                .map_err(LoadError::from),
+            Err(e) => Err(e),
+        };
+        let shadow = match prepared {
+            Ok(prepared) => {
+                let Some(slot) = &mut self.slot else {
+                    return;
+                };
+                let reconciler =
+                    ShadowReconciler::new(slot.plugin.reconciler.clone(), prepared.reconciler);
+                let line = format!("running as the shadow of sha256:{}", slot.active.digest());
+                prepared.host.plugin_log().write(Kind::Started, &line);
+                let shadow = Shadow::Running {
+                    digest: digest.clone(),
+                    report: reconciler.report(),
+                    health: reconciler.candidate_health(),
+                };
+                slot.plugin.running.swap(Box::new(reconciler));
+                let message = format!("module {digest} runs as a shadow of the active version");
+                self.event(object, EventType::Normal, "ShadowStarted", &message)
+                    .await;
+                shadow
+            }
+            Err(e) => {
+                let message = format!("shadow module {digest} failed to load: {e}");
+                tracing::warn!(plugin = %self.name, %digest, error = %e, "shadow module failed to load");
+                self.event(object, EventType::Warning, "ShadowLoadFailed", &message)
+                    .await;
+                Shadow::Failed { digest, message }
+            }
+        };
+        if let Some(slot) = &mut self.slot {
+            // A running candidate replaced by one that failed goes with its wrapper.
+            if matches!(shadow, Shadow::Failed { .. })
+                && matches!(slot.shadow, Some(Shadow::Running { .. }))
+            {
+                slot.plugin
+                    .running
+                    .swap(Box::new(slot.plugin.reconciler.clone()));
+            }
+            slot.shadow = Some(shadow);
+        }
     }
 
     /// Starts the prepared module, or swaps it in for the running one (see [`Self::replace`]).
@@ -423,11 +562,14 @@ impl PluginTask {
         if let Some(slot) = self.slot.as_mut().filter(|s| {
             same_resources(&s.plugin.registration, &prepared.registration) && s.config == config
         }) {
-            slot.plugin.health = prepared.reconciler.health();
+            let reconciler = Arc::new(prepared.reconciler);
+            slot.plugin.health = reconciler.health();
             slot.plugin.host = prepared.host;
             slot.reported_traps = 0;
             slot.plugin.registration = prepared.registration;
-            slot.plugin.running.swap(Box::new(prepared.reconciler));
+            slot.plugin.running.swap(Box::new(reconciler.clone()));
+            slot.plugin.reconciler = reconciler;
+            slot.shadow = None;
             let old_config = std::mem::replace(&mut slot.config, config);
             return Some((std::mem::replace(&mut slot.active, module), old_config));
         }
@@ -441,6 +583,7 @@ impl PluginTask {
             swapped_at: None,
             failed: None,
             reported_traps: 0,
+            shadow: None,
         });
         old.map(|slot| (slot.active, slot.config))
     }
@@ -478,7 +621,7 @@ impl PluginTask {
                 Err(e) => self.rollback_failed(&object, &e.to_string()).await,
             }
         }
-        self.write_status(&object).await;
+        self.settle(&object).await;
     }
 
     /// Puts the version before the last swap back in force, with the configuration it ran
@@ -590,6 +733,9 @@ impl PluginTask {
         }
         if let Some(trap) = health.last_trap {
             status["lastTrap"] = json!(trap);
+        }
+        if let Some(shadow) = &slot.shadow {
+            status["shadow"] = shadow.status();
         }
         self.patch_status(status).await;
     }

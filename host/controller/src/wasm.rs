@@ -1,4 +1,4 @@
-//! Wasm controllers as reconcilers: a pool of plugin instances, a trapped instance replaced by a fresh one.
+//! Wasm controllers as reconcilers: a pool of plugin instances, a trapped instance replaced by a fresh one, each reconcile's writes recorded when asked (for a shadow's comparison).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use wasmkube_apiserver::metrics::Histogram;
 use wasmkube_apiserver::plugin_logs::{Kind, Writer};
 
 use crate::manager::{ObjectKey, Outcome, Reconciler};
+use crate::record::{Recording, Write};
 
 /// How a plugin's instances have fared, for its status.
 #[derive(Clone, Debug, Default)]
@@ -25,12 +26,27 @@ pub struct Health {
     pub last_trap: Option<String>,
 }
 
+/// An instance at rest, and the host in front of it that records its writes when asked.
+struct Pooled {
+    instance: ControllerInstance,
+    host: Arc<Recording>,
+}
+
+/// What one reconcile came to.
+pub struct Call {
+    pub result: Result<Outcome, String>,
+    /// Whether the instance was lost to a trap, a deadline or the memory limit.
+    pub trapped: bool,
+    /// The writes it made, in order, when they were recorded.
+    pub writes: Vec<Write>,
+}
+
 /// Reconciles by calling a Wasm controller; each concurrent reconcile uses its own instance.
 pub struct WasmReconciler {
     module: Arc<Module>,
     host: Arc<dyn HostApi>,
     limits: Limits,
-    idle: Mutex<Vec<ControllerInstance>>,
+    idle: Mutex<Vec<Pooled>>,
     health: Arc<Mutex<Health>>,
     /// Where each trap is written, with its reason.
     log: Writer,
@@ -61,30 +77,44 @@ impl WasmReconciler {
     }
 
     /// Counts an instance lost to a trap, a deadline or the memory limit; returns `reason`.
-    fn trapped(&self, reason: String) -> String {
+    fn trapped(&self, reason: String) -> Call {
         self.log.write(Kind::Trapped, &reason);
         self.record(|h| {
             h.traps += 1;
             h.last_trap = Some(reason.clone());
         });
-        reason
+        Call {
+            result: Err(reason),
+            trapped: true,
+            writes: Vec::new(),
+        }
     }
-}
 
-#[async_trait::async_trait]
-impl Reconciler for WasmReconciler {
-    async fn reconcile(&self, key: ObjectKey) -> Result<Outcome, String> {
+    fn idle(&self, pooled: Pooled) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pooled);
+    }
+
+    /// Reconciles `key`; with `record`, the writes it made are in the [`Call`].
+    pub async fn call(&self, key: ObjectKey, record: bool) -> Call {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut instance = match pooled {
-            Some(instance) => instance,
+        let pooled = match pooled {
+            Some(pooled) => pooled,
             // A start function that traps or runs past the deadline costs an instance too.
             None => {
-                match ControllerInstance::new(&self.module, self.host.clone(), self.limits).await {
-                    Ok(instance) => instance,
-                    Err(e) => return Err(self.trapped(e.to_string())),
+                let host = Arc::new(Recording::new(self.host.clone()));
+                match ControllerInstance::new(&self.module, host.clone(), self.limits).await {
+                    Ok(instance) => Pooled { instance, host },
+                    Err(e) => return self.trapped(e.to_string()),
                 }
             }
         };
+        let Pooled { mut instance, host } = pooled;
+        if record {
+            host.start();
+        }
         let started = std::time::Instant::now();
         let result = instance
             .reconcile(GuestKey {
@@ -92,34 +122,36 @@ impl Reconciler for WasmReconciler {
                 name: key.name,
             })
             .await;
+        let writes = host.take();
         self.record(|h| {
             h.reconciles += 1;
             h.latency.observe(started.elapsed().as_secs_f64());
         });
-        match result {
-            Ok(outcome) => {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(instance);
-                Ok(match outcome {
-                    GuestOutcome::Done => Outcome::Done,
-                    GuestOutcome::RequeueAfter(ms) => {
-                        Outcome::RequeueAfter(Duration::from_millis(ms))
-                    }
-                })
+        let result = match result {
+            Ok(GuestOutcome::Done) => Ok(Outcome::Done),
+            Ok(GuestOutcome::RequeueAfter(ms)) => {
+                Ok(Outcome::RequeueAfter(Duration::from_millis(ms)))
             }
             Err(CallError::Failed(message)) => {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(instance);
                 self.record(|h| h.failures += 1);
                 Err(message)
             }
             // The instance is poisoned: drop it; the next reconcile gets a fresh one, and the
             // work queue retries this key with backoff.
-            Err(trap) => Err(self.trapped(trap.to_string())),
+            Err(trap) => return self.trapped(trap.to_string()),
+        };
+        self.idle(Pooled { instance, host });
+        Call {
+            result,
+            trapped: false,
+            writes,
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconciler for WasmReconciler {
+    async fn reconcile(&self, key: ObjectKey) -> Result<Outcome, String> {
+        self.call(key, false).await.result
     }
 }

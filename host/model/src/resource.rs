@@ -222,12 +222,16 @@ fn described(kind: &str, description: &str) -> serde_json::Value {
 /// The structural schema of `Plugin` (see docs/plugins.md).
 fn plugin_schema() -> serde_json::Value {
     use serde_json::json;
+    let module = json!({"type": "object", "required": ["digest", "chunks"], "description": "The module, stored as PluginModule chunks.", "properties": {
+        "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "sha256:<hex> of the module's bytes."},
+        "chunks": {"type": "integer", "minimum": 1, "description": "How many PluginModule chunks hold it."},
+    }});
     json!({"type": "object", "description": "A WebAssembly component the host runs, and what it may touch.", "properties": {
         "spec": {"type": "object", "required": ["kind", "module"], "properties": {
             "kind": {"type": "string", "enum": ["Controller", "Scheduler"], "description": "What the component is: a Controller, or a Scheduler policy (see SchedulerProfile)."},
-            "module": {"type": "object", "required": ["digest", "chunks"], "description": "The module, stored as PluginModule chunks.", "properties": {
-                "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$", "description": "sha256:<hex> of the module's bytes."},
-                "chunks": {"type": "integer", "minimum": 1, "description": "How many PluginModule chunks hold it."},
+            "module": module.clone(),
+            "shadow": {"type": "object", "required": ["module"], "description": "Controllers only: a candidate version run beside the active one on the same keys, its writes dry runs compared with the active version's (see status.shadow); promoted by making it spec.module.", "properties": {
+                "module": module,
             }},
             "limits": {"type": "object", "description": "What each instance may use.", "properties": {
                 "memoryBytes": {"type": "integer", "minimum": 1_048_576, "description": "Linear memory an instance may grow to (default 64 MiB)."},

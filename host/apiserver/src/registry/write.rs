@@ -123,6 +123,13 @@ pub async fn create_object(
         crate::auth::escalation::check(server, info, &obj, user).await?;
     }
     if opts.dry_run {
+        // As kube-apiserver: a dry run answers what the create would, a 409 included.
+        if server.objects.get(info, ns, &name).await?.is_some() {
+            return Err(ApiError::AlreadyExists {
+                resource: info.qualified_resource(),
+                name,
+            });
+        }
         return Ok(obj);
     }
     allocator::allocate(&server.objects, &server.service_range, info, &mut obj, None).await?;

@@ -48,6 +48,30 @@ async fn create_get_conflict_and_stale_update() {
         (StatusCode::CONFLICT, Some("AlreadyExists"))
     );
     assert_eq!(status["message"], "configmaps \"a\" already exists");
+    // A dry run answers as the create would: a 409, and for a new name the object, not stored.
+    let (code, status) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=All",
+            Some(configmap("a")),
+        )
+        .await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (StatusCode::CONFLICT, Some("AlreadyExists"))
+    );
+    let (code, _) = api
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=All",
+            Some(configmap("dry")),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = api
+        .call("GET", "/api/v1/namespaces/default/configmaps/dry", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
 
     let mut stale = created.clone();
     let mut fresh = created.clone();

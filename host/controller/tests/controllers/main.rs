@@ -16,5 +16,6 @@ mod job;
 mod manager;
 mod nodes;
 mod replicaset;
+mod shadow;
 mod statefulset;
 mod supervisor;

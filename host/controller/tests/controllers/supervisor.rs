@@ -14,7 +14,7 @@ use wasmkube_controller::{Manager, module, supervisor};
 use wasmkube_model::resource::RBAC_GROUP;
 use wasmkube_runtime::Runtime;
 
-fn plugins(server: &Server) -> Arc<wasmkube_model::resource::ResourceInfo> {
+pub(crate) fn plugins(server: &Server) -> Arc<wasmkube_model::resource::ResourceInfo> {
     server
         .registry()
         .get("wasmkube.dev", "v1alpha1", "plugins")
@@ -22,7 +22,7 @@ fn plugins(server: &Server) -> Arc<wasmkube_model::resource::ResourceInfo> {
         .clone()
 }
 
-async fn plugin_named(server: &Server, name: &str) -> Value {
+pub(crate) async fn plugin_named(server: &Server, name: &str) -> Value {
     server
         .objects
         .must_get(&plugins(server), None, name)
@@ -32,7 +32,7 @@ async fn plugin_named(server: &Server, name: &str) -> Value {
 }
 
 /// Waits up to 20 s for the Plugin `name` to pass `check`.
-async fn until_named(
+pub(crate) async fn until_named(
     server: &Server,
     name: &str,
     what: &str,
@@ -51,12 +51,12 @@ async fn until_named(
     );
 }
 
-async fn until(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(server: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     until_named(server, "p", what, check).await
 }
 
 /// Installs the module `bytes` as the controller Plugin `name` with `spec` added to its spec.
-async fn install_with(server: &Server, name: &str, bytes: &[u8], spec: Value) {
+pub(crate) async fn install_with(server: &Server, name: &str, bytes: &[u8], spec: Value) {
     module::store_chunks(server, bytes).await.expect("chunks");
     let mut object = module::plugin(name, PluginKind::Controller, bytes);
     for (field, value) in spec.as_object().into_iter().flatten() {
@@ -75,7 +75,7 @@ async fn install_with(server: &Server, name: &str, bytes: &[u8], spec: Value) {
 }
 
 /// Merges `spec` into the Plugin `name`'s spec, as `kubectl patch --type=merge` would.
-async fn edit_spec(server: &Server, name: &str, spec: Value) {
+pub(crate) async fn edit_spec(server: &Server, name: &str, spec: Value) {
     let info = plugins(server);
     update_with(
         server,
@@ -93,9 +93,10 @@ async fn edit_spec(server: &Server, name: &str, spec: Value) {
     .expect("spec edited");
 }
 
-/// A server with a config map `c` and the supervisor running.
 /// A server with RBAC on, a config map `default/c`, and the supervisor.
-async fn supervised(dir: &tempfile::TempDir) -> (Arc<Server>, tokio::task::JoinHandle<()>) {
+pub(crate) async fn supervised(
+    dir: &tempfile::TempDir,
+) -> (Arc<Server>, tokio::task::JoinHandle<()>) {
     let server = common::rbac_server(dir).await;
     let cm = server
         .registry()
@@ -117,7 +118,7 @@ async fn supervised(dir: &tempfile::TempDir) -> (Arc<Server>, tokio::task::JoinH
     (server, supervisor)
 }
 
-fn count(p: &Value, field: &str) -> u64 {
+pub(crate) fn count(p: &Value, field: &str) -> u64 {
     p["status"][field].as_u64().unwrap_or(0)
 }
 

@@ -528,15 +528,23 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>, age: Value) -
             } else {
                 digest
             };
+            fn short(d: &str) -> &str {
+                d.strip_prefix("sha256:")
+                    .map_or(d, |d| &d[..d.len().min(12)])
+            }
+            let shadow = str_at(o, "/status/shadow/digest");
+            // A shadow that failed to load has no count.
+            let divergences = match o.pointer("/status/shadow/divergences") {
+                Some(n) => n.to_string(),
+                None => "<none>".to_string(),
+            };
             vec![
                 json!(str_at(o, "/spec/kind")),
-                json!(
-                    digest
-                        .strip_prefix("sha256:")
-                        .map_or(digest, |d| &d[..d.len().min(12)])
-                ),
+                json!(short(digest)),
                 json!(or_none(str_at(o, "/status/phase").into())),
                 json!(int_at(o, "/status/traps")),
+                json!(or_none(short(shadow).into())),
+                json!(divergences),
                 age,
                 json!(str_at(o, "/status/message")),
             ]

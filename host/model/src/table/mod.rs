@@ -170,6 +170,8 @@ fn columns_of(info: &ResourceInfo) -> Vec<Column> {
             ("Digest", "string", 0),
             ("Phase", "string", 0),
             ("Traps", "integer", 0),
+            ("Shadow", "string", 0),
+            ("Divergences", "string", 0),
             AGE,
             ("Message", "string", 1),
         ],

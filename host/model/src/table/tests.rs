@@ -57,6 +57,44 @@ fn pod_rows() {
 }
 
 #[test]
+fn plugin_rows_show_the_shadow() {
+    let registry = Registry::new(builtins());
+    let info = registry
+        .by_kind("wasmkube.dev/v1alpha1", "Plugin")
+        .expect("built-in");
+    let now = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 1, 0)
+        .single()
+        .expect("valid");
+    let digest = |c: &str| format!("sha256:{}", c.repeat(64));
+    let mut plugin = json!({
+        "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"kind": "Controller"},
+        "status": {"phase": "Running", "activeDigest": digest("a"), "traps": 1,
+            "shadow": {"digest": digest("b"), "divergences": 7}}
+    });
+    let row = |p: &serde_json::Value| row_cells(info, p, now)[1..7].to_vec();
+    assert_eq!(
+        row(&plugin),
+        [
+            json!("Controller"),
+            json!("aaaaaaaaaaaa"),
+            json!("Running"),
+            json!(1),
+            json!("bbbbbbbbbbbb"),
+            json!("7")
+        ]
+    );
+    plugin["status"]["shadow"] = json!({"digest": digest("b"), "phase": "Failed"});
+    assert_eq!(row(&plugin)[5], json!("<none>"));
+    plugin["status"]
+        .as_object_mut()
+        .expect("a status")
+        .remove("shadow");
+    assert_eq!(row(&plugin)[4..], [json!("<none>"), json!("<none>")]);
+}
+
+#[test]
 fn every_kind_has_one_cell_per_column() {
     let registry = Registry::new(builtins());
     for info in registry.all() {

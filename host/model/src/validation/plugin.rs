@@ -1,8 +1,8 @@
-//! The project's own kinds, beyond their structural schemas: a Plugin's workers, limits and chunk count are bounded, and a PluginModule chunk's index is within its count.
+//! The project's own kinds, beyond their structural schemas: a Plugin's workers, limits and chunk counts are bounded, only a controller Plugin has a shadow, and a PluginModule chunk's index is within its count.
 
 use serde_json::Value;
 
-use super::Errors;
+use super::{ErrorType, Errors};
 
 /// The most keys a Plugin may reconcile at once (`spec.workers`): each worker may hold an instance
 /// of up to `spec.limits.memoryBytes`.
@@ -32,6 +32,21 @@ pub fn validate_plugin(obj: &Value, errs: &mut Errors) {
         MAX_CALL_TIMEOUT_MILLIS,
     );
     errs.at_most(&spec["module"], "chunks", "spec.module", MAX_MODULE_CHUNKS);
+    let shadow = &spec["shadow"];
+    errs.at_most(
+        &shadow["module"],
+        "chunks",
+        "spec.shadow.module",
+        MAX_MODULE_CHUNKS,
+    );
+    if !shadow.is_null() && spec["kind"] == "Scheduler" {
+        errs.push(
+            "spec.shadow",
+            ErrorType::Forbidden(
+                "a Scheduler Plugin has no shadow: a SchedulerProfile's spec.shadow runs a candidate policy".into(),
+            ),
+        );
+    }
 }
 
 pub fn validate_module(obj: &Value, errs: &mut Errors) {

@@ -283,6 +283,21 @@ fn plugin_workers_limits_and_chunks_are_bounded() {
             "spec.module.chunks: Invalid value: 129: must be less than or equal to 128",
         ]
     );
+    // A controller may have a shadow; a scheduling policy may not.
+    let shadow = json!({"shadow": {"module": {"digest": digest, "chunks": 129}}});
+    assert_eq!(
+        plugin(shadow.clone()),
+        vec!["spec.shadow.module.chunks: Invalid value: 129: must be less than or equal to 128"]
+    );
+    let mut scheduler = shadow;
+    scheduler["kind"] = json!("Scheduler");
+    scheduler["shadow"]["module"]["chunks"] = json!(1);
+    assert_eq!(
+        plugin(scheduler),
+        vec![
+            "spec.shadow: Forbidden: a Scheduler Plugin has no shadow: a SchedulerProfile's spec.shadow runs a candidate policy"
+        ]
+    );
     let chunk =
         json!({"metadata": {"name": "c"}, "digest": digest, "index": 0, "count": 1000, "data": ""});
     assert_eq!(
