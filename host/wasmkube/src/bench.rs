@@ -33,7 +33,7 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand)]
 enum BenchTarget {
-    /// Every benchmark below in turn, as child processes, then one table of each figure against
+    /// Every other benchmark in turn, as child processes, then one table of each figure against
     /// its target (DESIGN.md §3) and one JSON line.
     All(all::AllArgs),
     /// The store alone, then the Kubernetes API over HTTPS, on the embedded store and on etcd.

@@ -145,7 +145,7 @@ const RUNS: &[Run] = &[
                 target: Target::AtLeast(2000.0),
             },
             Row {
-                name: "scheduler plain: native/Wasm time",
+                name: "scheduler plain: Wasm/native time",
                 figure: Figure::Field("/wasm_native_ratio"),
                 target: Target::AtMost(1.15),
             },
@@ -407,17 +407,29 @@ fn outcomes(run: &'static Run, result: &Result<Value, String>) -> Vec<Outcome> {
         .collect()
 }
 
-/// Passes a child's lines through to stderr and returns the last one that is not blank.
-async fn pass_through(stream: impl AsyncRead + Unpin) -> std::io::Result<Option<String>> {
+/// What a child printed on one stream that `bench all` keeps.
+#[derive(Default)]
+struct Seen {
+    /// The last line that is not blank.
+    last: Option<String>,
+    /// The last line that starts with `Error: `, as `main` reports a failure.
+    error: Option<String>,
+}
+
+/// Passes a child's lines through to stderr, keeping what [`Seen`] names.
+async fn pass_through(stream: impl AsyncRead + Unpin) -> std::io::Result<Seen> {
     let mut lines = BufReader::new(stream).lines();
-    let mut last = None;
+    let mut seen = Seen::default();
     while let Some(line) = lines.next_line().await? {
         eprintln!("{line}");
+        if line.starts_with("Error: ") {
+            seen.error = Some(line.clone());
+        }
         if !line.trim().is_empty() {
-            last = Some(line);
+            seen.last = Some(line);
         }
     }
-    Ok(last)
+    Ok(seen)
 }
 
 /// Runs `wasmkube bench <args>` and returns its JSON last line.
@@ -436,10 +448,10 @@ async fn run_child(args: &[&str]) -> anyhow::Result<Value> {
     let (out, err, status) = tokio::join!(pass_through(stdout), pass_through(stderr), child.wait());
     let status: ExitStatus = status?;
     if !status.success() {
-        let reason = err?.unwrap_or_default();
-        bail!("{status}: {reason}");
+        let err = err?;
+        bail!("{status}: {}", err.error.or(err.last).unwrap_or_default());
     }
-    let last = out?.context("it printed nothing")?;
+    let last = out?.last.context("it printed nothing")?;
     serde_json::from_str(&last).context("its last line is not JSON")
 }
 
@@ -458,7 +470,7 @@ async fn commit() -> Option<String> {
 /// Formats a figure with the precision its size calls for.
 fn number(value: f64) -> String {
     match value.abs() {
-        v if v >= 100.0 => format!("{value:.0}"),
+        v if v >= 100.0 || value.fract() == 0.0 => format!("{value:.0}"),
         v if v >= 10.0 => format!("{value:.1}"),
         _ => format!("{value:.2}"),
     }
@@ -541,6 +553,7 @@ pub async fn run(args: AllArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -607,7 +620,7 @@ mod tests {
             (Some(1435.0), Some(false))
         );
         assert_eq!(
-            find(&rows, "scheduler plain: native/Wasm time"),
+            find(&rows, "scheduler plain: Wasm/native time"),
             (Some(1.16), Some(false))
         );
         let (p50, met) = find(&rows, "scheduler plain: Wasm/native latency p50");
@@ -629,7 +642,7 @@ mod tests {
         );
         // A run with no native policy has no ratio to give.
         assert_eq!(
-            find(&rows, "scheduler plain: native/Wasm time"),
+            find(&rows, "scheduler plain: Wasm/native time"),
             (None, Some(false))
         );
     }
