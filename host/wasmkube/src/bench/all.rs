@@ -1,7 +1,7 @@
 //! `wasmkube bench all`: every benchmark in turn as a child process, then one table of each figure against its target.
 
 use std::fmt::Write as _;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -384,7 +384,7 @@ async fn run_child(args: &[&str]) -> anyhow::Result<Value> {
     let stdout = child.stdout.take().context("the bench's stdout")?;
     let stderr = child.stderr.take().context("the bench's stderr")?;
     let (out, err, status) = tokio::join!(pass_through(stdout), pass_through(stderr), child.wait());
-    let status: ExitStatus = status?;
+    let status = status?;
     if !status.success() {
         let err = err?;
         bail!("{status}: {}", err.error.or(err.last).unwrap_or_default());
