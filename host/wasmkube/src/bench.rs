@@ -1,5 +1,6 @@
 //! `wasmkube bench`: measures the control plane, prints aligned tables and then one JSON line.
 
+mod all;
 mod api;
 mod client;
 mod cluster;
@@ -32,6 +33,9 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand)]
 enum BenchTarget {
+    /// Every other benchmark in turn, as child processes, then one table of each figure against
+    /// its target (DESIGN.md §3) and one JSON line.
+    All(all::AllArgs),
     /// The store alone, then the Kubernetes API over HTTPS, on the embedded store and on etcd.
     Api(ApiArgs),
     /// A large Deployment run by the Wasm controllers over simulated nodes, with a hot swap.
@@ -124,6 +128,7 @@ impl Backing {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
+        BenchTarget::All(args) => all::run(args).await,
         BenchTarget::Api(args) => run_api(args).await,
         BenchTarget::Controllers(args) => controllers::run(args).await,
         BenchTarget::Scheduler(args) => scheduler::run(args).await,

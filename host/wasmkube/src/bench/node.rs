@@ -1,5 +1,6 @@
 //! `wasmkube bench node`: a real node agent in its own process under a real apiserver: pod
-//! start latency (100 pods at once and one by one), the agent's RSS and CPU with the pods idle,
+//! start latency (100 pods at once and one by one), the machine's CPU time per pod of the burst,
+//! the agent's RSS and CPU with the pods idle,
 //! and the time to adopt them after the agent is killed and started again.
 
 use std::collections::HashMap;
@@ -206,6 +207,27 @@ pub(super) fn status_kb(status: &str, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{field} in /proc/PID/status"))
 }
 
+/// Clock ticks per second of the CPU times in /proc (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU time (clock ticks) spent by every process on the machine, from the `cpu` line of
+/// /proc/stat: user, nice, system, irq, softirq and steal (not idle nor iowait; guest time is
+/// already counted in user).
+fn machine_busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let times: Vec<u64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .context("the cpu line of /proc/stat")?
+        .split_whitespace()
+        .map(|t| t.parse().context("a CPU time in /proc/stat"))
+        .collect::<anyhow::Result<_>>()?;
+    Ok([0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| times.get(i).copied().unwrap_or(0))
+        .sum())
+}
+
 /// The process's resident set (KiB) and CPU time (clock ticks) from /proc.
 fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -258,14 +280,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let (agent, _, _) = start_agent(dir.path())?;
 
     let burst: Vec<String> = (0..args.pods).map(|i| format!("burst-{i:03}")).collect();
+    let busy_before = machine_busy_ticks()?;
     let at_once = start_pods(&api, Some(NODE), &burst, true).await?;
+    let busy_ticks = machine_busy_ticks()?.saturating_sub(busy_before);
+    let cpu_ms_per_pod = busy_ticks as f64 / TICKS_PER_SEC * 1000.0 / args.pods.max(1) as f64;
 
     let (rss_before, ticks_before) = usage(agent.0.id())?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let (rss, ticks_after) = usage(agent.0.id())?;
-    let ticks_per_sec = 100.0;
     let cpu_percent =
-        (ticks_after - ticks_before) as f64 / ticks_per_sec / args.idle_seconds as f64 * 100.0;
+        (ticks_after - ticks_before) as f64 / TICKS_PER_SEC / args.idle_seconds as f64 * 100.0;
 
     drop(agent);
     let (agent, adopt_wall, adopted) = start_agent(dir.path())?;
@@ -289,6 +313,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         args.pods
     );
     row("at once", &at_once);
+    println!(
+        "  {:<12} {cpu_ms_per_pod:.1} ms of CPU per pod (every process on the machine, from /proc/stat)",
+        "at once"
+    );
     row("one by one", &one_by_one);
     println!(
         "  idle agent with {} pods: RSS {:.1} MB (was {:.1} MB after the start), CPU {:.2} % over {} s",
@@ -306,6 +334,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         "{}",
         json!({"pods": args.pods,
             "at_once_p50_ms": percentile(&at_once, 50.0), "at_once_p99_ms": percentile(&at_once, 99.0),
+            "cpu_ms_per_pod": cpu_ms_per_pod,
             "one_by_one_p50_ms": percentile(&one_by_one, 50.0), "one_by_one_p99_ms": percentile(&one_by_one, 99.0),
             "idle_rss_mb": rss as f64 / 1024.0, "idle_cpu_percent": cpu_percent,
             "adopted": adopted, "adopt_ms": adopt_wall.as_secs_f64() * 1000.0})
