@@ -85,34 +85,73 @@ struct Counters {
 /// The counters of the running plugins, shared with the metrics collector.
 type Published = Arc<std::sync::Mutex<BTreeMap<String, Counters>>>;
 
+/// Writes one counter family `wasmkube_plugin_{name}_total`: its help and type, and the value
+/// `value` gives each plugin (none: no sample for it).
+fn write_counter(
+    out: &mut String,
+    plugins: &BTreeMap<String, Counters>,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Counters) -> Option<u64>,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP wasmkube_plugin_{name}_total {help}.\n# TYPE wasmkube_plugin_{name}_total counter"
+    );
+    for (plugin, counters) in plugins {
+        if let Some(v) = value(counters) {
+            let _ = writeln!(
+                out,
+                "wasmkube_plugin_{name}_total{{plugin=\"{plugin}\"}} {v}"
+            );
+        }
+    }
+}
+
+/// A counter family: its name, its help, and its value from `T`.
+type Counter<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// The plugins' counters.
+const HEALTH: [Counter<Health>; 3] = [
+    ("reconciles", "Wasm controller reconcile calls", |h| {
+        h.reconciles
+    }),
+    (
+        "failures",
+        "Wasm controller reconciles the plugin failed",
+        |h| h.failures,
+    ),
+    (
+        "traps",
+        "Wasm controller instances lost to traps, deadlines or memory limits",
+        |h| h.traps,
+    ),
+];
+/// The shadows' counters.
+const SHADOW: [Counter<Report>; 3] = [
+    (
+        "shadow_reconciles",
+        "Shadow controller reconciles compared with the active version's",
+        |r| r.reconciles,
+    ),
+    (
+        "shadow_agreements",
+        "Shadow controller reconciles whose writes agreed with the active version's",
+        |r| r.agreements,
+    ),
+    (
+        "shadow_divergences",
+        "Shadow controller reconciles whose writes diverged from the active version's",
+        |r| r.divergences,
+    ),
+];
+
 /// Writes every running plugin's counters and reconcile latency, and its shadow's tally.
 fn collector(published: Published) -> Collector {
     Box::new(move |out: &mut String| {
         let plugins = lock(&published).clone();
-        for (metric, help) in [
-            ("reconciles", "reconcile calls"),
-            ("failures", "reconciles the plugin failed"),
-            (
-                "traps",
-                "instances lost to traps, deadlines or memory limits",
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP wasmkube_plugin_{metric}_total Wasm controller {help}.\n# TYPE wasmkube_plugin_{metric}_total counter"
-            );
-            for (name, counters) in &plugins {
-                let h = lock(&counters.health);
-                let value = match metric {
-                    "reconciles" => h.reconciles,
-                    "failures" => h.failures,
-                    _ => h.traps,
-                };
-                let _ = writeln!(
-                    out,
-                    "wasmkube_plugin_{metric}_total{{plugin=\"{name}\"}} {value}"
-                );
-            }
+        for (name, help, value) in HEALTH {
+            write_counter(out, &plugins, name, help, |c| Some(value(&lock(&c.health))));
         }
         out.push_str("# TYPE wasmkube_plugin_reconcile_duration_seconds histogram\n");
         for (name, counters) in &plugins {
@@ -124,30 +163,10 @@ fn collector(published: Published) -> Collector {
                 &latency,
             );
         }
-        for (metric, help) in [
-            ("reconciles", "reconciles compared"),
-            ("agreements", "reconciles whose writes agreed"),
-            ("divergences", "reconciles whose writes diverged"),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP wasmkube_plugin_shadow_{metric}_total Shadow controller {help} with the active version's.\n# TYPE wasmkube_plugin_shadow_{metric}_total counter"
-            );
-            for (name, counters) in &plugins {
-                let Some(report) = &counters.shadow else {
-                    continue;
-                };
-                let report = lock(report);
-                let value = match metric {
-                    "reconciles" => report.reconciles,
-                    "agreements" => report.agreements,
-                    _ => report.divergences,
-                };
-                let _ = writeln!(
-                    out,
-                    "wasmkube_plugin_shadow_{metric}_total{{plugin=\"{name}\"}} {value}"
-                );
-            }
+        for (name, help, value) in SHADOW {
+            write_counter(out, &plugins, name, help, |c| {
+                c.shadow.as_ref().map(|r| value(&lock(r)))
+            });
         }
     })
 }
