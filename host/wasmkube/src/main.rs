@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run_node(args).await,
@@ -97,5 +97,8 @@ fn main() -> anyhow::Result<()> {
             Command::Kubeconfig(args) => kubeconfig_cli::run(args),
             Command::Token(command) => token_cli::run(command).await,
         }
-    })
+    });
+    // A blocking task still running (a store read) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

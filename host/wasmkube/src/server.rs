@@ -14,6 +14,7 @@ use wasmkube_apiserver::registry::{PodSecurityLevel, WriteOptions, create_object
 use wasmkube_apiserver::tls::{Identity, KUBELET_CLIENT_USER, Names};
 use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
+use wasmkube_controller::leader::{Elector, ServerLease, Timing};
 use wasmkube_controller::module::PluginKind;
 use wasmkube_controller::{Manager, module, native, supervisor};
 use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
@@ -88,6 +89,18 @@ pub struct ServerArgs {
     /// comma-separated, as kube-apiserver's `--api-audiences`; by default the issuer.
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// How long the leader's lease holds (kube-controller-manager's
+    /// `--leader-elect-lease-duration`): another host takes over this long after the leader
+    /// last renewed it.
+    #[arg(long, default_value = "15s", value_parser = config::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew its lease before it stops acting; shorter
+    /// than the lease duration.
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often the lease is renewed, or tried for by a host that does not lead.
+    #[arg(long, default_value = "2s", value_parser = config::parse_duration)]
+    pub leader_elect_retry_period: Duration,
 }
 
 impl ServerArgs {
@@ -122,6 +135,20 @@ impl ServerArgs {
         SocketAddr::new(ip, port)
     }
 
+    /// The leader election's timing, checked so that a leader stops before its lease may be
+    /// taken.
+    fn timing(&self) -> anyhow::Result<Timing> {
+        let timing = Timing {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        timing
+            .check()
+            .map_err(|e| anyhow::anyhow!("--leader-elect-*: {e}"))?;
+        Ok(timing)
+    }
+
     /// The cluster settings of the flags, for a cluster of `identity` (its CA published and
     /// signing node certificates) whose ServiceAccount tokens are signed with the key kept in `pki`.
     pub fn cluster(&self, identity: &Identity, pki: &Path) -> anyhow::Result<ClusterConfig> {
@@ -148,11 +175,158 @@ impl ServerArgs {
     }
 }
 
-/// What runs the plugins: the controllers' supervisor and the scheduler, which runs the
-/// scheduling policies. Dropping it stops them.
-struct Plugins {
-    _supervisor: tokio::task::JoinHandle<()>,
+/// A task aborted when this is dropped.
+struct Aborting(tokio::task::JoinHandle<()>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What runs on the elected host only: the host's native controllers, the controllers'
+/// supervisor (every Wasm controller), the scheduler and the compactor. Dropping it stops them.
+struct Elected {
+    _native: Aborting,
+    _supervisor: Aborting,
     _scheduler: wasmkube_scheduler::Scheduler,
+    _compactor: Aborting,
+}
+
+/// Starts the elected parts over one informer cache, fresh for each term of leadership.
+async fn lead(
+    server: Arc<Server>,
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+) -> anyhow::Result<Elected> {
+    let manager = Manager::new(server.clone());
+    let source = Arc::new(wasmkube_scheduler::source::Plugins {
+        server: server.clone(),
+        manager: manager.clone(),
+        runtime: runtime.clone(),
+    });
+    let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
+        .await
+        .context("starting the scheduler")?;
+    Ok(Elected {
+        _native: Aborting(native::spawn(server.clone())),
+        _supervisor: Aborting(supervisor::spawn(server, manager, runtime)),
+        _scheduler: scheduler,
+        _compactor: Aborting(compactor::spawn(store, Duration::from_secs(300))),
+    })
+}
+
+/// This host's part in the election: the elector renewing or seeking the lease, and the task
+/// that starts the elected parts while this host leads and drops them when it stops. Dropping
+/// it stops both (the lease then expires); [`Election::release`] gives it up at once.
+struct Election {
+    stop: tokio::sync::oneshot::Sender<()>,
+    elector: Aborting,
+    _follower: Aborting,
+}
+
+/// The lease the elected parts run under, named as kube-controller-manager's (whose RBAC role
+/// may write it).
+const LEASE: &str = "kube-controller-manager";
+
+/// A name unique to this process, as kube-controller-manager's: `HOSTNAME_<uuid>`.
+fn identity() -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}_{}", hostname.trim(), uuid::Uuid::new_v4())
+}
+
+impl Election {
+    /// Makes a first attempt at the lease at once (a single host leads, its parts started,
+    /// before this returns), then keeps at it on a task of its own.
+    async fn start(
+        server: &Arc<Server>,
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        timing: Timing,
+    ) -> anyhow::Result<Self> {
+        let lease = ServerLease::new(server.clone(), LEASE).context("Leases are not served")?;
+        let identity = identity();
+        let mut elector = Elector::new(lease, identity.clone(), timing);
+        let leading = elector.step().await;
+        let start = {
+            let server = server.clone();
+            move || lead(server.clone(), store.clone(), runtime.clone())
+        };
+        let running = match leading {
+            true => Some(start().await?),
+            false => None,
+        };
+        tracing::info!(%identity, lease = LEASE, leading, "leader election");
+        let (tx, rx) = tokio::sync::watch::channel(leading);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let elector = tokio::spawn(elector.run(tx, async {
+            let _ = stopped.await;
+        }));
+        let follower = tokio::spawn(follow(rx, running, start, timing.retry_period));
+        Ok(Election {
+            stop,
+            elector: Aborting(elector),
+            _follower: Aborting(follower),
+        })
+    }
+
+    /// Stops the elected parts, then gives the lease up so that another host leads at once.
+    async fn release(self) {
+        let Election {
+            stop,
+            mut elector,
+            _follower,
+        } = self;
+        drop(_follower);
+        let _ = stop.send(());
+        if tokio::time::timeout(Duration::from_secs(2), &mut elector.0)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the leader lease was not released in time");
+        }
+    }
+}
+
+/// Runs the elected parts while `leading` says this host leads, starting them again (after a
+/// retry period) when they fail to start.
+async fn follow<F, Fut>(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    mut running: Option<Elected>,
+    start: F,
+    retry: Duration,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<Elected>>,
+{
+    loop {
+        let now = *leading.borrow_and_update();
+        if !now && running.take().is_some() {
+            tracing::warn!(
+                lease = LEASE,
+                "no longer leading: the controllers, scheduler and compactor stopped"
+            );
+        }
+        if now && running.is_none() {
+            match start().await {
+                Ok(elected) => {
+                    tracing::info!(
+                        lease = LEASE,
+                        "leading: the controllers, scheduler and compactor started"
+                    );
+                    running = Some(elected);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "leading, but the elected parts did not start");
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
+            }
+        }
+        if leading.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The Plugin name for a `.wasm` file: `wasmkube_plugin_replicaset.wasm` → `replicaset`,
@@ -173,11 +347,12 @@ pub static BUILTINS: &[Builtin] = include!(concat!(env!("OUT_DIR"), "/builtins.r
 
 /// Installs the built-in plugins (but the disabled ones) and every `--plugin` as `Plugin`
 /// objects of the kind their component is (a changed file replaces the running module in
-/// place), and starts the supervisor and the scheduler. Returns the plugins installed.
-async fn start_plugins(
+/// place: the leading host's supervisor swaps it). Returns the plugins installed and the
+/// runtime that loads them.
+async fn install_plugins(
     server: &Arc<Server>,
     args: &ServerArgs,
-) -> anyhow::Result<(Plugins, Vec<String>)> {
+) -> anyhow::Result<(Arc<Runtime>, Vec<String>)> {
     if let Some(unknown) = args
         .disabled
         .iter()
@@ -212,7 +387,6 @@ async fn start_plugins(
         .clone()
         .unwrap_or_else(|| args.data_dir.join("plugin-cache"));
     let runtime = Arc::new(Runtime::new(cache)?);
-    let manager = Manager::new(server.clone());
     for file in &args.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let name = plugin_name(file);
@@ -226,21 +400,9 @@ async fn start_plugins(
         tracing::info!(plugin = %name, kind = kind.as_str(), file = %file.display(), "plugin installed");
         installed.push(name);
     }
-    let source = Arc::new(wasmkube_scheduler::source::Plugins {
-        server: server.clone(),
-        manager: manager.clone(),
-        runtime: runtime.clone(),
-    });
-    let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
-        .await
-        .context("starting the scheduler")?;
-    let plugins = Plugins {
-        _supervisor: supervisor::spawn(server.clone(), manager, runtime),
-        _scheduler: scheduler,
-    };
     installed.sort();
     installed.dedup();
-    Ok((plugins, installed))
+    Ok((runtime, installed))
 }
 
 /// Opens the store named by `--store`.
@@ -354,7 +516,7 @@ pub struct Started {
     /// The control plane, for in-process callers.
     pub server: Arc<Server>,
     serving: futures::future::BoxFuture<'static, anyhow::Result<()>>,
-    running: Plugins,
+    election: Election,
 }
 
 impl Started {
@@ -379,16 +541,37 @@ impl Started {
     /// Serves the API until the process ends.
     pub async fn serve(self) -> anyhow::Result<()> {
         let Started {
-            serving, running, ..
+            serving, election, ..
         } = self;
         let result = serving.await;
-        drop(running);
+        drop(election);
         result
+    }
+
+    /// Serves the API until SIGTERM or SIGINT, then stops the elected parts and releases the
+    /// lease, so that another host leads at once.
+    async fn serve_until_terminated(self) -> anyhow::Result<()> {
+        let Started {
+            serving, election, ..
+        } = self;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = serving => result,
+            _ = term.recv() => {
+                election.release().await;
+                Ok(())
+            }
+            _ = tokio::signal::ctrl_c() => {
+                election.release().await;
+                Ok(())
+            }
+        }
     }
 }
 
-/// Opens the store, installs the built-in objects and plugins, starts the controllers and the
-/// scheduler, and writes the kubeconfig; [`Started::serve`] then serves the API.
+/// Opens the store, installs the built-in objects and plugins, joins the leader election (the
+/// controllers, the scheduler and the compactor run while this host leads), and writes the
+/// kubeconfig; [`Started::serve`] then serves the API.
 pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::tls::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -406,9 +589,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::auth::bootstrap::reconcile(&server).await?;
     let advertised = advertise::address(args.advertise_address, args.bind_address);
     advertise::reconcile(&server, advertised, port).await?;
-    native::spawn(server.clone());
-    let (plugins, installed) = start_plugins(&server, &args).await?;
-    compactor::spawn(store, Duration::from_secs(300));
+    let (runtime, installed) = install_plugins(&server, &args).await?;
+    let election = Election::start(&server, store, runtime, args.timing()?).await?;
     wasmkube_apiserver::auth::cluster_info::publish(&server, &url, &identity.ca_pem).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     wasmkube_apiserver::tls::write_private(
@@ -431,14 +613,14 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
         plugins: installed,
         server,
         serving,
-        running: plugins,
+        election,
     })
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = start(args).await?;
     println!("{}", started.summary(None));
-    started.serve().await
+    started.serve_until_terminated().await
 }
 
 #[cfg(test)]
