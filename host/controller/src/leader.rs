@@ -143,6 +143,9 @@ pub struct Elector<L> {
     timing: Timing,
     state: State,
     observed: Option<Observed>,
+    /// This host is the only one that can reach the store (the embedded one, which one
+    /// process opens): it takes the lease at once, from an earlier process of its own too.
+    sole: bool,
 }
 
 fn text(lease: &Value, field: &str) -> Option<String> {
@@ -157,7 +160,15 @@ impl<L: Leases> Elector<L> {
             timing,
             state: State::Follower,
             observed: None,
+            sole: false,
         }
+    }
+
+    /// An elector for the only host that can reach the store: a lease left by an earlier
+    /// process (killed without releasing it) is taken without waiting for it to expire.
+    pub fn sole(mut self) -> Self {
+        self.sole = true;
+        self
     }
 
     pub fn state(&self) -> State {
@@ -232,7 +243,7 @@ impl<L: Leases> Elector<L> {
             Some(o) if o.holder == seen.holder && o.revision == seen.revision => o,
             _ => seen,
         };
-        let expired = observed.at + observed.duration <= now;
+        let expired = self.sole || observed.at + observed.duration <= now;
         self.observed = Some(observed);
         let ours = holder == self.identity;
         if !holder.is_empty() && !ours && !expired {

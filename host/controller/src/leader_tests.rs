@@ -146,6 +146,16 @@ async fn a_follower_takes_a_lease_only_once_it_expired() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_sole_host_of_a_store_takes_the_lease_of_its_killed_predecessor_at_once() {
+    let fake = Fake::default();
+    let mut killed = elector(&fake, "a");
+    assert!(killed.step().await);
+    let mut b = elector(&fake, "b").sole();
+    assert!(b.step().await);
+    assert_eq!(fake.holder(), "b");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_leader_that_cannot_renew_stops_before_another_may_take_the_lease() {
     let fake = Fake::default();
     let partitioned = fake.partitioned();

@@ -237,16 +237,21 @@ fn identity() -> String {
 
 impl Election {
     /// Makes a first attempt at the lease at once (a single host leads, its parts started,
-    /// before this returns), then keeps at it on a task of its own.
+    /// before this returns), then keeps at it on a task of its own. The `sole` host of a store
+    /// takes the lease whoever held it.
     async fn start(
         server: &Arc<Server>,
         store: Arc<dyn Store>,
         runtime: Arc<Runtime>,
         timing: Timing,
+        sole: bool,
     ) -> anyhow::Result<Self> {
         let lease = ServerLease::new(server.clone(), LEASE).context("Leases are not served")?;
         let identity = identity();
         let mut elector = Elector::new(lease, identity.clone(), timing);
+        if sole {
+            elector = elector.sole();
+        }
         let leading = elector.step().await;
         let start = {
             let server = server.clone();
@@ -590,7 +595,9 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     let advertised = advertise::address(args.advertise_address, args.bind_address);
     advertise::reconcile(&server, advertised, port).await?;
     let (runtime, installed) = install_plugins(&server, &args).await?;
-    let election = Election::start(&server, store, runtime, args.timing()?).await?;
+    // The embedded store is opened by one process: no other host can lead.
+    let sole = args.store == "embedded";
+    let election = Election::start(&server, store, runtime, args.timing()?, sole).await?;
     wasmkube_apiserver::auth::cluster_info::publish(&server, &url, &identity.ca_pem).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     wasmkube_apiserver::tls::write_private(
