@@ -327,5 +327,6 @@ fn written(result: Result<(), ApiError>) -> Result<bool, ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 #[path = "leader_tests.rs"]
 mod tests;

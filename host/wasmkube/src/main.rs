@@ -43,7 +43,7 @@ enum Command {
     /// Run a node agent: pods bound to this node run in containerd, networked by CNI.
     Node(node::NodeArgs),
     /// Run the control plane and a node agent on this machine in one process.
-    Up(node::UpArgs),
+    Up(Box<node::UpArgs>),
     /// Join a cluster as a node: its own certificate from a bootstrap token, then the agent.
     Join(node::JoinArgs),
     /// Import images into this node's containerd.
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run_node(args).await,
-            Command::Up(args) => node::run_up(args).await,
+            Command::Up(args) => node::run_up(*args).await,
             Command::Join(args) => node::run_join(args).await,
             Command::Image(command) => node::run_image(command).await,
             Command::Bench(args) => bench::run(args).await,
