@@ -294,7 +294,7 @@ impl Election {
 }
 
 /// Runs the elected parts while `leading` says this host leads, starting them again (after a
-/// retry period) when they fail to start.
+/// retry period) when they fail to start; returns when the elector is gone.
 async fn follow<F, Fut>(
     mut leading: tokio::sync::watch::Receiver<bool>,
     mut running: Option<Elected>,
@@ -313,7 +313,15 @@ async fn follow<F, Fut>(
             );
         }
         if now && running.is_none() {
-            match start().await {
+            // Leadership lost while the parts start: they are dropped half-started.
+            let started = tokio::select! {
+                started = start() => started,
+                lost = leading.wait_for(|leading| !*leading) => match lost {
+                    Ok(_) => continue,
+                    Err(_) => return,
+                },
+            };
+            match started {
                 Ok(elected) => {
                     tracing::info!(
                         lease = LEASE,
