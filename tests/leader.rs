@@ -1,5 +1,6 @@
 //! Leader election: two `wasmkube server` hosts on one etcd run the controllers, the scheduler
-//! and the compactor once, and the survivor takes over when the leader is killed.
+//! and the compactor once; the survivor takes over when the leader is killed, at once when it
+//! stops cleanly.
 
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,7 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
         .arg(dir.path())
         .status()?;
     anyhow::ensure!(status.success(), "copying the first host's pki");
-    let b = Cluster::start_in(dir, &args)?;
+    let mut b = Cluster::start_in(dir, &args)?;
 
     // One lease, held by the first host; the second follows.
     let leases = b.ok(&["get", "leases", "-n", "kube-system", "-o", "name"])?;
@@ -116,7 +117,24 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     eventually(Duration::from_secs(20), || {
         Ok(named(&b, "replicasets", "after")?.len() == 1 && named(&b, "pods", "after")?.len() == 2)
     })?;
-    drop(b);
+
+    // The first host comes back and follows; the second stops cleanly, releasing the lease:
+    // the first takes it without waiting for it to expire.
+    a.restart()?;
+    assert_eq!(holder(&a)?, new_leader);
+    b.terminate()?;
+    let terminated = Instant::now();
+    eventually(Duration::from_secs(20), || {
+        let now = holder(&a)?;
+        Ok(!now.is_empty() && now != new_leader)
+    })?;
+    let took = terminated.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "a released lease was taken after {took:?}"
+    );
+    assert!(a.log().contains(&holder(&a)?), "the first host leads again");
+    drop(a);
     drop(etcd);
     Ok(())
 }

@@ -311,6 +311,19 @@ impl Cluster {
         }
     }
 
+    /// Stops the server with SIGTERM (it may clean up: release its leader lease) and waits
+    /// for it to exit.
+    pub fn terminate(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "kill -TERM failed");
+            child.wait()?;
+        }
+        Ok(())
+    }
+
     /// Starts the server again on the same data directory and port.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
