@@ -5,6 +5,7 @@
 mod advertise;
 mod bench;
 mod client;
+mod election;
 mod kubeconfig_cli;
 mod node;
 mod plugin_cli;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::advertise;
+use crate::election::Election;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::auth::token::{DEFAULT_ISSUER, TokenIssuer};
@@ -14,14 +15,14 @@ use wasmkube_apiserver::registry::{PodSecurityLevel, WriteOptions, create_object
 use wasmkube_apiserver::tls::{Identity, KUBELET_CLIENT_USER, Names};
 use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
-use wasmkube_controller::leader::{Elector, ServerLease, Timing};
+use wasmkube_controller::leader::Timing;
+use wasmkube_controller::module;
 use wasmkube_controller::module::PluginKind;
-use wasmkube_controller::{Manager, module, native, supervisor};
 use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
 use wasmkube_runtime::Runtime;
+use wasmkube_store::Store;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
-use wasmkube_store::{Store, compactor};
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -103,14 +104,19 @@ pub struct ServerArgs {
     pub leader_elect_retry_period: Duration,
 }
 
+/// This host's name, empty when it cannot be read.
+pub fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim().to_string()
+}
+
 impl ServerArgs {
     /// What the serving certificate must be valid for: the defaults, this host's name and
     /// addresses, the bind address, the `kubernetes` Service's IP and every `--tls-san`.
     fn names(&self) -> anyhow::Result<Names> {
         let mut names = Names::default();
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         // A hostname that is no DNS name (an odd container's) is left out, not an error.
-        let _ = names.add(hostname.trim());
+        let _ = names.add(&hostname());
         for ip in wasmkube_node::registration::host_addresses() {
             names.ip(ip);
         }
@@ -172,173 +178,6 @@ impl ServerArgs {
                 }
             },
         })
-    }
-}
-
-/// A task aborted when this is dropped.
-struct Aborting(tokio::task::JoinHandle<()>);
-
-impl Drop for Aborting {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// What runs on the elected host only: the host's native controllers, the controllers'
-/// supervisor (every Wasm controller), the scheduler and the compactor. Dropping it stops them.
-struct Elected {
-    _native: Aborting,
-    _supervisor: Aborting,
-    _scheduler: wasmkube_scheduler::Scheduler,
-    _compactor: Aborting,
-}
-
-/// Starts the elected parts over one informer cache, fresh for each term of leadership.
-async fn lead(
-    server: Arc<Server>,
-    store: Arc<dyn Store>,
-    runtime: Arc<Runtime>,
-) -> anyhow::Result<Elected> {
-    let manager = Manager::new(server.clone());
-    let source = Arc::new(wasmkube_scheduler::source::Plugins {
-        server: server.clone(),
-        manager: manager.clone(),
-        runtime: runtime.clone(),
-    });
-    let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
-        .await
-        .context("starting the scheduler")?;
-    Ok(Elected {
-        _native: Aborting(native::spawn(server.clone())),
-        _supervisor: Aborting(supervisor::spawn(server, manager, runtime)),
-        _scheduler: scheduler,
-        _compactor: Aborting(compactor::spawn(store, Duration::from_secs(300))),
-    })
-}
-
-/// This host's part in the election: the elector renewing or seeking the lease, and the task
-/// that starts the elected parts while this host leads and drops them when it stops. Dropping
-/// it stops both (the lease then expires); [`Election::release`] gives it up at once.
-struct Election {
-    stop: tokio::sync::oneshot::Sender<()>,
-    elector: Aborting,
-    _follower: Aborting,
-}
-
-/// The lease the elected parts run under, named as kube-controller-manager's (whose RBAC role
-/// may write it).
-const LEASE: &str = "kube-controller-manager";
-
-/// A name unique to this process, as kube-controller-manager's: `HOSTNAME_<uuid>`.
-fn identity() -> String {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}_{}", hostname.trim(), uuid::Uuid::new_v4())
-}
-
-impl Election {
-    /// Makes a first attempt at the lease at once (a single host leads, its parts started,
-    /// before this returns), then keeps at it on a task of its own. The `sole` host of a store
-    /// takes the lease whoever held it.
-    async fn start(
-        server: &Arc<Server>,
-        store: Arc<dyn Store>,
-        runtime: Arc<Runtime>,
-        timing: Timing,
-        sole: bool,
-    ) -> anyhow::Result<Self> {
-        let lease = ServerLease::new(server.clone(), LEASE).context("Leases are not served")?;
-        let identity = identity();
-        let mut elector = Elector::new(lease, identity.clone(), timing);
-        if sole {
-            elector = elector.sole();
-        }
-        let leading = elector.step().await;
-        let start = {
-            let server = server.clone();
-            move || lead(server.clone(), store.clone(), runtime.clone())
-        };
-        let running = match leading {
-            true => Some(start().await?),
-            false => None,
-        };
-        tracing::info!(%identity, lease = LEASE, leading, "leader election");
-        let (tx, rx) = tokio::sync::watch::channel(leading);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let elector = tokio::spawn(elector.run(tx, async {
-            let _ = stopped.await;
-        }));
-        let follower = tokio::spawn(follow(rx, running, start, timing.retry_period));
-        Ok(Election {
-            stop,
-            elector: Aborting(elector),
-            _follower: Aborting(follower),
-        })
-    }
-
-    /// Stops the elected parts, then gives the lease up so that another host leads at once.
-    async fn release(self) {
-        let Election {
-            stop,
-            mut elector,
-            _follower,
-        } = self;
-        drop(_follower);
-        let _ = stop.send(());
-        if tokio::time::timeout(Duration::from_secs(2), &mut elector.0)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the leader lease was not released in time");
-        }
-    }
-}
-
-/// Runs the elected parts while `leading` says this host leads, starting them again (after a
-/// retry period) when they fail to start; returns when the elector is gone.
-async fn follow<F, Fut>(
-    mut leading: tokio::sync::watch::Receiver<bool>,
-    mut running: Option<Elected>,
-    start: F,
-    retry: Duration,
-) where
-    F: Fn() -> Fut,
-    Fut: Future<Output = anyhow::Result<Elected>>,
-{
-    loop {
-        let now = *leading.borrow_and_update();
-        if !now && running.take().is_some() {
-            tracing::warn!(
-                lease = LEASE,
-                "no longer leading: the controllers, scheduler and compactor stopped"
-            );
-        }
-        if now && running.is_none() {
-            // Leadership lost while the parts start: they are dropped half-started.
-            let started = tokio::select! {
-                started = start() => started,
-                lost = leading.wait_for(|leading| !*leading) => match lost {
-                    Ok(_) => continue,
-                    Err(_) => return,
-                },
-            };
-            match started {
-                Ok(elected) => {
-                    tracing::info!(
-                        lease = LEASE,
-                        "leading: the controllers, scheduler and compactor started"
-                    );
-                    running = Some(elected);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "leading, but the elected parts did not start");
-                    tokio::time::sleep(retry).await;
-                    continue;
-                }
-            }
-        }
-        if leading.changed().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -567,19 +406,25 @@ impl Started {
         let Started {
             serving, election, ..
         } = self;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = serving => result,
-            _ = term.recv() => {
+            signal = terminated() => {
                 election.release().await;
-                Ok(())
-            }
-            _ = tokio::signal::ctrl_c() => {
-                election.release().await;
-                Ok(())
+                signal
             }
         }
     }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn terminated() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
 }
 
 /// Opens the store, installs the built-in objects and plugins, joins the leader election (the
