@@ -69,6 +69,12 @@ impl Cluster {
         Self::boot_new("server", extra)
     }
 
+    /// Starts a server in `dir`, a data directory prepared beforehand (say, with another
+    /// host's `pki/`, as a second control-plane host needs).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Cluster> {
+        Self::boot_in(dir, "server", extra)
+    }
+
     /// Starts `wasmkube up`: the control plane with every built-in plugin and a real node agent
     /// (containerd, CNI) keeping its state and logs in the cluster's directory.
     pub fn up(extra: &[&str]) -> Result<Cluster> {
@@ -118,7 +124,10 @@ impl Cluster {
     }
 
     fn boot_new(command: &'static str, extra: &[&str]) -> Result<Cluster> {
-        let dir = tempfile::tempdir()?;
+        Self::boot_in(tempfile::tempdir()?, command, extra)
+    }
+
+    fn boot_in(dir: tempfile::TempDir, command: &'static str, extra: &[&str]) -> Result<Cluster> {
         // One compilation cache for every test's cluster (scripts/test.sh fills it first).
         let cache = target_dir().join("plugin-cache");
         let mut extra_args = vec!["--plugin-cache".to_string(), cache.display().to_string()];
@@ -300,6 +309,19 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the server with SIGTERM (it may clean up: release its leader lease) and waits
+    /// for it to exit.
+    pub fn terminate(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "kill -TERM failed");
+            child.wait()?;
+        }
+        Ok(())
     }
 
     /// Starts the server again on the same data directory and port.

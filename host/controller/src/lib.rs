@@ -2,6 +2,7 @@
 
 pub mod builtin;
 pub mod informer;
+pub mod leader;
 pub mod manager;
 pub mod module;
 pub mod native;

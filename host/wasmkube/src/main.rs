@@ -5,6 +5,7 @@
 mod advertise;
 mod bench;
 mod client;
+mod election;
 mod kubeconfig_cli;
 mod node;
 mod plugin_cli;
@@ -43,7 +44,7 @@ enum Command {
     /// Run a node agent: pods bound to this node run in containerd, networked by CNI.
     Node(node::NodeArgs),
     /// Run the control plane and a node agent on this machine in one process.
-    Up(node::UpArgs),
+    Up(Box<node::UpArgs>),
     /// Join a cluster as a node: its own certificate from a bootstrap token, then the agent.
     Join(node::JoinArgs),
     /// Import images into this node's containerd.
@@ -84,11 +85,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run_node(args).await,
-            Command::Up(args) => node::run_up(args).await,
+            Command::Up(args) => node::run_up(*args).await,
             Command::Join(args) => node::run_join(args).await,
             Command::Image(command) => node::run_image(command).await,
             Command::Bench(args) => bench::run(args).await,
@@ -97,5 +98,8 @@ fn main() -> anyhow::Result<()> {
             Command::Kubeconfig(args) => kubeconfig_cli::run(args),
             Command::Token(command) => token_cli::run(command).await,
         }
-    })
+    });
+    // A blocking task still running (a store read) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

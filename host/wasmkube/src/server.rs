@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::advertise;
+use crate::election::Election;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::auth::token::{DEFAULT_ISSUER, TokenIssuer};
@@ -14,13 +15,14 @@ use wasmkube_apiserver::registry::{PodSecurityLevel, WriteOptions, create_object
 use wasmkube_apiserver::tls::{Identity, KUBELET_CLIENT_USER, Names};
 use wasmkube_apiserver::{ClusterConfig, Server, app, serve_tls};
 use wasmkube_controller::builtin::{Builtin, Outcome};
+use wasmkube_controller::leader::Timing;
+use wasmkube_controller::module;
 use wasmkube_controller::module::PluginKind;
-use wasmkube_controller::{Manager, module, native, supervisor};
 use wasmkube_model::names::DEFAULT_STORAGE_CLASS;
 use wasmkube_runtime::Runtime;
+use wasmkube_store::Store;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
-use wasmkube_store::{Store, compactor};
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -88,6 +90,24 @@ pub struct ServerArgs {
     /// comma-separated, as kube-apiserver's `--api-audiences`; by default the issuer.
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// How long the leader's lease holds (kube-controller-manager's
+    /// `--leader-elect-lease-duration`): another host takes over this long after the leader
+    /// last renewed it.
+    #[arg(long, default_value = "15s", value_parser = config::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew its lease before it stops acting; shorter
+    /// than the lease duration.
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often the lease is renewed, or tried for by a host that does not lead.
+    #[arg(long, default_value = "2s", value_parser = config::parse_duration)]
+    pub leader_elect_retry_period: Duration,
+}
+
+/// This host's name, empty when it cannot be read.
+pub fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim().to_string()
 }
 
 impl ServerArgs {
@@ -95,9 +115,8 @@ impl ServerArgs {
     /// addresses, the bind address, the `kubernetes` Service's IP and every `--tls-san`.
     fn names(&self) -> anyhow::Result<Names> {
         let mut names = Names::default();
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         // A hostname that is no DNS name (an odd container's) is left out, not an error.
-        let _ = names.add(hostname.trim());
+        let _ = names.add(&hostname());
         for ip in wasmkube_node::registration::host_addresses() {
             names.ip(ip);
         }
@@ -120,6 +139,20 @@ impl ServerArgs {
             ip => ip,
         };
         SocketAddr::new(ip, port)
+    }
+
+    /// The leader election's timing, checked so that a leader stops before its lease may be
+    /// taken.
+    fn timing(&self) -> anyhow::Result<Timing> {
+        let timing = Timing {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        timing
+            .check()
+            .map_err(|e| anyhow::anyhow!("--leader-elect-*: {e}"))?;
+        Ok(timing)
     }
 
     /// The cluster settings of the flags, for a cluster of `identity` (its CA published and
@@ -148,13 +181,6 @@ impl ServerArgs {
     }
 }
 
-/// What runs the plugins: the controllers' supervisor and the scheduler, which runs the
-/// scheduling policies. Dropping it stops them.
-struct Plugins {
-    _supervisor: tokio::task::JoinHandle<()>,
-    _scheduler: wasmkube_scheduler::Scheduler,
-}
-
 /// The Plugin name for a `.wasm` file: `wasmkube_plugin_replicaset.wasm` → `replicaset`,
 /// `wasmkube_policy_default.wasm` → `default`, `my_thing.wasm` → `my-thing`.
 fn plugin_name(file: &std::path::Path) -> String {
@@ -173,11 +199,12 @@ pub static BUILTINS: &[Builtin] = include!(concat!(env!("OUT_DIR"), "/builtins.r
 
 /// Installs the built-in plugins (but the disabled ones) and every `--plugin` as `Plugin`
 /// objects of the kind their component is (a changed file replaces the running module in
-/// place), and starts the supervisor and the scheduler. Returns the plugins installed.
-async fn start_plugins(
+/// place: the leading host's supervisor swaps it). Returns the plugins installed and the
+/// runtime that loads them.
+async fn install_plugins(
     server: &Arc<Server>,
     args: &ServerArgs,
-) -> anyhow::Result<(Plugins, Vec<String>)> {
+) -> anyhow::Result<(Arc<Runtime>, Vec<String>)> {
     if let Some(unknown) = args
         .disabled
         .iter()
@@ -212,7 +239,6 @@ async fn start_plugins(
         .clone()
         .unwrap_or_else(|| args.data_dir.join("plugin-cache"));
     let runtime = Arc::new(Runtime::new(cache)?);
-    let manager = Manager::new(server.clone());
     for file in &args.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let name = plugin_name(file);
@@ -226,21 +252,9 @@ async fn start_plugins(
         tracing::info!(plugin = %name, kind = kind.as_str(), file = %file.display(), "plugin installed");
         installed.push(name);
     }
-    let source = Arc::new(wasmkube_scheduler::source::Plugins {
-        server: server.clone(),
-        manager: manager.clone(),
-        runtime: runtime.clone(),
-    });
-    let scheduler = wasmkube_scheduler::start(server.clone(), manager.clone(), source)
-        .await
-        .context("starting the scheduler")?;
-    let plugins = Plugins {
-        _supervisor: supervisor::spawn(server.clone(), manager, runtime),
-        _scheduler: scheduler,
-    };
     installed.sort();
     installed.dedup();
-    Ok((plugins, installed))
+    Ok((runtime, installed))
 }
 
 /// Opens the store named by `--store`.
@@ -354,7 +368,7 @@ pub struct Started {
     /// The control plane, for in-process callers.
     pub server: Arc<Server>,
     serving: futures::future::BoxFuture<'static, anyhow::Result<()>>,
-    running: Plugins,
+    election: Election,
 }
 
 impl Started {
@@ -379,16 +393,43 @@ impl Started {
     /// Serves the API until the process ends.
     pub async fn serve(self) -> anyhow::Result<()> {
         let Started {
-            serving, running, ..
+            serving, election, ..
         } = self;
         let result = serving.await;
-        drop(running);
+        drop(election);
         result
+    }
+
+    /// Serves the API until SIGTERM or SIGINT, then stops the elected parts and releases the
+    /// lease, so that another host leads at once.
+    async fn serve_until_terminated(self) -> anyhow::Result<()> {
+        let Started {
+            serving, election, ..
+        } = self;
+        tokio::select! {
+            result = serving => result,
+            signal = terminated() => {
+                election.release().await;
+                signal
+            }
+        }
     }
 }
 
-/// Opens the store, installs the built-in objects and plugins, starts the controllers and the
-/// scheduler, and writes the kubeconfig; [`Started::serve`] then serves the API.
+/// Waits for SIGTERM or SIGINT.
+async fn terminated() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// Opens the store, installs the built-in objects and plugins, joins the leader election (the
+/// controllers, the scheduler and the compactor run while this host leads), and writes the
+/// kubeconfig; [`Started::serve`] then serves the API.
 pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::tls::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -406,9 +447,10 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::auth::bootstrap::reconcile(&server).await?;
     let advertised = advertise::address(args.advertise_address, args.bind_address);
     advertise::reconcile(&server, advertised, port).await?;
-    native::spawn(server.clone());
-    let (plugins, installed) = start_plugins(&server, &args).await?;
-    compactor::spawn(store, Duration::from_secs(300));
+    let (runtime, installed) = install_plugins(&server, &args).await?;
+    // The embedded store is opened by one process: no other host can lead.
+    let sole = args.store == "embedded";
+    let election = Election::start(&server, store, runtime, args.timing()?, sole).await?;
     wasmkube_apiserver::auth::cluster_info::publish(&server, &url, &identity.ca_pem).await?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     wasmkube_apiserver::tls::write_private(
@@ -431,14 +473,14 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
         plugins: installed,
         server,
         serving,
-        running: plugins,
+        election,
     })
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = start(args).await?;
     println!("{}", started.summary(None));
-    started.serve().await
+    started.serve_until_terminated().await
 }
 
 #[cfg(test)]

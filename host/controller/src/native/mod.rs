@@ -58,23 +58,26 @@ async fn current(server: &Server, r: &ObjectRef) -> Option<Value> {
         .map(|s| s.object)
 }
 
-/// Runs the controllers until the store's watch ends; restarts them on errors and panics.
+/// Runs the controllers and Event expiry until the task is aborted; restarts the controllers
+/// on errors and panics.
 pub fn spawn(server: Arc<Server>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(events::run(server.clone()));
     tokio::spawn(async move {
-        loop {
-            // A panic on some object's data must not end the controllers for good: it is
-            // logged and they start again from a fresh read, as after an error.
-            match std::panic::AssertUnwindSafe(run(&server))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "host controllers restarting"),
-                Err(_) => tracing::error!("host controllers panicked; restarting"),
+        let controllers = async {
+            loop {
+                // A panic on some object's data must not end the controllers for good: it is
+                // logged and they start again from a fresh read, as after an error.
+                match std::panic::AssertUnwindSafe(run(&server))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "host controllers restarting"),
+                    Err(_) => tracing::error!("host controllers panicked; restarting"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        };
+        tokio::join!(events::run(server.clone()), controllers);
     })
 }
 

@@ -1,0 +1,140 @@
+//! Leader election: two `wasmkube server` hosts on one etcd run the controllers, the scheduler
+//! and the compactor once; the survivor takes over when the leader is killed, at once when it
+//! stops cleanly.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmkube_e2e::{Cluster, eventually};
+use wasmkube_store::etcd::testing::EtcdServer;
+
+/// Shorter than the defaults (15 s, 10 s, 2 s) to keep the test lean; the same rules.
+const TIMING: [&str; 6] = [
+    "--leader-elect-lease-duration",
+    "6s",
+    "--leader-elect-renew-deadline",
+    "4s",
+    "--leader-elect-retry-period",
+    "1s",
+];
+
+fn holder(c: &Cluster) -> Result<String> {
+    let path = "jsonpath={.spec.holderIdentity}";
+    c.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+        "-o",
+        path,
+    ])
+}
+
+fn deployment(name: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: default}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec: {{containers: [{{name: c, image: busybox}}]}}
+"
+    )
+}
+
+/// The names of what `kind` lists with the label `app=name`.
+fn named(c: &Cluster, kind: &str, name: &str) -> Result<Vec<String>> {
+    let label = format!("app={name}");
+    let out = c.ok(&["get", kind, "-l", &label, "-o", "name"])?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let etcd = runtime
+        .block_on(EtcdServer::start())
+        .context("starting etcd (run scripts/etcd.sh)")?;
+    let store = format!("etcd://{}", etcd.endpoint().trim_start_matches("http://"));
+    let mut args = vec!["--store", store.as_str()];
+    args.extend(TIMING);
+    let mut a = Cluster::start_with(&args)?;
+    // The second host shares the first's CA, keys and tokens (`join --control-plane` does not
+    // exist yet).
+    let dir = tempfile::tempdir()?;
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(a.dir.path().join("pki"))
+        .arg(dir.path())
+        .status()?;
+    anyhow::ensure!(status.success(), "copying the first host's pki");
+    let mut b = Cluster::start_in(dir, &args)?;
+
+    // One lease, held by the first host; the second follows.
+    let leases = b.ok(&["get", "leases", "-n", "kube-system", "-o", "name"])?;
+    assert_eq!(
+        leases.trim(),
+        "lease.coordination.k8s.io/kube-controller-manager"
+    );
+    let leader = holder(&b)?;
+    assert!(a.log().contains(&leader), "the first host leads: {leader}");
+    assert!(!b.log().contains(&leader), "{leader} is the first host's");
+
+    // Written through the follower's apiserver, acted on once by the leader's controllers.
+    b.apply(&deployment("before"))?;
+    eventually(Duration::from_secs(20), || {
+        Ok(named(&a, "replicasets", "before")?.len() == 1
+            && named(&a, "pods", "before")?.len() == 2)
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(named(&b, "replicasets", "before")?.len(), 1);
+    assert_eq!(named(&b, "pods", "before")?.len(), 2, "pods made twice");
+    assert!(
+        !b.log().contains("leading: the controllers"),
+        "the follower started its controllers:\n{}",
+        b.log()
+    );
+
+    // The leader dies without releasing the lease: the other host takes it once it expires.
+    a.kill();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(20), || Ok(holder(&b)? != leader))?;
+    let took = killed.elapsed();
+    let new_leader = holder(&b)?;
+    assert!(
+        b.log().contains(&new_leader),
+        "{new_leader} is not the second host"
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "the lease was taken after {took:?}, unexpired"
+    );
+    b.apply(&deployment("after"))?;
+    eventually(Duration::from_secs(20), || {
+        Ok(named(&b, "replicasets", "after")?.len() == 1 && named(&b, "pods", "after")?.len() == 2)
+    })?;
+
+    // The first host comes back and follows; the second stops cleanly, releasing the lease:
+    // the first takes it without waiting for it to expire.
+    a.restart()?;
+    assert_eq!(holder(&a)?, new_leader);
+    b.terminate()?;
+    let terminated = Instant::now();
+    eventually(Duration::from_secs(20), || {
+        let now = holder(&a)?;
+        Ok(!now.is_empty() && now != new_leader)
+    })?;
+    let took = terminated.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "a released lease was taken after {took:?}"
+    );
+    assert!(a.log().contains(&holder(&a)?), "the first host leads again");
+    drop(a);
+    drop(etcd);
+    Ok(())
+}
