@@ -45,8 +45,9 @@ pub struct Metrics {
     watches: Arc<AtomicI64>,
     /// store operation → latency, shared with the [`MeteredStore`] in front of the store.
     store: Arc<Mutex<BTreeMap<&'static str, Histogram>>>,
-    /// Metrics of other parts of the host (the plugins), appended to every scrape.
-    collectors: Mutex<Vec<Collector>>,
+    /// Metrics of other parts of the host (the plugins, the scheduler), appended to every scrape,
+    /// by the part's name.
+    collectors: Mutex<BTreeMap<&'static str, Collector>>,
 }
 
 /// Writes more metrics, in the Prometheus text format.
@@ -119,19 +120,21 @@ impl Metrics {
             .collectors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
+            .values()
         {
             collector(&mut out);
         }
         out
     }
 
-    /// Adds metrics written by `collector` to every scrape.
-    pub fn add_collector(&self, collector: Collector) {
+    /// Adds the metrics `collector` writes to every scrape, in place of the collector of an
+    /// earlier `part` of that name (a part started again, in a new term of leadership, replaces
+    /// its predecessor's metrics rather than repeating them).
+    pub fn set_collector(&self, part: &'static str, collector: Collector) {
         self.collectors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(collector);
+            .insert(part, collector);
     }
 }
 

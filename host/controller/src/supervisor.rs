@@ -241,7 +241,7 @@ pub fn spawn(
         shared
             .server
             .metrics
-            .add_collector(collector(shared.published.clone()));
+            .set_collector("plugins", collector(shared.published.clone()));
         let mut workers: HashMap<String, Worker> = HashMap::new();
         while let Some((name, deleted)) = rx.recv().await {
             if deleted {

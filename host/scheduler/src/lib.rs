@@ -71,7 +71,7 @@ pub async fn start(
     let s = shared.clone();
     server
         .metrics
-        .add_collector(Box::new(move |out| s.stats().render(out)));
+        .set_collector("scheduler", Box::new(move |out| s.stats().render(out)));
     let tasks = vec![
         tokio::spawn(profiles::run(
             shared.clone(),
