@@ -1,7 +1,7 @@
 //! `wasmkube bench memory`: the resident memory of a real `wasmkube up`, idle and with pods.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wasmkube_node::api::{Api, Connection};
 use wasmkube_node::containerd::Containerd;
 
-use super::node::{Process, delete_pods, start_pods, status_kb, wasmkube};
+use super::node::{PodNetwork, Process, delete_pods, start_pods, status_kb, wasmkube};
 
 const NODE: &str = "bench-memory";
 const BRIDGE: &str = "wkmem0";
@@ -238,12 +238,9 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("wasmkube-bench-memory-")
         .tempdir()?;
-    let remove_bridge = || {
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).output();
-    };
-    remove_bridge();
+    let network = PodNetwork::new(BRIDGE);
     let result = measure(&args, dir.path()).await;
-    remove_bridge();
+    drop(network);
     match result {
         Ok(figures) => {
             println!("{figures}");

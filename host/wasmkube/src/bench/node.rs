@@ -34,6 +34,9 @@ pub struct NodeArgs {
     image: PathBuf,
 }
 
+/// The bench node's pod bridge.
+const BRIDGE: &str = "wkbench0";
+
 /// A child process killed when dropped.
 pub(super) struct Process(pub(super) Child);
 
@@ -41,6 +44,33 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A bench node's pod bridge and its service proxy's nftables table, deleted when made (an
+/// earlier run's) and when dropped: left, the bridge's route would hold its pod subnet for the
+/// next cluster on this machine. Made before the processes that use it, so dropped after them.
+pub(super) struct PodNetwork(&'static str);
+
+impl PodNetwork {
+    pub(super) fn new(bridge: &'static str) -> PodNetwork {
+        let network = PodNetwork(bridge);
+        network.remove();
+        network
+    }
+
+    fn remove(&self) {
+        let _ = Command::new("ip").args(["link", "delete", self.0]).output();
+        let table = format!("wasmkube-{}", self.0);
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .output();
+    }
+}
+
+impl Drop for PodNetwork {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -58,7 +88,7 @@ fn start_agent(dir: &Path) -> anyhow::Result<(Process, Duration, u64)> {
             "--node-name",
             NODE,
             "--bridge",
-            "wkbench0",
+            BRIDGE,
             "--pod-network",
             POD_NETWORK,
         ])
@@ -251,10 +281,8 @@ fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let _network = PodNetwork::new(BRIDGE);
     let dir = tempfile::tempdir()?;
-    let _ = Command::new("ip")
-        .args(["link", "delete", "wkbench0"])
-        .output();
     let _server = Process(
         wasmkube()?
             .args([
