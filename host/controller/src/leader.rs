@@ -243,7 +243,13 @@ impl<L: Leases> Elector<L> {
             Some(o) if o.holder == seen.holder && o.revision == seen.revision => o,
             _ => seen,
         };
-        let expired = self.sole || observed.at + observed.duration <= now;
+        // A duration past what the clock can add (written by anyone who may write the Lease)
+        // never ends.
+        let expired = self.sole
+            || observed
+                .at
+                .checked_add(observed.duration)
+                .is_some_and(|end| end <= now);
         self.observed = Some(observed);
         let ours = holder == self.identity;
         if !holder.is_empty() && !ours && !expired {
@@ -254,7 +260,8 @@ impl<L: Leases> Elector<L> {
         if !ours {
             spec["acquireTime"] = json!(stamp);
             let transitions = spec["leaseTransitions"].as_i64().unwrap_or(0);
-            spec["leaseTransitions"] = json!(transitions + 1);
+            spec["leaseTransitions"] =
+                json!(transitions.saturating_add(1).min(i64::from(i32::MAX)));
         }
         spec["holderIdentity"] = json!(self.identity);
         spec["leaseDurationSeconds"] = json!(duration);

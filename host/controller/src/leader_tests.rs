@@ -145,6 +145,30 @@ async fn a_follower_takes_a_lease_only_once_it_expired() {
     assert_eq!(a.state(), State::Follower);
 }
 
+/// A Lease anyone with write access edited: a duration past what the clock can add never ends
+/// (no overflow), and the transitions stay an int32.
+#[tokio::test(start_paused = true)]
+async fn a_lease_with_numbers_out_of_range_is_read_without_overflow() {
+    let fake = Fake::default();
+    let (mut a, mut b) = (elector(&fake, "a"), elector(&fake, "b"));
+    assert!(a.step().await);
+    {
+        let mut lease = fake.lease.lock().unwrap();
+        let (lease, _) = lease.as_mut().unwrap();
+        lease["spec"]["leaseDurationSeconds"] = serde_json::json!(u64::MAX);
+        lease["spec"]["leaseTransitions"] = serde_json::json!(i64::MAX);
+    }
+    // `a`'s edit from elsewhere: `b` sees a held lease that never expires.
+    assert!(!b.step().await);
+    advance(Duration::from_secs(3600)).await;
+    assert!(!b.step().await);
+    // Given up, it is taken, and the count of transitions is capped.
+    fake.lease.lock().unwrap().as_mut().unwrap().0["spec"]["holderIdentity"] =
+        serde_json::json!("");
+    assert!(b.step().await);
+    assert_eq!(fake.spec()["leaseTransitions"], i64::from(i32::MAX));
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_sole_host_of_a_store_takes_the_lease_of_its_killed_predecessor_at_once() {
     let fake = Fake::default();
