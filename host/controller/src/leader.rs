@@ -193,8 +193,13 @@ impl<L: Leases> Elector<L> {
         let started = Instant::now();
         let attempt = match self.deadline() {
             Some(deadline) if deadline <= started => Ok(Ok(false)),
-            Some(deadline) => tokio::time::timeout_at(deadline, self.try_acquire(started)).await,
-            None => Ok(self.try_acquire(started).await),
+            Some(deadline) => tokio::time::timeout_at(deadline, self.try_acquire()).await,
+            // A follower's attempt is bounded too: an answer held up (a partition that heals)
+            // would be acted on long after the lease it read had moved on.
+            None => {
+                let bound = self.timing.renew_deadline;
+                tokio::time::timeout(bound, self.try_acquire()).await
+            }
         };
         match attempt {
             Ok(Ok(true)) => self.state = State::Leader { renewed: started },
@@ -212,10 +217,14 @@ impl<L: Leases> Elector<L> {
 
     /// Reads the lease and takes it if it is free, expired or ours; `Ok(false)` when another
     /// holds it, or wrote it first.
-    async fn try_acquire(&mut self, now: Instant) -> Result<bool, ApiError> {
-        let stamp = now_micro();
+    async fn try_acquire(&mut self) -> Result<bool, ApiError> {
         let duration = self.timing.lease_duration.as_secs().max(1);
-        let Some((lease, revision)) = self.leases.get().await? else {
+        let read = self.leases.get().await?;
+        // The lease is as read when the answer came, not when the request was sent: a read
+        // held up in the network must not age the lease by the time it was held.
+        let now = Instant::now();
+        let stamp = now_micro();
+        let Some((lease, revision)) = read else {
             let lease = json!({
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"namespace": NAMESPACE},

@@ -247,6 +247,68 @@ async fn a_leader_whose_store_hangs_stops_at_the_renew_deadline() {
     assert_eq!(Instant::now() - start, Duration::from_secs(10));
 }
 
+/// A follower's read answered late (held up by a partition that healed): the lease's age counts
+/// from the answer, not from when the read was sent, so a lease renewed meanwhile is not taken
+/// early.
+#[tokio::test(start_paused = true)]
+async fn a_read_answered_late_does_not_age_the_lease() {
+    /// Holds the first read for 9 s.
+    struct Late(Fake, AtomicBool);
+    #[async_trait]
+    impl Leases for Late {
+        async fn get(&self) -> Result<Option<(Value, i64)>, ApiError> {
+            let lease = self.0.get().await;
+            if !self.1.swap(true, Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(9)).await;
+            }
+            lease
+        }
+        async fn create(&self, lease: Value) -> Result<(), ApiError> {
+            self.0.create(lease).await
+        }
+        async fn update(&self, lease: Value, revision: i64) -> Result<(), ApiError> {
+            self.0.update(lease, revision).await
+        }
+    }
+    let fake = Fake::default();
+    let mut a = elector(&fake, "a");
+    assert!(a.step().await);
+    let mut b = Elector::new(
+        Late(fake.clone(), AtomicBool::new(false)),
+        "b".into(),
+        Timing::default(),
+    );
+    assert!(!b.step().await);
+    // 16 s after the read was sent, 7 s after its answer: not expired yet (15 s).
+    advance(Duration::from_secs(7)).await;
+    assert!(!b.step().await, "the lease aged by the time its read was held");
+    advance(Duration::from_secs(8)).await;
+    assert!(b.step().await);
+    assert_eq!(fake.holder(), "b");
+}
+
+/// A follower whose read never ends gives up after the renew deadline and tries again.
+#[tokio::test(start_paused = true)]
+async fn a_followers_hung_read_is_abandoned() {
+    struct Stuck;
+    #[async_trait]
+    impl Leases for Stuck {
+        async fn get(&self) -> Result<Option<(Value, i64)>, ApiError> {
+            std::future::pending().await
+        }
+        async fn create(&self, _: Value) -> Result<(), ApiError> {
+            std::future::pending().await
+        }
+        async fn update(&self, _: Value, _: i64) -> Result<(), ApiError> {
+            std::future::pending().await
+        }
+    }
+    let mut b = Elector::new(Stuck, "b".into(), Timing::default());
+    let start = Instant::now();
+    assert!(!b.step().await);
+    assert_eq!(Instant::now() - start, Duration::from_secs(10));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_clean_shutdown_releases_the_lease_and_another_takes_it_at_once() {
     let fake = Fake::default();
