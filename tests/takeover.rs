@@ -80,7 +80,14 @@ struct PodWatch {
 impl PodWatch {
     fn start(c: &Cluster) -> Result<PodWatch> {
         let mut child = Command::new("kubectl")
-            .args(["get", "pods", "--watch", "--output-watch-events", "-o", "json"])
+            .args([
+                "get",
+                "pods",
+                "--watch",
+                "--output-watch-events",
+                "-o",
+                "json",
+            ])
             .env("KUBECONFIG", c.kubeconfig())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -127,7 +134,10 @@ impl Seen {
             let uid = meta["uid"].as_str().unwrap_or_default().to_string();
             let entry = self.pods.entry(uid).or_insert_with(|| {
                 let name = meta["name"].as_str().unwrap_or_default().to_string();
-                let app = meta["labels"]["app"].as_str().unwrap_or_default().to_string();
+                let app = meta["labels"]["app"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 (name, app, BTreeSet::new(), false)
             });
             if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -187,11 +197,20 @@ fn the_leader_killed_mid_rollout_loses_binds_and_doubles_nothing() -> Result<()>
     // A Deployment rolled out once, then updated while 100 more pods are created.
     b.apply(&deployment("roll", 20, "busybox:1"))?;
     eventually(Duration::from_secs(60), || {
-        Ok(b.ok(&["get", "deploy", "roll", "-o", "jsonpath={.status.readyReplicas}"])? == "20")
+        Ok(b.ok(&[
+            "get",
+            "deploy",
+            "roll",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])? == "20")
     })?;
     b.ok(&["set", "image", "deployment/roll", "c=busybox:2"])?;
     b.apply(&deployment("burst", 100, "busybox:1"))?;
-    eventually(Duration::from_secs(30), || Ok(bound(&b, "app=burst")? >= 10))?;
+    eventually(
+        Duration::from_secs(30),
+        || Ok(bound(&b, "app=burst")? >= 10),
+    )?;
     let scheduled = bound(&b, "app=burst")?;
     a.kill();
     let killed = Instant::now();
@@ -209,7 +228,13 @@ fn the_leader_killed_mid_rollout_loses_binds_and_doubles_nothing() -> Result<()>
 
     // Everything completes on the new leader.
     eventually(Duration::from_secs(120), || {
-        let burst = b.ok(&["get", "deploy", "burst", "-o", "jsonpath={.status.readyReplicas}"])?;
+        let burst = b.ok(&[
+            "get",
+            "deploy",
+            "burst",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])?;
         let roll = b.ok(&[
             "get",
             "deploy",
@@ -352,7 +377,13 @@ fn a_leader_cut_off_from_etcd_stops_before_another_starts() -> Result<()> {
     // Work done by the new leader only, and nothing twice once the old one is back.
     b.apply(&deployment("after", 5, "busybox:1"))?;
     eventually(Duration::from_secs(30), || {
-        Ok(b.ok(&["get", "deploy", "after", "-o", "jsonpath={.status.readyReplicas}"])? == "5")
+        Ok(b.ok(&[
+            "get",
+            "deploy",
+            "after",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])? == "5")
     })?;
     partition.set(false);
     eventually(Duration::from_secs(30), || {

@@ -281,7 +281,10 @@ async fn a_read_answered_late_does_not_age_the_lease() {
     assert!(!b.step().await);
     // 16 s after the read was sent, 7 s after its answer: not expired yet (15 s).
     advance(Duration::from_secs(7)).await;
-    assert!(!b.step().await, "the lease aged by the time its read was held");
+    assert!(
+        !b.step().await,
+        "the lease aged by the time its read was held"
+    );
     advance(Duration::from_secs(8)).await;
     assert!(b.step().await);
     assert_eq!(fake.holder(), "b");
