@@ -72,7 +72,7 @@ impl Cluster {
     /// Starts a server in `dir`, a data directory prepared beforehand (say, with another
     /// host's `pki/`, as a second control-plane host needs).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Cluster> {
-        Self::boot_in(dir, "server", extra)
+        Self::boot_in(dir, 0, "server", extra)
     }
 
     /// Starts `wasmkube up`: the control plane with every built-in plugin and a real node agent
@@ -85,6 +85,19 @@ impl Cluster {
     /// test binaries never share routes), the project's busybox image imported and the Node
     /// Ready. Needs root, containerd and `target/images/busybox.tar` (scripts/setup.sh).
     pub fn node(node: &str, bridge: &str, pod_network: &str, extra: &[&str]) -> Result<Cluster> {
+        Self::node_in(tempfile::tempdir()?, 0, node, bridge, pod_network, extra)
+    }
+
+    /// [`Cluster::node`] in `dir`, a data directory prepared beforehand (say, a restored store
+    /// and the old one's `pki/`), on `port` (0: any free one).
+    pub fn node_in(
+        dir: tempfile::TempDir,
+        port: u16,
+        node: &str,
+        bridge: &str,
+        pod_network: &str,
+        extra: &[&str],
+    ) -> Result<Cluster> {
         let image = target_dir().join("images/busybox.tar");
         if !image.exists() {
             bail!(
@@ -113,7 +126,7 @@ impl Cluster {
             &service_cidr,
         ];
         args.extend(extra);
-        let mut c = Self::up(&args)?;
+        let mut c = Self::boot_in(dir, port, "up", &args)?;
         c.bridge = Some(bridge.to_string());
         c.wasmkube(&["image", "import", &image.display().to_string()])?;
         eventually(Duration::from_secs(30), || {
@@ -124,22 +137,32 @@ impl Cluster {
     }
 
     fn boot_new(command: &'static str, extra: &[&str]) -> Result<Cluster> {
-        Self::boot_in(tempfile::tempdir()?, command, extra)
+        Self::boot_in(tempfile::tempdir()?, 0, command, extra)
     }
 
-    fn boot_in(dir: tempfile::TempDir, command: &'static str, extra: &[&str]) -> Result<Cluster> {
+    fn boot_in(
+        dir: tempfile::TempDir,
+        port: u16,
+        command: &'static str,
+        extra: &[&str],
+    ) -> Result<Cluster> {
         // One compilation cache for every test's cluster (scripts/test.sh fills it first).
         let cache = target_dir().join("plugin-cache");
         let mut extra_args = vec!["--plugin-cache".to_string(), cache.display().to_string()];
         extra_args.extend(extra.iter().map(|s| s.to_string()));
         if command == "up" {
+            // Unless given: a node's own state may outlive a data directory (a restore).
+            let given = |flag: &str| extra.contains(&flag);
             for (flag, sub) in [("--node-dir", "node"), ("--log-dir", "logs")] {
+                if given(flag) {
+                    continue;
+                }
                 extra_args.extend([flag.to_string(), dir.path().join(sub).display().to_string()]);
             }
         }
         let mut cluster = Cluster {
             dir,
-            port: 0,
+            port,
             child: None,
             command,
             extra_args,
