@@ -5,7 +5,10 @@
 mod advertise;
 mod bench;
 mod client;
+mod cluster_certs;
+mod control_plane;
 mod election;
+mod etcd_tls;
 mod kubeconfig_cli;
 mod node;
 mod plugin_cli;
@@ -45,7 +48,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Run the control plane and a node agent on this machine in one process.
     Up(Box<node::UpArgs>),
-    /// Join a cluster as a node: its own certificate from a bootstrap token, then the agent.
+    /// Join a cluster as a node (its own certificate from a bootstrap token, then the agent), or
+    /// as a further control-plane host (`--control-plane`).
     Join(node::JoinArgs),
     /// Import images into this node's containerd.
     #[command(subcommand)]
