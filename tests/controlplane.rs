@@ -44,27 +44,28 @@ fn fails(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// The `join --control-plane` arguments `line` with its certificate key replaced by `key`, and
-/// the data directory `dir` on etcd `store`.
-fn join_args(line: &[String], key: &str, dir: &Path, store: &str) -> Vec<String> {
-    let mut args: Vec<String> = line.to_vec();
-    if let Some(at) = args.iter().position(|a| a == "--control-plane") {
-        args.truncate(at);
-    }
-    args.extend(
-        [
-            "--control-plane",
-            "--certificate-key",
-            key,
-            "--port",
-            "0",
-            "--store",
-            store,
-        ]
-        .map(str::to_string),
-    );
-    args.extend(["--data-dir".to_string(), dir.display().to_string()]);
-    args
+/// Runs the `join --control-plane` line `line` with its certificate key replaced by `key`, the
+/// data directory `dir` on etcd `store`, which must fail; its stderr.
+fn join_fails(line: &[String], key: &str, dir: &Path, store: &str) -> Result<String> {
+    let mut args: Vec<&str> = vec!["join"];
+    let end = line
+        .iter()
+        .position(|a| a == "--control-plane")
+        .unwrap_or(line.len());
+    args.extend(line[..end].iter().map(String::as_str));
+    let dir = dir.display().to_string();
+    args.extend([
+        "--control-plane",
+        "--certificate-key",
+        key,
+        "--port",
+        "0",
+        "--store",
+        store,
+        "--data-dir",
+        &dir,
+    ]);
+    fails(&args)
 }
 
 #[test]
@@ -89,10 +90,7 @@ fn a_wrong_key_or_no_upload_writes_nothing_and_only_node_tokens_read_the_secret(
         .skip(2)
         .map(str::to_string)
         .collect();
-    let args = join_args(&line, &key, &joined, &store);
-    let mut join: Vec<&str> = vec!["join"];
-    join.extend(args.iter().map(String::as_str));
-    let err = fails(&join)?;
+    let err = join_fails(&line, &key, &joined, &store)?;
     assert!(
         err.contains("no Secret kube-system/wasmkube-certs"),
         "{err}"
@@ -101,17 +99,11 @@ fn a_wrong_key_or_no_upload_writes_nothing_and_only_node_tokens_read_the_secret(
 
     // Uploaded, but another key: refused, nothing written.
     let line = a.upload_certs()?;
-    let args = join_args(&line, &key, &joined, &store);
-    let mut join: Vec<&str> = vec!["join"];
-    join.extend(args.iter().map(String::as_str));
-    let err = fails(&join)?;
+    let err = join_fails(&line, &key, &joined, &store)?;
     assert!(err.contains("wrong --certificate-key"), "{err}");
     assert!(!joined.join("pki").exists(), "pki written with a wrong key");
 
-    let args = join_args(&line, "not-hex", &joined, &store);
-    let mut join: Vec<&str> = vec!["join"];
-    join.extend(args.iter().map(String::as_str));
-    let err = fails(&join)?;
+    let err = join_fails(&line, "not-hex", &joined, &store)?;
     assert!(err.contains("64 hexadecimal digits"), "{err}");
 
     // Bootstrap tokens of the node group may get that one Secret; no other token, no other
@@ -216,32 +208,29 @@ fn a_server_stores_into_etcd_over_tls_with_a_client_certificate() -> Result<()> 
     // Without a client certificate etcd refuses the connection: the server says so and stops.
     let data = tempfile::tempdir()?;
     let data_dir = data.path().display().to_string();
-    let server = [
-        "server",
-        "--data-dir",
-        &data_dir,
-        "--port",
-        "0",
-        "--store",
-        &store,
-    ];
-    let mut no_cert = server.to_vec();
-    no_cert.extend(["--etcd-cafile", &ca_file]);
-    let err = fails(&no_cert)?;
+    let server_fails = |store: &str| {
+        let only_ca = ["--etcd-cafile", &ca_file];
+        fails(
+            &[
+                &[
+                    "server",
+                    "--data-dir",
+                    &data_dir,
+                    "--port",
+                    "0",
+                    "--store",
+                    store,
+                ][..],
+                &only_ca,
+            ]
+            .concat(),
+        )
+    };
+    let err = server_fails(&store)?;
     assert!(err.contains("connecting to etcd"), "{err}");
-    // Plain HTTP to it, or TLS flags with a plain-HTTP store, are refused too.
+    // TLS flags with a plain-HTTP store are refused.
     let plain = format!("etcd://{}", etcd.endpoint().trim_start_matches("https://"));
-    let mut mixed = vec![
-        "server",
-        "--data-dir",
-        &data_dir,
-        "--port",
-        "0",
-        "--store",
-        &plain,
-    ];
-    mixed.extend(["--etcd-cafile", &ca_file]);
-    assert!(fails(&mixed)?.contains("etcds://"));
+    assert!(server_fails(&plain)?.contains("etcds://"));
 
     let c = Cluster::start_with(&[
         "--store",

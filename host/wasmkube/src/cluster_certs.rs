@@ -224,14 +224,22 @@ impl Material {
         Ok(Material(files))
     }
 
-    /// Writes the files into `pki` (made private), each readable by its owner only.
+    /// Writes the files into the new directory `pki` (private, each file readable by its owner
+    /// only): into a directory beside it first, renamed to `pki` once all are written, so that a
+    /// crash leaves no `pki` with some files only (a start would make the missing ones anew).
     pub fn write(&self, pki: &Path) -> Result<(), CertsError> {
-        wasmkube_apiserver::tls::create_private_dir(pki).map_err(io(pki))?;
+        let mut partial = pki.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+        }
+        wasmkube_apiserver::tls::create_private_dir(&partial).map_err(io(&partial))?;
         for (name, contents) in &self.0 {
-            let path = pki.join(name);
+            let path = partial.join(name);
             wasmkube_apiserver::tls::write_private(&path, contents).map_err(io(&path))?;
         }
-        Ok(())
+        std::fs::rename(&partial, pki).map_err(io(pki))
     }
 }
 
@@ -332,5 +340,6 @@ mod tests {
             assert_eq!(mode(&pki.join(name)), 0o600, "{name}");
         }
         assert_eq!(Material::read(&pki).expect("read back").0, material().0);
+        assert!(!dir.path().join("pki.partial").exists());
     }
 }
