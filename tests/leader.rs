@@ -1,6 +1,6 @@
-//! Leader election: two `wasmkube server` hosts on one etcd run the controllers, the scheduler
-//! and the compactor once; the survivor takes over when the leader is killed, at once when it
-//! stops cleanly.
+//! Leader election: two control-plane hosts on one etcd (the second joined with `wasmkube join
+//! --control-plane`) run the controllers, the scheduler and the compactor once; the survivor
+//! takes over when the leader is killed, at once when it stops cleanly.
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,47 @@ fn named(c: &Cluster, kind: &str, name: &str) -> Result<Vec<String>> {
     Ok(out.lines().map(str::to_string).collect())
 }
 
+/// Uploads the first host's certificates and starts a second control-plane host with the
+/// printed `join --control-plane` line and `extra`.
+fn join_control_plane(first: &Cluster, extra: &[&str]) -> Result<Cluster> {
+    let mut args = first.upload_certs()?;
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Cluster::join_control_plane(&args)
+}
+
+/// The joined host has the first's CA, its own serving certificate (for its own names) from
+/// that CA, and its own admin kubeconfig; the first host's kubeconfig (so its CA and admin
+/// certificate) works against it.
+fn same_ca_other_serving_certificate(a: &Cluster, b: &Cluster) -> Result<()> {
+    let read = |c: &Cluster, f: &str| std::fs::read(c.dir.path().join("pki").join(f));
+    assert_eq!(read(a, "ca.crt")?, read(b, "ca.crt")?);
+    assert_ne!(read(a, "server.crt")?, read(b, "server.crt")?);
+    assert_ne!(a.admin_certificate()?, b.admin_certificate()?);
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(a.dir.path().join("pki/ca.crt"))
+        .arg(b.dir.path().join("pki/server.crt"))
+        .output()?;
+    assert!(verify.status.success(), "{verify:?}");
+    let b_url = format!("https://127.0.0.1:{}", b.port);
+    let kubeconfig = a.kubeconfig();
+    let out = wasmkube_e2e::kubectl_at(
+        &kubeconfig,
+        &["--server", &b_url, "get", "ns", "kube-system"],
+        None,
+    )?;
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in ["ca.key", "sa.key", "token", "server.key"] {
+        let mode = std::fs::metadata(b.dir.path().join("pki").join(file))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    Ok(())
+}
+
 #[test]
 fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -63,16 +104,9 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     let mut args = vec!["--store", store.as_str()];
     args.extend(TIMING);
     let mut a = Cluster::start_with(&args)?;
-    // The second host shares the first's CA, keys and tokens (`join --control-plane` does not
-    // exist yet).
-    let dir = tempfile::tempdir()?;
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(a.dir.path().join("pki"))
-        .arg(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "copying the first host's pki");
-    let mut b = Cluster::start_in(dir, &args)?;
+    // The second host joins with the certificates the first uploads, encrypted.
+    let mut b = join_control_plane(&a, &args)?;
+    same_ca_other_serving_certificate(&a, &b)?;
 
     // One lease, held by the first host; the second follows.
     let leases = b.ok(&["get", "leases", "-n", "kube-system", "-o", "name"])?;

@@ -75,6 +75,12 @@ impl Cluster {
         Self::boot_in(dir, 0, "server", extra)
     }
 
+    /// Starts `wasmkube join --control-plane` with `extra` (the server's URL, the token, the
+    /// CA pin, the certificate key, `--store`…): a further control-plane host of a cluster.
+    pub fn join_control_plane(extra: &[&str]) -> Result<Cluster> {
+        Self::boot_new("join", extra)
+    }
+
     /// Starts `wasmkube up`: the control plane with every built-in plugin and a real node agent
     /// (containerd, CNI) keeping its state and logs in the cluster's directory.
     pub fn up(extra: &[&str]) -> Result<Cluster> {
@@ -239,6 +245,39 @@ impl Cluster {
         Ok(std::fs::read_to_string(self.dir.path().join("pki/token"))?
             .trim()
             .to_string())
+    }
+
+    /// Runs `wasmkube token create --upload-certs` on this (control-plane) host and returns the
+    /// arguments of the `wasmkube join --control-plane` line it prints (the URL, the token, the
+    /// CA pin, `--control-plane --certificate-key KEY`). Checks that the Secret it uploaded
+    /// holds no PEM in the clear.
+    pub fn upload_certs(&self) -> Result<Vec<String>> {
+        let dir = self.dir.path().display().to_string();
+        let out = self.wasmkube(&["token", "create", "--upload-certs", "--data-dir", &dir])?;
+        let line = out
+            .lines()
+            .find(|l| l.contains("--control-plane"))
+            .with_context(|| format!("no control-plane join line in {out}"))?;
+        let decoded = "go-template={{range .data}}{{. | base64decode}}{{end}}";
+        let secret = self.kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            "wasmkube-certs",
+            "-o",
+            decoded,
+        ])?;
+        anyhow::ensure!(secret.status.success(), "reading the Secret: {secret:?}");
+        anyhow::ensure!(
+            secret.stdout.len() > 100 && !secret.stdout.windows(5).any(|w| w == b"BEGIN"),
+            "the uploaded Secret holds plain PEM"
+        );
+        Ok(line
+            .split_whitespace()
+            .skip(2)
+            .map(str::to_string)
+            .collect())
     }
 
     pub fn log(&self) -> String {

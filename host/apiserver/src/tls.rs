@@ -189,9 +189,24 @@ impl Identity {
     /// Loads the identity from `dir`, generating and saving it on first start. A serving
     /// certificate issued for other `names` (a new address, a new `--tls-san`) is issued anew
     /// by the same CA, so kubeconfigs and nodes that trust the CA keep working.
+    ///
+    /// A directory with the CA (its certificate and key) and the token but no serving
+    /// certificate, as `wasmkube join --control-plane` writes it, gets one issued by that CA.
     pub fn load_or_create(dir: &Path, names: &Names) -> Result<Identity, TlsError> {
-        let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
-        if !files.iter().all(|f| f.exists()) {
+        let exists = |file: &str| dir.join(file).exists();
+        let shared = ["ca.crt", CA_KEY_FILE, "token"];
+        let serving = ["server.crt", "server.key"];
+        if !serving.iter().all(|f| exists(f)) && shared.iter().all(|f| exists(f)) {
+            let mut identity = Identity::load_shared(dir)?;
+            let ca_key = KeyPair::from_pem(identity.ca_key_pem.as_deref().unwrap_or_default())?;
+            identity.issue(dir, names, &ca_key)?;
+            return Ok(identity);
+        }
+        if !["ca.crt", "token"]
+            .iter()
+            .chain(&serving)
+            .all(|f| exists(f))
+        {
             return Identity::generate(dir, names);
         }
         let mut identity = Identity::load(dir)?;
@@ -214,11 +229,23 @@ impl Identity {
 
     /// Loads the identity saved in `dir` as it is.
     pub fn load(dir: &Path) -> Result<Identity, TlsError> {
-        let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
-        let read = |p: &Path| std::fs::read_to_string(p).map_err(io(p));
-        let token = read(&files[3])?.trim().to_string();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(io(&dir.join(f)));
+        Ok(Identity {
+            cert_pem: read("server.crt")?,
+            key_pem: read("server.key")?,
+            ..Identity::load_shared(dir)?
+        })
+    }
+
+    /// The CA, its key if kept, and the token saved in `dir`: what every control-plane host of
+    /// a cluster shares; no serving certificate.
+    fn load_shared(dir: &Path) -> Result<Identity, TlsError> {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(io(&dir.join(f)));
+        let token = read("token")?.trim().to_string();
         if token.len() < MIN_TOKEN_LEN {
-            return Err(TlsError::ShortToken(files[3].display().to_string()));
+            return Err(TlsError::ShortToken(
+                dir.join("token").display().to_string(),
+            ));
         }
         let ca_key_pem = match std::fs::read_to_string(dir.join(CA_KEY_FILE)) {
             Ok(ca_key) => Some(ca_key),
@@ -226,9 +253,9 @@ impl Identity {
             Err(e) => return Err(io(&dir.join(CA_KEY_FILE))(e)),
         };
         Ok(Identity {
-            ca_pem: read(&files[0])?,
-            cert_pem: read(&files[1])?,
-            key_pem: read(&files[2])?,
+            ca_pem: read("ca.crt")?,
+            cert_pem: String::new(),
+            key_pem: String::new(),
             token,
             ca_key_pem,
         })
@@ -533,6 +560,30 @@ mod tests {
             identity.server_config().is_ok(),
             "serves with the client verifier"
         );
+    }
+
+    /// What `join --control-plane` writes (the CA, its key and the token, no serving
+    /// certificate) gets a serving certificate of that CA, not a new CA.
+    #[test]
+    fn a_shared_ca_without_a_serving_certificate_issues_one() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let first =
+            Identity::load_or_create(&root.path().join("a"), &Names::default()).expect("generated");
+        let dir = root.path().join("b");
+        create_private_dir(&dir).expect("made");
+        for file in ["ca.crt", "ca.key", "token"] {
+            std::fs::copy(root.path().join("a").join(file), dir.join(file)).expect("copied");
+        }
+        let mut names = Names::default();
+        names.add("192.0.2.8").expect("an address");
+        let second = Identity::load_or_create(&dir, &names).expect("issued");
+        assert_eq!(second.ca_pem, first.ca_pem, "the same CA");
+        assert_eq!(second.token, first.token);
+        assert_ne!(second.cert_pem, first.cert_pem);
+        assert!(valid_for(&second, "192.0.2.8"));
+        assert_eq!(mode(&dir.join("server.key")), 0o600);
+        let again = Identity::load_or_create(&dir, &names).expect("loaded");
+        assert_eq!(again.cert_pem, second.cert_pem, "kept once issued");
     }
 
     #[test]

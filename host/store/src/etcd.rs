@@ -3,6 +3,9 @@
 //! Every key is stored under an optional namespace prefix (see
 //! [`EtcdStore::connect_with_prefix`]), added on the way in and stripped on the way out, so that
 //! several stores (test runs) can share one etcd.
+//!
+//! Endpoints are `http://` or, with [`EtcdTls`] (the CA that signed etcd's serving certificate,
+//! and the client certificate etcd's `--client-cert-auth` asks for), `https://`.
 
 pub mod testing;
 
@@ -13,8 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient, PutOptions,
-    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse, Watcher,
+    Certificate, Client, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Identity,
+    KvClient, PutOptions, TlsOptions, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    WatchResponse, Watcher,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -29,6 +33,35 @@ use crate::{
 const MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// Items buffered between a watch task and its consumer.
 const STREAM_BUFFER: usize = 256;
+
+/// How to reach etcd over TLS, as kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+/// `--etcd-keyfile` (here their PEM contents).
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// The CA etcd's serving certificate chains to.
+    pub ca_pem: String,
+    /// The client certificate and its key, for an etcd that verifies clients.
+    pub client: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("client_certificate", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdTls {
+    /// The connect options that trust the CA and present the client certificate.
+    pub fn options(&self) -> TlsOptions {
+        let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        match &self.client {
+            Some((cert, key)) => tls.identity(Identity::from_pem(cert, key)),
+            None => tls,
+        }
+    }
+}
 
 /// A store backed by etcd. See the module documentation.
 pub struct EtcdStore {
@@ -54,15 +87,31 @@ impl EtcdStore {
         Self::connect_with_prefix(endpoints, "").await
     }
 
+    /// Connects to etcd at `https://` `endpoints` with `tls`, using the whole keyspace.
+    pub async fn connect_tls(endpoints: &[String], tls: &EtcdTls) -> Result<Arc<Self>, StoreError> {
+        Self::open(endpoints, "", Some(tls)).await
+    }
+
     /// Connects to etcd, keeping every key under `namespace` (e.g. `/test-123`). Namespaces
     /// sharing one etcd must not be prefixes of one another (`/t1` and `/t12` overlap).
     pub async fn connect_with_prefix(
         endpoints: &[String],
         namespace: &str,
     ) -> Result<Arc<Self>, StoreError> {
-        let options = ConnectOptions::new()
+        Self::open(endpoints, namespace, None).await
+    }
+
+    async fn open(
+        endpoints: &[String],
+        namespace: &str,
+        tls: Option<&EtcdTls>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.options());
+        }
         let client = Client::connect(endpoints, Some(options)).await?;
         let store = Self {
             kv: client

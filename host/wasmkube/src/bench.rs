@@ -117,7 +117,7 @@ impl Backing {
                 (format!("etcd://{address}"), Some(etcd))
             }
         };
-        let store = open_store(&spec, dir.path()).await?;
+        let store = open_store(&spec, &Default::default(), dir.path()).await?;
         Ok(Backing {
             store,
             dir,

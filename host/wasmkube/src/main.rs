@@ -5,7 +5,10 @@
 mod advertise;
 mod bench;
 mod client;
+mod cluster_certs;
+mod control_plane;
 mod election;
+mod etcd_tls;
 mod kubeconfig_cli;
 mod node;
 mod plugin_cli;
@@ -45,8 +48,9 @@ enum Command {
     Node(node::NodeArgs),
     /// Run the control plane and a node agent on this machine in one process.
     Up(Box<node::UpArgs>),
-    /// Join a cluster as a node: its own certificate from a bootstrap token, then the agent.
-    Join(node::JoinArgs),
+    /// Join a cluster as a node (its own certificate from a bootstrap token, then the agent), or
+    /// as a further control-plane host (`--control-plane`).
+    Join(Box<node::JoinArgs>),
     /// Import images into this node's containerd.
     #[command(subcommand)]
     Image(node::ImageCommand),
@@ -90,7 +94,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run_node(args).await,
             Command::Up(args) => node::run_up(*args).await,
-            Command::Join(args) => node::run_join(args).await,
+            Command::Join(args) => node::run_join(*args).await,
             Command::Image(command) => node::run_image(command).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Plugin(command) => plugin_cli::run(command).await,

@@ -1,5 +1,6 @@
 //! `wasmkube node` runs a node agent; `wasmkube up` runs the control plane and one node agent
-//! in one process; `wasmkube image import` loads an image archive into the node's containerd.
+//! in one process; `wasmkube join` joins a node (or, with `--control-plane`, a control-plane
+//! host); `wasmkube image import` loads an image archive into the node's containerd.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -170,32 +171,48 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+#[command(mut_arg("data_dir", |a| a.default_value(JOIN_DATA_DIR)))]
 pub struct JoinArgs {
     /// The apiserver, `https://HOST:PORT`.
-    pub server: String,
-    /// A bootstrap token (`wasmkube token create`), used once to ask for the node's certificate.
+    #[arg(value_name = "SERVER")]
+    pub url: String,
+    /// A bootstrap token (`wasmkube token create`), used once to ask for the node's certificate
+    /// (or, with --control-plane, to read the uploaded certificates).
     #[arg(long)]
     pub token: String,
     /// The cluster CA's public key hash, `sha256:HEX`, as `wasmkube token create` prints it.
     #[arg(long = "discovery-token-ca-cert-hash")]
     pub ca_cert_hash: String,
-    /// Where the node's kubeconfig (its key and certificate) is kept; a node that has one
-    /// starts with it and does not join again.
-    #[arg(long, default_value = "/var/lib/wasmkube/join")]
-    pub data_dir: PathBuf,
-    /// The cluster's service IP range, as the server's --service-cidr.
-    #[arg(long, default_value = "10.96.0.0/12")]
-    pub service_cidr: String,
+    /// Join as a further control-plane host instead of a node: fetch the certificates uploaded
+    /// by `wasmkube token create --upload-certs`, then serve as `wasmkube server` with the
+    /// options below (--store, --port, --tls-san…); DATA_DIR is its data directory.
+    #[arg(long, requires = "certificate_key")]
+    pub control_plane: bool,
+    /// The key the certificates were uploaded with (64 hexadecimal digits), as kubeadm's.
+    #[arg(long, requires = "control_plane", value_name = "KEY")]
+    pub certificate_key: Option<String>,
+    /// The control plane's settings (--control-plane); also --data-dir, where a node keeps its
+    /// kubeconfig (its key and certificate) and starts with it without joining again, and
+    /// --service-cidr, the cluster's service IP range.
+    #[command(flatten, next_help_heading = "Server (with --control-plane)")]
+    pub server: ServerArgs,
     #[command(flatten)]
     pub agent: AgentArgs,
 }
 
-/// `wasmkube join`: the node's own certificate (see [`join`]), then the agent with it.
+/// Where a joined node keeps its kubeconfig unless told otherwise.
+const JOIN_DATA_DIR: &str = "/var/lib/wasmkube/join";
+
+/// `wasmkube join`: as a control-plane host (see [`crate::control_plane::join`]), or as a node:
+/// the node's own certificate (see [`join`]), then the agent with it.
 pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
-    let kubeconfig = args.data_dir.join("kubeconfig");
+    if args.control_plane {
+        return crate::control_plane::join(args).await;
+    }
+    let kubeconfig = args.server.data_dir.join("kubeconfig");
     let node = args.agent.node_name();
     let connection = join(
-        &args.server,
+        &args.url,
         &args.token,
         &args.ca_cert_hash,
         &kubeconfig,
@@ -204,10 +221,28 @@ pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     .await?;
     let config = Config {
         rotated_kubeconfig: Some(kubeconfig),
-        ..args.agent.config(connection, args.service_cidr)
+        ..args
+            .agent
+            .config(connection, args.server.service_cidr.to_string())
     };
     agent::run(config).await?;
     Ok(())
+}
+
+/// A client of the apiserver at `server` authenticated with the bootstrap token `token`, and
+/// the cluster CA it trusts: read from `cluster-info` and checked against `pin`.
+pub async fn token_api(server: &str, token: &str, pin: &str) -> anyhow::Result<(Api, String)> {
+    if wasmkube_apiserver::auth::bootstrap_token::split(token).is_none() {
+        anyhow::bail!("--token: not a bootstrap token ([a-z0-9]{{6}}.[a-z0-9]{{16}})");
+    }
+    let server = server.trim_end_matches('/');
+    let ca_pem = bootstrap::discover(server, pin).await?;
+    let api = Api::new(&Connection {
+        server: server.to_string(),
+        credential: Credential::Token(token.to_string()),
+        ca_pem: Some(ca_pem.clone()),
+    })?;
+    Ok((api, ca_pem))
 }
 
 /// The connection of the node `node` to the apiserver at `server` with its own client
@@ -222,16 +257,8 @@ async fn join(
     node: &str,
 ) -> anyhow::Result<Connection> {
     if !kubeconfig.exists() {
-        if wasmkube_apiserver::auth::bootstrap_token::split(token).is_none() {
-            anyhow::bail!("--token: not a bootstrap token ([a-z0-9]{{6}}.[a-z0-9]{{16}})");
-        }
+        let (with_token, ca_pem) = token_api(server, token, pin).await?;
         let server = server.trim_end_matches('/');
-        let ca_pem = bootstrap::discover(server, pin).await?;
-        let with_token = Api::new(&Connection {
-            server: server.to_string(),
-            credential: Credential::Token(token.to_string()),
-            ca_pem: Some(ca_pem.clone()),
-        })?;
         let (cert, key) = bootstrap::client_certificate(&with_token, node).await?;
         bootstrap::write_private(
             kubeconfig,

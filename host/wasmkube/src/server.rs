@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::advertise;
 use crate::election::Election;
+use crate::etcd_tls::EtcdArgs;
 use anyhow::Context;
 use serde_json::json;
 use wasmkube_apiserver::auth::token::{DEFAULT_ISSUER, TokenIssuer};
@@ -46,9 +47,13 @@ pub struct ServerArgs {
     /// host's first global IPv4 address when it binds all interfaces.
     #[arg(long)]
     pub advertise_address: Option<IpAddr>,
-    /// `embedded` (on disk in the data directory) or `etcd://HOST:PORT[,HOST:PORT…]`.
+    /// `embedded` (on disk in the data directory), `etcd://HOST:PORT[,HOST:PORT…]`, or
+    /// `etcds://HOST:PORT[,…]` for etcd over TLS (with --etcd-cafile, and --etcd-certfile and
+    /// --etcd-keyfile for an etcd that verifies clients).
     #[arg(long, default_value = "embedded")]
     pub store: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// A plugin (a `.wasm` component: a controller or a scheduling policy) to run besides the
     /// built-in ones; repeat for several.
     #[arg(long = "plugin")]
@@ -257,22 +262,23 @@ async fn install_plugins(
     Ok((runtime, installed))
 }
 
-/// Opens the store named by `--store`.
-pub async fn open_store(spec: &str, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store named by `--store` (an etcd one with the TLS settings of `etcd`).
+pub async fn open_store(
+    spec: &str,
+    etcd: &EtcdArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn Store>> {
     if spec == "embedded" {
         let store = EmbeddedStore::open(&data_dir.join("store.redb"))
             .context("opening the embedded store")?;
         return Ok(store);
     }
-    let endpoints: Vec<String> = spec
-        .strip_prefix("etcd://")
-        .context("--store must be `embedded` or `etcd://HOST:PORT`")?
-        .split(',')
-        .map(|e| format!("http://{e}"))
-        .collect();
-    let store = EtcdStore::connect(&endpoints)
-        .await
-        .context("connecting to etcd")?;
+    let (endpoints, tls) = etcd.endpoints(spec)?;
+    let store = match tls {
+        Some(tls) => EtcdStore::connect_tls(&endpoints, &tls).await,
+        None => EtcdStore::connect(&endpoints).await,
+    }
+    .context("connecting to etcd")?;
     Ok(store)
 }
 
@@ -433,7 +439,7 @@ async fn terminated() -> anyhow::Result<()> {
 pub async fn start(args: ServerArgs) -> anyhow::Result<Started> {
     wasmkube_apiserver::tls::create_private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store = open_store(&args.store, &args.data_dir).await?;
+    let store = open_store(&args.store, &args.etcd, &args.data_dir).await?;
     let pki = args.data_dir.join("pki");
     let identity = Identity::load_or_create(&pki, &args.names()?)?;
     let cluster = args.cluster(&identity, &pki)?;

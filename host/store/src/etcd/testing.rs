@@ -1,6 +1,7 @@
 //! A throwaway single-member etcd for tests and benchmarks, not for production: it runs the
 //! `etcd` binary from `PATH` (install it with `scripts/etcd.sh`) in a temporary directory on free
-//! loopback ports, and kills it when dropped.
+//! loopback ports, and kills it when dropped. [`EtcdServer::start_tls`] serves clients over TLS
+//! and asks them for certificates, as a production etcd does.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::time::{Instant, sleep};
+
+use super::EtcdTls;
 
 /// How long etcd may take to answer after being started.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +32,17 @@ pub enum EtcdServerError {
     Unhealthy(String),
 }
 
+/// The files etcd serves clients over TLS with: its certificate and key, and the CA it
+/// verifies clients' certificates against (`--client-cert-auth`); and what the health check
+/// connects with.
+#[derive(Debug)]
+pub struct ServingTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: PathBuf,
+    pub client: EtcdTls,
+}
+
 /// A running etcd; killed (and its data removed) on drop.
 #[derive(Debug)]
 pub struct EtcdServer {
@@ -40,10 +54,20 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts etcd and waits until it serves requests. Values up to 32 MiB are accepted.
     pub async fn start() -> Result<Self, EtcdServerError> {
+        Self::start_with(None).await
+    }
+
+    /// Starts etcd serving clients over TLS (`https://` endpoints), accepting only clients with
+    /// a certificate of `tls.client_ca_file`.
+    pub async fn start_tls(tls: &ServingTls) -> Result<Self, EtcdServerError> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<&ServingTls>) -> Result<Self, EtcdServerError> {
         let binary = find_etcd().ok_or(EtcdServerError::NotInstalled)?;
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            match Self::try_start(&binary).await {
+            match Self::try_start(&binary, tls).await {
                 Ok(server) => return Ok(server),
                 Err(err) => {
                     tracing::warn!(error = %err, "etcd failed to start, retrying");
@@ -54,7 +78,7 @@ impl EtcdServer {
         Err(last.unwrap_or_else(|| EtcdServerError::Unhealthy("no attempt made".into())))
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:41234`.
+    /// The client URL, e.g. `http://127.0.0.1:41234` (`https://` for [`EtcdServer::start_tls`]).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -64,13 +88,28 @@ impl EtcdServer {
         vec![self.endpoint.clone()]
     }
 
-    async fn try_start(binary: &PathBuf) -> Result<Self, EtcdServerError> {
+    async fn try_start(
+        binary: &PathBuf,
+        tls: Option<&ServingTls>,
+    ) -> Result<Self, EtcdServerError> {
         let dir = tempfile::Builder::new().prefix("etcd-").tempdir()?;
         let (client_port, peer_port) = free_ports()?;
-        let endpoint = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.path().join("etcd.log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(tls) = tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert_file.display()))
+                .arg(format!("--key-file={}", tls.key_file.display()))
+                .arg(format!(
+                    "--trusted-ca-file={}",
+                    tls.client_ca_file.display()
+                ))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name=test")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={endpoint}"))
@@ -100,7 +139,9 @@ impl EtcdServer {
                     log_tail(&log_path)
                 )));
             }
-            match etcd_client::Client::connect([server.endpoint.as_str()], None).await {
+            let options =
+                tls.map(|tls| etcd_client::ConnectOptions::new().with_tls(tls.client.options()));
+            match etcd_client::Client::connect([server.endpoint.as_str()], options).await {
                 Ok(mut client) => match client.status().await {
                     Ok(_) => return Ok(server),
                     Err(err) if Instant::now() > deadline => {
