@@ -63,16 +63,7 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     let mut args = vec!["--store", store.as_str()];
     args.extend(TIMING);
     let mut a = Cluster::start_with(&args)?;
-    // The second host shares the first's CA, keys and tokens (`join --control-plane` does not
-    // exist yet).
-    let dir = tempfile::tempdir()?;
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(a.dir.path().join("pki"))
-        .arg(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "copying the first host's pki");
-    let mut b = Cluster::start_in(dir, &args)?;
+    let mut b = a.another_host(&args)?;
 
     // One lease, held by the first host; the second follows.
     let leases = b.ok(&["get", "leases", "-n", "kube-system", "-o", "name"])?;
