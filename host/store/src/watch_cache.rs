@@ -125,12 +125,15 @@ impl WatchCache {
         stats
     }
 
-    /// The cached resource `root`, started at `start` (its upstream watch opened) if new.
+    /// The cached resource `root`, started at `start` or the next revision, whichever comes
+    /// first (its upstream watch opened), if new.
     async fn resource(&self, root: &str, start: i64) -> Result<Arc<Resource>, StoreError> {
         let mut resources = self.resources.lock().await;
         if let Some(cached) = resources.get(root) {
             return Ok(cached.resource.clone());
         }
+        // Never from a future revision: the ring would not serve the watches of the present.
+        let start = start.min(self.store.revision().await? + 1);
         let progress = self.config.upstream_progress;
         let upstream = self.store.watch(root, start, progress).await?;
         let ring = Ring::new(start, self.config.ring);

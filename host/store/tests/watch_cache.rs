@@ -443,3 +443,36 @@ async fn cached_watches_report_progress() {
         .await
         .expect("progress moves past writes elsewhere");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_watch_from_the_future_does_not_leave_the_present_uncached() {
+    let dir = tempfile::tempdir().expect("dir");
+    let backend = Backend::open(&dir);
+    let cache = cache(&backend, 4096);
+    let now = cache.revision().await.expect("revision");
+    let mut future = cache
+        .watch("/registry/core/pods/", now + 3, Duration::ZERO)
+        .await
+        .expect("watch");
+    let mut present = cache
+        .watch("/registry/core/pods/", now + 1, Duration::ZERO)
+        .await
+        .expect("watch");
+    assert_eq!(backend.watches(), 1, "both from the ring");
+    let mut written = Vec::new();
+    for i in 0..4 {
+        written.push(write(&*cache, vec![put(&pod("a", "p"), &i.to_string())]).await);
+    }
+    let got: Vec<i64> = events(&mut present, 4)
+        .await
+        .iter()
+        .map(Event::revision)
+        .collect();
+    assert_eq!(got, written);
+    let got: Vec<i64> = events(&mut future, 2)
+        .await
+        .iter()
+        .map(Event::revision)
+        .collect();
+    assert_eq!(got, written[2..]);
+}

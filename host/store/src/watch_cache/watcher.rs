@@ -31,6 +31,9 @@ struct Watcher {
     changes: tokio::sync::watch::Receiver<u64>,
     prefix: String,
     position: u64,
+    /// The first revision asked for: a watcher from a revision the ring has not reached yet
+    /// skips the events before it.
+    start: i64,
     /// The revision the next event must have at least: everything before was delivered.
     next: i64,
     progress: Duration,
@@ -53,6 +56,7 @@ pub(super) fn stream(
         resource,
         prefix,
         position,
+        start,
         next: start,
         progress,
         quiet_until: Instant::now() + progress,
@@ -72,6 +76,9 @@ impl Watcher {
         }
         loop {
             if let Some(event) = self.pending.pop_front() {
+                if event.revision() < self.start {
+                    continue;
+                }
                 self.next = event.revision();
                 self.quiet_until = Instant::now() + self.progress;
                 return Some(Ok(WatchItem::Event(Event::clone(&event))));
