@@ -46,10 +46,9 @@ async fn etcd_env() -> Env {
     }
 }
 
-/// The embedded store behind a watch cache whose resources are the keys' first segment, so
-/// that the suite's watches are served from it.
-async fn cached_env() -> Env {
-    let env = embedded_env().await;
+/// `env`'s store behind a watch cache whose resources are the keys' first segment, so that the
+/// suite's watches are served from it.
+fn behind_cache(env: Env) -> Env {
     let config = WatchCacheConfig {
         depth: 1,
         ..WatchCacheConfig::default()
@@ -60,17 +59,13 @@ async fn cached_env() -> Env {
     }
 }
 
+async fn cached_env() -> Env {
+    behind_cache(embedded_env().await)
+}
+
 /// A real etcd behind a watch cache: what `wasmkube server --store etcd://` runs.
 async fn cached_etcd_env() -> Env {
-    let env = etcd_env().await;
-    let config = WatchCacheConfig {
-        depth: 1,
-        ..WatchCacheConfig::default()
-    };
-    Env {
-        store: WatchCache::new(env.store, config),
-        _guard: env._guard,
-    }
+    behind_cache(etcd_env().await)
 }
 
 macro_rules! conformance {

@@ -136,6 +136,23 @@ async fn events(stream: &mut WatchStream, n: usize) -> Vec<Event> {
     got
 }
 
+/// A watch of every pod.
+async fn pods(cache: &WatchCache, start: i64, progress: Duration) -> WatchStream {
+    cache
+        .watch("/registry/core/pods/", start, progress)
+        .await
+        .expect("watch")
+}
+
+/// The revisions of the next `n` events.
+async fn revisions(stream: &mut WatchStream, n: usize) -> Vec<i64> {
+    events(stream, n)
+        .await
+        .iter()
+        .map(Event::revision)
+        .collect()
+}
+
 fn ids(events: &[Event]) -> Vec<(i64, String)> {
     events
         .iter()
@@ -152,12 +169,7 @@ async fn many_watchers_share_one_upstream_and_see_every_event_once_in_order() {
     let mut all = Vec::new();
     let mut in_a = Vec::new();
     for _ in 0..50 {
-        all.push(
-            cache
-                .watch("/registry/core/pods/", start, Duration::ZERO)
-                .await
-                .expect("watch"),
-        );
+        all.push(pods(&cache, start, Duration::ZERO).await);
         in_a.push(
             cache
                 .watch("/registry/core/pods/a/", start, Duration::ZERO)
@@ -239,18 +251,15 @@ async fn resumes_from_the_ring_and_older_watches_go_to_the_backend() {
     let backend = Backend::open(&dir);
     let cache = cache(&backend, 8);
     let before = write(&*cache, vec![put(&pod("a", "old"), "0")]).await;
-    let _first = cache
-        .watch("/registry/core/pods/", 0, Duration::ZERO)
-        .await
-        .expect("watch");
-    let mut revisions = Vec::new();
+    let _first = pods(&cache, 0, Duration::ZERO).await;
+    let mut written = Vec::new();
     for i in 0..12 {
-        revisions.push(write(&*cache, vec![put(&pod("a", "p"), &i.to_string())]).await);
+        written.push(write(&*cache, vec![put(&pod("a", "p"), &i.to_string())]).await);
     }
     let held = async {
         loop {
             let stats = cache.stats().await;
-            if stats[0].events == 8 && stats[0].from == revisions[4] {
+            if stats[0].events == 8 && stats[0].from == written[4] {
                 return stats;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -261,40 +270,29 @@ async fn resumes_from_the_ring_and_older_watches_go_to_the_backend() {
         .expect("the ring holds the last 8 events");
     // Within the ring: from memory.
     let mut recent = cache
-        .watch("/registry/core/pods/a/", revisions[6], Duration::ZERO)
+        .watch("/registry/core/pods/a/", written[6], Duration::ZERO)
         .await
         .expect("watch");
-    let got: Vec<i64> = events(&mut recent, 6)
-        .await
-        .iter()
-        .map(Event::revision)
-        .collect();
-    assert_eq!(got, revisions[6..]);
+    let got: Vec<i64> = revisions(&mut recent, 6).await;
+    assert_eq!(got, written[6..]);
     assert_eq!(backend.watches(), 1);
     // Older than the ring: the backend replays it, correctly.
-    let mut older = cache
-        .watch("/registry/core/pods/", before, Duration::ZERO)
-        .await
-        .expect("watch");
-    let got: Vec<i64> = events(&mut older, 13)
-        .await
-        .iter()
-        .map(Event::revision)
-        .collect();
+    let mut older = pods(&cache, before, Duration::ZERO).await;
+    let got: Vec<i64> = revisions(&mut older, 13).await;
     assert_eq!(got[0], before);
-    assert_eq!(got[1..], revisions);
+    assert_eq!(got[1..], written);
     assert_eq!(backend.watches(), 2);
     // Older than the ring and compacted: too old, as the backend says.
-    cache.compact(revisions[2]).await.expect("compact");
+    cache.compact(written[2]).await.expect("compact");
     match cache
-        .watch("/registry/core/pods/", revisions[1], Duration::ZERO)
+        .watch("/registry/core/pods/", written[1], Duration::ZERO)
         .await
     {
         Err(StoreError::Compacted {
             requested,
             compacted,
         }) => {
-            assert_eq!((requested, compacted), (revisions[1], revisions[2]))
+            assert_eq!((requested, compacted), (written[1], written[2]))
         }
         Err(other) => panic!("expected Compacted, got {other:?}"),
         Ok(_) => panic!("a compacted revision was watched"),
@@ -307,14 +305,8 @@ async fn a_watcher_that_falls_behind_the_ring_is_ended_as_too_old() {
     let backend = Backend::open(&dir);
     let ring = 4 * WATCHER_BUFFER.events;
     let cache = cache(&backend, ring);
-    let mut slow = cache
-        .watch("/registry/core/pods/", 0, Duration::ZERO)
-        .await
-        .expect("watch");
-    let mut fast = cache
-        .watch("/registry/core/pods/", 0, Duration::ZERO)
-        .await
-        .expect("watch");
+    let mut slow = pods(&cache, 0, Duration::ZERO).await;
+    let mut fast = pods(&cache, 0, Duration::ZERO).await;
     // The slow watcher reads one event, then stops reading.
     let first = write(&*cache, vec![put(&pod("a", "p"), "0")]).await;
     assert_eq!(events(&mut slow, 1).await[0].revision(), first);
@@ -360,10 +352,7 @@ async fn a_broken_upstream_watch_is_re_established_without_gaps() {
     let dir = tempfile::tempdir().expect("dir");
     let backend = Backend::open(&dir);
     let cache = cache(&backend, 4096);
-    let mut watcher = cache
-        .watch("/registry/core/pods/", 0, Duration::ZERO)
-        .await
-        .expect("watch");
+    let mut watcher = pods(&cache, 0, Duration::ZERO).await;
     let mut written = Vec::new();
     for round in 0..3 {
         for i in 0..5 {
@@ -393,10 +382,7 @@ async fn history_lost_while_the_upstream_was_down_ends_watchers_as_too_old() {
     let dir = tempfile::tempdir().expect("dir");
     let backend = Backend::open(&dir);
     let cache = cache(&backend, 4096);
-    let mut watcher = cache
-        .watch("/registry/core/pods/", 0, Duration::ZERO)
-        .await
-        .expect("watch");
+    let mut watcher = pods(&cache, 0, Duration::ZERO).await;
     let seen = write(&*cache, vec![put(&pod("a", "p"), "0")]).await;
     assert_eq!(events(&mut watcher, 1).await[0].revision(), seen);
     backend.down.store(true, Ordering::SeqCst);
@@ -412,10 +398,7 @@ async fn history_lost_while_the_upstream_was_down_ends_watchers_as_too_old() {
         other => panic!("expected Compacted, got {other:?}"),
     }
     // A new watch is served from the new ring.
-    let mut again = cache
-        .watch("/registry/core/pods/", 0, Duration::ZERO)
-        .await
-        .expect("watch");
+    let mut again = pods(&cache, 0, Duration::ZERO).await;
     let next = write(&*cache, vec![put(&pod("a", "p"), "new")]).await;
     assert_eq!(events(&mut again, 1).await[0].revision(), next);
 }
@@ -425,10 +408,7 @@ async fn cached_watches_report_progress() {
     let dir = tempfile::tempdir().expect("dir");
     let backend = Backend::open(&dir);
     let cache = cache(&backend, 4096);
-    let mut watcher = cache
-        .watch("/registry/core/pods/", 0, Duration::from_millis(200))
-        .await
-        .expect("watch");
+    let mut watcher = pods(&cache, 0, Duration::from_millis(200)).await;
     let elsewhere = write(&*cache, vec![put("/registry/core/nodes/n", "x")]).await;
     let reached = async {
         loop {
@@ -450,29 +430,15 @@ async fn a_first_watch_from_the_future_does_not_leave_the_present_uncached() {
     let backend = Backend::open(&dir);
     let cache = cache(&backend, 4096);
     let now = cache.revision().await.expect("revision");
-    let mut future = cache
-        .watch("/registry/core/pods/", now + 3, Duration::ZERO)
-        .await
-        .expect("watch");
-    let mut present = cache
-        .watch("/registry/core/pods/", now + 1, Duration::ZERO)
-        .await
-        .expect("watch");
+    let mut future = pods(&cache, now + 3, Duration::ZERO).await;
+    let mut present = pods(&cache, now + 1, Duration::ZERO).await;
     assert_eq!(backend.watches(), 1, "both from the ring");
     let mut written = Vec::new();
     for i in 0..4 {
         written.push(write(&*cache, vec![put(&pod("a", "p"), &i.to_string())]).await);
     }
-    let got: Vec<i64> = events(&mut present, 4)
-        .await
-        .iter()
-        .map(Event::revision)
-        .collect();
+    let got: Vec<i64> = revisions(&mut present, 4).await;
     assert_eq!(got, written);
-    let got: Vec<i64> = events(&mut future, 2)
-        .await
-        .iter()
-        .map(Event::revision)
-        .collect();
+    let got: Vec<i64> = revisions(&mut future, 2).await;
     assert_eq!(got, written[2..]);
 }
