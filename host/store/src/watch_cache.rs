@@ -128,14 +128,19 @@ impl WatchCache {
     /// The cached resource `root`, started at `start` or the next revision, whichever comes
     /// first (its upstream watch opened), if new.
     async fn resource(&self, root: &str, start: i64) -> Result<Arc<Resource>, StoreError> {
-        let mut resources = self.resources.lock().await;
-        if let Some(cached) = resources.get(root) {
+        if let Some(cached) = self.resources.lock().await.get(root) {
             return Ok(cached.resource.clone());
         }
+        // Opened without the lock, so that a backend slow to answer delays no other resource.
         // Never from a future revision: the ring would not serve the watches of the present.
         let start = start.min(self.store.revision().await? + 1);
         let progress = self.config.upstream_progress;
         let upstream = self.store.watch(root, start, progress).await?;
+        let mut resources = self.resources.lock().await;
+        if let Some(cached) = resources.get(root) {
+            // Another watch opened it meanwhile: this upstream watch is dropped.
+            return Ok(cached.resource.clone());
+        }
         let ring = Ring::new(start, self.config.ring);
         let (resource, reflector) =
             Reflector::new(self.store.clone(), root.to_owned(), ring, progress);
