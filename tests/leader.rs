@@ -53,15 +53,6 @@ fn named(c: &Cluster, kind: &str, name: &str) -> Result<Vec<String>> {
     Ok(out.lines().map(str::to_string).collect())
 }
 
-/// Uploads the first host's certificates and starts a second control-plane host with the
-/// printed `join --control-plane` line and `extra`.
-fn join_control_plane(first: &Cluster, extra: &[&str]) -> Result<Cluster> {
-    let mut args = first.upload_certs()?;
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Cluster::join_control_plane(&args)
-}
-
 /// The joined host has the first's CA, its own serving certificate (for its own names) from
 /// that CA, and its own admin kubeconfig; the first host's kubeconfig (so its CA and admin
 /// certificate) works against it.
@@ -105,7 +96,7 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     args.extend(TIMING);
     let mut a = Cluster::start_with(&args)?;
     // The second host joins with the certificates the first uploads, encrypted.
-    let mut b = join_control_plane(&a, &args)?;
+    let mut b = a.another_host(&args)?;
     same_ca_other_serving_certificate(&a, &b)?;
 
     // One lease, held by the first host; the second follows.

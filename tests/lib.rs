@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+#[path = "harness/control_plane.rs"]
+pub mod control_plane;
 #[path = "harness/hosts.rs"]
 pub mod hosts;
 

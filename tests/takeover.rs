@@ -24,22 +24,16 @@ const TIMING: [&str; 6] = [
     "1s",
 ];
 
-/// Two control-plane hosts on one etcd: `a` is started first (and so leads), `b` shares its
-/// `pki/`. `a_store` is the store `a` uses (its own path to etcd, which a test may cut).
+/// Two control-plane hosts on one etcd: `a` is started first (and so leads), `b` joins it with
+/// `join --control-plane`. `a_store` is the store `a` uses (its own path to etcd, which a test
+/// may cut).
 fn two_hosts(etcd: &str, a_store: &str) -> Result<(Cluster, Cluster)> {
     let mut args = vec!["--store", a_store];
     args.extend(TIMING);
     let a = Cluster::start_with(&args)?;
-    let dir = tempfile::tempdir()?;
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(a.dir.path().join("pki"))
-        .arg(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "copying the first host's pki");
     let mut args = vec!["--store", etcd];
     args.extend(TIMING);
-    let b = Cluster::start_in(dir, &args)?;
+    let b = a.another_host(&args)?;
     Ok((a, b))
 }
 

@@ -27,6 +27,7 @@ pub mod compactor;
 pub mod embedded;
 pub mod etcd;
 pub mod snapshot;
+pub mod watch_cache;
 
 /// A key with its value and revisions, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, PartialEq, Eq)]

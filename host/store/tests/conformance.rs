@@ -1,4 +1,5 @@
-//! The conformance suite: one set of tests run against every backend (embedded and a real etcd).
+//! The conformance suite: one set of tests run against every backend (embedded and a real etcd),
+//! and against each behind the watch cache.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::time::timeout;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
 use wasmkube_store::etcd::testing::EtcdServer;
+use wasmkube_store::watch_cache::{WatchCache, WatchCacheConfig};
 use wasmkube_store::{
     Compare, Event, EventKind, KeyValue, Op, Range, Store, StoreError, Txn, TxnResult, WatchItem,
     WatchStream,
@@ -44,26 +46,45 @@ async fn etcd_env() -> Env {
     }
 }
 
+/// `env`'s store behind a watch cache whose resources are the keys' first segment, so that the
+/// suite's watches are served from it.
+fn behind_cache(env: Env) -> Env {
+    let config = WatchCacheConfig {
+        depth: 1,
+        ..WatchCacheConfig::default()
+    };
+    Env {
+        store: WatchCache::new(env.store, config),
+        _guard: env._guard,
+    }
+}
+
+async fn cached_env() -> Env {
+    behind_cache(embedded_env().await)
+}
+
+/// A real etcd behind a watch cache: what `wasmkube server --store etcd://` runs.
+async fn cached_etcd_env() -> Env {
+    behind_cache(etcd_env().await)
+}
+
 macro_rules! conformance {
+    (@backend $module:ident, $env:ident, $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::$env().await;
+                    super::$name(env.store.clone()).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let env = super::embedded_env().await;
-                    super::$name(env.store.clone()).await;
-                }
-            )*
-        }
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let env = super::etcd_env().await;
-                    super::$name(env.store.clone()).await;
-                }
-            )*
-        }
+        conformance!(@backend embedded, embedded_env, $($name),*);
+        conformance!(@backend etcd, etcd_env, $($name),*);
+        conformance!(@backend cached, cached_env, $($name),*);
+        conformance!(@backend cached_etcd, cached_etcd_env, $($name),*);
     };
 }
 

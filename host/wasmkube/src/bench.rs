@@ -13,6 +13,7 @@ mod rbac;
 mod report;
 mod scheduler;
 mod services;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,9 @@ enum BenchTarget {
     /// The node agent's service proxy on nftables: 1000 Services × 10 endpoints programmed, then
     /// EndpointSlice changes timed until their rules are in force.
     Services(services::ServicesArgs),
+    /// Many watchers of one resource, on the store itself and through the watch cache: events
+    /// delivered per second and memory.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(clap::Args)]
@@ -136,6 +140,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Memory(args) => memory::run(args).await,
         BenchTarget::Dns(args) => dns::run(args).await,
         BenchTarget::Services(args) => services::run(args).await,
+        BenchTarget::Watch(args) => watch::run(args).await,
     }
 }
 

@@ -24,6 +24,7 @@ use wasmkube_runtime::Runtime;
 use wasmkube_store::Store;
 use wasmkube_store::embedded::EmbeddedStore;
 use wasmkube_store::etcd::EtcdStore;
+use wasmkube_store::watch_cache::{WatchCache, WatchCacheConfig};
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -279,7 +280,8 @@ pub async fn open_store(
         None => EtcdStore::connect(&endpoints).await,
     }
     .context("connecting to etcd")?;
-    Ok(store)
+    // One etcd watch per resource, whatever the number of watchers (docs/store.md).
+    Ok(WatchCache::new(store, WatchCacheConfig::default()))
 }
 
 /// Creates the objects every cluster has, each only when absent (a user's changes stay): the
