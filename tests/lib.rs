@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+#[path = "harness/etcd.rs"]
+pub mod etcd;
 #[path = "harness/hosts.rs"]
 pub mod hosts;
 
