@@ -179,6 +179,23 @@ const POD_NETWORK: &str = "10.239.0.0/16";
 const BRIDGE: &str = "wkfo0";
 const NODE: &str = "failover";
 
+/// Two servers on `etcd` for the node [`NODE`] and its pod network.
+fn two_hosts(etcd: &EtcdCluster) -> Result<(Cluster, Cluster)> {
+    let store = etcd.store();
+    let services = service_cidr(POD_NETWORK)?;
+    let args = [
+        "--store",
+        &store,
+        "--cluster-cidr",
+        POD_NETWORK,
+        "--service-cidr",
+        &services,
+    ];
+    let a = Cluster::start_with(&args)?;
+    let b = second_host(&a, &args)?;
+    Ok((a, b))
+}
+
 /// A node agent (`wasmkube join`) in this machine's namespace, with its own bridge and pod
 /// network; stopped, its bridge and proxy table deleted, when dropped.
 struct Agent {
@@ -190,14 +207,7 @@ impl Agent {
     /// Joins `servers` (URLs, in order) as node [`NODE`] with a bootstrap token of `c`.
     fn join(c: &Cluster, servers: &[String]) -> Result<Agent> {
         let _ = Command::new("ip").args(["link", "delete", BRIDGE]).output();
-        let created = c.wasmkube(&["token", "create", "--ttl", "1h"])?;
-        let join: Vec<&str> = created
-            .lines()
-            .nth(1)
-            .context("a join line")?
-            .split_whitespace()
-            .skip(3)
-            .collect();
+        let join = c.join_flags()?;
         let dir = c.dir.path().join("agent");
         let log = c.dir.path().join("agent.log");
         let child = Command::new(binary())
@@ -294,17 +304,27 @@ fn task_pids(c: &Cluster) -> Result<BTreeMap<String, String>> {
     Ok(tasks)
 }
 
-/// The renew time of the node's Lease, as `c` reads it.
-fn lease_renewed(c: &Cluster) -> Result<String> {
-    c.ok(&[
+/// Runs kubectl against some server and returns its stdout, failing unless it succeeds.
+type Kubectl<'a> = &'a dyn Fn(&[&str]) -> Result<String>;
+
+/// The renew time of the node's Lease.
+fn lease_renewed(kubectl: Kubectl<'_>) -> Result<String> {
+    let renew_time = "jsonpath={.spec.renewTime}";
+    kubectl(&[
         "get",
         "lease",
         "-n",
         "kube-node-lease",
         NODE,
         "-o",
-        "jsonpath={.spec.renewTime}",
+        renew_time,
     ])
+}
+
+/// Whether the node is Ready.
+fn node_ready(kubectl: Kubectl<'_>) -> Result<bool> {
+    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    Ok(kubectl(&["get", "node", NODE, "-o", ready])? == "True")
 }
 
 #[test]
@@ -316,26 +336,12 @@ fn a_node_agent_fails_over_between_apiservers_and_keeps_its_pods() -> Result<()>
         image.display()
     );
     let etcd = EtcdCluster::start(1)?;
-    let store = etcd.store();
-    let services = service_cidr(POD_NETWORK)?;
-    let args = [
-        "--store",
-        &store,
-        "--cluster-cidr",
-        POD_NETWORK,
-        "--service-cidr",
-        &services,
-    ];
-    let mut a = Cluster::start_with(&args)?;
-    let mut b = second_host(&a, &args)?;
+    let (mut a, mut b) = two_hosts(&etcd)?;
     a.wasmkube(&["image", "import", &image.display().to_string()])?;
     let url = |c: &Cluster| format!("https://127.0.0.1:{}", c.port);
     let agent = Agent::join(&a, &[url(&a), url(&b)])?;
-    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
-    eventually(Duration::from_secs(60), || {
-        Ok(b.ok(&["get", "node", NODE, "-o", ready])? == "True")
-    })
-    .with_context(|| format!("the node is not Ready; agent log:\n{}", agent.log()))?;
+    eventually(Duration::from_secs(60), || node_ready(&|args| b.ok(args)))
+        .with_context(|| format!("the node is not Ready; agent log:\n{}", agent.log()))?;
     // The joined node's kubeconfig keeps both servers; kubectl reads it as it is.
     let kubeconfig = a.dir.path().join("agent/join/kubeconfig");
     let out = kubectl_at(&kubeconfig, &["get", "node", NODE, "-o", "name"], None)?;
@@ -355,13 +361,12 @@ fn a_node_agent_fails_over_between_apiservers_and_keeps_its_pods() -> Result<()>
     // lease is renewed, a new pod is started, the running one is left alone.
     a.kill();
     let killed = Instant::now();
-    let renewed = lease_renewed(&b)?;
+    let renewed = lease_renewed(&|args| b.ok(args))?;
     b.apply(&pod("second"))?;
     running(&b, "second", &agent)?;
-    eventually(
-        Duration::from_secs(30),
-        || Ok(lease_renewed(&b)? != renewed),
-    )?;
+    eventually(Duration::from_secs(30), || {
+        Ok(lease_renewed(&|args| b.ok(args))? != renewed)
+    })?;
     let took = killed.elapsed();
     assert!(agent.log().contains("failing over"), "{}", agent.log());
     let after = task_pids(&b)?;
@@ -451,18 +456,7 @@ impl Drop for Haproxy {
 #[test]
 fn kubectl_and_a_node_agent_go_through_haproxy_when_a_server_dies() -> Result<()> {
     let etcd = EtcdCluster::start(1)?;
-    let store = etcd.store();
-    let services = service_cidr(POD_NETWORK)?;
-    let args = [
-        "--store",
-        &store,
-        "--cluster-cidr",
-        POD_NETWORK,
-        "--service-cidr",
-        &services,
-    ];
-    let mut a = Cluster::start_with(&args)?;
-    let mut b = second_host(&a, &args)?;
+    let (mut a, mut b) = two_hosts(&etcd)?;
     let lb = Haproxy::start(&[a.port, b.port])?;
     let lb_url = format!("https://127.0.0.1:{}", lb.port);
     // The admin's kubeconfig, pointed at the load balancer (both servers' certificates name
@@ -486,23 +480,14 @@ fn kubectl_and_a_node_agent_go_through_haproxy_when_a_server_dies() -> Result<()
     .with_context(|| format!("haproxy:\n{}", lb.log()))?;
 
     let agent = Agent::join(&a, std::slice::from_ref(&lb_url))?;
-    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
     eventually(Duration::from_secs(60), || {
-        Ok(through(&["get", "node", NODE, "-o", ready]).is_ok_and(|r| r == "True"))
+        Ok(node_ready(&through).unwrap_or(false))
     })
     .with_context(|| format!("the node is not Ready; agent log:\n{}", agent.log()))?;
 
     // Either server dies: kubectl and the agent go on through the load balancer.
     for victim in [&mut a, &mut b] {
-        let renewed = through(&[
-            "get",
-            "lease",
-            "-n",
-            "kube-node-lease",
-            NODE,
-            "-o",
-            "jsonpath={.spec.renewTime}",
-        ])?;
+        let renewed = lease_renewed(&through)?;
         victim.kill();
         let killed = Instant::now();
         let name = format!("after-{}", victim.port);
@@ -511,15 +496,7 @@ fn kubectl_and_a_node_agent_go_through_haproxy_when_a_server_dies() -> Result<()
         })?;
         let written = killed.elapsed();
         eventually(Duration::from_secs(30), || {
-            Ok(through(&[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                NODE,
-                "-o",
-                "jsonpath={.spec.renewTime}",
-            ])? != renewed)
+            Ok(lease_renewed(&through)? != renewed)
         })
         .with_context(|| format!("the lease was not renewed; agent log:\n{}", agent.log()))?;
         eprintln!(
@@ -528,7 +505,7 @@ fn kubectl_and_a_node_agent_go_through_haproxy_when_a_server_dies() -> Result<()
         );
         victim.restart()?;
     }
-    assert_eq!(through(&["get", "node", NODE, "-o", ready])?, "True");
+    assert!(node_ready(&through)?);
     drop(agent);
     Ok(())
 }
