@@ -41,7 +41,7 @@ fn config_maps(c: &Cluster) -> Result<BTreeSet<String>> {
 struct Writer {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Vec<(String, Instant)>>>,
-    thread: Option<std::thread::JoinHandle<usize>>,
+    thread: Option<std::thread::JoinHandle<BTreeMap<String, usize>>>,
 }
 
 impl Writer {
@@ -50,7 +50,7 @@ impl Writer {
         let acknowledged = Arc::new(Mutex::new(Vec::new()));
         let (flag, acks) = (stop.clone(), acknowledged.clone());
         let thread = std::thread::spawn(move || {
-            let mut refused = 0;
+            let mut refused: BTreeMap<String, usize> = BTreeMap::new();
             for n in 0.. {
                 if flag.load(Ordering::Relaxed) {
                     break;
@@ -63,7 +63,12 @@ impl Writer {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push((name, Instant::now())),
-                    _ => refused += 1,
+                    Ok(out) => {
+                        let why = String::from_utf8_lossy(&out.stderr);
+                        let why = why.lines().next().unwrap_or_default();
+                        *refused.entry(why.chars().take(160).collect()).or_default() += 1;
+                    }
+                    Err(e) => *refused.entry(e.to_string()).or_default() += 1,
                 }
             }
             refused
@@ -83,8 +88,8 @@ impl Writer {
             .len()
     }
 
-    /// Stops; the acknowledged writes and how many were refused.
-    fn finish(mut self) -> Result<(Vec<(String, Instant)>, usize)> {
+    /// Stops; the acknowledged writes, and how many were refused with which error.
+    fn finish(mut self) -> Result<(Vec<(String, Instant)>, BTreeMap<String, usize>)> {
         self.stop.store(true, Ordering::Relaxed);
         let refused = self
             .thread
@@ -132,14 +137,16 @@ fn an_etcd_member_is_killed_and_no_acknowledged_write_is_lost() -> Result<()> {
     })?;
     let (acks, refused) = writer.finish()?;
 
-    // The API stayed available: no long gap between acknowledged writes.
+    // The API stayed available: no long gap between acknowledged writes. (Writes may be refused
+    // meanwhile: today the store's etcd client still sends some requests to the dead member,
+    // "tcp connect error", about one in three while it is down; the figures are printed.)
     let longest = acks
         .windows(2)
         .map(|w| w[1].1 - w[0].1)
         .max()
         .unwrap_or_default();
     eprintln!(
-        "{} writes acknowledged, {refused} refused; 20 more within {survived:?} of the kill; longest gap {longest:?}",
+        "{} writes acknowledged, refused: {refused:?}; 20 more within {survived:?} of the kill; longest gap {longest:?}",
         acks.len()
     );
     assert!(
