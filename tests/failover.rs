@@ -36,12 +36,15 @@ fn config_maps(c: &Cluster) -> Result<BTreeSet<String>> {
         .collect())
 }
 
+/// The errors writes were refused with, and how many times each.
+type Refusals = BTreeMap<String, usize>;
+
 /// Writes ConfigMaps through the kubeconfigs in turn until stopped, noting each write the API
 /// acknowledged and when.
 struct Writer {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Vec<(String, Instant)>>>,
-    thread: Option<std::thread::JoinHandle<BTreeMap<String, usize>>>,
+    thread: Option<std::thread::JoinHandle<Refusals>>,
 }
 
 impl Writer {
@@ -50,7 +53,7 @@ impl Writer {
         let acknowledged = Arc::new(Mutex::new(Vec::new()));
         let (flag, acks) = (stop.clone(), acknowledged.clone());
         let thread = std::thread::spawn(move || {
-            let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+            let mut refused = Refusals::new();
             for n in 0.. {
                 if flag.load(Ordering::Relaxed) {
                     break;
@@ -89,7 +92,7 @@ impl Writer {
     }
 
     /// Stops; the acknowledged writes, and how many were refused with which error.
-    fn finish(mut self) -> Result<(Vec<(String, Instant)>, BTreeMap<String, usize>)> {
+    fn finish(mut self) -> Result<(Vec<(String, Instant)>, Refusals)> {
         self.stop.store(true, Ordering::Relaxed);
         let refused = self
             .thread
