@@ -5,6 +5,7 @@
 #   - apt: containerd, runc, containernetworking-plugins, iptables, busybox-static (the node agent
 #     and its test image), and wasmkube's own containerd started on /run/wasmkube/containerd.sock
 #   - apt: dnsmasq-base (a UDP server image for the service tests)
+#   - apt: haproxy (the load balancer in front of two apiservers in tests/failover.rs)
 #   - the test images target/images/{busybox,busybox-users,dnsmasq}.tar (scripts/build-images.sh,
 #     no network)
 #   - rustup: the wasm32-wasip2 target for plugins
@@ -22,6 +23,9 @@ command -v nft >/dev/null 2>&1 || apt_install nftables
 command -v conntrack >/dev/null 2>&1 || apt_install conntrack
 # dnsmasq: the UDP server of the service proxy's tests (scripts/build-images.sh).
 apt_install dnsmasq-base
+# HAProxy: the supported load balancer in front of several apiservers (tests/failover.rs runs
+# manifests/haproxy/haproxy.cfg).
+apt_install haproxy
 scripts/etcd.sh
 scripts/containerd.sh
 scripts/build-images.sh

@@ -235,10 +235,7 @@ fn a_stopped_or_restored_cluster_keeps_its_running_pods() -> Result<()> {
     c.apply(deployment)?;
     let all_running = |c: &Cluster| -> Result<bool> {
         let pods = running(c)?;
-        Ok(pods.len() == 3
-            && pods
-                .iter()
-                .all(|l| l.contains(" Running 0 containerd://")))
+        Ok(pods.len() == 3 && pods.iter().all(|l| l.contains(" Running 0 containerd://")))
     };
     wasmkube_e2e::eventually(Duration::from_secs(120), || all_running(&c))?;
     let before = running(&c)?;
@@ -271,7 +268,12 @@ fn a_stopped_or_restored_cluster_keeps_its_running_pods() -> Result<()> {
     );
     let node_dir = c.dir.path().join("node").display().to_string();
     let log_dir = c.dir.path().join("logs").display().to_string();
-    let extra = ["--node-dir", node_dir.as_str(), "--log-dir", log_dir.as_str()];
+    let extra = [
+        "--node-dir",
+        node_dir.as_str(),
+        "--log-dir",
+        log_dir.as_str(),
+    ];
     let r = Cluster::node_in(fresh, c.port, node, bridge, network, &extra)?;
     wasmkube_e2e::eventually(Duration::from_secs(60), || settled(&r))?;
     assert_eq!(r.ok(&["get", "plugins", "-o", "name"])?, plugins);

@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 
 #[path = "harness/control_plane.rs"]
 pub mod control_plane;
+#[path = "harness/etcd.rs"]
+pub mod etcd;
 #[path = "harness/hosts.rs"]
 pub mod hosts;
 
@@ -323,6 +325,20 @@ impl Cluster {
             );
         }
         Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// The flags of the `wasmkube join` line a new bootstrap token (`wasmkube token create`,
+    /// valid for an hour) comes with: `--token T --discovery-token-ca-cert-hash sha256:…`.
+    pub fn join_flags(&self) -> Result<Vec<String>> {
+        let created = self.wasmkube(&["token", "create", "--ttl", "1h"])?;
+        Ok(created
+            .lines()
+            .nth(1)
+            .context("a join line")?
+            .split_whitespace()
+            .skip(3)
+            .map(str::to_string)
+            .collect())
     }
 
     /// Installs the test plugin `crate_name` (e.g. `test_sleep`, built by

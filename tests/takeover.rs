@@ -239,9 +239,15 @@ fn the_leader_killed_mid_rollout_loses_binds_and_doubles_nothing() -> Result<()>
         Ok(burst == "100" && roll == "20 20 20")
     })?;
     b.ok(&["rollout", "status", "deployment/roll", "--timeout=60s"])?;
-    // Settled: let any late duplicate show itself.
+    // Settled: let any late duplicate show itself, and the watch (kubectl printing every event
+    // as JSON, on a busy machine) catch up with what the API lists.
     std::thread::sleep(Duration::from_secs(3));
-    seen.add(watch.drain());
+    eventually(Duration::from_secs(60), || {
+        seen.add(watch.drain());
+        let (made, deleted) = seen.of("roll");
+        Ok(made.saturating_sub(deleted) == 20 && seen.of("burst").0 >= 100)
+    })
+    .context("the pod watch never caught up")?;
 
     assert_eq!(count(&b, "pods", "app=burst")?, 100);
     assert_eq!(count(&b, "pods", "app=roll")?, 20);

@@ -26,6 +26,7 @@ use crate::rotation;
 use crate::runtime::{ContainerdRuntime, Found, Runtime, RuntimeError};
 use crate::serving::{self, Names, Serving};
 use crate::streams::{self, ServeError, Streams};
+use crate::watcher::{Change, Watcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -310,60 +311,43 @@ impl Pods {
         }
     }
 
-    /// Lists and watches this node's pods, relisting when the watch breaks.
+    /// Lists and watches this node's pods (see [`Watcher`]).
     async fn run(mut self) -> Result<(), AgentError> {
         let path = format!(
             "/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
             self.ctx.node_name
         );
+        let mut watcher = Watcher::new(self.ctx.api.clone(), path);
         let mut first = true;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (items, version) = match self.ctx.api.list(&path).await {
-                Ok(list) => list,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing this node's pods");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            let change = tokio::select! {
+                change = watcher.next() => change,
+                _ = housekeeping.tick(), if !first => {
+                    self.clean_orphans().await;
                     continue;
                 }
             };
-            let pods: Vec<Pod> = items
-                .into_iter()
-                .filter_map(|p| serde_json::from_value(p).ok())
-                .collect();
-            self.sync(&pods, first).await?;
-            first = false;
-            let mut watch = match self.ctx.api.watch(&path, &version).await {
-                Ok(watch) => watch,
-                Err(e) => {
-                    tracing::warn!(error = %e, "watching this node's pods");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            let event = match change {
+                Change::Listed(items) => {
+                    let pods: Vec<Pod> = items
+                        .into_iter()
+                        .filter_map(|p| serde_json::from_value(p).ok())
+                        .collect();
+                    self.sync(&pods, first).await?;
+                    first = false;
                     continue;
                 }
+                Change::Event(event) => event,
             };
-            loop {
-                let event = tokio::select! {
-                    event = watch.next() => event,
-                    _ = housekeeping.tick() => {
-                        self.clean_orphans().await;
-                        continue;
-                    }
-                };
-                let Some(Ok(event)) = event else { break };
-                match event.kind.as_str() {
-                    "ADDED" | "MODIFIED" | "DELETED" => {}
-                    "ERROR" => break,
-                    _ => continue,
-                }
-                let Ok(pod) = serde_json::from_value::<Pod>(event.object) else {
-                    continue;
-                };
-                if event.kind == "DELETED" {
-                    self.gone(&pod);
-                } else {
-                    self.upsert(pod, Vec::new());
-                }
+            let Ok(pod) = serde_json::from_value::<Pod>(event.object) else {
+                continue;
+            };
+            if event.kind == "DELETED" {
+                self.gone(&pod);
+            } else {
+                self.upsert(pod, Vec::new());
             }
         }
     }

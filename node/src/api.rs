@@ -1,5 +1,5 @@
-//! The agent's client of the apiserver: JSON over HTTPS with a token or client certificate, list
-//! and watch.
+//! The agent's client of the apiservers: JSON over HTTPS with a token or client certificate, list
+//! and watch, failing over to the next apiserver when one does not answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use crate::connection::{Connection, ConnectionError, Credential};
+use crate::servers::Servers;
 
 /// The longest an ordinary request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,20 +57,58 @@ pub struct Event {
     pub object: Value,
 }
 
-/// A client of the apiserver. Cloning shares the connection pool, and a new credential
-/// ([`Api::reconnect`]) is used by every clone.
+/// A client of the apiservers. Cloning shares the connection pool and the choice of server, and
+/// a new credential ([`Api::reconnect`]) is used by every clone.
+///
+/// A request goes to the server in use; when it cannot connect, times out or gets a 5xx, the
+/// server rests (see [`Servers`]) and the next one is in use. The request itself is sent again
+/// to the next server unless it is a create that may have reached the failed one.
 #[derive(Clone)]
 pub struct Api {
     client: Arc<ArcSwap<reqwest::Client>>,
-    server: String,
+    servers: Arc<Servers>,
+}
+
+/// Whether an answer or error means the server is unwell, not the request wrong.
+fn server_failed(result: &Result<reqwest::Response, reqwest::Error>) -> bool {
+    match result {
+        Ok(response) => response.status().is_server_error(),
+        Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+    }
 }
 
 impl Api {
     pub fn new(connection: &Connection) -> Result<Api, ApiError> {
         Ok(Api {
             client: Arc::new(ArcSwap::from_pointee(client(connection)?)),
-            server: connection.server.clone(),
+            servers: Arc::new(Servers::new(connection.servers())),
         })
+    }
+
+    /// The response of the first server that answers `request` (given a base URL) without
+    /// failing; or the last failure. A create goes on to the next server only if it never
+    /// reached the failed one.
+    async fn exchange(
+        &self,
+        method: &Method,
+        request: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> (usize, Result<reqwest::Response, reqwest::Error>) {
+        let client = self.client.load_full();
+        let mut order = self.servers.order().into_iter();
+        let mut index = order.next().unwrap_or_default();
+        loop {
+            let result = request(&client, self.servers.url(index)).send().await;
+            if !server_failed(&result) {
+                self.servers.answered(index);
+                return (index, result);
+            }
+            self.servers.failed(index);
+            let unsent = matches!(&result, Err(e) if e.is_connect());
+            match order.next() {
+                Some(next) if *method != Method::POST || unsent => index = next,
+                _ => return (index, result),
+            }
+        }
     }
 
     /// Requests from now on use `connection`'s credential and CA (a rotated client
@@ -85,24 +124,33 @@ impl Api {
         path: &str,
         body: Option<(&str, &Value)>,
     ) -> Result<Value, ApiError> {
-        let mut request = self
-            .client
-            .load()
-            .request(method.clone(), format!("{}{path}", self.server))
-            .timeout(REQUEST_TIMEOUT);
-        if let Some((content_type, body)) = body {
-            request = request
-                .header(CONTENT_TYPE, content_type)
-                .body(body.to_string());
-        }
+        let body = body.map(|(content_type, body)| (content_type, body.to_string()));
+        let request = |client: &reqwest::Client, server: &str| {
+            let request = client
+                .request(method.clone(), format!("{server}{path}"))
+                .timeout(REQUEST_TIMEOUT);
+            match &body {
+                Some((content_type, body)) => request
+                    .header(CONTENT_TYPE, *content_type)
+                    .body(body.clone()),
+                None => request,
+            }
+        };
         let transport = |source| ApiError::Transport {
             method: method.clone(),
             path: path.to_string(),
             source,
         };
-        let response = request.send().await.map_err(transport)?;
+        let (index, response) = self.exchange(&method, request).await;
+        let response = response.map_err(transport)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.servers.failed(index);
+                return Err(transport(e));
+            }
+        };
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
             let message = value
@@ -183,17 +231,16 @@ impl Api {
         let full = format!(
             "{path}{separator}watch=true&allowWatchBookmarks=true&resourceVersion={version}"
         );
-        let response = self
-            .client
-            .load()
-            .get(format!("{}{full}", self.server))
-            .send()
-            .await
-            .map_err(|source| ApiError::Transport {
-                method: Method::GET,
-                path: full.clone(),
-                source,
-            })?;
+        let (index, response) = self
+            .exchange(&Method::GET, |client, server| {
+                client.get(format!("{server}{full}"))
+            })
+            .await;
+        let response = response.map_err(|source| ApiError::Transport {
+            method: Method::GET,
+            path: full.clone(),
+            source,
+        })?;
         let status = response.status();
         if !status.is_success() {
             let message = response.text().await.unwrap_or_default();
@@ -208,6 +255,7 @@ impl Api {
             body: Box::pin(response.bytes_stream()),
             buffer: Vec::new(),
             path: full,
+            server: (self.servers.clone(), index),
         })
     }
 }
@@ -217,6 +265,8 @@ pub struct Watch {
     body: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: Vec<u8>,
     path: String,
+    /// The server it is open on, told when the watch breaks.
+    server: (Arc<Servers>, usize),
 }
 
 impl Watch {
@@ -235,6 +285,8 @@ impl Watch {
             match self.body.next().await? {
                 Ok(chunk) => self.buffer.extend_from_slice(&chunk),
                 Err(source) => {
+                    let (servers, index) = &self.server;
+                    servers.failed(*index);
                     return Some(Err(ApiError::Transport {
                         method: Method::GET,
                         path: self.path.clone(),
@@ -243,5 +295,78 @@ impl Watch {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A server on a free port answering `status` to everything, counting the requests.
+    async fn serve(status: StatusCode) -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let answer = move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { (status, axum::Json(json!({"message": "m"}))) }
+        };
+        let app = axum::Router::new().route("/x", get(answer.clone()).post(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{address}"), hits)
+    }
+
+    /// A port nothing listens on.
+    fn dead() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("address"))
+    }
+
+    fn api(servers: &[&str]) -> Api {
+        let mut connection =
+            Connection::to(servers[0], Credential::Anonymous, None).expect("connection");
+        connection
+            .add_servers(servers[1..].iter().copied())
+            .expect("servers");
+        Api::new(&connection).expect("api")
+    }
+
+    #[tokio::test]
+    async fn a_request_fails_over_and_sticks_to_the_server_that_answers() {
+        let (unwell, unwell_hits) = serve(StatusCode::SERVICE_UNAVAILABLE).await;
+        let (well, well_hits) = serve(StatusCode::OK).await;
+        let api = api(&[&dead(), &unwell, &well]);
+        assert!(api.get("/x").await.expect("failed over").is_some());
+        assert!(api.get("/x").await.expect("stuck").is_some());
+        assert_eq!(unwell_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(well_hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_create_that_reached_a_failing_server_is_not_sent_again() {
+        let (unwell, unwell_hits) = serve(StatusCode::INTERNAL_SERVER_ERROR).await;
+        let (well, well_hits) = serve(StatusCode::CREATED).await;
+        let api = api(&[&unwell, &well]);
+        let e = api.create("/x", &json!({})).await.expect_err("a 500");
+        assert_eq!(e.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(well_hits.load(Ordering::SeqCst), 0);
+        // The next one goes to the other server; one that never connected goes on at once.
+        api.create("/x", &json!({}))
+            .await
+            .expect("the other server");
+        assert_eq!(unwell_hits.load(Ordering::SeqCst), 1);
+        let api = self::api(&[&dead(), &well]);
+        api.create("/x", &json!({}))
+            .await
+            .expect("past a dead server");
+        assert_eq!(well_hits.load(Ordering::SeqCst), 2);
     }
 }

@@ -66,17 +66,15 @@ pub async fn discover(server: &str, pin: &str) -> Result<String, BootstrapError>
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(BootstrapError::BadPin(pin.to_string()));
     }
-    let anonymous = |ca_pem: Option<String>| Connection {
-        server: server.trim_end_matches('/').to_string(),
-        credential: Credential::Anonymous,
-        ca_pem,
+    let anonymous = |ca_pem: Option<String>| {
+        Connection::to(server, Credential::Anonymous, ca_pem).map_err(ApiError::from)
     };
-    let ca_pem = cluster_ca(&Api::new(&anonymous(None))?).await?;
+    let ca_pem = cluster_ca(&Api::new(&anonymous(None)?)?).await?;
     let found = ca_pin(&ca_pem)?;
     if found != pinned {
         return Err(BootstrapError::PinMismatch { pinned, found });
     }
-    let verified = cluster_ca(&Api::new(&anonymous(Some(ca_pem.clone())))?).await?;
+    let verified = cluster_ca(&Api::new(&anonymous(Some(ca_pem.clone()))?)?).await?;
     if verified != ca_pem {
         return Err(BootstrapError::Discovery(
             "a different CA when read over TLS verified by the pinned one".into(),
@@ -229,18 +227,6 @@ async fn issued(api: &Api, mut csr: Value, name: &str) -> Result<String, Bootstr
     }
 }
 
-/// A kubeconfig for the apiserver at `server` (CA `ca_pem`) with the client certificate and
-/// key `cert_pem` and `key_pem`, inline.
-pub fn kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
-    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: node\n  context: {{cluster: wasmkube, user: node}}\ncurrent-context: node\n",
-        b64(ca_pem),
-        b64(cert_pem),
-        b64(key_pem)
-    )
-}
-
 /// Writes `text` to `path` readable by its owner only, atomically (a temporary file in the
 /// same directory, renamed over it).
 pub fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
@@ -332,13 +318,27 @@ pub(crate) mod tests {
     fn the_kubeconfig_reads_back_as_the_certificate() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node/kubeconfig");
-        let text = kubeconfig("https://h:6443", "CA\n", "CERT\n", "KEY\n");
-        write_private(&path, &text).expect("write");
+        let mut written = Connection::to(
+            "https://h:6443/",
+            Credential::Certificate {
+                cert_pem: "CERT\n".into(),
+                key_pem: "KEY\n".into(),
+            },
+            Some("CA\n".into()),
+        )
+        .expect("connection");
+        written
+            .add_servers(["https://b:6443", "https://h:6443", "http://c"])
+            .expect("servers");
+        write_private(&path, &written.kubeconfig()).expect("write");
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let connection = Connection::from_kubeconfig(&path).expect("read");
-        assert_eq!(connection.server, "https://h:6443");
+        assert_eq!(
+            connection.servers(),
+            ["https://h:6443", "https://b:6443", "http://c"]
+        );
         assert_eq!(connection.ca_pem.as_deref(), Some("CA\n"));
         assert!(matches!(
             connection.credential,

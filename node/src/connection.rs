@@ -1,5 +1,5 @@
-//! Where the apiserver is and how to prove who we are: a bearer token or a client certificate,
-//! read from a kubeconfig's current context, and the HTTPS client that presents it.
+//! Where the apiservers are and how to prove who we are: a bearer token or a client
+//! certificate, read from a kubeconfig's current context, and the HTTPS client that presents it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +17,10 @@ pub enum ConnectionError {
     },
     #[error("the kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
+    #[error("the apiserver address {0:?} is not an http(s) URL of at most 512 bytes")]
+    BadServer(String),
+    #[error("more than {MAX_SERVERS} apiserver addresses")]
+    TooManyServers,
     #[error("the bearer token is not a valid header value")]
     BadToken,
     #[error("building the HTTPS client: {0}")]
@@ -45,11 +49,26 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Where the apiserver is and how to prove who we are.
+/// The kubeconfig cluster extension that names the other apiservers a node agent fails over
+/// to: `extensions: [{name: servers.wasmkube.io, extension: {servers: [URL, ...]}}]` (kubectl
+/// ignores it and uses `server`).
+pub const SERVERS_EXTENSION: &str = "servers.wasmkube.io";
+
+/// The most apiserver addresses a connection may name.
+pub const MAX_SERVERS: usize = 16;
+
+/// How long connecting to an apiserver may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the apiservers are and how to prove who we are.
 #[derive(Clone, Debug)]
 pub struct Connection {
-    /// `https://HOST:PORT`, no trailing slash.
+    /// `https://HOST:PORT`, no trailing slash: the apiserver (or the load balancer in front of
+    /// several) tried first.
     pub server: String,
+    /// The other apiservers, in the order they are tried when `server` fails; none of them is
+    /// `server`.
+    pub more_servers: Vec<String>,
     pub credential: Credential,
     /// The PEM CA the server's certificate chains to; `None` trusts any certificate.
     pub ca_pem: Option<String>,
@@ -108,11 +127,89 @@ impl Connection {
             (Some(token), _, _) => Credential::Token(token.to_string()),
             _ => return Err(bad("has no token and no client certificate and key".into())),
         };
+        let more: Vec<&str> = cluster["extensions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["name"] == SERVERS_EXTENSION)
+            .flat_map(|e| e["extension"]["servers"].as_array().into_iter().flatten())
+            .map(|s| {
+                s.as_str()
+                    .ok_or_else(|| bad(format!("{SERVERS_EXTENSION}: not a string")))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut connection =
+            Connection::to(server, credential, pem(cluster, "certificate-authority")?)?;
+        connection.add_servers(more)?;
+        Ok(connection)
+    }
+
+    /// A connection to the apiserver `server` (checked: an http(s) URL).
+    pub fn to(
+        server: &str,
+        credential: Credential,
+        ca_pem: Option<String>,
+    ) -> Result<Connection, ConnectionError> {
         Ok(Connection {
-            server: server.trim_end_matches('/').to_string(),
+            server: server_url(server)?,
+            more_servers: Vec::new(),
             credential,
-            ca_pem: pem(cluster, "certificate-authority")?,
+            ca_pem,
         })
+    }
+
+    /// Adds `servers` (checked: http(s) URLs) to those tried after `server`, leaving out any
+    /// already named.
+    pub fn add_servers<'a>(
+        &mut self,
+        servers: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ConnectionError> {
+        for server in servers {
+            let server = server_url(server)?;
+            if server != self.server && !self.more_servers.contains(&server) {
+                if self.more_servers.len() + 1 >= MAX_SERVERS {
+                    return Err(ConnectionError::TooManyServers);
+                }
+                self.more_servers.push(server);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every apiserver, `server` first.
+    pub fn servers(&self) -> Vec<String> {
+        std::iter::once(self.server.clone())
+            .chain(self.more_servers.iter().cloned())
+            .collect()
+    }
+
+    /// This connection as a kubeconfig that kubectl reads too: the CA and the credential
+    /// inline, the other servers in the [`SERVERS_EXTENSION`].
+    pub fn kubeconfig(&self) -> String {
+        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+        let mut cluster = format!("    server: '{}'\n", self.server);
+        if let Some(ca_pem) = &self.ca_pem {
+            cluster += &format!("    certificate-authority-data: {}\n", b64(ca_pem));
+        }
+        if !self.more_servers.is_empty() {
+            let list: Vec<String> = self.more_servers.iter().map(|s| format!("'{s}'")).collect();
+            cluster += &format!(
+                "    extensions:\n    - name: {SERVERS_EXTENSION}\n      extension:\n        servers: [{}]\n",
+                list.join(", ")
+            );
+        }
+        let user = match &self.credential {
+            Credential::Token(token) => format!("    token: {}\n", serde_json::json!(token)),
+            Credential::Certificate { cert_pem, key_pem } => format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(cert_pem),
+                b64(key_pem)
+            ),
+            Credential::Anonymous => String::new(),
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n{cluster}users:\n- name: node\n  user:\n{user}contexts:\n- name: node\n  context: {{cluster: wasmkube, user: node}}\ncurrent-context: node\n"
+        )
     }
 
     /// An HTTPS client (rustls) that trusts the CA (or, with none, any certificate) and presents
@@ -120,6 +217,7 @@ impl Connection {
     pub fn client_builder(&self) -> Result<reqwest::ClientBuilder, ConnectionError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_keepalive(Duration::from_secs(30));
         builder = match &self.ca_pem {
             Some(pem) => builder
@@ -141,6 +239,24 @@ impl Connection {
             Credential::Anonymous => builder,
         })
     }
+}
+
+/// `server` as an apiserver address: an http(s) URL with a host, no trailing slash. Quotes and
+/// whitespace are refused, so that it can be written into a kubeconfig as it is.
+fn server_url(server: &str) -> Result<String, ConnectionError> {
+    let bad = || ConnectionError::BadServer(server.chars().take(80).collect());
+    let trimmed = server.trim_end_matches('/');
+    if trimmed.len() > 512
+        || trimmed.contains(['\'', '"', '\\'])
+        || trimmed.contains(char::is_whitespace)
+    {
+        return Err(bad());
+    }
+    let url = reqwest::Url::parse(trimmed).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(bad());
+    }
+    Ok(trimmed.to_string())
 }
 
 fn read(path: &Path) -> Result<String, ConnectionError> {
@@ -234,6 +350,41 @@ mod tests {
     }
 
     #[test]
+    fn more_servers_come_from_the_extension_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            "clusters:\n- name: c\n  cluster:\n    server: https://a:1/\n    extensions:\n    - name: other\n      extension: {{servers: ['https://x:1']}}\n    - name: {SERVERS_EXTENSION}\n      extension: {{servers: ['https://b:1', 'https://a:1', 'http://c:2/']}}\nusers:\n- name: u\n  user: {{token: t}}\n"
+        );
+        let c = Connection::from_kubeconfig(&write(dir.path(), &yaml)).expect("parse");
+        assert_eq!(c.servers(), ["https://a:1", "https://b:1", "http://c:2"]);
+        let written = c.kubeconfig();
+        let again = Connection::from_kubeconfig(&write(dir.path(), &written)).expect("again");
+        assert_eq!(again.servers(), c.servers());
+        assert!(matches!(again.credential, Credential::Token(t) if t == "t"));
+
+        let not_text = yaml.replace("'http://c:2/'", "3");
+        let e = Connection::from_kubeconfig(&write(dir.path(), &not_text)).expect_err("3");
+        assert!(e.to_string().contains("not a string"), "{e}");
+        let mut c = Connection::to("https://a", Credential::Anonymous, None).expect("a");
+        for bad in [
+            "ftp://b",
+            "https://",
+            "b:1",
+            "https://b c",
+            "https://b'",
+            &format!("https://{}", "b".repeat(600)),
+        ] {
+            let e = c.add_servers([bad]).expect_err(bad);
+            assert!(matches!(e, ConnectionError::BadServer(_)), "{bad}: {e}");
+        }
+        let many: Vec<String> = (0..MAX_SERVERS).map(|i| format!("https://h{i}")).collect();
+        let e = c
+            .add_servers(many.iter().map(String::as_str))
+            .expect_err("too many");
+        assert!(matches!(e, ConnectionError::TooManyServers), "{e}");
+    }
+
+    #[test]
     fn a_client_presents_a_real_certificate_and_refuses_a_broken_one() {
         let key = rcgen::KeyPair::generate().expect("key");
         let cert = rcgen::CertificateParams::new(Vec::<String>::new())
@@ -242,6 +393,7 @@ mod tests {
             .expect("cert");
         let mut connection = Connection {
             server: "https://127.0.0.1:1".into(),
+            more_servers: Vec::new(),
             credential: Credential::Certificate {
                 cert_pem: cert.pem(),
                 key_pem: key.serialize_pem(),

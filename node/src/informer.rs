@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::Service;
@@ -14,14 +13,13 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use crate::api::Api;
+use crate::watcher::{Change, Watcher};
 
 /// An object's key: `namespace/name`, or `name` for a cluster-scoped kind.
 pub type Key = String;
 
 /// How many changed keys a slow subscriber may fall behind before it is told to resync all.
 const BACKLOG: usize = 4096;
-/// How long to wait before listing again after the API failed.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// The key of an object from its metadata.
 pub fn key_of(meta: &ObjectMeta) -> Key {
@@ -147,35 +145,18 @@ where
         self.objects.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lists, then watches from the list's version; lists again when the watch ends or fails.
+    /// Lists, then watches (see [`Watcher`]).
     async fn run(self: Arc<Self>, api: Api, path: String) {
+        let mut watcher = Watcher::new(api, path);
         loop {
-            let (items, version) = match api.list(&path).await {
-                Ok(list) => list,
-                Err(e) => {
-                    tracing::warn!(error = %e, %path, "listing for an informer");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
+            match watcher.next().await {
+                Change::Listed(items) => {
+                    self.replace(items.into_iter().filter_map(decode).collect())
                 }
-            };
-            self.replace(items.into_iter().filter_map(decode).collect());
-            let mut watch = match api.watch(&path, &version).await {
-                Ok(watch) => watch,
-                Err(e) => {
-                    tracing::warn!(error = %e, %path, "watching for an informer");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            };
-            while let Some(Ok(event)) = watch.next().await {
-                match event.kind.as_str() {
-                    "ADDED" | "MODIFIED" | "DELETED" => {
-                        if let Some(object) = decode(event.object) {
-                            self.apply(&event.kind, object);
-                        }
+                Change::Event(event) => {
+                    if let Some(object) = decode(event.object) {
+                        self.apply(&event.kind, object);
                     }
-                    "ERROR" => break,
-                    _ => {}
                 }
             }
         }

@@ -131,11 +131,12 @@ async fn renew_when_due(
         ));
     };
     until_due(cert_pem, ca_pem, webpki::KeyUsage::client_auth()).await?;
-    let (cert, key) = bootstrap::client_certificate(api, node).await?;
-    bootstrap::write_private(
-        kubeconfig,
-        &bootstrap::kubeconfig(&connection.server, ca_pem, &cert, &key),
-    )?;
+    let (cert_pem, key_pem) = bootstrap::client_certificate(api, node).await?;
+    let renewed = Connection {
+        credential: Credential::Certificate { cert_pem, key_pem },
+        ..connection
+    };
+    bootstrap::write_private(kubeconfig, &renewed.kubeconfig())?;
     api.reconnect(&Connection::from_kubeconfig(kubeconfig)?)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::{Cluster, binary, eventually, repo};
 
@@ -75,14 +75,7 @@ impl TestHost {
         let dir = self.dir(c);
         // It joins as an operator would join a machine: with a bootstrap token and the CA's
         // pin from `wasmkube token create`, at the address this host reaches the API at.
-        let created = c.wasmkube(&["token", "create", "--ttl", "1h"])?;
-        let join: Vec<&str> = created
-            .lines()
-            .nth(1)
-            .context("a join line")?
-            .split_whitespace()
-            .skip(3)
-            .collect();
+        let join = c.join_flags()?;
         let log = std::fs::File::create(&self.log)?;
         let agent = Command::new(repo().join("scripts/test-hosts.sh"))
             .args(["run", &self.name, "--"])

@@ -33,6 +33,35 @@ use crate::{
 const MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// Items buffered between a watch task and its consumer.
 const STREAM_BUFFER: usize = 256;
+/// Attempts of a request that could not connect to the member it was sent to.
+const CONNECT_ATTEMPTS: u32 = 8;
+
+/// Whether `err` says the request never reached etcd: the client's channel, which spreads
+/// requests over every endpoint and keeps a member that is down in its list, picked one it could
+/// not connect to. Such a request arrived nowhere, so sending it again (a write too) is safe.
+fn not_connected(err: &etcd_client::Error) -> bool {
+    let text = err.to_string();
+    text.contains("tcp connect error") || text.contains("error trying to connect")
+}
+
+/// Runs `request`, again (after 10 ms, 20 ms, …) while it could not connect, so that one member
+/// down costs a retry rather than a failed request.
+async fn connected<T, F, Fut>(mut request: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(err) if not_connected(&err) && attempt < CONNECT_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
 
 /// How to reach etcd over TLS, as kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
 /// `--etcd-keyfile` (here their PEM contents).
@@ -129,6 +158,19 @@ impl EtcdStore {
         Ok(Arc::new(store))
     }
 
+    /// A get, sent again while it could not connect (see [`connected`]).
+    async fn get_kv(
+        &self,
+        key: Vec<u8>,
+        options: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        connected(|| {
+            let (mut kv, key, options) = (self.kv.clone(), key.clone(), options.clone());
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
     fn key(&self, key: &str) -> Vec<u8> {
         format!("{}{key}", self.namespace).into_bytes()
     }
@@ -213,7 +255,8 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
 #[async_trait]
 impl crate::Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<(Option<KeyValue>, i64), StoreError> {
-        let mut resp = self.kv.clone().get(self.key(key), None).await?;
+        let key = self.key(key);
+        let mut resp = self.get_kv(key, None).await?;
         let revision = header_revision(resp.header());
         let kv = resp
             .take_kvs()
@@ -233,7 +276,7 @@ impl crate::Store for EtcdStore {
             .with_range(prefix_end(&prefix))
             .with_limit(i64::try_from(range.limit).unwrap_or(i64::MAX))
             .with_revision(range.revision);
-        let mut resp = match self.kv.clone().get(start, Some(options)).await {
+        let mut resp = match self.get_kv(start, Some(options)).await {
             Ok(resp) => resp,
             Err(err) => return Err(self.map_err(err, range.revision).await),
         };
@@ -261,7 +304,7 @@ impl crate::Store for EtcdStore {
             .with_range(prefix_end(&prefix))
             .with_count_only();
         let key = if prefix.is_empty() { vec![0] } else { prefix };
-        Ok(self.kv.clone().get(key, Some(options)).await?.count())
+        Ok(self.get_kv(key, Some(options)).await?.count())
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResult, StoreError> {
@@ -300,7 +343,11 @@ impl crate::Store for EtcdStore {
             .when(compares)
             .and_then(success)
             .or_else(failure);
-        let resp = self.kv.clone().txn(request).await?;
+        let resp = connected(|| {
+            let (mut kv, request) = (self.kv.clone(), request.clone());
+            async move { kv.txn(request).await }
+        })
+        .await?;
         let revision = header_revision(resp.header());
         let mut values = Vec::new();
         for op in resp.op_responses() {
@@ -345,7 +392,7 @@ impl crate::Store for EtcdStore {
             } else {
                 prefix.clone()
             };
-            if let Err(err) = self.kv.clone().get(key, Some(options)).await {
+            if let Err(err) = self.get_kv(key, Some(options)).await {
                 // Watching from a future revision is fine: it waits.
                 if revision_error(&err) != Some(RevisionError::Future) {
                     return Err(self.map_err(err, start_revision).await);
@@ -356,7 +403,12 @@ impl crate::Store for EtcdStore {
         if start_revision > 0 {
             options = options.with_start_revision(start_revision);
         }
-        let (watcher, stream) = self.watch.clone().watch(prefix, Some(options)).await?;
+        let (watcher, stream) = connected(|| {
+            let (mut watch, prefix, options) =
+                (self.watch.clone(), prefix.clone(), options.clone());
+            async move { watch.watch(prefix, Some(options)).await }
+        })
+        .await?;
         let (out, items) = mpsc::channel(STREAM_BUFFER);
         let task = WatchTask {
             namespace: self.namespace.clone(),
@@ -370,7 +422,11 @@ impl crate::Store for EtcdStore {
     }
 
     async fn compact(&self, revision: i64) -> Result<(), StoreError> {
-        if let Err(err) = self.kv.clone().compact(revision, None).await {
+        let compact = || {
+            let mut kv = self.kv.clone();
+            async move { kv.compact(revision, None).await }
+        };
+        if let Err(err) = connected(compact).await {
             // Already compacted at or past it is fine.
             if revision_error(&err) != Some(RevisionError::Compacted) {
                 return Err(self.map_err(err, revision).await);
@@ -387,11 +443,8 @@ impl crate::Store for EtcdStore {
         } else {
             self.key("")
         };
-        let resp = self
-            .kv
-            .clone()
-            .get(key, Some(GetOptions::new().with_count_only()))
-            .await?;
+        let options = GetOptions::new().with_count_only();
+        let resp = self.get_kv(key, Some(options)).await?;
         Ok(header_revision(resp.header()))
     }
 }
@@ -492,7 +545,7 @@ impl WatchTask {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::{CONNECT_ATTEMPTS, connected, prefix_end};
 
     #[test]
     fn prefix_end_is_the_first_key_after_the_prefix() {
@@ -500,5 +553,40 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff\xff"), b"\0");
         assert_eq!(prefix_end(b""), b"\0");
+    }
+
+    /// A request that could not connect is sent again, up to `CONNECT_ATTEMPTS` times; any other
+    /// error is returned at once (it may have reached etcd).
+    #[tokio::test]
+    async fn only_requests_that_could_not_connect_are_sent_again() {
+        let refused = || etcd_client::Error::InvalidArgs("tcp connect error: refused".into());
+        let mut sent = 0;
+        let answer = connected(|| {
+            sent += 1;
+            let result = if sent < 3 { Err(refused()) } else { Ok(sent) };
+            std::future::ready(result)
+        })
+        .await;
+        assert_eq!(answer.ok(), Some(3));
+
+        let mut sent = 0;
+        let answer: Result<(), _> = connected(|| {
+            sent += 1;
+            std::future::ready(Err(refused()))
+        })
+        .await;
+        assert!(answer.is_err());
+        assert_eq!(sent, CONNECT_ATTEMPTS);
+
+        let mut sent = 0;
+        let answer: Result<(), _> = connected(|| {
+            sent += 1;
+            std::future::ready(Err(etcd_client::Error::InvalidArgs(
+                "leader changed".into(),
+            )))
+        })
+        .await;
+        assert!(answer.is_err());
+        assert_eq!(sent, 1);
     }
 }

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use crate::cluster_certs::{self, CertificateKey, Material};
 use crate::node::{self, JoinArgs};
 use crate::server;
+use wasmkube_node::api::Api;
 
 /// The Secret's path in the API.
 fn secret_path() -> String {
@@ -36,7 +37,10 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     if pki.join("ca.key").exists() {
         tracing::info!(pki = %pki.display(), "joined before: serving with the CA kept");
     } else {
-        let (api, ca_pem) = node::token_api(&args.url, &args.token, &args.ca_cert_hash).await?;
+        let connection =
+            node::token_connection(&args.servers, &args.token, &args.ca_cert_hash).await?;
+        let ca_pem = connection.ca_pem.clone().unwrap_or_default();
+        let api = Api::new(&connection)?;
         let absent = || {
             format!(
                 "no Secret {}/{} this token may read: run `wasmkube token create --upload-certs` on a control-plane host",

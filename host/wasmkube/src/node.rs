@@ -127,9 +127,11 @@ impl AgentArgs {
 
 #[derive(clap::Args)]
 pub struct NodeArgs {
-    /// The apiserver, e.g. https://10.0.0.1:6443 (or use --kubeconfig).
-    #[arg(long, requires = "token")]
-    pub server: Option<String>,
+    /// An apiserver, e.g. https://10.0.0.1:6443, or a load balancer in front of several;
+    /// repeatable: the agent fails over between them in this order. With --kubeconfig, tried
+    /// after the kubeconfig's servers.
+    #[arg(long = "server", value_name = "URL")]
+    pub servers: Vec<String>,
     /// The bearer token for the apiserver.
     #[arg(long)]
     pub token: Option<String>,
@@ -138,9 +140,9 @@ pub struct NodeArgs {
     /// certificate is not verified and the agent's API serves nobody).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// A kubeconfig to read the server, CA and credential (a token, or a client certificate and
-    /// key) from instead.
-    #[arg(long, conflicts_with = "server")]
+    /// A kubeconfig to read the servers, CA and credential (a token, or a client certificate
+    /// and key) from instead of --token and --ca-file.
+    #[arg(long, conflicts_with_all = ["token", "ca_file"])]
     pub kubeconfig: Option<PathBuf>,
     /// The cluster's service IP range, as the server's --service-cidr: the proxy rejects an
     /// address in it that no Service owns (`wasmkube up` takes the server's).
@@ -151,19 +153,25 @@ pub struct NodeArgs {
 }
 
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let connection = match (&args.kubeconfig, &args.server, &args.token) {
-        (Some(path), _, _) => Connection::from_kubeconfig(path)?,
-        (None, Some(server), Some(token)) => Connection {
-            server: server.trim_end_matches('/').to_string(),
-            credential: Credential::Token(token.clone()),
-            ca_pem: args
+    let servers = args.servers.iter().map(String::as_str);
+    let connection = match (&args.kubeconfig, args.servers.first(), &args.token) {
+        (Some(path), _, _) => {
+            let mut connection = Connection::from_kubeconfig(path)?;
+            connection.add_servers(servers)?;
+            connection
+        }
+        (None, Some(server), Some(token)) => {
+            let ca_pem = args
                 .ca_file
                 .as_ref()
                 .map(|f| {
                     std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
                 })
-                .transpose()?,
-        },
+                .transpose()?;
+            let mut connection = Connection::to(server, Credential::Token(token.clone()), ca_pem)?;
+            connection.add_servers(servers)?;
+            connection
+        }
         _ => anyhow::bail!("give --server and --token, or --kubeconfig"),
     };
     agent::run(args.agent.config(connection, args.service_cidr)).await?;
@@ -173,9 +181,10 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 #[command(mut_arg("data_dir", |a| a.default_value(JOIN_DATA_DIR)))]
 pub struct JoinArgs {
-    /// The apiserver, `https://HOST:PORT`.
-    #[arg(value_name = "SERVER")]
-    pub url: String,
+    /// The apiserver, `https://HOST:PORT`, or a load balancer in front of several; more than
+    /// one: the agent fails over between them in this order (they are kept in its kubeconfig).
+    #[arg(required = true, value_name = "SERVER")]
+    pub servers: Vec<String>,
     /// A bootstrap token (`wasmkube token create`), used once to ask for the node's certificate
     /// (or, with --control-plane, to read the uploaded certificates).
     #[arg(long)]
@@ -212,7 +221,7 @@ pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let kubeconfig = args.server.data_dir.join("kubeconfig");
     let node = args.agent.node_name();
     let connection = join(
-        &args.url,
+        &args.servers,
         &args.token,
         &args.ca_cert_hash,
         &kubeconfig,
@@ -229,41 +238,53 @@ pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client of the apiserver at `server` authenticated with the bootstrap token `token`, and
-/// the cluster CA it trusts: read from `cluster-info` and checked against `pin`.
-pub async fn token_api(server: &str, token: &str, pin: &str) -> anyhow::Result<(Api, String)> {
+/// A connection to the apiservers `servers` (in this order) authenticated with the bootstrap
+/// token `token`, trusting the cluster CA read from `cluster-info` of the first that answers and
+/// checked against `pin`.
+pub async fn token_connection(
+    servers: &[String],
+    token: &str,
+    pin: &str,
+) -> anyhow::Result<Connection> {
     if wasmkube_apiserver::auth::bootstrap_token::split(token).is_none() {
         anyhow::bail!("--token: not a bootstrap token ([a-z0-9]{{6}}.[a-z0-9]{{16}})");
     }
-    let server = server.trim_end_matches('/');
-    let ca_pem = bootstrap::discover(server, pin).await?;
-    let api = Api::new(&Connection {
-        server: server.to_string(),
-        credential: Credential::Token(token.to_string()),
-        ca_pem: Some(ca_pem.clone()),
-    })?;
-    Ok((api, ca_pem))
+    let mut discovered = Err(anyhow::anyhow!("no apiserver given"));
+    for server in servers {
+        discovered = bootstrap::discover(server, pin).await.map_err(Into::into);
+        match &discovered {
+            Ok(_) => break,
+            Err(e) => tracing::warn!(%server, error = %e, "reading the cluster CA"),
+        }
+    }
+    let ca_pem = discovered?;
+    let mut connection = Connection::to(
+        servers.first().map_or("", String::as_str),
+        Credential::Token(token.to_string()),
+        Some(ca_pem),
+    )?;
+    connection.add_servers(servers.iter().map(String::as_str))?;
+    Ok(connection)
 }
 
-/// The connection of the node `node` to the apiserver at `server` with its own client
-/// certificate, kept in the kubeconfig `kubeconfig` (0600). Without one yet: the cluster CA
-/// read from `cluster-info` and checked against `pin`, a new key, and a certificate asked for
-/// with the bootstrap token `token` (which is not kept).
+/// The connection of the node `node` to the apiservers `servers` with its own client
+/// certificate, kept in the kubeconfig `kubeconfig` (0600) with every server. Without one yet:
+/// the cluster CA read from `cluster-info` of the first server that answers and checked against
+/// `pin`, a new key, and a certificate asked for with the bootstrap token `token` (which is not
+/// kept). With one, `servers` are not looked at.
 async fn join(
-    server: &str,
+    servers: &[String],
     token: &str,
     pin: &str,
     kubeconfig: &Path,
     node: &str,
 ) -> anyhow::Result<Connection> {
     if !kubeconfig.exists() {
-        let (with_token, ca_pem) = token_api(server, token, pin).await?;
-        let server = server.trim_end_matches('/');
-        let (cert, key) = bootstrap::client_certificate(&with_token, node).await?;
-        bootstrap::write_private(
-            kubeconfig,
-            &bootstrap::kubeconfig(server, &ca_pem, &cert, &key),
-        )?;
+        let mut connection = token_connection(servers, token, pin).await?;
+        let (cert_pem, key_pem) =
+            bootstrap::client_certificate(&Api::new(&connection)?, node).await?;
+        connection.credential = Credential::Certificate { cert_pem, key_pem };
+        bootstrap::write_private(kubeconfig, &connection.kubeconfig())?;
         tracing::info!(node, kubeconfig = %kubeconfig.display(), "joined with a certificate of the node's own");
     }
     Ok(Connection::from_kubeconfig(kubeconfig)?)
@@ -307,7 +328,7 @@ pub async fn run_up(mut args: UpArgs) -> anyhow::Result<()> {
     let ready = node_ready(started.server.clone(), node.clone());
     let server = started.server.clone();
     let agent = async move {
-        let connection = join(&url, &token, &pin, &kubeconfig, &node).await?;
+        let connection = join(&[url], &token, &pin, &kubeconfig, &node).await?;
         if !token.is_empty() {
             forget_bootstrap_token(&server, &token).await?;
         }

@@ -27,6 +27,7 @@ fn class(policy: Option<&str>) -> Value {
 fn local(node: &str) -> LocalPath {
     let connection = Connection {
         server: "https://127.0.0.1:1".into(),
+        more_servers: Vec::new(),
         credential: Credential::Token("t".into()),
         ca_pem: None,
     };
