@@ -5,31 +5,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use wasmkube_e2e::control_plane::FAST_ELECTION;
 use wasmkube_e2e::{Cluster, eventually};
 use wasmkube_store::etcd::testing::EtcdServer;
-
-/// Shorter than the defaults (15 s, 10 s, 2 s) to keep the test lean; the same rules.
-const TIMING: [&str; 6] = [
-    "--leader-elect-lease-duration",
-    "6s",
-    "--leader-elect-renew-deadline",
-    "4s",
-    "--leader-elect-retry-period",
-    "1s",
-];
-
-fn holder(c: &Cluster) -> Result<String> {
-    let path = "jsonpath={.spec.holderIdentity}";
-    c.ok(&[
-        "get",
-        "lease",
-        "-n",
-        "kube-system",
-        "kube-controller-manager",
-        "-o",
-        path,
-    ])
-}
 
 fn deployment(name: &str) -> String {
     format!(
@@ -93,7 +71,7 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
         .context("starting etcd (run scripts/etcd.sh)")?;
     let store = format!("etcd://{}", etcd.endpoint().trim_start_matches("http://"));
     let mut args = vec!["--store", store.as_str()];
-    args.extend(TIMING);
+    args.extend(FAST_ELECTION);
     let mut a = Cluster::start_with(&args)?;
     // The second host joins with the certificates the first uploads, encrypted.
     let mut b = a.another_host(&args)?;
@@ -105,7 +83,7 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
         leases.trim(),
         "lease.coordination.k8s.io/kube-controller-manager"
     );
-    let leader = holder(&b)?;
+    let leader = b.leader()?;
     assert!(a.log().contains(&leader), "the first host leads: {leader}");
     assert!(!b.log().contains(&leader), "{leader} is the first host's");
 
@@ -127,9 +105,8 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     // The leader dies without releasing the lease: the other host takes it once it expires.
     a.kill();
     let killed = Instant::now();
-    eventually(Duration::from_secs(20), || Ok(holder(&b)? != leader))?;
+    let new_leader = b.new_leader(&leader, Duration::from_secs(20))?;
     let took = killed.elapsed();
-    let new_leader = holder(&b)?;
     assert!(
         b.log().contains(&new_leader),
         "{new_leader} is not the second host"
@@ -146,19 +123,16 @@ fn one_host_leads_and_the_other_takes_over_when_it_dies() -> Result<()> {
     // The first host comes back and follows; the second stops cleanly, releasing the lease:
     // the first takes it without waiting for it to expire.
     a.restart()?;
-    assert_eq!(holder(&a)?, new_leader);
+    assert_eq!(a.leader()?, new_leader);
     b.terminate()?;
     let terminated = Instant::now();
-    eventually(Duration::from_secs(20), || {
-        let now = holder(&a)?;
-        Ok(!now.is_empty() && now != new_leader)
-    })?;
+    let again = a.new_leader(&new_leader, Duration::from_secs(20))?;
     let took = terminated.elapsed();
     assert!(
         took < Duration::from_secs(4),
         "a released lease was taken after {took:?}"
     );
-    assert!(a.log().contains(&holder(&a)?), "the first host leads again");
+    assert!(a.log().contains(&again), "the first host leads again");
     drop(a);
     drop(etcd);
     Ok(())

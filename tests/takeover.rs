@@ -11,42 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use wasmkube_e2e::control_plane::FAST_ELECTION;
 use wasmkube_e2e::{Cluster, SimulatedNode, eventually};
 use wasmkube_store::etcd::testing::EtcdServer;
-
-/// Shorter than the defaults (15 s, 10 s, 2 s) to keep the tests lean; the same rules.
-const TIMING: [&str; 6] = [
-    "--leader-elect-lease-duration",
-    "6s",
-    "--leader-elect-renew-deadline",
-    "4s",
-    "--leader-elect-retry-period",
-    "1s",
-];
 
 /// Two control-plane hosts on one etcd: `a` is started first (and so leads), `b` joins it with
 /// `join --control-plane`. `a_store` is the store `a` uses (its own path to etcd, which a test
 /// may cut).
 fn two_hosts(etcd: &str, a_store: &str) -> Result<(Cluster, Cluster)> {
     let mut args = vec!["--store", a_store];
-    args.extend(TIMING);
+    args.extend(FAST_ELECTION);
     let a = Cluster::start_with(&args)?;
     let mut args = vec!["--store", etcd];
-    args.extend(TIMING);
+    args.extend(FAST_ELECTION);
     let b = a.another_host(&args)?;
     Ok((a, b))
-}
-
-fn holder(c: &Cluster) -> Result<String> {
-    c.ok(&[
-        "get",
-        "lease",
-        "-n",
-        "kube-system",
-        "kube-controller-manager",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ])
 }
 
 fn deployment(name: &str, replicas: u32, image: &str) -> String {
@@ -182,7 +161,7 @@ fn the_leader_killed_mid_rollout_loses_binds_and_doubles_nothing() -> Result<()>
         .context("starting etcd (run scripts/etcd.sh)")?;
     let store = format!("etcd://{}", etcd.endpoint().trim_start_matches("http://"));
     let (mut a, b) = two_hosts(&store, &store)?;
-    let leader = holder(&b)?;
+    let leader = b.leader()?;
     assert!(a.log().contains(&leader), "the first host leads: {leader}");
     let watch = PodWatch::start(&b)?;
     let _node = SimulatedNode::start(b.kubeconfig());
@@ -209,10 +188,7 @@ fn the_leader_killed_mid_rollout_loses_binds_and_doubles_nothing() -> Result<()>
     a.kill();
     let killed = Instant::now();
 
-    eventually(Duration::from_secs(30), || {
-        let now = holder(&b)?;
-        Ok(!now.is_empty() && now != leader)
-    })?;
+    b.new_leader(&leader, Duration::from_secs(30))?;
     let took = killed.elapsed();
     assert!(
         took <= Duration::from_secs(20),
@@ -346,16 +322,13 @@ fn a_leader_cut_off_from_etcd_stops_before_another_starts() -> Result<()> {
     let partition = Partition::start(endpoint.clone())?;
     let a_store = format!("etcd://127.0.0.1:{}", partition.port);
     let (a, b) = two_hosts(&format!("etcd://{endpoint}"), &a_store)?;
-    let leader = holder(&b)?;
+    let leader = b.leader()?;
     assert!(a.log().contains(&leader), "the first host leads: {leader}");
     let _node = SimulatedNode::start(b.kubeconfig());
     let (a_from, b_from) = (a.log().len(), b.log().len());
 
     partition.set(true);
-    eventually(Duration::from_secs(30), || {
-        let now = holder(&b)?;
-        Ok(!now.is_empty() && now != leader)
-    })?;
+    b.new_leader(&leader, Duration::from_secs(30))?;
     let stopped = "no longer leading";
     let started = "leading: the controllers";
     eventually(Duration::from_secs(10), || {
@@ -392,7 +365,7 @@ fn a_leader_cut_off_from_etcd_stops_before_another_starts() -> Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(count(&b, "replicasets", "app=after")?, 1);
     assert_eq!(count(&b, "pods", "app=after")?, 5);
-    assert_eq!(holder(&a)?, holder(&b)?);
-    assert_ne!(holder(&b)?, leader, "the healed host took the lease back");
+    assert_eq!(a.leader()?, b.leader()?);
+    assert_ne!(b.leader()?, leader, "the healed host took the lease back");
     Ok(())
 }
