@@ -1,4 +1,4 @@
-//! `wasmkube plugin new|build|install|promote|discard|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API (or as a controller's shadow version, then promoted or discarded), show the plugins with their health and their log lines, and those built into the binary.
+//! `wasmkube plugin new|build|install|promote|discard|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API (or as a controller's shadow version, then promoted or discarded), show the plugins with their health and their log lines, and those built into the binary; `plugin compile`, hidden, is the server's child compiler.
 
 mod component;
 mod grant;
@@ -108,6 +108,10 @@ pub enum PluginCommand {
         #[arg(long, value_name = "DIR")]
         plugin_cache: PathBuf,
     },
+    /// Compiles the component on stdin into the plugin cache DIR: the server's compiler, run as
+    /// a child process so that the compiler's memory is never the server's.
+    #[command(hide = true)]
+    Compile { plugin_cache: PathBuf },
 }
 
 /// `--kind`.
@@ -291,6 +295,22 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("compiling {}", b.name))?;
                 println!("{:<16} {:>6} ms", b.name, began.elapsed().as_millis());
             }
+            Ok(())
+        }
+        PluginCommand::Compile { plugin_cache } => {
+            // No larger than a Plugin's module may be stored.
+            let limit = wasmkube_model::validation::MAX_MODULE_CHUNKS
+                .saturating_mul(module::CHUNK_BYTES as u64);
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::io::stdin(), limit.saturating_add(1)),
+                &mut bytes,
+            )
+            .context("reading the component from stdin")?;
+            if bytes.len() as u64 > limit {
+                bail!("the component on stdin is over {limit} bytes");
+            }
+            wasmkube_runtime::Runtime::new(&plugin_cache)?.load(&bytes)?;
             Ok(())
         }
         PluginCommand::Builtins => {
