@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine};
 
 use crate::bindings::scheduler_world::SchedulerPluginPre;
 use crate::bindings::{ControllerPlugin, ControllerPluginPre};
+use crate::compiler::Compiler;
 use crate::host::StoreData;
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -58,6 +59,7 @@ pub struct Runtime {
     /// bytes compile once (compilation uses every core anyway).
     loading: Mutex<()>,
     compilations: AtomicU64,
+    compiler: Compiler,
 }
 
 /// What a runtime and its modules share: the engine and the ticker that drives its epoch, which
@@ -189,7 +191,14 @@ impl Runtime {
             modules: Mutex::new(HashMap::new()),
             loading: Mutex::new(()),
             compilations: AtomicU64::new(0),
+            compiler: Compiler::InProcess,
         })
+    }
+
+    /// Compiles what the cache lacks with `compiler` instead of in this process.
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
     }
 
     /// Validates, compiles (or finds in the cache) and pre-links a plugin component.
@@ -253,31 +262,9 @@ impl Runtime {
             }
         }
 
-        let artifact = engine
-            .precompile_component(bytes)
-            .map_err(|e| RuntimeError::Invalid(format!("{e:#}")))?;
+        self.compiler
+            .compile(engine, &self.cache_dir, &path, bytes)?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        let cache_err = |source| RuntimeError::Cache {
-            path: path.clone(),
-            source,
-        };
-        let tmp = self
-            .cache_dir
-            .join(format!("{digest}.cwasm.{}.tmp", std::process::id()));
-        let write = |tmp: &std::path::Path| {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(tmp)?;
-            file.write_all(&artifact)?;
-            file.sync_all()
-        };
-        write(&tmp).map_err(cache_err)?;
-        std::fs::rename(&tmp, &path).map_err(cache_err)?;
         deserialize(engine, &path).map_err(|e| RuntimeError::Invalid(format!("{e:#}")))
     }
 

@@ -8,6 +8,7 @@
 //! `docs/runtime.md`.
 
 mod bindings;
+mod compiler;
 mod engine;
 mod guest;
 mod host;
@@ -19,6 +20,7 @@ pub use bindings::{
     ApiError, Capabilities, CycleConfig, Delta, EventType, Failure, Gvr, LogLevel, NodeScore,
     ObjectKey, Outcome, PatchType, PluginConfig, Propagation, Registration, Verdict,
 };
+pub use compiler::Compiler;
 pub use engine::{EPOCH_TICK, Module, Runtime, RuntimeError, World};
 pub use guest::{CallError, Instance, LATENCY_BUCKETS, Limits, Stats};
 pub use host::{EVENT_MESSAGE_BYTES, EVENT_REASON_BYTES, HostApi, LOG_LINE_BYTES};

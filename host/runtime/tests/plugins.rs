@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wasmkube_runtime::{
-    ApiError, CallError, ControllerInstance, EventType, Gvr, HostApi, Limits, LogLevel, ObjectKey,
-    Outcome, PatchType, Propagation, Runtime, RuntimeError,
+    ApiError, CallError, Compiler, ControllerInstance, EventType, Gvr, HostApi, Limits, LogLevel,
+    ObjectKey, Outcome, PatchType, Propagation, Runtime, RuntimeError,
 };
 
 /// The workspace's target dir: `CARGO_TARGET_DIR` when set, else `<workspace>/target`.
@@ -413,6 +413,66 @@ async fn compiled_plugins_are_cached_in_memory_and_on_disk() {
     let third = Runtime::new(dir.path()).expect("runtime");
     third.load(&bytes).expect("load past a damaged cache file");
     assert_eq!(third.compilations(), 1);
+}
+
+/// A child compiler that copies `artifact` into the cache directory it is given (its `$0`).
+fn copying_compiler(script: &str) -> Compiler {
+    Compiler::Child {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+    }
+}
+
+#[tokio::test]
+async fn a_child_compiler_fills_the_cache_or_says_why_not() {
+    let bytes = plugin("test_echo");
+    let compiled = tempfile::tempdir().expect("tempdir");
+    let digest = Runtime::new(compiled.path())
+        .expect("runtime")
+        .load(&bytes)
+        .expect("compile in process")
+        .digest()
+        .to_string();
+    let artifact = compiled.path().join(format!("{digest}.cwasm"));
+
+    // The child reads the component and leaves its artifact in the cache: loaded from there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "test \"$(wc -c)\" -eq {} && cp {} \"$0\"/",
+        bytes.len(),
+        artifact.display()
+    );
+    let runtime = Runtime::new(dir.path())
+        .expect("runtime")
+        .with_compiler(copying_compiler(&script));
+    let module = runtime.load(&bytes).expect("load through the child");
+    assert_eq!(module.digest(), digest);
+    assert_eq!(runtime.compilations(), 1);
+    let host = Arc::new(FakeHost::default());
+    let mut echo = ControllerInstance::new(&module, host, Limits::default())
+        .await
+        .expect("instance");
+    assert!(echo.reconcile(key("default", "web")).await.is_ok());
+
+    // A child that fails: its last line of stderr is the reason.
+    let failing = Runtime::new(dir.path().join("failing"))
+        .expect("runtime")
+        .with_compiler(copying_compiler(
+            "cat >/dev/null; echo 'Error: no good' >&2; exit 3",
+        ));
+    match failing.load(&bytes) {
+        Err(RuntimeError::Invalid(reason)) => assert!(reason.contains("no good"), "{reason}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    // A child that exits 0 without an artifact.
+    let idle = Runtime::new(dir.path().join("idle"))
+        .expect("runtime")
+        .with_compiler(copying_compiler("cat >/dev/null"));
+    match idle.load(&bytes) {
+        Err(RuntimeError::Invalid(reason)) => assert!(reason.contains("left no"), "{reason}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(failing.compilations() + idle.compilations(), 0);
 }
 
 #[tokio::test]

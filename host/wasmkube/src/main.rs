@@ -9,6 +9,8 @@ mod cluster_certs;
 mod control_plane;
 mod election;
 mod etcd_tls;
+#[cfg(feature = "heap-profile")]
+mod heap_profile;
 mod kubeconfig_cli;
 mod node;
 mod plugin_cli;
@@ -90,6 +92,8 @@ fn main() -> anyhow::Result<()> {
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()?;
     let result = runtime.block_on(async {
+        #[cfg(feature = "heap-profile")]
+        heap_profile::spawn();
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Node(args) => node::run_node(args).await,

@@ -1,4 +1,4 @@
-//! `wasmkube plugin new|build|install|promote|discard|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API (or as a controller's shadow version, then promoted or discarded), show the plugins with their health and their log lines, and those built into the binary.
+//! `wasmkube plugin new|build|install|promote|discard|list|logs|builtins`: start and build a plugin project, upload a `.wasm` as a Plugin through the API (or as a controller's shadow version, then promoted or discarded), show the plugins with their health and their log lines, and those built into the binary; `plugin compile`, hidden, is the server's child compiler.
 
 mod component;
 mod grant;
@@ -108,6 +108,10 @@ pub enum PluginCommand {
         #[arg(long, value_name = "DIR")]
         plugin_cache: PathBuf,
     },
+    /// Compiles the component on stdin into the plugin cache DIR: the server's compiler, run as
+    /// a child process so that the compiler's memory is never the server's.
+    #[command(hide = true)]
+    Compile { plugin_cache: PathBuf },
 }
 
 /// `--kind`.
@@ -293,6 +297,22 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        PluginCommand::Compile { plugin_cache } => {
+            // No larger than a Plugin's module may be stored.
+            let limit = wasmkube_model::validation::MAX_MODULE_CHUNKS
+                .saturating_mul(module::CHUNK_BYTES as u64);
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::io::stdin(), limit.saturating_add(1)),
+                &mut bytes,
+            )
+            .context("reading the component from stdin")?;
+            if bytes.len() as u64 > limit {
+                bail!("the component on stdin is over {limit} bytes");
+            }
+            wasmkube_runtime::Runtime::new(&plugin_cache)?.load(&bytes)?;
+            Ok(())
+        }
         PluginCommand::Builtins => {
             println!(
                 "{:<16} {:<10} {:<14} {:>9}",
@@ -310,6 +330,15 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The compiler a long-running server hands its runtime: this executable's `plugin compile`, so
+/// that cranelift's compile contexts and threads never stay in the server (docs/runtime.md).
+pub fn compiler() -> anyhow::Result<wasmkube_runtime::Compiler> {
+    Ok(wasmkube_runtime::Compiler::Child {
+        program: std::env::current_exe().context("finding this executable")?,
+        args: vec!["plugin".into(), "compile".into()],
+    })
 }
 
 /// Stores the PluginModule chunks of the component `bytes` (chunks already stored are kept).

@@ -244,7 +244,7 @@ async fn install_plugins(
         .plugin_cache
         .clone()
         .unwrap_or_else(|| args.data_dir.join("plugin-cache"));
-    let runtime = Arc::new(Runtime::new(cache)?);
+    let runtime = Arc::new(Runtime::new(cache)?.with_compiler(crate::plugin_cli::compiler()?));
     for file in &args.plugins {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let name = plugin_name(file);

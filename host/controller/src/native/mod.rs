@@ -94,29 +94,9 @@ async fn until(deadline: Option<tokio::time::Instant>) {
 async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
     let store = server.objects.store().clone();
     let revision = store.revision().await?;
-    let all = store
-        .range(Range {
-            prefix: ROOT.into(),
-            start: None,
-            limit: 0,
-            revision,
-        })
-        .await?;
     let mut graph = Graph::default();
     let mut nodes = Nodes::new(&server.cluster);
-    let mut objects = Vec::new();
-    for kv in &all.kvs {
-        // Allocation claims (`/registry/ranges/…`) live beside the objects and are not objects.
-        let Ok(obj) = decode(kv) else { continue };
-        let r = ObjectRef::of(&kv.key, &obj);
-        graph.insert(&r, &obj);
-        nodes.observe(&kv.key, &obj, false);
-        objects.push((r, obj));
-    }
-    nodes.act(server).await;
-    for (r, obj) in &objects {
-        settle(server, &graph, r, obj).await;
-    }
+    settle_all(server, revision, &mut graph, &mut nodes).await?;
     let mut watch = store
         .watch(ROOT, revision + 1, Duration::from_secs(60))
         .await?;
@@ -163,6 +143,41 @@ async fn run(server: &Arc<Server>) -> Result<(), ApiError> {
             }
         }
         nodes.act(server).await;
+    }
+    Ok(())
+}
+
+/// Reads every object at `revision` into the graph and the node controllers, then settles each.
+/// The objects are dropped when it returns, not kept for the life of the watch: they are the
+/// whole store's values (the plugins' module chunks among them, megabytes).
+async fn settle_all(
+    server: &Arc<Server>,
+    revision: i64,
+    graph: &mut Graph,
+    nodes: &mut Nodes,
+) -> Result<(), ApiError> {
+    let all = server
+        .objects
+        .store()
+        .range(Range {
+            prefix: ROOT.into(),
+            start: None,
+            limit: 0,
+            revision,
+        })
+        .await?;
+    let mut objects = Vec::new();
+    for kv in &all.kvs {
+        // Allocation claims (`/registry/ranges/…`) live beside the objects and are not objects.
+        let Ok(obj) = decode(kv) else { continue };
+        let r = ObjectRef::of(&kv.key, &obj);
+        graph.insert(&r, &obj);
+        nodes.observe(&kv.key, &obj, false);
+        objects.push((r, obj));
+    }
+    nodes.act(server).await;
+    for (r, obj) in &objects {
+        settle(server, graph, r, obj).await;
     }
     Ok(())
 }

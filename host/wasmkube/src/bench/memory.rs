@@ -34,14 +34,22 @@ pub struct MemoryArgs {
     /// The image archive imported first.
     #[arg(long, default_value = "target/images/busybox.tar")]
     image: PathBuf,
+    /// Write a jemalloc heap profile of `wasmkube up` into this directory at each sample (a
+    /// binary built with `--features heap-profile`; profiling adds its own memory to the figures).
+    #[arg(long)]
+    heap_profile: Option<PathBuf>,
 }
 
-/// Resident memory of a process in KiB: all of it, anonymous and file-backed.
+/// jemalloc's profiler on, one sample per 64 KiB allocated on average.
+const PROFILE_CONF: &str = "prof:true,lg_prof_sample:16";
+
+/// Resident memory of a process in KiB: all of it, anonymous and file-backed; and its threads.
 #[derive(Clone, Copy)]
 struct Rss {
     total: u64,
     anon: u64,
     file: u64,
+    threads: u64,
 }
 
 impl Rss {
@@ -51,18 +59,32 @@ impl Rss {
             total: status_kb(&status, "VmRSS")?,
             anon: status_kb(&status, "RssAnon")?,
             file: status_kb(&status, "RssFile")? + status_kb(&status, "RssShmem")?,
+            // A count, not KiB, but the line reads the same way.
+            threads: status_kb(&status, "Threads")?,
         })
     }
 }
 
-/// Idles `seconds`, then samples; returns the sample and the peak total seen each second.
-async fn idle(pid: u32, seconds: u64) -> anyhow::Result<(Rss, u64)> {
+/// Idles `seconds`, then samples; returns the sample and the peak total seen each second. With
+/// `--heap-profile`, asks the process for a heap profile (SIGUSR2) after sampling.
+async fn idle(args: &MemoryArgs, pid: u32) -> anyhow::Result<(Rss, u64)> {
     let mut peak = 0;
-    for _ in 0..seconds {
+    for _ in 0..args.idle_seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
         peak = peak.max(Rss::of(pid)?.total);
     }
     let rss = Rss::of(pid)?;
+    if args.heap_profile.is_some() {
+        let status = tokio::process::Command::new("kill")
+            .args(["-USR2", &pid.to_string()])
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("kill -USR2 {pid}: {status}");
+        }
+        // The profile is written by the process's runtime; give it a moment before moving on.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     Ok((rss, peak.max(rss.total)))
 }
 
@@ -143,7 +165,8 @@ fn start_up(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Process> {
         .create(true)
         .append(true)
         .open(dir.join("up.log"))?;
-    let child = wasmkube()?
+    let mut child = wasmkube()?;
+    child
         .args(["up", "--port", &args.port.to_string()])
         .args(["--cluster-cidr", POD_NETWORK, "--pod-network", POD_NETWORK])
         .args(["--node-name", NODE, "--bridge", BRIDGE, "--agent-port", "0"])
@@ -158,9 +181,13 @@ fn start_up(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Process> {
         .env("NO_COLOR", "1")
         .env("RUST_LIB_BACKTRACE", "0")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting wasmkube up")?;
+        .stderr(log);
+    if let Some(profiles) = &args.heap_profile {
+        child
+            .env("_RJEM_MALLOC_CONF", PROFILE_CONF)
+            .env("WASMKUBE_HEAP_PROFILE_DIR", profiles);
+    }
+    let child = child.spawn().context("starting wasmkube up")?;
     Ok(Process(child))
 }
 
@@ -180,11 +207,11 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
     let started = Instant::now();
     wait_ready(&api, "").await?;
     let ready_after = started.elapsed();
-    let (idle_rss, idle_peak) = idle(pid, args.idle_seconds).await?;
+    let (idle_rss, idle_peak) = idle(args, pid).await?;
 
     let names: Vec<String> = (0..args.pods).map(|i| format!("mem-{i:03}")).collect();
     start_pods(&api, None, &names, true).await?;
-    let (pods_rss, pods_peak) = idle(pid, args.idle_seconds).await?;
+    let (pods_rss, pods_peak) = idle(args, pid).await?;
     delete_pods(&api, &names).await?;
     wait_no_containers(&containerd).await?;
     let after_rss = Rss::of(pid)?;
@@ -197,17 +224,18 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
     let restart_pid = up.0.id();
     wait_served(&api, &mut up).await?;
     wait_ready(&api, &restarted).await?;
-    let (restart_rss, restart_peak) = idle(restart_pid, args.idle_seconds).await?;
+    let (restart_rss, restart_peak) = idle(args, restart_pid).await?;
     drop(up);
 
     let mb = |kb: u64| kb as f64 / 1024.0;
     let row = |label: &str, r: Rss, peak: u64| {
         println!(
-            "  {label:<18} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            "  {label:<18} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8}",
             mb(r.total),
             mb(r.anon),
             mb(r.file),
-            mb(peak)
+            mb(peak),
+            r.threads
         );
     };
     println!(
@@ -216,8 +244,8 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
         args.idle_seconds
     );
     println!(
-        "  {:<18} {:>8} {:>8} {:>8} {:>8}",
-        "", "RSS", "anon", "file", "peak"
+        "  {:<18} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "RSS", "anon", "file", "peak", "threads"
     );
     row("idle", idle_rss, idle_peak);
     row(&format!("{} pods running", args.pods), pods_rss, pods_peak);
@@ -230,7 +258,9 @@ async fn measure(args: &MemoryArgs, dir: &Path) -> anyhow::Result<Value> {
         "rss_file_100_pods_mb": mb(pods_rss.file), "rss_100_pods_peak_mb": mb(pods_peak),
         "rss_after_delete_mb": mb(after_rss.total), "ready_secs": ready_after.as_secs_f64(),
         "rss_restart_idle_mb": mb(restart_rss.total), "rss_anon_restart_idle_mb": mb(restart_rss.anon),
-        "rss_file_restart_idle_mb": mb(restart_rss.file), "rss_restart_idle_peak_mb": mb(restart_peak)});
+        "rss_file_restart_idle_mb": mb(restart_rss.file), "rss_restart_idle_peak_mb": mb(restart_peak),
+        "threads_idle": idle_rss.threads, "threads_100_pods": pods_rss.threads,
+        "threads_restart_idle": restart_rss.threads});
     Ok(figures)
 }
 
@@ -241,6 +271,13 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
     let network = PodNetwork::new(BRIDGE);
     let result = measure(&args, dir.path()).await;
     drop(network);
+    if let Some(profiles) = &args.heap_profile {
+        // Its lines say what each profile's jemalloc totals were.
+        let kept = profiles.join("up.log");
+        if let Err(error) = std::fs::copy(dir.path().join("up.log"), &kept) {
+            eprintln!("memory: up.log not kept as {}: {error}", kept.display());
+        }
+    }
     match result {
         Ok(figures) => {
             println!("{figures}");
