@@ -224,7 +224,7 @@ struct Agent {
 impl Agent {
     /// Joins `servers` (URLs, in order) as node [`NODE`] with a bootstrap token of `c`.
     fn join(c: &Cluster, servers: &[String]) -> Result<Agent> {
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).output();
+        wasmkube_e2e::remove_bridge(BRIDGE);
         let join = c.join_flags()?;
         let dir = c.dir.path().join("agent");
         let log = c.dir.path().join("agent.log");
@@ -256,11 +256,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let table = format!("wasmkube-{BRIDGE}");
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &table])
-            .output();
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).output();
+        wasmkube_e2e::remove_bridge(BRIDGE);
     }
 }
 

@@ -117,11 +117,7 @@ impl Cluster {
         }
         // A bridge left by an earlier run would hold the same pod subnet, its proxy table the
         // same Services' rules.
-        let _ = Command::new("ip").args(["link", "delete", bridge]).output();
-        let table = format!("wasmkube-{bridge}");
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &table])
-            .output();
+        remove_bridge(bridge);
         let service_cidr = service_cidr(pod_network)?;
         let mut args = vec![
             "--node-name",
@@ -417,13 +413,20 @@ impl Drop for Cluster {
         // A stopped agent keeps its rules and bridge (as kube-proxy and CNI do); a test's are of
         // no further use.
         if let Some(bridge) = &self.bridge {
-            let table = format!("wasmkube-{bridge}");
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", &table])
-                .output();
-            let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+            remove_bridge(bridge);
         }
     }
+}
+
+/// Deletes a node agent's pod bridge and its service proxy's nftables table (`wasmkube-BRIDGE`),
+/// if they exist: left by an earlier run, the bridge's subnet route would shadow the next
+/// cluster's and the table would hold its Services' rules.
+pub fn remove_bridge(bridge: &str) {
+    let table = format!("wasmkube-{bridge}");
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &table])
+        .output();
+    let _ = Command::new("ip").args(["link", "delete", bridge]).output();
 }
 
 /// The service range of a test cluster on the pod network `10.X.0.0/16`: `10.(X-100).0.0/16`,

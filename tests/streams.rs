@@ -485,9 +485,7 @@ impl JoinedAgent {
 
     /// Runs `wasmkube ARGS` with the agent flags of [`JOINED`] and its state in `dir`.
     fn run(mut args: Vec<String>, dir: &std::path::Path) -> Result<JoinedAgent> {
-        let _ = Command::new("ip")
-            .args(["link", "delete", JOINED_BRIDGE])
-            .output();
+        wasmkube_e2e::remove_bridge(JOINED_BRIDGE);
         let service_cidr = wasmkube_e2e::service_cidr(JOINED_NETWORK)?;
         let dir = |sub: &str| dir.join(sub).display().to_string();
         args.extend(
@@ -547,13 +545,7 @@ impl JoinedAgent {
 impl Drop for JoinedAgent {
     fn drop(&mut self) {
         self.stop();
-        let _ = Command::new("ip")
-            .args(["link", "delete", JOINED_BRIDGE])
-            .output();
-        let table = format!("wasmkube-{JOINED_BRIDGE}");
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &table])
-            .output();
+        wasmkube_e2e::remove_bridge(JOINED_BRIDGE);
     }
 }
 
